@@ -1,0 +1,280 @@
+//! Commands (writes), their outcomes, and queries (reads): the one vocabulary that the api, the
+//! node and the tests share. Only the edges translate it to HTTP and JSON.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{shard_of, EventId, GroupId, HoldId, OrderId, RequestId, UserId, VenueId};
+use crate::model::*;
+
+/// One entry of a group's Raft log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// Stamped by the leader when it proposes the entry; apply uses
+    /// `max(time_ms, last applied time)` and never reads a clock.
+    pub time_ms: i64,
+    /// Present on client commands: a retry with the same id gets the first outcome back.
+    pub request_id: Option<RequestId>,
+    /// Hash of what the client asked for; the same request id with another fingerprint is refused
+    /// as `IdempotencyKeyReused`.
+    pub fingerprint: u64,
+    pub command: Command,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Selection {
+    /// Seat ids `SECTION-ROW-NUMBER` of seated sections.
+    Seats(Vec<String>),
+    /// A quantity of a general-admission section.
+    General { section: String, quantity: u32 },
+}
+
+impl Selection {
+    pub fn count(&self) -> u32 {
+        match self {
+            Selection::Seats(seats) => seats.len() as u32,
+            Selection::General { quantity, .. } => *quantity,
+        }
+    }
+}
+
+/// Who acts: a user, and whether the token carries the admin role.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub user: UserId,
+    pub admin: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    // Meta group.
+    CreateVenue(Venue),
+
+    // Event shards.
+    CreateEvent(EventSpec),
+    UpdateEvent {
+        event_id: EventId,
+        patch: EventPatch,
+    },
+    Hold {
+        event_id: EventId,
+        user: UserId,
+        selection: Selection,
+        ttl_ms: i64,
+    },
+    ReleaseHold {
+        hold_id: HoldId,
+        user: UserId,
+    },
+    Checkout {
+        hold_id: HoldId,
+        user: UserId,
+    },
+    /// The payment provider's answer for a pending order.
+    PaymentResult {
+        order_id: OrderId,
+        approved: bool,
+        reference: String,
+    },
+    CancelOrder {
+        order_id: OrderId,
+        actor: Actor,
+    },
+    /// Proposed periodically by each shard's leader: expires due holds and unpaid orders, so their
+    /// changes reach the feed even when no other command arrives.
+    Expire,
+}
+
+impl Command {
+    /// The event whose shard owns this command, or `None` for a meta command.
+    pub fn event_id(&self) -> Option<&EventId> {
+        match self {
+            Command::CreateVenue(_) | Command::Expire => None,
+            Command::CreateEvent(spec) => Some(&spec.event_id),
+            Command::UpdateEvent { event_id, .. } | Command::Hold { event_id, .. } => Some(event_id),
+            Command::ReleaseHold { hold_id, .. } | Command::Checkout { hold_id, .. } => Some(&hold_id.event_id),
+            Command::PaymentResult { order_id, .. } | Command::CancelOrder { order_id, .. } => Some(&order_id.event_id),
+        }
+    }
+
+    /// The group a client command goes to. `Expire` is proposed by each shard to itself.
+    pub fn group(&self, shard_count: u32) -> GroupId {
+        match self.event_id() {
+            Some(event) => GroupId::shard(shard_of(event, shard_count)),
+            None => GroupId::META,
+        }
+    }
+
+    /// Short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::CreateVenue(_) => "create_venue",
+            Command::CreateEvent(_) => "create_event",
+            Command::UpdateEvent { .. } => "update_event",
+            Command::Hold { .. } => "hold",
+            Command::ReleaseHold { .. } => "release_hold",
+            Command::Checkout { .. } => "checkout",
+            Command::PaymentResult { .. } => "payment_result",
+            Command::CancelOrder { .. } => "cancel_order",
+            Command::Expire => "expire",
+        }
+    }
+}
+
+/// What applying a command produced. Business refusals are outcomes, not errors: they are
+/// deterministic, replicated and remembered for retries like any other result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Blank and membership entries, and commands with nothing to report.
+    Done,
+    Venue(Venue),
+    Event(Box<EventView>),
+    Hold(HoldView),
+    Order(OrderView),
+    Expired {
+        holds: u32,
+        orders: u32,
+    },
+    Refused(Refusal),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Refusal {
+    /// An id that does not exist, or belongs to another user.
+    NotFound {
+        what: String,
+    },
+    /// Input that passed the api's checks but not apply's.
+    Invalid {
+        detail: String,
+    },
+    /// The same id already exists (a create with a colliding id).
+    Conflict {
+        detail: String,
+    },
+    SeatsUnavailable {
+        seats: Vec<String>,
+    },
+    SoldOut {
+        section: String,
+        available: u32,
+    },
+    LimitExceeded {
+        limit: u32,
+        current: u32,
+        requested: u32,
+    },
+    NotOnSale {
+        on_sale_at_ms: i64,
+        starts_at_ms: i64,
+    },
+    HoldExpired,
+    HoldNotActive {
+        status: HoldStatus,
+    },
+    OrderNotCancellable {
+        status: OrderStatus,
+        reason: String,
+    },
+    IdempotencyKeyReused,
+    /// A command sent to a group that does not own it.
+    WrongGroup,
+}
+
+impl Refusal {
+    pub fn not_found(what: impl Into<String>) -> Refusal {
+        Refusal::NotFound { what: what.into() }
+    }
+}
+
+/// Which change records a feed read continues from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedPosition {
+    pub after_index: u64,
+}
+
+/// A committed change to an event, in log order. Several records may share one log index.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub index: u64,
+    pub time_ms: i64,
+    pub event_id: EventId,
+    pub kind: ChangeKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ChangeKind {
+    /// Created or updated: consumers re-read the event.
+    Event,
+    /// These seats now have this status.
+    Seats { seats: Vec<String>, status: SeatStatus },
+    /// The counts of a general-admission section changed.
+    General { section: String, available: u32, held: u32, sold: u32 },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Query {
+    Venue(VenueId),
+    Event(EventId),
+    Seats(EventId),
+    /// Events with `from_ms <= starts_at < to_ms`, soonest first, after the cursor.
+    Events {
+        from_ms: i64,
+        to_ms: i64,
+        after: Option<(i64, EventId)>,
+        limit: usize,
+    },
+    Hold {
+        hold_id: HoldId,
+        user: UserId,
+    },
+    Order {
+        order_id: OrderId,
+        actor: Actor,
+    },
+    /// A user's orders, newest first, after the cursor `(created_at_ms, order id)`.
+    UserOrders {
+        user: UserId,
+        before: Option<(i64, OrderId)>,
+        limit: usize,
+    },
+    /// A user's tickets, newest order first, after the cursor `(created_at_ms, order id, ticket n)`.
+    UserTickets {
+        user: UserId,
+        before: Option<(i64, OrderId, u32)>,
+        limit: usize,
+    },
+    /// Change records with `index > after_index`, oldest first.
+    Changes {
+        after_index: u64,
+        limit: usize,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Answer {
+    Venue(Option<Venue>),
+    Event(Option<Box<EventView>>),
+    Seats(Option<SeatMap>),
+    Events(Vec<EventSummary>),
+    Hold(Option<HoldView>),
+    Order(Option<OrderView>),
+    Orders(Vec<OrderView>),
+    /// Tickets with the creation time of their order, for the cursor.
+    Tickets(Vec<(i64, TicketView)>),
+    Changes(ChangesPage),
+    /// The query does not belong to this group.
+    WrongGroup,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ChangesPage {
+    Records {
+        changes: Vec<Change>,
+        last_index: u64,
+    },
+    /// Records after `after_index` are no longer retained: re-read the shard in full.
+    Compacted {
+        oldest_retained_index: u64,
+        last_index: u64,
+    },
+}

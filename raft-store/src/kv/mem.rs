@@ -1,0 +1,184 @@
+//! The in-memory twin of the sled backend, with crash semantics: `crash()` returns the store a
+//! restarted process would find, holding only what was flushed.
+//!
+//! Flushes complete at once by default. In `deferred` mode they complete only when
+//! `complete_flushes` is called, so a test can acknowledge nothing yet and crash.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::{Batch, FlushDone, FlushStats, Kv, KvResult, KvTree};
+
+type Tree = BTreeMap<Vec<u8>, Vec<u8>>;
+
+#[derive(Default)]
+struct State {
+    /// What reads see.
+    current: BTreeMap<String, Tree>,
+    /// What survives a crash.
+    durable: BTreeMap<String, Tree>,
+    /// Writes since the last flush, in order.
+    journal: Vec<(String, Vec<u8>, Option<Vec<u8>>)>,
+    /// In deferred mode: flush requests waiting, each with the journal length it covers.
+    pending: Vec<(usize, FlushDone)>,
+}
+
+#[derive(Default)]
+pub struct MemKv {
+    state: Arc<Mutex<State>>,
+    deferred: bool,
+    flushes: AtomicU64,
+    requests: AtomicU64,
+}
+
+impl MemKv {
+    pub fn new() -> Arc<MemKv> {
+        Arc::new(MemKv::default())
+    }
+
+    /// A store whose flushes wait for `complete_flushes`.
+    pub fn deferred() -> Arc<MemKv> {
+        Arc::new(MemKv { deferred: true, ..MemKv::default() })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock means a test already panicked; keep going to report the first failure.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The store a restarted process finds: flushed writes only. Pending flushes never complete.
+    pub fn crash(&self) -> Arc<MemKv> {
+        let state = self.lock();
+        let survivor = State { current: state.durable.clone(), durable: state.durable.clone(), ..State::default() };
+        Arc::new(MemKv { state: Arc::new(Mutex::new(survivor)), deferred: self.deferred, ..MemKv::default() })
+    }
+
+    /// Completes every pending flush (deferred mode).
+    pub fn complete_flushes(&self) {
+        let done = {
+            let mut state = self.lock();
+            let upto = state.journal.len();
+            Self::persist(&mut state, upto);
+            std::mem::take(&mut state.pending)
+        };
+        for (_, d) in done {
+            d(Ok(()));
+        }
+    }
+
+    fn persist(state: &mut State, upto: usize) {
+        let State { durable, journal, .. } = state;
+        for (tree, key, value) in journal.drain(..upto) {
+            let t = durable.entry(tree).or_default();
+            match value {
+                Some(v) => t.insert(key, v),
+                None => t.remove(&key),
+            };
+        }
+    }
+}
+
+impl Kv for MemKv {
+    fn tree(&self, name: &str) -> KvResult<Arc<dyn KvTree>> {
+        self.lock().current.entry(name.to_owned()).or_default();
+        Ok(Arc::new(MemTree { state: self.state.clone(), name: name.to_owned() }))
+    }
+
+    fn tree_names(&self) -> KvResult<Vec<String>> {
+        Ok(self.lock().current.keys().cloned().collect())
+    }
+
+    fn flush(&self, done: FlushDone) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut state = self.lock();
+            if self.deferred {
+                let upto = state.journal.len();
+                state.pending.push((upto, done));
+                return;
+            }
+            let upto = state.journal.len();
+            Self::persist(&mut state, upto);
+        }
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        done(Ok(()));
+    }
+
+    fn flush_stats(&self) -> FlushStats {
+        FlushStats { flushes: self.flushes.load(Ordering::Relaxed), requests: self.requests.load(Ordering::Relaxed) }
+    }
+}
+
+struct MemTree {
+    state: Arc<Mutex<State>>,
+    name: String,
+}
+
+impl MemTree {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl KvTree for MemTree {
+    fn get(&self, key: &[u8]) -> KvResult<Option<Vec<u8>>> {
+        Ok(self.lock().current.get(&self.name).and_then(|t| t.get(key)).cloned())
+    }
+
+    fn write(&self, batch: Batch) -> KvResult<()> {
+        let mut state = self.lock();
+        for (key, value) in batch.ops {
+            let tree = state.current.entry(self.name.clone()).or_default();
+            match &value {
+                Some(v) => tree.insert(key.clone(), v.clone()),
+                None => tree.remove(&key),
+            };
+            state.journal.push((self.name.clone(), key, value));
+        }
+        Ok(())
+    }
+
+    fn scan(&self, from: &[u8], to: &[u8], limit: usize) -> KvResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let state = self.lock();
+        let Some(tree) = state.current.get(&self.name) else { return Ok(Vec::new()) };
+        Ok(tree.range(from.to_vec()..to.to_vec()).take(limit).map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+
+    fn last(&self, from: &[u8], to: &[u8]) -> KvResult<Option<(Vec<u8>, Vec<u8>)>> {
+        if from >= to {
+            return Ok(None);
+        }
+        let state = self.lock();
+        let Some(tree) = state.current.get(&self.name) else { return Ok(None) };
+        Ok(tree.range(from.to_vec()..to.to_vec()).next_back().map(|(k, v)| (k.clone(), v.clone())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crash_keeps_flushed_writes_only() {
+        let kv = MemKv::deferred();
+        let tree = kv.tree("t").unwrap();
+        let mut b = Batch::default();
+        b.put(b"a".to_vec(), b"1".to_vec());
+        tree.write(b).unwrap();
+        kv.flush(Box::new(|r| r.unwrap()));
+        kv.complete_flushes();
+        let mut b = Batch::default();
+        b.put(b"b".to_vec(), b"2".to_vec());
+        tree.write(b).unwrap();
+        assert_eq!(tree.get(b"b").unwrap(), Some(b"2".to_vec()), "visible before flush");
+
+        let restarted = kv.crash();
+        let tree = restarted.tree("t").unwrap();
+        assert_eq!(tree.get(b"a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(tree.get(b"b").unwrap(), None, "unflushed write lost");
+    }
+}

@@ -1,0 +1,34 @@
+//! The booking state machine and its openraft storage.
+//!
+//! - [`Machine`] applies [`Request`]s deterministically: no clock, no randomness, no I/O.
+//! - [`LogStore`] and [`StateMachineStore`] give openraft a durable log, vote and snapshots on any
+//!   [`Kv`] backend: [`SledKv`] in production, [`MemKv`] (with crash semantics) in tests.
+
+// openraft's `StorageError` is large and is the error type its traits require.
+#![allow(clippy::result_large_err)]
+
+mod codec;
+mod command;
+mod ids;
+mod keys;
+mod kv;
+mod limits;
+mod log_store;
+mod machine;
+mod model;
+mod raft_types;
+mod sm_store;
+
+pub use codec::{decode, encode, CodecError};
+pub use command::*;
+pub use ids::*;
+pub use keys::{group_tree, NODE_IDENTITY, NODE_TREE};
+#[cfg(not(madsim))]
+pub use kv::SledKv;
+pub use kv::{flushed, Batch, FlushStats, Kv, KvError, KvResult, KvTree, MemKv};
+pub use limits::*;
+pub use log_store::LogStore;
+pub use machine::Machine;
+pub use model::*;
+pub use raft_types::*;
+pub use sm_store::{Applied, GroupState, SnapshotBuilder, StateMachineStore};

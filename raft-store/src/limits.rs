@@ -1,0 +1,37 @@
+//! Every bound the state machine enforces, in one place. Units go last in names.
+
+/// Longest name (venue, event, section, performer), in characters.
+pub const NAME_LEN_MAX: usize = 200;
+/// Longest event description, in characters.
+pub const DESCRIPTION_LEN_MAX: usize = 5_000;
+/// Longest city, country or category, in characters.
+pub const LABEL_LEN_MAX: usize = 100;
+/// Longest section or row id, in bytes (letters, digits and `_`).
+pub const SECTION_ID_LEN_MAX: usize = 32;
+pub const SECTIONS_PER_VENUE_MAX: usize = 100;
+pub const ROWS_PER_SECTION_MAX: usize = 500;
+pub const SEATS_PER_ROW_MAX: u32 = 1_000;
+/// Seats of all seated sections of one venue together.
+pub const SEATS_PER_VENUE_MAX: u32 = 200_000;
+pub const GENERAL_CAPACITY_MAX: u32 = 1_000_000;
+pub const PERFORMERS_PER_EVENT_MAX: usize = 20;
+/// Largest price of one admission, in minor units.
+pub const PRICE_AMOUNT_MAX: i64 = 100_000_000;
+
+/// Seats in one hold of a seated section.
+pub const HOLD_SEATS_MAX: usize = 20;
+/// Admissions in one hold of a general-admission section.
+pub const HOLD_QUANTITY_MAX: u32 = 20;
+pub const PER_USER_LIMIT_MAX: u32 = 100;
+pub const HOLD_TTL_MS_MIN: i64 = 100;
+pub const HOLD_TTL_MS_MAX: i64 = 24 * 3_600_000;
+/// How long an order may wait for its payment result before its seats go back on sale.
+pub const PAYMENT_TIMEOUT_MS: i64 = 10 * 60_000;
+
+/// Remembered request outcomes per group: the idempotency window is whichever bound comes first.
+pub const DEDUP_ENTRIES_MAX: usize = 200_000;
+pub const DEDUP_RETAIN_MS: i64 = 24 * 3_600_000;
+/// Change records kept per shard for the change feed; a consumer behind this re-reads a snapshot.
+pub const CHANGES_RETAINED_MAX: usize = 100_000;
+/// Items one list query returns at most.
+pub const LIST_LIMIT_MAX: usize = 100;

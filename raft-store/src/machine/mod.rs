@@ -1,0 +1,150 @@
+//! The replicated state machine of one Raft group: a pure function of (state, command, log time).
+//!
+//! Architecture invariant: nothing under this module reads a clock, draws a random number, or does
+//! I/O. Every decision comes from the state and the log entry, so every replica that applies the
+//! same log reaches the same state.
+
+mod dedup;
+mod meta;
+mod shard;
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Answer, Command, Outcome, Query, Refusal, Request};
+use crate::ids::GroupId;
+
+use dedup::Dedup;
+pub use meta::MetaState;
+pub use shard::ShardState;
+
+/// Where and when a command is applied: its log index and its effective time.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ctx {
+    pub index: u64,
+    pub now_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum GroupState {
+    Meta(MetaState),
+    Shard(ShardState),
+}
+
+/// The state of one group, with the bookkeeping every group shares: effective time, the last
+/// applied index and the idempotency table. Snapshots serialize this whole value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    group: GroupId,
+    shard_count: u32,
+    /// Never decreases, so time does not run backwards across leader changes.
+    last_time_ms: i64,
+    last_index: u64,
+    dedup: Dedup,
+    state: GroupState,
+}
+
+impl Machine {
+    pub fn new(group: GroupId, shard_count: u32) -> Machine {
+        assert!(shard_count > 0);
+        let state = if group.is_meta() {
+            GroupState::Meta(MetaState::default())
+        } else {
+            GroupState::Shard(ShardState::default())
+        };
+        Machine { group, shard_count, last_time_ms: 0, last_index: 0, dedup: Dedup::default(), state }
+    }
+
+    pub fn group(&self) -> GroupId {
+        self.group
+    }
+
+    pub fn last_index(&self) -> u64 {
+        self.last_index
+    }
+
+    pub fn last_time_ms(&self) -> i64 {
+        self.last_time_ms
+    }
+
+    /// Records that a log entry without a command (blank, membership) was applied.
+    pub fn note_index(&mut self, index: u64) {
+        debug_assert!(index > self.last_index || index == 0, "log indexes only grow");
+        self.last_index = self.last_index.max(index);
+    }
+
+    /// Applies one command at log `index`. The single entry point that changes a group's state.
+    pub fn apply(&mut self, index: u64, request: &Request) -> Outcome {
+        debug_assert!(index > self.last_index, "entry {index} applied after {}", self.last_index);
+        self.note_index(index);
+        self.last_time_ms = self.last_time_ms.max(request.time_ms);
+        let ctx = Ctx { index, now_ms: self.last_time_ms };
+
+        // Expiry comes first for every command, retries included: a hold past its time is free
+        // the moment any command sees it.
+        let expired = match &mut self.state {
+            GroupState::Shard(shard) => shard.expire_due(ctx),
+            GroupState::Meta(_) => (0, 0),
+        };
+        self.dedup.evict(ctx.now_ms);
+        if let Some(id) = request.request_id {
+            if let Some(seen) = self.dedup.get(&id) {
+                return if seen.fingerprint == request.fingerprint {
+                    seen.outcome.clone()
+                } else {
+                    Outcome::Refused(Refusal::IdempotencyKeyReused)
+                };
+            }
+        }
+
+        let outcome = match request.command {
+            Command::Expire => Outcome::Expired { holds: expired.0, orders: expired.1 },
+            _ => self.apply_command(ctx, &request.command),
+        };
+        if let Some(id) = request.request_id {
+            self.dedup.remember(id, request.fingerprint, ctx.now_ms, outcome.clone());
+        }
+        outcome
+    }
+
+    fn apply_command(&mut self, ctx: Ctx, command: &Command) -> Outcome {
+        let owner = match command {
+            Command::Expire => self.group,
+            _ => command.group(self.shard_count),
+        };
+        if owner != self.group {
+            return Outcome::Refused(Refusal::WrongGroup);
+        }
+        match &mut self.state {
+            GroupState::Meta(meta) => meta.apply(ctx, command),
+            GroupState::Shard(shard) => shard.apply(ctx, command),
+        }
+    }
+
+    /// Answers a read as of `now_ms`, the reader's clock: holds past their expiry read as expired
+    /// even before an `Expire` command compacts them.
+    pub fn query(&self, query: &Query, now_ms: i64) -> Answer {
+        match &self.state {
+            GroupState::Meta(meta) => meta.query(query),
+            GroupState::Shard(shard) => shard.query(query, now_ms, self.last_index),
+        }
+    }
+
+    /// Whether a periodic `Expire` would change anything at `now_ms`.
+    pub fn has_due_deadlines(&self, now_ms: i64) -> bool {
+        match &self.state {
+            GroupState::Meta(_) => false,
+            GroupState::Shard(shard) => shard.next_deadline_ms().is_some_and(|due| due <= now_ms),
+        }
+    }
+
+    /// Checks the invariants that must hold between commands; used by tests and simulations.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        match &self.state {
+            GroupState::Meta(_) => Ok(()),
+            GroupState::Shard(shard) => shard.check_invariants(self.last_time_ms),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

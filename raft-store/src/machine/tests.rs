@@ -1,0 +1,707 @@
+//! Unit tests of the booking rules: one test per rule and per edge case, plus a seeded random run
+//! that recounts the whole inventory after every command.
+
+use rand::{Rng, SeedableRng};
+
+use super::*;
+use crate::command::{Actor, Answer, ChangeKind, ChangesPage, Selection};
+use crate::ids::{shard_of, EventId, HoldId, OrderId, RequestId, UserId, VenueId};
+use crate::limits::{HOLD_SEATS_MAX, PAYMENT_TIMEOUT_MS};
+use crate::model::*;
+
+const SHARDS: u32 = 4;
+const TTL_MS: i64 = 600_000;
+const T0: i64 = 1_000_000;
+
+fn usd(amount: i64) -> Money {
+    Money::new(amount, Currency::USD)
+}
+
+fn user(name: &str) -> UserId {
+    UserId::parse(name).unwrap()
+}
+
+fn venue() -> Venue {
+    Venue {
+        venue_id: VenueId::from_u64(1),
+        name: "Arena".into(),
+        city: "Lisbon".into(),
+        country: "PT".into(),
+        location: GeoPoint { lat: 38.7, lon: -9.1 },
+        sections: vec![
+            Section {
+                id: "FLOOR".into(),
+                name: "Floor".into(),
+                kind: SectionKind::Seated {
+                    rows: vec![Row { id: "A".into(), seats: 10 }, Row { id: "B".into(), seats: 10 }],
+                },
+            },
+            Section { id: "LAWN".into(), name: "Lawn".into(), kind: SectionKind::General { capacity: 5 } },
+        ],
+    }
+}
+
+/// A shard machine with one event on sale from `T0` until `T0 + 1 day`.
+struct Harness {
+    m: Machine,
+    index: u64,
+    event: EventId,
+    /// Recount the whole inventory after every command (quadratic: off for long runs).
+    checking: bool,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Self::with_limit(None)
+    }
+
+    fn with_limit(per_user_limit: Option<u32>) -> Harness {
+        let event = EventId::from_u64(42);
+        let group = GroupId::shard(shard_of(&event, SHARDS));
+        let mut h = Harness { m: Machine::new(group, SHARDS), index: 0, event: event.clone(), checking: true };
+        let spec = EventSpec {
+            event_id: event,
+            name: "Concert".into(),
+            description: "A night".into(),
+            category: "music".into(),
+            performers: vec!["Band".into()],
+            venue: venue(),
+            starts_at_ms: T0 + 86_400_000,
+            on_sale_at_ms: T0,
+            prices: vec![
+                SectionPrice { section: "FLOOR".into(), price: usd(5_000) },
+                SectionPrice { section: "LAWN".into(), price: usd(2_000) },
+            ],
+            per_user_limit,
+            high_traffic: false,
+        };
+        let out = h.run(T0 - 1_000, Command::CreateEvent(spec));
+        assert!(matches!(out, Outcome::Event(_)), "{out:?}");
+        h
+    }
+
+    fn run(&mut self, time_ms: i64, command: Command) -> Outcome {
+        self.run_with(time_ms, None, 0, command)
+    }
+
+    fn run_with(&mut self, time_ms: i64, request_id: Option<RequestId>, fingerprint: u64, command: Command) -> Outcome {
+        self.index += 1;
+        let out = self.m.apply(self.index, &Request { time_ms, request_id, fingerprint, command });
+        if self.checking {
+            self.m.check_invariants().unwrap_or_else(|e| panic!("invariant broken after {out:?}: {e}"));
+        }
+        out
+    }
+
+    fn hold_seats(&mut self, time_ms: i64, who: &str, seats: &[&str]) -> Outcome {
+        let selection = Selection::Seats(seats.iter().map(|s| s.to_string()).collect());
+        self.run(time_ms, Command::Hold { event_id: self.event.clone(), user: user(who), selection, ttl_ms: TTL_MS })
+    }
+
+    fn hold_general(&mut self, time_ms: i64, who: &str, quantity: u32) -> Outcome {
+        let selection = Selection::General { section: "LAWN".into(), quantity };
+        self.run(time_ms, Command::Hold { event_id: self.event.clone(), user: user(who), selection, ttl_ms: TTL_MS })
+    }
+
+    fn checkout(&mut self, time_ms: i64, who: &str, hold: &HoldId) -> Outcome {
+        self.run(time_ms, Command::Checkout { hold_id: hold.clone(), user: user(who) })
+    }
+
+    fn pay(&mut self, time_ms: i64, order: &OrderId, approved: bool) -> Outcome {
+        self.run(time_ms, Command::PaymentResult { order_id: order.clone(), approved, reference: "ref".into() })
+    }
+
+    fn cancel(&mut self, time_ms: i64, who: &str, admin: bool, order: &OrderId) -> Outcome {
+        self.run(time_ms, Command::CancelOrder { order_id: order.clone(), actor: Actor { user: user(who), admin } })
+    }
+
+    /// Holds, checks out and pays: a confirmed order.
+    fn buy(&mut self, time_ms: i64, who: &str, seats: &[&str]) -> OrderView {
+        let hold = held(self.hold_seats(time_ms, who, seats));
+        let order = ordered(self.checkout(time_ms, who, &hold.hold_id));
+        ordered(self.pay(time_ms, &order.order_id, true))
+    }
+
+    fn seat_status(&self, now_ms: i64, seat: &str) -> SeatStatus {
+        let Answer::Seats(Some(map)) = self.m.query(&Query::Seats(self.event.clone()), now_ms) else {
+            panic!("no seat map")
+        };
+        map.seats.iter().find(|s| s.id == seat).expect("seat exists").status
+    }
+
+    fn section(&self, now_ms: i64, id: &str) -> SectionView {
+        let Answer::Event(Some(view)) = self.m.query(&Query::Event(self.event.clone()), now_ms) else {
+            panic!("no event")
+        };
+        view.sections.into_iter().find(|s| s.section == id).expect("section exists")
+    }
+}
+
+fn held(out: Outcome) -> HoldView {
+    match out {
+        Outcome::Hold(h) => h,
+        other => panic!("expected a hold, got {other:?}"),
+    }
+}
+
+fn ordered(out: Outcome) -> OrderView {
+    match out {
+        Outcome::Order(o) => o,
+        other => panic!("expected an order, got {other:?}"),
+    }
+}
+
+fn refusal(out: Outcome) -> Refusal {
+    match out {
+        Outcome::Refused(r) => r,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+// ---- Rule 1: deterministic apply, time from the log -------------------------------------------
+
+#[test]
+fn same_log_gives_same_state_and_same_bytes() {
+    let run = || {
+        let mut h = Harness::new();
+        let hold = held(h.hold_seats(T0, "u1", &["FLOOR-A-1", "FLOOR-A-2"]));
+        h.hold_general(T0 + 5, "u2", 3);
+        let order = ordered(h.checkout(T0 + 10, "u1", &hold.hold_id));
+        h.pay(T0 + 20, &order.order_id, true);
+        h.run(T0 + TTL_MS + 30, Command::Expire);
+        h.m
+    };
+    let (a, b) = (run(), run());
+    assert_eq!(a, b);
+    assert_eq!(crate::codec::encode(&a).unwrap(), crate::codec::encode(&b).unwrap());
+}
+
+#[test]
+fn time_never_runs_backwards_across_leaders() {
+    let mut h = Harness::new();
+    let first = held(h.hold_seats(T0 + 10_000, "u1", &["FLOOR-A-1"]));
+    // A new leader with a slow clock stamps an earlier time: apply keeps the later one.
+    let second = held(h.hold_seats(T0 + 5_000, "u1", &["FLOOR-A-2"]));
+    assert_eq!(second.created_at_ms, T0 + 10_000);
+    assert_eq!(second.expires_at_ms, first.expires_at_ms);
+    assert_eq!(h.m.last_time_ms(), T0 + 10_000);
+}
+
+#[test]
+fn snapshot_round_trip_preserves_everything() {
+    let mut h = Harness::new();
+    h.buy(T0, "u1", &["FLOOR-A-1"]);
+    h.hold_general(T0, "u2", 2);
+    let bytes = crate::codec::encode(&h.m).unwrap();
+    let restored: Machine = crate::codec::decode(&bytes).unwrap();
+    assert_eq!(restored, h.m);
+    restored.check_invariants().unwrap();
+}
+
+// ---- Rule 2: all-or-nothing holds ------------------------------------------------------------
+
+#[test]
+fn overlapping_hold_takes_nothing_and_names_the_taken_seats() {
+    let mut h = Harness::new();
+    held(h.hold_seats(T0, "u1", &["FLOOR-A-2", "FLOOR-A-3"]));
+    let r = refusal(h.hold_seats(T0 + 1, "u2", &["FLOOR-A-1", "FLOOR-A-2", "FLOOR-A-3", "FLOOR-A-4"]));
+    assert_eq!(r, Refusal::SeatsUnavailable { seats: vec!["FLOOR-A-2".into(), "FLOOR-A-3".into()] });
+    // Nothing of the refused hold was taken.
+    assert_eq!(h.seat_status(T0 + 1, "FLOOR-A-1"), SeatStatus::Available);
+    assert_eq!(h.seat_status(T0 + 1, "FLOOR-A-4"), SeatStatus::Available);
+    assert_eq!(h.section(T0 + 1, "FLOOR").held, 2);
+}
+
+#[test]
+fn general_admission_is_sold_by_quantity_up_to_capacity() {
+    let mut h = Harness::new();
+    let hold = held(h.hold_general(T0, "u1", 3));
+    assert_eq!((hold.section.as_deref(), hold.quantity, hold.total), (Some("LAWN"), Some(3), usd(6_000)));
+    let r = refusal(h.hold_general(T0, "u2", 3));
+    assert_eq!(r, Refusal::SoldOut { section: "LAWN".into(), available: 2 });
+    held(h.hold_general(T0, "u2", 2));
+    assert_eq!(h.section(T0, "LAWN").available, 0);
+}
+
+#[test]
+fn holds_are_priced_when_taken() {
+    let mut h = Harness::new();
+    let hold = held(h.hold_seats(T0, "u1", &["FLOOR-A-1", "FLOOR-B-1"]));
+    assert_eq!(hold.total, usd(10_000));
+    let patch = EventPatch {
+        prices: Some(vec![
+            SectionPrice { section: "FLOOR".into(), price: usd(9_000) },
+            SectionPrice { section: "LAWN".into(), price: usd(2_000) },
+        ]),
+        ..EventPatch::default()
+    };
+    assert!(matches!(h.run(T0 + 1, Command::UpdateEvent { event_id: h.event.clone(), patch }), Outcome::Event(_)));
+    let order = ordered(h.checkout(T0 + 2, "u1", &hold.hold_id));
+    assert_eq!(order.total, usd(10_000), "the price at hold time is kept");
+}
+
+#[test]
+fn unknown_seats_sections_and_bad_selections_are_refused() {
+    let mut h = Harness::new();
+    for seat in ["FLOOR-C-1", "FLOOR-A-11", "FLOOR-A-0", "NOPE-A-1", "LAWN-A-1", "FLOOR-A", "FLOOR-A-01x"] {
+        assert!(matches!(refusal(h.hold_seats(T0, "u1", &[seat])), Refusal::NotFound { .. }), "{seat}");
+    }
+    assert!(matches!(refusal(h.hold_seats(T0, "u1", &["FLOOR-A-1", "FLOOR-A-1"])), Refusal::Invalid { .. }));
+    assert!(matches!(refusal(h.hold_seats(T0, "u1", &[])), Refusal::Invalid { .. }));
+    let many: Vec<String> =
+        (1..=10).flat_map(|n| [format!("FLOOR-A-{n}"), format!("FLOOR-B-{n}")]).chain(["LAWN-A-1".into()]).collect();
+    assert!(many.len() > HOLD_SEATS_MAX);
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    assert!(matches!(refusal(h.hold_seats(T0, "u1", &many)), Refusal::Invalid { .. }));
+    assert!(matches!(refusal(h.hold_general(T0, "u1", 0)), Refusal::Invalid { .. }));
+    let seated_by_quantity = Command::Hold {
+        event_id: h.event.clone(),
+        user: user("u1"),
+        selection: Selection::General { section: "FLOOR".into(), quantity: 1 },
+        ttl_ms: TTL_MS,
+    };
+    assert!(matches!(refusal(h.run(T0, seated_by_quantity)), Refusal::Invalid { .. }));
+    let unknown_event = Command::Hold {
+        event_id: EventId::from_u64(43),
+        user: user("u1"),
+        selection: Selection::Seats(vec!["FLOOR-A-1".into()]),
+        ttl_ms: TTL_MS,
+    };
+    // Either not found here or not this shard's: never a hold.
+    assert!(matches!(h.run(T0, unknown_event), Outcome::Refused(Refusal::NotFound { .. } | Refusal::WrongGroup)));
+    assert_eq!(h.section(T0, "FLOOR").held, 0);
+}
+
+// ---- Rule 3: expiry without a cron job -------------------------------------------------------
+
+#[test]
+fn hold_is_usable_until_just_before_expiry_and_expired_exactly_at_it() {
+    let mut h = Harness::new();
+    let a = held(h.hold_seats(T0, "u1", &["FLOOR-A-1"]));
+    let b = held(h.hold_seats(T0, "u1", &["FLOOR-A-2"]));
+    assert_eq!(a.expires_at_ms, T0 + TTL_MS);
+    assert!(matches!(h.checkout(T0 + TTL_MS - 1, "u1", &a.hold_id), Outcome::Order(_)));
+    assert_eq!(refusal(h.checkout(T0 + TTL_MS, "u1", &b.hold_id)), Refusal::HoldExpired);
+}
+
+#[test]
+fn expired_seats_are_free_to_any_command_and_to_reads_before_compaction() {
+    let mut h = Harness::new();
+    held(h.hold_seats(T0, "u1", &["FLOOR-A-1"]));
+    held(h.hold_general(T0, "u1", 5));
+    let later = T0 + TTL_MS;
+    // Reads at the expiry time already show the seats free, before any command ran.
+    assert_eq!(h.seat_status(later - 1, "FLOOR-A-1"), SeatStatus::Held);
+    assert_eq!(h.seat_status(later, "FLOOR-A-1"), SeatStatus::Available);
+    assert_eq!(h.section(later, "LAWN").available, 5);
+    // A hold by someone else at that time succeeds: the old one expires first.
+    held(h.hold_seats(later, "u2", &["FLOOR-A-1"]));
+    held(h.hold_general(later, "u2", 5));
+}
+
+#[test]
+fn periodic_expire_compacts_due_holds_and_records_the_change() {
+    let mut h = Harness::new();
+    let hold = held(h.hold_seats(T0, "u1", &["FLOOR-A-1", "FLOOR-A-2"]));
+    held(h.hold_seats(T0 + 1, "u1", &["FLOOR-B-1"]));
+    let due = T0 + TTL_MS;
+    assert!(!h.m.has_due_deadlines(due - 1));
+    assert!(h.m.has_due_deadlines(due));
+    assert_eq!(h.run(due, Command::Expire), Outcome::Expired { holds: 1, orders: 0 });
+    let Answer::Hold(Some(view)) = h.m.query(&Query::Hold { hold_id: hold.hold_id, user: user("u1") }, due) else {
+        panic!()
+    };
+    assert_eq!(view.status, HoldStatus::Expired);
+    let Answer::Changes(ChangesPage::Records { changes, .. }) =
+        h.m.query(&Query::Changes { after_index: 0, limit: 100 }, 0)
+    else {
+        panic!()
+    };
+    let freed = changes
+        .iter()
+        .find(|c| matches!(&c.kind, ChangeKind::Seats { status: SeatStatus::Available, .. }))
+        .expect("a free record");
+    assert_eq!(freed.index, h.index, "recorded at the index of the expire command");
+    assert_eq!(h.run(due, Command::Expire), Outcome::Expired { holds: 0, orders: 0 });
+    assert_eq!(h.run(due + 1, Command::Expire), Outcome::Expired { holds: 1, orders: 0 });
+}
+
+#[test]
+fn unpaid_orders_give_their_seats_back_after_the_payment_timeout() {
+    let mut h = Harness::new();
+    let hold = held(h.hold_seats(T0, "u1", &["FLOOR-A-1"]));
+    let order = ordered(h.checkout(T0, "u1", &hold.hold_id));
+    assert_eq!(order.status, OrderStatus::PendingPayment);
+    assert_eq!(h.seat_status(T0 + 1, "FLOOR-A-1"), SeatStatus::Held, "held while payment is pending");
+    let due = T0 + PAYMENT_TIMEOUT_MS;
+    assert_eq!(h.run(due, Command::Expire), Outcome::Expired { holds: 0, orders: 1 });
+    assert_eq!(h.seat_status(due, "FLOOR-A-1"), SeatStatus::Available);
+    // A late approval changes nothing: the api refunds it.
+    assert_eq!(ordered(h.pay(due + 1, &order.order_id, true)).status, OrderStatus::PaymentFailed);
+}
+
+// ---- Rule 4: exactly once under retries -------------------------------------------------------
+
+#[test]
+fn retry_with_same_request_id_returns_first_outcome_and_applies_once() {
+    let mut h = Harness::new();
+    let id = Some(RequestId([7; 16]));
+    let cmd = |h: &Harness| Command::Hold {
+        event_id: h.event.clone(),
+        user: user("u1"),
+        selection: Selection::Seats(vec!["FLOOR-A-1".into()]),
+        ttl_ms: TTL_MS,
+    };
+    let first = h.run_with(T0, id, 1, cmd(&h));
+    let again = h.run_with(T0 + 1, id, 1, cmd(&h));
+    assert_eq!(first, again);
+    assert_eq!(h.section(T0 + 1, "FLOOR").held, 1, "booked once");
+    // The same id for another request is refused and changes nothing.
+    let other = h.run_with(T0 + 2, id, 2, cmd(&h));
+    assert_eq!(other, Outcome::Refused(Refusal::IdempotencyKeyReused));
+    assert_eq!(h.section(T0 + 2, "FLOOR").held, 1);
+}
+
+#[test]
+fn retry_after_expiry_returns_the_first_outcome_not_a_new_hold() {
+    let mut h = Harness::new();
+    let id = Some(RequestId([9; 16]));
+    let cmd = Command::Hold {
+        event_id: h.event.clone(),
+        user: user("u1"),
+        selection: Selection::Seats(vec!["FLOOR-A-1".into()]),
+        ttl_ms: TTL_MS,
+    };
+    let first = h.run_with(T0, id, 1, cmd.clone());
+    let retried = h.run_with(T0 + TTL_MS + 5, id, 1, cmd);
+    assert_eq!(first, retried, "the first response, even though that hold has expired");
+    assert_eq!(h.section(T0 + TTL_MS + 5, "FLOOR").held, 0, "and no second hold was made");
+}
+
+#[test]
+fn refusals_are_remembered_too() {
+    let mut h = Harness::new();
+    held(h.hold_seats(T0, "u2", &["FLOOR-A-1"]));
+    let id = Some(RequestId([3; 16]));
+    let cmd = Command::Hold {
+        event_id: h.event.clone(),
+        user: user("u1"),
+        selection: Selection::Seats(vec!["FLOOR-A-1".into()]),
+        ttl_ms: TTL_MS,
+    };
+    let first = h.run_with(T0 + 1, id, 1, cmd.clone());
+    h.run(T0 + TTL_MS, Command::Expire);
+    assert_eq!(h.run_with(T0 + TTL_MS + 1, id, 1, cmd), first, "a retry gets the first answer");
+}
+
+#[test]
+fn remembered_outcomes_are_forgotten_after_the_retention_window() {
+    let mut h = Harness::new();
+    let id = Some(RequestId([1; 16]));
+    h.run_with(T0, id, 1, Command::Expire);
+    assert_eq!(h.m.dedup.len(), 1);
+    h.run(T0 + crate::limits::DEDUP_RETAIN_MS + 1, Command::Expire);
+    assert_eq!(h.m.dedup.len(), 0);
+}
+
+// ---- Rule 5: limits are state ----------------------------------------------------------------
+
+#[test]
+fn per_user_limit_counts_holds_and_orders_and_frees_on_release_and_cancel() {
+    let mut h = Harness::with_limit(Some(4));
+    let order = h.buy(T0, "u1", &["FLOOR-A-1", "FLOOR-A-2"]);
+    let hold = held(h.hold_general(T0, "u1", 1));
+    let r = refusal(h.hold_seats(T0, "u1", &["FLOOR-B-1", "FLOOR-B-2"]));
+    assert_eq!(r, Refusal::LimitExceeded { limit: 4, current: 3, requested: 2 });
+    held(h.hold_seats(T0, "u2", &["FLOOR-B-1", "FLOOR-B-2", "FLOOR-B-3", "FLOOR-B-4"]));
+    // Releasing the hold and cancelling the order give the allowance back.
+    h.run(T0, Command::ReleaseHold { hold_id: hold.hold_id, user: user("u1") });
+    held(h.hold_seats(T0, "u1", &["FLOOR-A-5", "FLOOR-A-6"]));
+    assert!(matches!(refusal(h.hold_general(T0, "u1", 1)), Refusal::LimitExceeded { .. }));
+    ordered(h.cancel(T0, "u1", false, &order.order_id));
+    held(h.hold_general(T0, "u1", 2));
+}
+
+#[test]
+fn expired_holds_do_not_count_against_the_limit() {
+    let mut h = Harness::with_limit(Some(2));
+    held(h.hold_seats(T0, "u1", &["FLOOR-A-1", "FLOOR-A-2"]));
+    assert!(matches!(refusal(h.hold_seats(T0 + 1, "u1", &["FLOOR-A-3"])), Refusal::LimitExceeded { .. }));
+    held(h.hold_seats(T0 + TTL_MS, "u1", &["FLOOR-A-3", "FLOOR-A-4"]));
+}
+
+#[test]
+fn holds_outside_the_sale_window_are_refused() {
+    let mut h = Harness::new();
+    assert!(matches!(refusal(h.hold_seats(T0 - 1, "u1", &["FLOOR-A-1"])), Refusal::NotOnSale { .. }));
+    held(h.hold_seats(T0, "u1", &["FLOOR-A-1"]));
+    let start = T0 + 86_400_000;
+    assert!(matches!(refusal(h.hold_seats(start, "u1", &["FLOOR-A-2"])), Refusal::NotOnSale { .. }));
+}
+
+// ---- Checkout, payment, cancel ----------------------------------------------------------------
+
+#[test]
+fn full_lifecycle_issues_tickets_and_cancel_returns_the_seats() {
+    let mut h = Harness::new();
+    let order = h.buy(T0, "u1", &["FLOOR-A-1", "FLOOR-A-2"]);
+    assert_eq!(order.status, OrderStatus::Confirmed);
+    assert_eq!(order.total, usd(10_000));
+    assert_eq!(order.tickets.len(), 2);
+    assert_eq!(order.tickets[0].seat.as_deref(), Some("FLOOR-A-1"));
+    assert_eq!(h.seat_status(T0, "FLOOR-A-1"), SeatStatus::Sold);
+    assert_eq!(h.section(T0, "FLOOR").sold, 2);
+    let Answer::Tickets(tickets) = h.m.query(&Query::UserTickets { user: user("u1"), before: None, limit: 10 }, T0)
+    else {
+        panic!()
+    };
+    assert_eq!(tickets.len(), 2);
+
+    let cancelled = ordered(h.cancel(T0 + 1, "u1", false, &order.order_id));
+    assert_eq!(cancelled.status, OrderStatus::Cancelled);
+    assert!(cancelled.refunded);
+    assert!(cancelled.tickets.iter().all(|t| t.status == TicketStatus::Cancelled));
+    assert_eq!(h.seat_status(T0 + 1, "FLOOR-A-1"), SeatStatus::Available);
+    assert_eq!(h.section(T0 + 1, "FLOOR").sold, 0);
+    held(h.hold_seats(T0 + 2, "u2", &["FLOOR-A-1"]));
+}
+
+#[test]
+fn cancelling_a_cancelled_order_changes_nothing() {
+    let mut h = Harness::new();
+    let order = h.buy(T0, "u1", &["FLOOR-A-1"]);
+    let first = ordered(h.cancel(T0 + 1, "u1", false, &order.order_id));
+    held(h.hold_seats(T0 + 2, "u2", &["FLOOR-A-1"]));
+    let second = ordered(h.cancel(T0 + 3, "u1", false, &order.order_id));
+    assert_eq!(first, second);
+    assert_eq!(h.seat_status(T0 + 3, "FLOOR-A-1"), SeatStatus::Held, "the new holder keeps the seat");
+}
+
+#[test]
+fn second_checkout_of_a_hold_returns_the_same_order() {
+    let mut h = Harness::new();
+    let hold = held(h.hold_seats(T0, "u1", &["FLOOR-A-1"]));
+    let a = ordered(h.checkout(T0, "u1", &hold.hold_id));
+    let b = ordered(h.checkout(T0 + 1, "u1", &hold.hold_id));
+    assert_eq!(a.order_id, b.order_id);
+}
+
+#[test]
+fn declined_payment_releases_the_seats() {
+    let mut h = Harness::new();
+    let hold = held(h.hold_general(T0, "u1", 2));
+    let order = ordered(h.checkout(T0, "u1", &hold.hold_id));
+    let failed = ordered(h.pay(T0 + 1, &order.order_id, false));
+    assert_eq!(failed.status, OrderStatus::PaymentFailed);
+    assert!(failed.tickets.is_empty());
+    assert_eq!(h.section(T0 + 1, "LAWN").available, 5);
+    // A repeated result changes nothing.
+    assert_eq!(ordered(h.pay(T0 + 2, &order.order_id, true)).status, OrderStatus::PaymentFailed);
+}
+
+#[test]
+fn released_and_checked_out_holds_cannot_be_checked_out_or_released() {
+    let mut h = Harness::new();
+    let a = held(h.hold_seats(T0, "u1", &["FLOOR-A-1"]));
+    let released = held(h.run(T0, Command::ReleaseHold { hold_id: a.hold_id.clone(), user: user("u1") }));
+    assert_eq!(released.status, HoldStatus::Released);
+    assert_eq!(h.seat_status(T0, "FLOOR-A-1"), SeatStatus::Available, "free at once");
+    assert_eq!(refusal(h.checkout(T0, "u1", &a.hold_id)), Refusal::HoldNotActive { status: HoldStatus::Released });
+    let b = held(h.hold_seats(T0, "u1", &["FLOOR-A-2"]));
+    ordered(h.checkout(T0, "u1", &b.hold_id));
+    let r = refusal(h.run(T0, Command::ReleaseHold { hold_id: b.hold_id, user: user("u1") }));
+    assert_eq!(r, Refusal::HoldNotActive { status: HoldStatus::CheckedOut });
+}
+
+#[test]
+fn pending_and_failed_orders_are_not_cancellable_and_users_cannot_cancel_after_start() {
+    let mut h = Harness::new();
+    let hold = held(h.hold_seats(T0, "u1", &["FLOOR-A-1"]));
+    let pending = ordered(h.checkout(T0, "u1", &hold.hold_id));
+    assert!(matches!(refusal(h.cancel(T0, "u1", false, &pending.order_id)), Refusal::OrderNotCancellable { .. }));
+    let order = h.buy(T0, "u1", &["FLOOR-A-2"]);
+    let start = T0 + 86_400_000;
+    assert!(matches!(refusal(h.cancel(start, "u1", false, &order.order_id)), Refusal::OrderNotCancellable { .. }));
+    assert_eq!(ordered(h.cancel(start, "admin", true, &order.order_id)).status, OrderStatus::Cancelled);
+}
+
+#[test]
+fn another_users_hold_and_order_are_not_found() {
+    let mut h = Harness::new();
+    let hold = held(h.hold_seats(T0, "u1", &["FLOOR-A-1"]));
+    assert!(matches!(refusal(h.checkout(T0, "u2", &hold.hold_id)), Refusal::NotFound { .. }));
+    assert!(matches!(
+        refusal(h.run(T0, Command::ReleaseHold { hold_id: hold.hold_id.clone(), user: user("u2") })),
+        Refusal::NotFound { .. }
+    ));
+    let Answer::Hold(None) = h.m.query(&Query::Hold { hold_id: hold.hold_id.clone(), user: user("u2") }, T0) else {
+        panic!()
+    };
+    let order = ordered(h.checkout(T0, "u1", &hold.hold_id));
+    assert!(matches!(refusal(h.cancel(T0, "u2", false, &order.order_id)), Refusal::NotFound { .. }));
+    let actor = Actor { user: user("u2"), admin: false };
+    let Answer::Order(None) = h.m.query(&Query::Order { order_id: order.order_id.clone(), actor }, T0) else {
+        panic!()
+    };
+    let admin = Actor { user: user("ops"), admin: true };
+    let Answer::Order(Some(_)) = h.m.query(&Query::Order { order_id: order.order_id, actor: admin }, T0) else {
+        panic!()
+    };
+    // An id whose sequence exists but under another event is not found either.
+    let forged = HoldId { event_id: EventId::from_u64(99), seq: hold.hold_id.seq };
+    let Answer::Hold(None) = h.m.query(&Query::Hold { hold_id: forged, user: user("u1") }, T0) else { panic!() };
+}
+
+// ---- Events and groups -----------------------------------------------------------------------
+
+#[test]
+fn events_must_start_in_the_future_and_ids_are_unique() {
+    let mut h = Harness::new();
+    let Answer::Event(Some(view)) = h.m.query(&Query::Event(h.event.clone()), T0) else { panic!() };
+    let mut spec = view.spec.clone();
+    let r = refusal(h.run(T0, Command::CreateEvent(spec.clone())));
+    assert!(matches!(r, Refusal::Conflict { .. }));
+    // Find another id on this shard, and make it start in the past.
+    spec.event_id = (0..)
+        .map(EventId::from_u64)
+        .find(|e| shard_of(e, SHARDS) == h.m.group().as_shard().unwrap() && *e != h.event)
+        .unwrap();
+    spec.starts_at_ms = T0 - 1;
+    spec.on_sale_at_ms = T0 - 2;
+    assert!(matches!(refusal(h.run(T0, Command::CreateEvent(spec))), Refusal::Invalid { .. }));
+}
+
+#[test]
+fn commands_for_another_group_are_refused() {
+    let mut meta = Machine::new(GroupId::META, SHARDS);
+    let out = meta.apply(
+        1,
+        &Request {
+            time_ms: 0,
+            request_id: None,
+            fingerprint: 0,
+            command: Command::Checkout { hold_id: HoldId { event_id: EventId::from_u64(1), seq: 0 }, user: user("u") },
+        },
+    );
+    assert_eq!(out, Outcome::Refused(Refusal::WrongGroup));
+    let mut h = Harness::new();
+    assert_eq!(refusal(h.run(T0, Command::CreateVenue(venue()))), Refusal::WrongGroup);
+    assert!(matches!(
+        meta.apply(
+            2,
+            &Request { time_ms: 0, request_id: None, fingerprint: 0, command: Command::CreateVenue(venue()) }
+        ),
+        Outcome::Venue(_)
+    ));
+}
+
+#[test]
+fn listing_is_soonest_first_with_a_cursor() {
+    let event = EventId::from_u64(1);
+    let group = GroupId::shard(shard_of(&event, 1));
+    let mut m = Machine::new(group, 1);
+    let base = Harness::new().m.query(&Query::Event(EventId::from_u64(42)), T0);
+    let Answer::Event(Some(view)) = base else { panic!() };
+    for (i, start) in [(1u64, 5_000_000i64), (2, 3_000_000), (3, 4_000_000)] {
+        let mut spec = view.spec.clone();
+        spec.event_id = EventId::from_u64(i);
+        spec.starts_at_ms = start;
+        spec.on_sale_at_ms = 0;
+        assert!(matches!(
+            m.apply(i, &Request { time_ms: 0, request_id: None, fingerprint: 0, command: Command::CreateEvent(spec) }),
+            Outcome::Event(_)
+        ));
+    }
+    let page = |after, limit| {
+        let Answer::Events(list) = m.query(&Query::Events { from_ms: 0, to_ms: i64::MAX, after, limit }, 0) else {
+            panic!()
+        };
+        list.into_iter().map(|e| (e.starts_at_ms, e.event_id)).collect::<Vec<_>>()
+    };
+    let first = page(None, 2);
+    assert_eq!(first.iter().map(|e| e.0).collect::<Vec<_>>(), vec![3_000_000, 4_000_000]);
+    let rest = page(first.last().cloned(), 2);
+    assert_eq!(rest.iter().map(|e| e.0).collect::<Vec<_>>(), vec![5_000_000]);
+}
+
+#[test]
+fn change_feed_reports_compaction_when_records_were_dropped() {
+    let mut h = Harness::new();
+    let Answer::Changes(ChangesPage::Records { changes, last_index }) =
+        h.m.query(&Query::Changes { after_index: 0, limit: 10 }, T0)
+    else {
+        panic!()
+    };
+    assert_eq!((changes.len(), last_index), (1, 1));
+    assert_eq!(changes[0].kind, ChangeKind::Event);
+    h.checking = false;
+    for i in 0..(crate::limits::CHANGES_RETAINED_MAX as i64 / 2 + 1) {
+        let hold = held(h.hold_seats(T0 + i, "u1", &["FLOOR-A-1"]));
+        h.run(T0 + i, Command::ReleaseHold { hold_id: hold.hold_id, user: user("u1") });
+    }
+    let Answer::Changes(page) = h.m.query(&Query::Changes { after_index: 0, limit: 10 }, T0) else { panic!() };
+    assert!(matches!(page, ChangesPage::Compacted { .. }), "{page:?}");
+    let Answer::Changes(ChangesPage::Records { changes, .. }) =
+        h.m.query(&Query::Changes { after_index: h.index - 1, limit: 10 }, T0)
+    else {
+        panic!()
+    };
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].index, h.index);
+    h.m.check_invariants().unwrap();
+}
+
+// ---- Randomized: I1 and the counters under any interleaving ----------------------------------
+
+#[test]
+fn random_commands_never_oversell_and_keep_counters_exact() {
+    for seed in 0..20u64 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut h = Harness::with_limit(Some(6));
+        let mut holds: Vec<(String, HoldId)> = Vec::new();
+        let mut orders: Vec<(String, OrderId)> = Vec::new();
+        let mut now = T0;
+        for _ in 0..400 {
+            now += rng.gen_range(0..120_000);
+            let who = format!("u{}", rng.gen_range(0..5));
+            match rng.gen_range(0..10) {
+                0..=3 => {
+                    let out = if rng.gen_bool(0.7) {
+                        let n = rng.gen_range(1..=3);
+                        let seats: Vec<String> = (0..n)
+                            .map(|_| format!("FLOOR-{}-{}", ["A", "B"][rng.gen_range(0..2)], rng.gen_range(1..=10)))
+                            .collect();
+                        let seats: Vec<&str> = seats.iter().map(String::as_str).collect();
+                        h.hold_seats(now, &who, &seats)
+                    } else {
+                        h.hold_general(now, &who, rng.gen_range(1..=3))
+                    };
+                    if let Outcome::Hold(hold) = out {
+                        holds.push((who, hold.hold_id));
+                    }
+                }
+                4 if !holds.is_empty() => {
+                    let (who, id) = holds[rng.gen_range(0..holds.len())].clone();
+                    h.run(now, Command::ReleaseHold { hold_id: id, user: user(&who) });
+                }
+                5 | 6 if !holds.is_empty() => {
+                    let (who, id) = holds[rng.gen_range(0..holds.len())].clone();
+                    if let Outcome::Order(o) = h.checkout(now, &who, &id) {
+                        orders.push((who, o.order_id));
+                    }
+                }
+                7 if !orders.is_empty() => {
+                    let (_, id) = orders[rng.gen_range(0..orders.len())].clone();
+                    h.pay(now, &id, rng.gen_bool(0.8));
+                }
+                8 if !orders.is_empty() => {
+                    let (who, id) = orders[rng.gen_range(0..orders.len())].clone();
+                    h.cancel(now, &who, false, &id);
+                }
+                _ => {
+                    h.run(now, Command::Expire);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,560 @@
+//! The catalog records (venues, events) as they are proposed and stored, the views that reads and
+//! outcomes return, and the validation both the api and apply run on them.
+//!
+//! Times are Unix milliseconds (`*_ms`), money is integer minor units. These types know nothing of
+//! JSON or HTTP: the api maps them to the public shapes.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{EventId, HoldId, OrderId, TicketId, UserId, VenueId};
+use crate::limits::*;
+
+/// An ISO 4217 currency code: three upper-case ASCII letters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Currency([u8; 3]);
+
+impl Currency {
+    pub const USD: Currency = Currency(*b"USD");
+
+    pub fn parse(s: &str) -> Option<Currency> {
+        let b = s.as_bytes();
+        (b.len() == 3 && b.iter().all(u8::is_ascii_uppercase)).then(|| Currency([b[0], b[1], b[2]]))
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Constructed only from three ASCII letters.
+        std::str::from_utf8(&self.0).unwrap_or("???")
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Money {
+    /// Minor units (cents for USD).
+    pub amount: i64,
+    pub currency: Currency,
+}
+
+impl Money {
+    pub fn new(amount: i64, currency: Currency) -> Money {
+        Money { amount, currency }
+    }
+
+    pub fn zero(currency: Currency) -> Money {
+        Money { amount: 0, currency }
+    }
+
+    /// `self × n`; amounts are bounded so this cannot overflow for bounded `n`.
+    pub fn times(self, n: u32) -> Money {
+        Money { amount: self.amount * i64::from(n), currency: self.currency }
+    }
+
+    pub fn plus(self, other: Money) -> Money {
+        debug_assert_eq!(self.currency, other.currency, "one event has one currency");
+        Money { amount: self.amount + other.amount, currency: self.currency }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GeoPoint {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Venue {
+    pub venue_id: VenueId,
+    pub name: String,
+    pub city: String,
+    pub country: String,
+    pub location: GeoPoint,
+    pub sections: Vec<Section>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Section {
+    /// Letters, digits and `_`: it is the first part of a seat id.
+    pub id: String,
+    pub name: String,
+    pub kind: SectionKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SectionKind {
+    /// Rows of seats numbered from 1; seat id `SECTION-ROW-NUMBER`.
+    Seated { rows: Vec<Row> },
+    /// Sold by quantity up to a capacity.
+    General { capacity: u32 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Row {
+    pub id: String,
+    pub seats: u32,
+}
+
+impl Section {
+    pub fn capacity(&self) -> u32 {
+        match &self.kind {
+            SectionKind::Seated { rows } => rows.iter().map(|r| r.seats).sum(),
+            SectionKind::General { capacity } => *capacity,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SectionPrice {
+    pub section: String,
+    pub price: Money,
+}
+
+/// An event as an admin creates it. The venue is copied in whole, so a shard's apply never needs
+/// another group's data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventSpec {
+    pub event_id: EventId,
+    pub name: String,
+    pub description: String,
+    pub category: String,
+    pub performers: Vec<String>,
+    pub venue: Venue,
+    pub starts_at_ms: i64,
+    pub on_sale_at_ms: i64,
+    pub prices: Vec<SectionPrice>,
+    pub per_user_limit: Option<u32>,
+    pub high_traffic: bool,
+}
+
+/// The fields an admin may change on an existing event; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventPatch {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub category: Option<String>,
+    pub performers: Option<Vec<String>>,
+    pub starts_at_ms: Option<i64>,
+    pub on_sale_at_ms: Option<i64>,
+    pub prices: Option<Vec<SectionPrice>>,
+    /// `Some(None)` removes the limit.
+    pub per_user_limit: Option<Option<u32>>,
+    pub high_traffic: Option<bool>,
+}
+
+impl EventPatch {
+    pub fn apply_to(&self, spec: &EventSpec) -> EventSpec {
+        let mut next = spec.clone();
+        if let Some(v) = &self.name {
+            next.name = v.clone();
+        }
+        if let Some(v) = &self.description {
+            next.description = v.clone();
+        }
+        if let Some(v) = &self.category {
+            next.category = v.clone();
+        }
+        if let Some(v) = &self.performers {
+            next.performers = v.clone();
+        }
+        if let Some(v) = self.starts_at_ms {
+            next.starts_at_ms = v;
+        }
+        if let Some(v) = self.on_sale_at_ms {
+            next.on_sale_at_ms = v;
+        }
+        if let Some(v) = &self.prices {
+            next.prices = v.clone();
+        }
+        if let Some(v) = self.per_user_limit {
+            next.per_user_limit = v;
+        }
+        if let Some(v) = self.high_traffic {
+            next.high_traffic = v;
+        }
+        next
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation. Messages are written for the client developer who sent the request.
+
+fn check_text(field: &str, value: &str, max_chars: usize, multiline: bool) -> Result<(), String> {
+    if value.trim().is_empty() {
+        return Err(format!("`{field}` must not be empty"));
+    }
+    if value.chars().count() > max_chars {
+        return Err(format!("`{field}` is longer than {max_chars} characters"));
+    }
+    let bad = |c: char| c.is_control() && !(multiline && (c == '\n' || c == '\t' || c == '\r'));
+    if value.chars().any(bad) {
+        return Err(format!("`{field}` contains control characters"));
+    }
+    Ok(())
+}
+
+/// Section and row ids: 1–32 letters, digits or `_`.
+pub fn is_valid_part_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= SECTION_ID_LEN_MAX && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+impl Venue {
+    pub fn validate(&self) -> Result<(), String> {
+        check_text("name", &self.name, NAME_LEN_MAX, false)?;
+        check_text("city", &self.city, LABEL_LEN_MAX, false)?;
+        check_text("country", &self.country, LABEL_LEN_MAX, false)?;
+        let GeoPoint { lat, lon } = self.location;
+        if !(lat.is_finite() && (-90.0..=90.0).contains(&lat)) {
+            return Err("`location.lat` must be between -90 and 90".into());
+        }
+        if !(lon.is_finite() && (-180.0..=180.0).contains(&lon)) {
+            return Err("`location.lon` must be between -180 and 180".into());
+        }
+        if self.sections.is_empty() || self.sections.len() > SECTIONS_PER_VENUE_MAX {
+            return Err(format!("a venue has 1 to {SECTIONS_PER_VENUE_MAX} sections"));
+        }
+        let mut ids = BTreeSet::new();
+        let mut seats_total: u32 = 0;
+        for section in &self.sections {
+            if !is_valid_part_id(&section.id) {
+                return Err(format!(
+                    "section id `{}` must be 1 to {SECTION_ID_LEN_MAX} letters, digits or `_`",
+                    section.id
+                ));
+            }
+            if !ids.insert(section.id.as_str()) {
+                return Err(format!("section id `{}` appears twice", section.id));
+            }
+            check_text("sections[].name", &section.name, NAME_LEN_MAX, false)?;
+            match &section.kind {
+                SectionKind::Seated { rows } => {
+                    if rows.is_empty() || rows.len() > ROWS_PER_SECTION_MAX {
+                        return Err(format!("seated section `{}` has 1 to {ROWS_PER_SECTION_MAX} rows", section.id));
+                    }
+                    let mut row_ids = BTreeSet::new();
+                    for row in rows {
+                        if !is_valid_part_id(&row.id) {
+                            return Err(format!(
+                                "row id `{}` must be 1 to {SECTION_ID_LEN_MAX} letters, digits or `_`",
+                                row.id
+                            ));
+                        }
+                        if !row_ids.insert(row.id.as_str()) {
+                            return Err(format!("row `{}` appears twice in section `{}`", row.id, section.id));
+                        }
+                        if row.seats == 0 || row.seats > SEATS_PER_ROW_MAX {
+                            return Err(format!("a row has 1 to {SEATS_PER_ROW_MAX} seats"));
+                        }
+                        seats_total = seats_total.saturating_add(row.seats);
+                    }
+                }
+                SectionKind::General { capacity } => {
+                    if *capacity == 0 || *capacity > GENERAL_CAPACITY_MAX {
+                        return Err(format!(
+                            "general section `{}` has a capacity of 1 to {GENERAL_CAPACITY_MAX}",
+                            section.id
+                        ));
+                    }
+                }
+            }
+        }
+        if seats_total > SEATS_PER_VENUE_MAX {
+            return Err(format!("a venue has at most {SEATS_PER_VENUE_MAX} numbered seats"));
+        }
+        Ok(())
+    }
+
+    pub fn section(&self, id: &str) -> Option<(usize, &Section)> {
+        self.sections.iter().enumerate().find(|(_, s)| s.id == id)
+    }
+}
+
+impl EventSpec {
+    /// Checks everything that does not depend on time or on other records.
+    pub fn validate(&self) -> Result<(), String> {
+        check_text("name", &self.name, NAME_LEN_MAX, false)?;
+        if self.description.chars().count() > DESCRIPTION_LEN_MAX {
+            return Err(format!("`description` is longer than {DESCRIPTION_LEN_MAX} characters"));
+        }
+        if !self.description.is_empty() {
+            check_text("description", &self.description, DESCRIPTION_LEN_MAX, true)?;
+        }
+        check_text("category", &self.category, LABEL_LEN_MAX, false)?;
+        if self.performers.len() > PERFORMERS_PER_EVENT_MAX {
+            return Err(format!("an event has at most {PERFORMERS_PER_EVENT_MAX} performers"));
+        }
+        for p in &self.performers {
+            check_text("performers[].name", p, NAME_LEN_MAX, false)?;
+        }
+        self.venue.validate()?;
+        if self.on_sale_at_ms > self.starts_at_ms {
+            return Err("`on_sale_at` must not be after `starts_at`".into());
+        }
+        if let Some(limit) = self.per_user_limit {
+            if limit == 0 || limit > PER_USER_LIMIT_MAX {
+                return Err(format!("`per_user_limit` is between 1 and {PER_USER_LIMIT_MAX}"));
+            }
+        }
+        self.validate_prices()
+    }
+
+    fn validate_prices(&self) -> Result<(), String> {
+        let mut priced = BTreeSet::new();
+        let mut currency = None;
+        for p in &self.prices {
+            if self.venue.section(&p.section).is_none() {
+                return Err(format!("price given for unknown section `{}`", p.section));
+            }
+            if !priced.insert(p.section.as_str()) {
+                return Err(format!("section `{}` is priced twice", p.section));
+            }
+            if p.price.amount < 0 || p.price.amount > PRICE_AMOUNT_MAX {
+                return Err(format!("a price is between 0 and {PRICE_AMOUNT_MAX} minor units"));
+            }
+            if *currency.get_or_insert(p.price.currency) != p.price.currency {
+                return Err("all prices of an event use one currency".into());
+            }
+        }
+        if let Some(missing) = self.venue.sections.iter().find(|s| !priced.contains(s.id.as_str())) {
+            return Err(format!("section `{}` of the venue has no price", missing.id));
+        }
+        Ok(())
+    }
+
+    pub fn price_of(&self, section: &str) -> Option<Money> {
+        self.prices.iter().find(|p| p.section == section).map(|p| p.price)
+    }
+
+    pub fn currency(&self) -> Currency {
+        self.prices.first().map(|p| p.price.currency).unwrap_or(Currency::USD)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Views: what reads and outcomes return.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeatStatus {
+    Available,
+    Held,
+    Sold,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HoldStatus {
+    Active,
+    Released,
+    Expired,
+    CheckedOut,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OrderStatus {
+    PendingPayment,
+    Confirmed,
+    PaymentFailed,
+    Cancelled,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TicketStatus {
+    Valid,
+    Cancelled,
+}
+
+/// Derived when read, from the time of the read and the inventory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventStatus {
+    /// Before `on_sale_at`.
+    Scheduled,
+    OnSale,
+    SoldOut,
+    /// At or after `starts_at`: sales have ended.
+    Ended,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SectionKindTag {
+    Seated,
+    General,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SectionView {
+    pub section: String,
+    pub name: String,
+    pub kind: SectionKindTag,
+    pub price: Money,
+    pub capacity: u32,
+    pub available: u32,
+    pub held: u32,
+    pub sold: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventView {
+    pub spec: EventSpec,
+    pub status: EventStatus,
+    pub sections: Vec<SectionView>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventSummary {
+    pub event_id: EventId,
+    pub name: String,
+    pub category: String,
+    pub starts_at_ms: i64,
+    pub venue_name: String,
+    pub venue_city: String,
+    pub performers: Vec<String>,
+    pub price_min: Money,
+    pub price_max: Money,
+    pub available: u32,
+    pub status: EventStatus,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeatView {
+    pub id: String,
+    pub section: String,
+    pub row: String,
+    pub number: u32,
+    pub status: SeatStatus,
+    pub price: Money,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GeneralView {
+    pub section: String,
+    pub capacity: u32,
+    pub available: u32,
+    pub price: Money,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeatMap {
+    pub event_id: EventId,
+    /// The time the map was read at, and the last log index applied to it.
+    pub as_of_ms: i64,
+    pub as_of_index: u64,
+    pub seats: Vec<SeatView>,
+    pub general: Vec<GeneralView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HoldView {
+    pub hold_id: HoldId,
+    pub event_id: EventId,
+    pub user_id: UserId,
+    pub seats: Vec<String>,
+    /// Set for a general-admission hold, with `quantity`.
+    pub section: Option<String>,
+    pub quantity: Option<u32>,
+    pub total: Money,
+    pub status: HoldStatus,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub order_id: Option<OrderId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TicketView {
+    pub ticket_id: TicketId,
+    pub order_id: OrderId,
+    pub event_id: EventId,
+    pub user_id: UserId,
+    pub seat: Option<String>,
+    pub section: String,
+    pub status: TicketStatus,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OrderView {
+    pub order_id: OrderId,
+    pub event_id: EventId,
+    pub user_id: UserId,
+    pub hold_id: HoldId,
+    pub status: OrderStatus,
+    pub total: Money,
+    pub tickets: Vec<TicketView>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    /// While `PendingPayment`: when the seats go back on sale if no payment result arrives.
+    pub payment_deadline_ms: i64,
+    pub payment_reference: Option<String>,
+    pub refunded: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn venue() -> Venue {
+        Venue {
+            venue_id: VenueId::from_u64(1),
+            name: "Hall".into(),
+            city: "Lisbon".into(),
+            country: "PT".into(),
+            location: GeoPoint { lat: 38.7, lon: -9.1 },
+            sections: vec![
+                Section {
+                    id: "FLOOR".into(),
+                    name: "Floor".into(),
+                    kind: SectionKind::Seated { rows: vec![Row { id: "A".into(), seats: 3 }] },
+                },
+                Section { id: "LAWN".into(), name: "Lawn".into(), kind: SectionKind::General { capacity: 5 } },
+            ],
+        }
+    }
+
+    #[test]
+    fn venue_validation_names_the_problem() {
+        assert_eq!(venue().validate(), Ok(()));
+        let mut v = venue();
+        v.sections[1].id = "FLOOR".into();
+        assert!(v.validate().unwrap_err().contains("appears twice"));
+        let mut v = venue();
+        v.sections[0].id = "FLO-OR".into();
+        assert!(v.validate().unwrap_err().contains("letters, digits"));
+        let mut v = venue();
+        v.location.lat = f64::NAN;
+        assert!(v.validate().is_err());
+        let mut v = venue();
+        v.name = "a\u{0}b".into();
+        assert!(v.validate().unwrap_err().contains("control"));
+    }
+
+    #[test]
+    fn event_needs_a_price_for_every_section_in_one_currency() {
+        let usd = |amount| Money::new(amount, Currency::USD);
+        let mut spec = EventSpec {
+            event_id: EventId::from_u64(1),
+            name: "Show".into(),
+            description: String::new(),
+            category: "music".into(),
+            performers: vec![],
+            venue: venue(),
+            starts_at_ms: 10,
+            on_sale_at_ms: 0,
+            prices: vec![SectionPrice { section: "FLOOR".into(), price: usd(100) }],
+            per_user_limit: None,
+            high_traffic: false,
+        };
+        assert!(spec.validate().unwrap_err().contains("`LAWN`"));
+        spec.prices
+            .push(SectionPrice { section: "LAWN".into(), price: Money::new(5, Currency::parse("EUR").unwrap()) });
+        assert!(spec.validate().unwrap_err().contains("one currency"));
+        spec.prices[1].price = usd(5);
+        assert_eq!(spec.validate(), Ok(()));
+        spec.on_sale_at_ms = 11;
+        assert!(spec.validate().is_err());
+    }
+}

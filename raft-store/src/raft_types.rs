@@ -1,0 +1,34 @@
+//! The openraft type configuration shared by every group on every node.
+
+use crate::command::{Outcome, Request};
+
+pub type NodeId = u64;
+pub type Node = openraft::BasicNode;
+
+/// Real tokio in production; the simulation's runtime under `--cfg madsim`.
+#[cfg(not(madsim))]
+pub type Runtime = openraft::TokioRuntime;
+#[cfg(madsim)]
+pub type Runtime = crate::sim_runtime::SimRuntime;
+
+openraft::declare_raft_types!(
+    /// One log entry carries one [`Request`]; applying it yields one [`Outcome`]. Snapshots are
+    /// whole encoded state machines, sent in one message.
+    pub TypeConfig:
+        D = Request,
+        R = Outcome,
+        NodeId = NodeId,
+        Node = Node,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Vec<u8>,
+        AsyncRuntime = Runtime,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Vote = openraft::Vote<NodeId>;
+pub type StorageError = openraft::StorageError<NodeId>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, Node>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, Node>;
+pub type Snapshot = openraft::Snapshot<TypeConfig>;

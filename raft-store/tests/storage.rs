@@ -1,0 +1,118 @@
+//! The log and state machine stores against openraft's own storage suite, on both backends, and
+#![allow(clippy::result_large_err)]
+//! recovery from snapshot plus log after a restart on sled.
+
+use std::sync::Arc;
+
+use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
+use openraft::testing::{StoreBuilder, Suite};
+use openraft::{Entry, EntryPayload, LogId, RaftLogReader, RaftSnapshotBuilder};
+use raft_store::*;
+
+const GROUP: GroupId = GroupId(1);
+
+fn stores(kv: Arc<dyn Kv>) -> Result<(LogStore, StateMachineStore), StorageError> {
+    let tree = kv.tree(&group_tree(GROUP)).map_err(|e| openraft::StorageIOError::write(&e))?;
+    Ok((LogStore::new(kv.clone(), tree.clone()), StateMachineStore::open(kv, tree, GROUP, 1)?))
+}
+
+struct MemBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, ()> for MemBuilder {
+    async fn build(&self) -> Result<((), LogStore, StateMachineStore), StorageError> {
+        let (log, sm) = stores(MemKv::new())?;
+        Ok(((), log, sm))
+    }
+}
+
+struct SledBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for SledBuilder {
+    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let kv = SledKv::open(dir.path(), 8 << 20).map_err(|e| openraft::StorageIOError::write(&e))?;
+        let (log, sm) = stores(kv)?;
+        Ok((dir, log, sm))
+    }
+}
+
+#[test]
+fn openraft_storage_suite_passes_on_the_memory_twin() {
+    Suite::test_all(MemBuilder).expect("suite");
+}
+
+#[test]
+fn openraft_storage_suite_passes_on_sled() {
+    Suite::test_all(SledBuilder).expect("suite");
+}
+
+fn request(time_ms: i64, command: Command) -> Request {
+    Request { time_ms, request_id: None, fingerprint: 0, command }
+}
+
+fn venue(n: u64) -> Venue {
+    Venue {
+        venue_id: VenueId::from_u64(n),
+        name: format!("Venue {n}"),
+        city: "Porto".into(),
+        country: "PT".into(),
+        location: GeoPoint { lat: 41.1, lon: -8.6 },
+        sections: vec![Section {
+            id: "GA".into(),
+            name: "Standing".into(),
+            kind: SectionKind::General { capacity: 10 },
+        }],
+    }
+}
+
+fn entry(index: u64, req: Request) -> Entry<TypeConfig> {
+    Entry { log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Normal(req) }
+}
+
+async fn append(log: &mut LogStore, entries: Vec<Entry<TypeConfig>>) {
+    // Waits for the flush callback, as openraft does before counting the entries.
+    let last = entries.last().map(|e| e.log_id.index);
+    log.blocking_append(entries).await.expect("append");
+    assert_eq!(log.get_log_state().await.expect("state").last_log_id.map(|l| l.index), last);
+}
+
+#[tokio::test]
+async fn restart_recovers_vote_log_and_snapshot_from_sled() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The meta group: venues are the simplest commands to count after recovery.
+    let meta_tree = group_tree(GroupId::META);
+    {
+        let kv = SledKv::open(dir.path(), 8 << 20).expect("open");
+        let tree = kv.tree(&meta_tree).expect("tree");
+        let mut log = LogStore::new(kv.clone(), tree.clone());
+        let mut sm = StateMachineStore::open(kv.clone(), tree, GroupId::META, 1).expect("sm");
+        log.save_vote(&openraft::Vote::new_committed(1, 1)).await.expect("vote");
+        let entries: Vec<_> = (1..=10).map(|i| entry(i, request(i as i64, Command::CreateVenue(venue(i))))).collect();
+        append(&mut log, entries.clone()).await;
+        sm.apply(entries[..6].to_vec()).await.expect("apply");
+        let mut builder = sm.get_snapshot_builder().await;
+        let snapshot = builder.build_snapshot().await.expect("snapshot");
+        assert_eq!(snapshot.meta.last_log_id.map(|l| l.index), Some(6));
+        log.purge(snapshot.meta.last_log_id.expect("id")).await.expect("purge");
+        sm.apply(entries[6..].to_vec()).await.expect("apply");
+    }
+    let kv = SledKv::open(dir.path(), 8 << 20).expect("reopen");
+    let tree = kv.tree(&meta_tree).expect("tree");
+    let mut log = LogStore::new(kv.clone(), tree.clone());
+    let mut sm = StateMachineStore::open(kv, tree, GroupId::META, 1).expect("sm");
+    assert_eq!(log.read_vote().await.expect("vote"), Some(openraft::Vote::new_committed(1, 1)));
+    let state = log.get_log_state().await.expect("log state");
+    assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(6));
+    assert_eq!(state.last_log_id.map(|l| l.index), Some(10));
+    let (applied, _) = sm.applied_state().await.expect("applied");
+    assert_eq!(applied.map(|l| l.index), Some(6), "restarts from the snapshot");
+    let rest = log.try_get_log_entries(7..=10).await.expect("entries");
+    assert_eq!(rest.len(), 4);
+    sm.apply(rest).await.expect("re-apply");
+    let state = sm.state();
+    let applied = state.read();
+    for i in 1..=10 {
+        let answer = applied.machine.query(&Query::Venue(VenueId::from_u64(i)), 0);
+        assert!(matches!(answer, Answer::Venue(Some(_))), "venue {i} recovered");
+    }
+}
