@@ -1,6 +1,6 @@
 //! The log and state machine stores against openraft's own storage suite, on both backends, and
-#![allow(clippy::result_large_err)]
 //! recovery from snapshot plus log after a restart on sled.
+#![allow(clippy::result_large_err)]
 
 use std::sync::Arc;
 
