@@ -37,6 +37,14 @@ impl Selection {
     }
 }
 
+/// A waiting-room admission, verified (signature, user, event) by the api before it is proposed.
+/// Apply checks its expiry; holds on a high-traffic event need one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessPass {
+    pub pass_id: [u8; 16],
+    pub expires_at_ms: i64,
+}
+
 /// Who acts: a user, and whether the token carries the admin role.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
@@ -60,6 +68,8 @@ pub enum Command {
         user: UserId,
         selection: Selection,
         ttl_ms: i64,
+        /// Required for high-traffic events.
+        access: Option<AccessPass>,
     },
     ReleaseHold {
         hold_id: HoldId,
@@ -167,6 +177,8 @@ pub enum Refusal {
         on_sale_at_ms: i64,
         starts_at_ms: i64,
     },
+    /// A high-traffic event's hold without a valid waiting-room pass.
+    QueueRequired,
     HoldExpired,
     HoldNotActive {
         status: HoldStatus,

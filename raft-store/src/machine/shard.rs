@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use super::Ctx;
-use crate::command::{Actor, Answer, Change, ChangeKind, ChangesPage, Command, Outcome, Query, Refusal, Selection};
+use crate::command::{
+    AccessPass, Actor, Answer, Change, ChangeKind, ChangesPage, Command, Outcome, Query, Refusal, Selection,
+};
 use crate::ids::{EventId, HoldId, OrderId, TicketId, UserId};
 use crate::limits::*;
 use crate::model::*;
@@ -143,7 +145,9 @@ impl ShardState {
         match command {
             Command::CreateEvent(spec) => self.create_event(ctx, spec),
             Command::UpdateEvent { event_id, patch } => self.update_event(ctx, event_id, patch),
-            Command::Hold { event_id, user, selection, ttl_ms } => self.hold(ctx, event_id, user, selection, *ttl_ms),
+            Command::Hold { event_id, user, selection, ttl_ms, access } => {
+                self.hold(ctx, event_id, user, selection, *ttl_ms, access.as_ref())
+            }
             Command::ReleaseHold { hold_id, user } => self.release(ctx, hold_id, user),
             Command::Checkout { hold_id, user } => self.checkout(ctx, hold_id, user),
             Command::PaymentResult { order_id, approved, reference } => {
@@ -221,7 +225,15 @@ impl ShardState {
     // -----------------------------------------------------------------------------------------
     // Holds
 
-    fn hold(&mut self, ctx: Ctx, event_id: &EventId, user: &UserId, selection: &Selection, ttl_ms: i64) -> Outcome {
+    fn hold(
+        &mut self,
+        ctx: Ctx,
+        event_id: &EventId,
+        user: &UserId,
+        selection: &Selection,
+        ttl_ms: i64,
+        access: Option<&AccessPass>,
+    ) -> Outcome {
         if !(HOLD_TTL_MS_MIN..=HOLD_TTL_MS_MAX).contains(&ttl_ms) {
             return refused(Refusal::Invalid {
                 detail: format!("hold ttl must be {HOLD_TTL_MS_MIN}..={HOLD_TTL_MS_MAX} ms"),
@@ -237,6 +249,9 @@ impl ShardState {
         let spec = &event.spec;
         if ctx.now_ms < spec.on_sale_at_ms || ctx.now_ms >= spec.starts_at_ms {
             return refused(Refusal::NotOnSale { on_sale_at_ms: spec.on_sale_at_ms, starts_at_ms: spec.starts_at_ms });
+        }
+        if spec.high_traffic && access.is_none_or(|pass| pass.expires_at_ms <= ctx.now_ms) {
+            return refused(Refusal::QueueRequired);
         }
         let requested = taken.count();
         if let Some(limit) = spec.per_user_limit {

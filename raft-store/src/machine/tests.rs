@@ -95,12 +95,18 @@ impl Harness {
 
     fn hold_seats(&mut self, time_ms: i64, who: &str, seats: &[&str]) -> Outcome {
         let selection = Selection::Seats(seats.iter().map(|s| s.to_string()).collect());
-        self.run(time_ms, Command::Hold { event_id: self.event.clone(), user: user(who), selection, ttl_ms: TTL_MS })
+        self.run(
+            time_ms,
+            Command::Hold { event_id: self.event.clone(), user: user(who), selection, ttl_ms: TTL_MS, access: None },
+        )
     }
 
     fn hold_general(&mut self, time_ms: i64, who: &str, quantity: u32) -> Outcome {
         let selection = Selection::General { section: "LAWN".into(), quantity };
-        self.run(time_ms, Command::Hold { event_id: self.event.clone(), user: user(who), selection, ttl_ms: TTL_MS })
+        self.run(
+            time_ms,
+            Command::Hold { event_id: self.event.clone(), user: user(who), selection, ttl_ms: TTL_MS, access: None },
+        )
     }
 
     fn checkout(&mut self, time_ms: i64, who: &str, hold: &HoldId) -> Outcome {
@@ -259,6 +265,7 @@ fn unknown_seats_sections_and_bad_selections_are_refused() {
         user: user("u1"),
         selection: Selection::General { section: "FLOOR".into(), quantity: 1 },
         ttl_ms: TTL_MS,
+        access: None,
     };
     assert!(matches!(refusal(h.run(T0, seated_by_quantity)), Refusal::Invalid { .. }));
     let unknown_event = Command::Hold {
@@ -266,6 +273,7 @@ fn unknown_seats_sections_and_bad_selections_are_refused() {
         user: user("u1"),
         selection: Selection::Seats(vec!["FLOOR-A-1".into()]),
         ttl_ms: TTL_MS,
+        access: None,
     };
     // Either not found here or not this shard's: never a hold.
     assert!(matches!(h.run(T0, unknown_event), Outcome::Refused(Refusal::NotFound { .. } | Refusal::WrongGroup)));
@@ -351,6 +359,7 @@ fn retry_with_same_request_id_returns_first_outcome_and_applies_once() {
         user: user("u1"),
         selection: Selection::Seats(vec!["FLOOR-A-1".into()]),
         ttl_ms: TTL_MS,
+        access: None,
     };
     let first = h.run_with(T0, id, 1, cmd(&h));
     let again = h.run_with(T0 + 1, id, 1, cmd(&h));
@@ -371,6 +380,7 @@ fn retry_after_expiry_returns_the_first_outcome_not_a_new_hold() {
         user: user("u1"),
         selection: Selection::Seats(vec!["FLOOR-A-1".into()]),
         ttl_ms: TTL_MS,
+        access: None,
     };
     let first = h.run_with(T0, id, 1, cmd.clone());
     let retried = h.run_with(T0 + TTL_MS + 5, id, 1, cmd);
@@ -388,6 +398,7 @@ fn refusals_are_remembered_too() {
         user: user("u1"),
         selection: Selection::Seats(vec!["FLOOR-A-1".into()]),
         ttl_ms: TTL_MS,
+        access: None,
     };
     let first = h.run_with(T0 + 1, id, 1, cmd.clone());
     h.run(T0 + TTL_MS, Command::Expire);
@@ -437,6 +448,23 @@ fn holds_outside_the_sale_window_are_refused() {
     held(h.hold_seats(T0, "u1", &["FLOOR-A-1"]));
     let start = T0 + 86_400_000;
     assert!(matches!(refusal(h.hold_seats(start, "u1", &["FLOOR-A-2"])), Refusal::NotOnSale { .. }));
+}
+
+#[test]
+fn high_traffic_holds_need_an_unexpired_pass() {
+    let mut h = Harness::new();
+    let patch = EventPatch { high_traffic: Some(true), ..EventPatch::default() };
+    h.run(T0, Command::UpdateEvent { event_id: h.event.clone(), patch });
+    assert_eq!(refusal(h.hold_seats(T0, "u1", &["FLOOR-A-1"])), Refusal::QueueRequired);
+    let hold = |h: &Harness, expires_at_ms| Command::Hold {
+        event_id: h.event.clone(),
+        user: user("u1"),
+        selection: Selection::Seats(vec!["FLOOR-A-1".into()]),
+        ttl_ms: TTL_MS,
+        access: Some(crate::command::AccessPass { pass_id: [1; 16], expires_at_ms }),
+    };
+    assert_eq!(refusal(h.run(T0 + 10, hold(&h, T0 + 10))), Refusal::QueueRequired, "expired pass");
+    held(h.run(T0 + 10, hold(&h, T0 + 11)));
 }
 
 // ---- Checkout, payment, cancel ----------------------------------------------------------------

@@ -1,0 +1,5 @@
+//! The stateless public tier: REST `/v1` over a [`Cluster`].
+
+mod cluster;
+
+pub use cluster::{BoxFuture, Cluster, ClusterError, Consistency, GroupHealth, Readiness, Submit};
