@@ -1,5 +1,53 @@
 //! The stateless public tier: REST `/v1` over a [`Cluster`].
+//!
+//! - [`router`] serves the contract of `shared/API.md` from an [`ApiState`]: auth, idempotency,
+//!   problem documents, the seat stream, metrics and the OpenAPI document.
+//! - [`Cluster`] is the only way this crate reaches the store; [`PaymentGateway`] the only way it
+//!   reaches a payment provider.
+//!
+//! Architecture invariant: the api keeps no state of its own between requests. Every booking rule
+//! is decided inside the state machine; the api validates input, routes commands to their group,
+//! and translates outcomes to HTTP.
 
 mod cluster;
+#[cfg(not(madsim))]
+mod config;
+#[cfg(not(madsim))]
+mod dto;
+#[cfg(not(madsim))]
+mod error;
+#[cfg(not(madsim))]
+mod extract;
+#[cfg(not(madsim))]
+mod identity;
+#[cfg(not(madsim))]
+mod middleware;
+#[cfg(not(madsim))]
+mod openapi;
+#[cfg(not(madsim))]
+mod pagination;
+#[cfg(not(madsim))]
+mod payments;
+#[cfg(not(madsim))]
+mod routes;
+#[cfg(not(madsim))]
+mod state;
+#[cfg(not(madsim))]
+mod token;
+
+#[cfg(test)]
+mod tests;
 
 pub use cluster::{BoxFuture, Cluster, ClusterError, Consistency, GroupHealth, Readiness, Submit};
+#[cfg(not(madsim))]
+pub use config::ApiConfig;
+#[cfg(not(madsim))]
+pub use error::ApiError;
+#[cfg(not(madsim))]
+pub use payments::{Charge, Charged, PaymentError, PaymentGateway, Refund, SandboxPayments};
+#[cfg(not(madsim))]
+pub use routes::router;
+#[cfg(not(madsim))]
+pub use state::{ApiState, MetricsRender};
+#[cfg(not(madsim))]
+pub use token::{mint_token, Role};

@@ -1,0 +1,352 @@
+//! Holds, orders, tickets, and the small documents of auth and operations.
+
+use std::collections::BTreeSet;
+
+use raft_store::{
+    is_valid_part_id, HoldStatus, HoldView, OrderStatus, OrderView, Selection, TicketStatus, TicketView,
+    HOLD_QUANTITY_MAX, HOLD_SEATS_MAX, SEATS_PER_ROW_MAX,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{time_json, MoneyJson};
+use crate::cluster::GroupHealth;
+use crate::error::ApiError;
+
+/// Body of `POST /v1/events/{event_id}/holds`: `seats`, or `section` with `quantity`.
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
+pub(crate) struct HoldBody {
+    /// Seat ids `SECTION-ROW-NUMBER` of seated sections.
+    pub seats: Option<Vec<String>>,
+    /// A general-admission section, with `quantity`.
+    pub section: Option<String>,
+    pub quantity: Option<u32>,
+}
+
+impl HoldBody {
+    pub(crate) fn into_selection(self) -> Result<Selection, ApiError> {
+        let bad = |detail: String| Err(ApiError::BadRequest(detail));
+        match (self.seats, self.section, self.quantity) {
+            (Some(seats), None, None) => {
+                if seats.is_empty() || seats.len() > HOLD_SEATS_MAX {
+                    return bad(format!("`seats` lists 1 to {HOLD_SEATS_MAX} seats"));
+                }
+                let mut seen = BTreeSet::new();
+                for seat in &seats {
+                    if !is_seat_id(seat) {
+                        return bad("a seat id has the shape SECTION-ROW-NUMBER, such as FLOOR-A-7".into());
+                    }
+                    if !seen.insert(seat.as_str()) {
+                        return bad(format!("seat {seat} is listed twice"));
+                    }
+                }
+                Ok(Selection::Seats(seats))
+            }
+            (None, Some(section), Some(quantity)) => {
+                if !is_valid_part_id(&section) {
+                    return bad("`section` is a section id: letters, digits and `_`".into());
+                }
+                if quantity == 0 || quantity > HOLD_QUANTITY_MAX {
+                    return bad(format!("`quantity` is between 1 and {HOLD_QUANTITY_MAX}"));
+                }
+                Ok(Selection::General { section, quantity })
+            }
+            (Some(_), _, _) => bad("give either `seats` or `section` with `quantity`, not both".into()),
+            _ => bad("give either `seats`, or `section` with `quantity`".into()),
+        }
+    }
+}
+
+/// Whether `id` has the shape of a seat id; whether the seat exists is the event's to say.
+fn is_seat_id(id: &str) -> bool {
+    let mut parts = id.splitn(3, '-');
+    let (Some(section), Some(row), Some(number)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let number_digits_max = SEATS_PER_ROW_MAX.to_string().len();
+    is_valid_part_id(section)
+        && is_valid_part_id(row)
+        && !number.is_empty()
+        && number.len() <= number_digits_max
+        && number.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum HoldStatusJson {
+    Active,
+    Released,
+    Expired,
+    CheckedOut,
+}
+
+pub(crate) fn hold_status_str(s: HoldStatus) -> &'static str {
+    match s {
+        HoldStatus::Active => "active",
+        HoldStatus::Released => "released",
+        HoldStatus::Expired => "expired",
+        HoldStatus::CheckedOut => "checked_out",
+    }
+}
+
+impl From<HoldStatus> for HoldStatusJson {
+    fn from(s: HoldStatus) -> Self {
+        match s {
+            HoldStatus::Active => HoldStatusJson::Active,
+            HoldStatus::Released => HoldStatusJson::Released,
+            HoldStatus::Expired => HoldStatusJson::Expired,
+            HoldStatus::CheckedOut => HoldStatusJson::CheckedOut,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub(crate) struct HoldJson {
+    pub hold_id: String,
+    pub event_id: String,
+    pub user_id: String,
+    /// Empty for a general-admission hold.
+    pub seats: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub section: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<u32>,
+    pub total: MoneyJson,
+    pub status: HoldStatusJson,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+    /// Set once the hold is checked out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+}
+
+impl From<&HoldView> for HoldJson {
+    fn from(h: &HoldView) -> Self {
+        HoldJson {
+            hold_id: h.hold_id.to_string(),
+            event_id: h.event_id.to_string(),
+            user_id: h.user_id.to_string(),
+            seats: h.seats.clone(),
+            section: h.section.clone(),
+            quantity: h.quantity,
+            total: h.total.into(),
+            status: h.status.into(),
+            created_at: time_json(h.created_at_ms),
+            expires_at: time_json(h.expires_at_ms),
+            order_id: h.order_id.as_ref().map(ToString::to_string),
+        }
+    }
+}
+
+/// Body of `POST /v1/holds/{hold_id}/checkout`.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+pub(crate) struct CheckoutBody {
+    /// `sandbox_ok` or `sandbox_decline` with the sandbox gateway.
+    #[schema(example = "sandbox_ok")]
+    pub payment_method: String,
+}
+
+/// A body with nothing in it: `{}` or no body at all.
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
+pub(crate) struct EmptyBody {}
+
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum OrderStatusJson {
+    PendingPayment,
+    Confirmed,
+    PaymentFailed,
+    Cancelled,
+}
+
+pub(crate) fn order_status_str(s: OrderStatus) -> &'static str {
+    match s {
+        OrderStatus::PendingPayment => "pending_payment",
+        OrderStatus::Confirmed => "confirmed",
+        OrderStatus::PaymentFailed => "payment_failed",
+        OrderStatus::Cancelled => "cancelled",
+    }
+}
+
+impl From<OrderStatus> for OrderStatusJson {
+    fn from(s: OrderStatus) -> Self {
+        match s {
+            OrderStatus::PendingPayment => OrderStatusJson::PendingPayment,
+            OrderStatus::Confirmed => OrderStatusJson::Confirmed,
+            OrderStatus::PaymentFailed => OrderStatusJson::PaymentFailed,
+            OrderStatus::Cancelled => OrderStatusJson::Cancelled,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum TicketStatusJson {
+    Valid,
+    Cancelled,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub(crate) struct TicketJson {
+    pub ticket_id: String,
+    pub order_id: String,
+    pub event_id: String,
+    pub user_id: String,
+    /// Absent for a general-admission ticket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seat: Option<String>,
+    pub section: String,
+    pub status: TicketStatusJson,
+}
+
+impl From<&TicketView> for TicketJson {
+    fn from(t: &TicketView) -> Self {
+        TicketJson {
+            ticket_id: t.ticket_id.to_string(),
+            order_id: t.order_id.to_string(),
+            event_id: t.event_id.to_string(),
+            user_id: t.user_id.to_string(),
+            seat: t.seat.clone(),
+            section: t.section.clone(),
+            status: match t.status {
+                TicketStatus::Valid => TicketStatusJson::Valid,
+                TicketStatus::Cancelled => TicketStatusJson::Cancelled,
+            },
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub(crate) struct OrderJson {
+    pub order_id: String,
+    pub event_id: String,
+    pub user_id: String,
+    pub hold_id: String,
+    pub status: OrderStatusJson,
+    pub total: MoneyJson,
+    pub tickets: Vec<TicketJson>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+    /// While `pending_payment`: when the seats go back on sale without a payment result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub payment_deadline: Option<String>,
+    pub payment_reference: Option<String>,
+    pub refunded: bool,
+}
+
+impl From<&OrderView> for OrderJson {
+    fn from(o: &OrderView) -> Self {
+        OrderJson {
+            order_id: o.order_id.to_string(),
+            event_id: o.event_id.to_string(),
+            user_id: o.user_id.to_string(),
+            hold_id: o.hold_id.to_string(),
+            status: o.status.into(),
+            total: o.total.into(),
+            tickets: o.tickets.iter().map(TicketJson::from).collect(),
+            created_at: time_json(o.created_at_ms),
+            updated_at: time_json(o.updated_at_ms),
+            payment_deadline: (o.status == OrderStatus::PendingPayment).then(|| time_json(o.payment_deadline_ms)),
+            payment_reference: o.payment_reference.clone(),
+            refunded: o.refunded,
+        }
+    }
+}
+
+/// Body of `POST /v1/auth/dev-token`.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+pub(crate) struct DevTokenBody {
+    pub user_id: String,
+    /// `user` (default) or `admin`.
+    #[serde(default)]
+    pub role: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub(crate) struct DevTokenJson {
+    pub token: String,
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+    pub user_id: String,
+    pub role: String,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub(crate) struct GroupHealthJson {
+    /// `meta` or `shard-N`.
+    pub group: String,
+    pub leader: Option<u64>,
+    pub last_applied_index: u64,
+}
+
+impl From<&GroupHealth> for GroupHealthJson {
+    fn from(g: &GroupHealth) -> Self {
+        GroupHealthJson { group: g.group.to_string(), leader: g.leader, last_applied_index: g.last_applied_index }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub(crate) struct ReadinessJson {
+    pub ready: bool,
+    pub groups: Vec<GroupHealthJson>,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub(crate) struct HealthJson {
+    pub status: String,
+}
+
+/// An RFC 9457 problem document; some codes add fields (`unavailable`, `section`, `limit`, ...).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub(crate) struct ProblemJson {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
+    /// `seats_unavailable`, `sold_out`, `limit_exceeded`, `not_on_sale`, `hold_expired`,
+    /// `hold_not_active`, `order_not_cancellable`, `queue_required`, `idempotency_key_reused`,
+    /// `method_not_allowed`, `payload_too_large`, `rate_limited`, `unavailable`, `internal`.
+    pub code: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(seats: Option<&[&str]>, section: Option<&str>, quantity: Option<u32>) -> HoldBody {
+        HoldBody {
+            seats: seats.map(|s| s.iter().map(|x| x.to_string()).collect()),
+            section: section.map(str::to_owned),
+            quantity,
+        }
+    }
+
+    #[test]
+    fn hold_body_takes_seats_xor_a_quantity() {
+        assert!(body(Some(&["FLOOR-A-1"]), None, None).into_selection().is_ok());
+        assert!(body(None, Some("LAWN"), Some(2)).into_selection().is_ok());
+        assert!(body(Some(&["FLOOR-A-1"]), Some("LAWN"), Some(2)).into_selection().is_err());
+        assert!(body(None, None, None).into_selection().is_err());
+        assert!(body(None, Some("LAWN"), None).into_selection().is_err());
+        assert!(body(None, None, Some(2)).into_selection().is_err());
+    }
+
+    #[test]
+    fn hold_body_rejects_malformed_seat_ids_and_bad_counts() {
+        for bad in ["FLOOR", "FLOOR-A", "FLOOR-A-", "FLOOR-A-x", "FL\u{0}OR-A-1", "FLOOR-A-12345", "-A-1"] {
+            assert!(body(Some(&[bad]), None, None).into_selection().is_err(), "{bad:?}");
+        }
+        assert!(body(Some(&["FLOOR-A-1", "FLOOR-A-1"]), None, None).into_selection().is_err());
+        assert!(body(Some(&[]), None, None).into_selection().is_err());
+        assert!(body(None, Some("LAWN"), Some(0)).into_selection().is_err());
+        assert!(body(None, Some("LAWN"), Some(HOLD_QUANTITY_MAX + 1)).into_selection().is_err());
+        assert!(body(None, Some("LA-WN"), Some(1)).into_selection().is_err());
+    }
+}

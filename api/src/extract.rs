@@ -1,0 +1,207 @@
+//! Extractors that answer bad input in the problem format: the caller from the bearer token,
+//! ids from the path, query parameters, and write bodies with their idempotency identity.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use futures_util::StreamExt;
+use raft_store::{Actor, EventId, HoldId, OrderId, RequestId, UserId, VenueId};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::identity::{self, IdKind, IdempotencyKey, IDEMPOTENCY_KEY_HEADER};
+use crate::state::ApiState;
+use crate::token::Role;
+
+/// The user a request acts for, from a valid bearer token.
+#[derive(Clone, Debug)]
+pub(crate) struct Caller {
+    pub user: UserId,
+    pub role: Role,
+}
+
+impl Caller {
+    pub(crate) fn actor(&self) -> Actor {
+        Actor { user: self.user.clone(), admin: self.role == Role::Admin }
+    }
+}
+
+impl FromRequestParts<ApiState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(&parts.headers)?;
+        let (user, role) = state.tokens().verify(token)?;
+        Ok(Caller { user, role })
+    }
+}
+
+fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::Unauthorized("this request needs an `Authorization: Bearer <token>` header".into()))?;
+    let text = value.to_str().map_err(|_| ApiError::Unauthorized("the Authorization header is malformed".into()))?;
+    match text.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(token.trim()),
+        _ => Err(ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())),
+    }
+}
+
+/// A caller with the `admin` role; any other valid caller gets 403.
+#[derive(Clone, Debug)]
+pub(crate) struct Admin(pub Caller);
+
+impl FromRequestParts<ApiState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if caller.role != Role::Admin {
+            return Err(ApiError::Forbidden("this request needs the admin role".into()));
+        }
+        Ok(Admin(caller))
+    }
+}
+
+/// An id taken from the path.
+pub(crate) trait PathId: Sized {
+    /// What the id names, for the 404's detail.
+    const WHAT: &'static str;
+    fn parse_id(s: &str) -> Option<Self>;
+}
+
+impl PathId for EventId {
+    const WHAT: &'static str = "event";
+    fn parse_id(s: &str) -> Option<Self> {
+        EventId::parse(s)
+    }
+}
+
+impl PathId for VenueId {
+    const WHAT: &'static str = "venue";
+    fn parse_id(s: &str) -> Option<Self> {
+        VenueId::parse(s)
+    }
+}
+
+impl PathId for HoldId {
+    const WHAT: &'static str = "hold";
+    fn parse_id(s: &str) -> Option<Self> {
+        HoldId::parse(s)
+    }
+}
+
+impl PathId for OrderId {
+    const WHAT: &'static str = "order";
+    fn parse_id(s: &str) -> Option<Self> {
+        OrderId::parse(s)
+    }
+}
+
+/// The route's one path id. An id that does not parse names nothing: 404, not 400, so clients
+/// cannot tell a malformed id from an unknown one.
+pub(crate) struct IdPath<T>(pub T);
+
+impl<T: PathId, S: Send + Sync> FromRequestParts<S> for IdPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let not_found = || ApiError::NotFound(format!("no {} has this id", T::WHAT));
+        let Path(raw) = Path::<String>::from_request_parts(parts, state).await.map_err(|_| not_found())?;
+        T::parse_id(&raw).map(IdPath).ok_or_else(not_found)
+    }
+}
+
+/// Query parameters; unknown ones are ignored, malformed ones answer 400.
+pub(crate) struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(ApiError::BadRequest(rejection.body_text())),
+        }
+    }
+}
+
+/// A write's JSON body with its idempotency identity.
+///
+/// The body is read whatever the Content-Type says (clients get that wrong more often than the
+/// JSON), bounded by the configured limit; an empty body reads as `{}`. Unknown fields are
+/// ignored.
+pub(crate) struct Posted<T> {
+    pub body: T,
+    key: Option<IdempotencyKey>,
+    fingerprint: u64,
+}
+
+impl<T> Posted<T> {
+    /// The request id under which the store remembers this write's outcome.
+    pub(crate) fn request_id(&self, user: &UserId) -> RequestId {
+        identity::request_id(user, self.key.as_ref())
+    }
+
+    pub(crate) fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    /// Whether the client sent an `Idempotency-Key`: then an outcome may be a remembered one.
+    pub(crate) fn has_key(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// The bits of a new venue or event id, stable across retries with the same key.
+    pub(crate) fn new_id_bits(&self, kind: IdKind, user: &UserId) -> u64 {
+        identity::new_id_bits(kind, user, self.key.as_ref())
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest<ApiState> for Posted<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &ApiState) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let key = parts.headers.get(IDEMPOTENCY_KEY_HEADER).map(|v| IdempotencyKey::parse(v.as_bytes())).transpose()?;
+        let bytes = read_body(body, &parts.headers, state.config().body_limit_bytes).await?;
+        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+        // Syntax first, so malformed JSON is reported as such before any type mismatch.
+        let value: Value = serde_json::from_slice(text).map_err(|e| json_error(&e))?;
+        let parsed: T = serde_json::from_slice(text).map_err(|e| json_error(&e))?;
+        let fingerprint = identity::fingerprint(parts.method.as_str(), parts.uri.path(), &value);
+        Ok(Posted { body: parsed, key, fingerprint })
+    }
+}
+
+fn json_error(e: &serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Data => ApiError::BadRequest(format!("the request body does not fit this endpoint: {e}")),
+        Category::Syntax | Category::Eof | Category::Io => {
+            ApiError::BadRequest(format!("the request body is not valid JSON: {e}"))
+        }
+    }
+}
+
+/// Reads at most `limit_bytes` of the body: 413 beyond, checked on the declared length first so
+/// an oversized upload is refused before it is read.
+async fn read_body(body: Body, headers: &HeaderMap, limit_bytes: usize) -> Result<Bytes, ApiError> {
+    let too_large = || ApiError::PayloadTooLarge { limit_bytes };
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit_bytes as u64) {
+        return Err(too_large());
+    }
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("the request body could not be read: {e}")))?;
+        if buf.len() + chunk.len() > limit_bytes {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
+}

@@ -1,0 +1,62 @@
+//! The OpenAPI document, generated from the handlers' `#[utoipa::path]` attributes and the
+//! DTOs' schemas, so it cannot drift from the code.
+
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::dto::*;
+use crate::routes::{auth, booking, events, ops, orders, seats, venues};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Boxoffice API", version = "1", description = "Ticketing: venues, events, holds, orders, tickets."),
+    paths(
+        auth::dev_token,
+        venues::create,
+        venues::get,
+        events::create,
+        events::update,
+        events::list,
+        events::get,
+        seats::map,
+        seats::stream,
+        booking::hold,
+        booking::get_hold,
+        booking::release,
+        booking::checkout,
+        orders::get,
+        orders::cancel,
+        orders::mine,
+        orders::my_tickets,
+        ops::healthz,
+        ops::readyz,
+        ops::metrics,
+        ops::openapi,
+    ),
+    components(schemas(
+        MoneyJson, ProblemJson, VenueBody, VenueJson, SectionJson, RowJson, LocationJson, EventBody, EventPatchBody,
+        EventJson, EventSummaryJson, SeatMapJson, HoldBody, HoldJson, CheckoutBody, OrderJson, TicketJson,
+        DevTokenBody, DevTokenJson, ReadinessJson,
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Development tokens"),
+        (name = "venues"),
+        (name = "events"),
+        (name = "booking", description = "Holds, checkout, orders and tickets"),
+        (name = "operations"),
+    )
+)]
+pub(crate) struct ApiDoc;
+
+/// Declares the `bearer` scheme the paths' `security` refers to.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut http = Http::new(HttpAuthScheme::Bearer);
+        http.bearer_format = Some("JWT".into());
+        components.add_security_scheme("bearer", SecurityScheme::Http(http));
+    }
+}

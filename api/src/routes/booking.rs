@@ -1,0 +1,210 @@
+//! Holds and checkout.
+//!
+//! Checkout is two commands around one charge: `Checkout` turns the hold into an order awaiting
+//! payment, the gateway charges it, and `PaymentResult` records the answer under a request id
+//! derived from the order alone, so concurrent or retried checkouts record one result.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use raft_store::{Answer, Command, EventId, HoldId, OrderStatus, OrderView, Outcome, Query};
+
+use super::{submit, unexpected};
+use crate::cluster::Consistency;
+use crate::dto::{CheckoutBody, HoldBody, HoldJson, OrderJson, ProblemJson};
+use crate::error::ApiError;
+use crate::extract::{Caller, IdPath, Posted};
+use crate::identity::{self, payment_request_id};
+use crate::payments::{Charge, PaymentError, Refund};
+use crate::routes::orders::read_order;
+use crate::state::ApiState;
+
+/// Holds seats (or a general-admission quantity) for the caller, all or nothing.
+#[utoipa::path(
+    post, path = "/v1/events/{event_id}/holds", operation_id = "create_hold", tag = "booking",
+    request_body = HoldBody,
+    params(
+        ("event_id" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry"),
+    ),
+    responses(
+        (status = 201, body = HoldJson),
+        (status = 400, body = ProblemJson, content_type = "application/problem+json"),
+        (status = 401, body = ProblemJson, content_type = "application/problem+json"),
+        (status = 403, description = "not_on_sale or queue_required", body = ProblemJson, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown event, seat or section", body = ProblemJson, content_type = "application/problem+json"),
+        (status = 409, description = "seats_unavailable or sold_out", body = ProblemJson, content_type = "application/problem+json"),
+        (status = 422, description = "limit_exceeded or idempotency_key_reused", body = ProblemJson, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn hold(
+    State(state): State<ApiState>,
+    caller: Caller,
+    IdPath(event_id): IdPath<EventId>,
+    posted: Posted<HoldBody>,
+) -> Result<(StatusCode, Json<HoldJson>), ApiError> {
+    let (request_id, fingerprint) = (posted.request_id(&caller.user), posted.fingerprint());
+    let selection = posted.body.into_selection()?;
+    let ttl_ms = state.config().hold_ttl_ms();
+    // The waiting room is not built yet: no access pass, so apply refuses high-traffic events.
+    let command = Command::Hold { event_id, user: caller.user, selection, ttl_ms, access: None };
+    match submit(&state, command, request_id, fingerprint).await? {
+        Outcome::Hold(hold) => Ok((StatusCode::CREATED, Json(HoldJson::from(&hold)))),
+        other => Err(unexpected(other)),
+    }
+}
+
+#[utoipa::path(
+    get, path = "/v1/holds/{hold_id}", operation_id = "get_hold", tag = "booking",
+    params(("hold_id" = String, Path)),
+    responses(
+        (status = 200, body = HoldJson),
+        (status = 401, body = ProblemJson, content_type = "application/problem+json"),
+        (status = 404, body = ProblemJson, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn get_hold(
+    State(state): State<ApiState>,
+    caller: Caller,
+    IdPath(hold_id): IdPath<HoldId>,
+) -> Result<Json<HoldJson>, ApiError> {
+    let group = state.group_of(&hold_id.event_id);
+    let query = Query::Hold { hold_id, user: caller.user };
+    match state.cluster().query(group, query, Consistency::Linearizable).await? {
+        Answer::Hold(Some(hold)) => Ok(Json(HoldJson::from(&hold))),
+        Answer::Hold(None) => Err(ApiError::NotFound("no hold has this id".into())),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Releases a hold: its seats are free at once. Releasing a released or expired hold is a no-op.
+#[utoipa::path(
+    delete, path = "/v1/holds/{hold_id}", operation_id = "release_hold", tag = "booking",
+    params(("hold_id" = String, Path)),
+    responses(
+        (status = 204, description = "Released"),
+        (status = 401, body = ProblemJson, content_type = "application/problem+json"),
+        (status = 404, body = ProblemJson, content_type = "application/problem+json"),
+        (status = 409, description = "hold_not_active: already checked out", body = ProblemJson, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn release(
+    State(state): State<ApiState>,
+    caller: Caller,
+    IdPath(hold_id): IdPath<HoldId>,
+) -> Result<StatusCode, ApiError> {
+    // Releasing is idempotent in the state machine itself, so a fresh request id will do.
+    let request_id = identity::request_id(&caller.user, None);
+    let fingerprint = identity::fingerprint("DELETE", &format!("/v1/holds/{hold_id}"), &serde_json::Value::Null);
+    match submit(&state, Command::ReleaseHold { hold_id, user: caller.user }, request_id, fingerprint).await? {
+        Outcome::Hold(_) => Ok(StatusCode::NO_CONTENT),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Turns a hold into an order and pays it. A decline is still an order (`payment_failed`, seats
+/// released); a second checkout of the same hold returns the same order.
+#[utoipa::path(
+    post, path = "/v1/holds/{hold_id}/checkout", operation_id = "checkout_hold", tag = "booking",
+    request_body = CheckoutBody,
+    params(
+        ("hold_id" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry"),
+    ),
+    responses(
+        (status = 201, body = OrderJson),
+        (status = 400, description = "Unknown payment method", body = ProblemJson, content_type = "application/problem+json"),
+        (status = 401, body = ProblemJson, content_type = "application/problem+json"),
+        (status = 404, body = ProblemJson, content_type = "application/problem+json"),
+        (status = 409, description = "hold_expired or hold_not_active", body = ProblemJson, content_type = "application/problem+json"),
+        (status = 503, description = "Store or payment provider unavailable; retry", body = ProblemJson, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn checkout(
+    State(state): State<ApiState>,
+    caller: Caller,
+    IdPath(hold_id): IdPath<HoldId>,
+    posted: Posted<CheckoutBody>,
+) -> Result<(StatusCode, Json<OrderJson>), ApiError> {
+    let method = posted.body.payment_method.clone();
+    if !state.payments().accepts(&method) {
+        return Err(ApiError::BadRequest(format!("unknown `payment_method`: {}", truncated(&method))));
+    }
+    let command = Command::Checkout { hold_id, user: caller.user.clone() };
+    let order = match submit(&state, command, posted.request_id(&caller.user), posted.fingerprint()).await? {
+        Outcome::Order(order) => order,
+        other => return Err(unexpected(other)),
+    };
+    let order = if order.status != OrderStatus::PendingPayment {
+        order
+    } else if posted.has_key() {
+        // With an Idempotency-Key the order may be the remembered first answer, long since paid:
+        // settle from the order's current state rather than charge again.
+        settle_remembered(&state, &caller, order, &method).await?
+    } else {
+        pay(&state, &order, &method).await?
+    };
+    Ok((StatusCode::CREATED, Json(OrderJson::from(&order))))
+}
+
+/// Shown in errors: a hostile method name is cut short rather than echoed whole.
+fn truncated(text: &str) -> String {
+    const SHOWN_CHARS_MAX: usize = 40;
+    let shown: String = text.chars().take(SHOWN_CHARS_MAX).filter(|c| !c.is_control()).collect();
+    format!("{shown:?}")
+}
+
+/// Charges a pending order and records the result. An approval that arrives after the order
+/// lapsed is refunded at once.
+pub(crate) async fn pay(state: &ApiState, order: &OrderView, method: &str) -> Result<OrderView, ApiError> {
+    let charge = Charge { order_id: order.order_id.clone(), amount: order.total, payment_method: method.to_owned() };
+    let charged = state.payments().charge(charge).await.map_err(payment_unavailable)?;
+    let command = Command::PaymentResult {
+        order_id: order.order_id.clone(),
+        approved: charged.approved,
+        reference: charged.reference.clone(),
+    };
+    // The fingerprint is fixed too: every attempt at this order's payment is the same request.
+    let recorded = match submit(state, command, payment_request_id(&order.order_id), 0).await? {
+        Outcome::Order(recorded) => recorded,
+        other => return Err(unexpected(other)),
+    };
+    // An approved charge that is not the one the order recorded (the order lapsed, or another
+    // attempt's result was recorded first) took money for nothing: give it back.
+    if charged.approved && recorded.payment_reference.as_deref() != Some(charged.reference.as_str()) {
+        let refund =
+            Refund { order_id: order.order_id.clone(), amount: order.total, charge_reference: Some(charged.reference) };
+        state.payments().refund(refund).await.map_err(payment_unavailable)?;
+        tracing::warn!(order_id = %order.order_id, "refunded a charge the order did not record");
+    }
+    Ok(recorded)
+}
+
+/// The checkout answer for an order that was pending when first checked out: pay it if it still
+/// is; otherwise the result already recorded (the remembered outcome of the payment request, or
+/// the order as it stands). Orders never return to pending, so the second branch cannot race a
+/// payment into a decline.
+async fn settle_remembered(
+    state: &ApiState,
+    caller: &Caller,
+    order: OrderView,
+    method: &str,
+) -> Result<OrderView, ApiError> {
+    let current = read_order(state, &order.order_id, caller).await?;
+    if current.status == OrderStatus::PendingPayment {
+        return pay(state, &current, method).await;
+    }
+    let lookup = Command::PaymentResult { order_id: order.order_id.clone(), approved: false, reference: String::new() };
+    match submit(state, lookup, payment_request_id(&order.order_id), 0).await? {
+        Outcome::Order(recorded) => Ok(recorded),
+        other => Err(unexpected(other)),
+    }
+}
+
+pub(crate) fn payment_unavailable(e: PaymentError) -> ApiError {
+    ApiError::Unavailable(e.to_string())
+}

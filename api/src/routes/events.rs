@@ -1,0 +1,181 @@
+//! Events: create and update (admin), list upcoming over every shard, read one.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use raft_store::{Answer, Command, EventId, EventSummary, EventView, GroupId, Outcome, Query, Venue, VenueId};
+use serde::Deserialize;
+
+use super::{submit, unexpected};
+use crate::cluster::Consistency;
+use crate::dto::{now_ms, parse_time, EventBody, EventJson, EventPatchBody, EventSummaryJson, Page, ProblemJson};
+use crate::error::ApiError;
+use crate::extract::{Admin, ApiQuery, IdPath, Posted};
+use crate::identity::IdKind;
+use crate::pagination::{encode_cursor, gather, merge, per_shard_limit, PageParams};
+use crate::state::ApiState;
+
+/// Creates an event at a venue: the venue is copied into the event, every section needs a price.
+#[utoipa::path(
+    post, path = "/v1/events", operation_id = "create_event", tag = "events",
+    request_body = EventBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry")),
+    responses(
+        (status = 201, body = EventJson),
+        (status = 400, body = ProblemJson, content_type = "application/problem+json"),
+        (status = 401, body = ProblemJson, content_type = "application/problem+json"),
+        (status = 403, body = ProblemJson, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown venue", body = ProblemJson, content_type = "application/problem+json"),
+        (status = 422, body = ProblemJson, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn create(
+    State(state): State<ApiState>,
+    Admin(caller): Admin,
+    posted: Posted<EventBody>,
+) -> Result<(StatusCode, Json<EventJson>), ApiError> {
+    let venue = read_venue(&state, &posted.body.venue_id).await?;
+    let event_id = EventId::from_u64(posted.new_id_bits(IdKind::Event, &caller.user));
+    let (request_id, fingerprint) = (posted.request_id(&caller.user), posted.fingerprint());
+    let now = now_ms();
+    let spec = posted.body.into_spec(event_id, venue, now)?;
+    if spec.starts_at_ms <= now {
+        return Err(ApiError::BadRequest("`starts_at` must be in the future".into()));
+    }
+    spec.validate().map_err(ApiError::BadRequest)?;
+    match submit(&state, Command::CreateEvent(spec), request_id, fingerprint).await? {
+        Outcome::Event(view) => Ok((StatusCode::CREATED, Json(EventJson::from(view.as_ref())))),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// The venue an event is created at, read from the leader so a venue just created is found.
+async fn read_venue(state: &ApiState, venue_id: &str) -> Result<Venue, ApiError> {
+    let not_found = || ApiError::NotFound("no venue has this `venue_id`".into());
+    let venue_id = VenueId::parse(venue_id).ok_or_else(not_found)?;
+    match state.cluster().query(GroupId::META, Query::Venue(venue_id), Consistency::Linearizable).await? {
+        Answer::Venue(Some(venue)) => Ok(venue),
+        Answer::Venue(None) => Err(not_found()),
+        other => Err(unexpected(other)),
+    }
+}
+
+pub(crate) async fn read_event(
+    state: &ApiState,
+    event_id: &EventId,
+    consistency: Consistency,
+) -> Result<Box<EventView>, ApiError> {
+    match state.cluster().query(state.group_of(event_id), Query::Event(event_id.clone()), consistency).await? {
+        Answer::Event(Some(view)) => Ok(view),
+        Answer::Event(None) => Err(ApiError::NotFound("no event has this id".into())),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Changes an event's details; absent fields stay as they are. The venue cannot change.
+#[utoipa::path(
+    patch, path = "/v1/events/{event_id}", operation_id = "update_event", tag = "events",
+    request_body = EventPatchBody,
+    params(("event_id" = String, Path)),
+    responses(
+        (status = 200, body = EventJson),
+        (status = 400, body = ProblemJson, content_type = "application/problem+json"),
+        (status = 401, body = ProblemJson, content_type = "application/problem+json"),
+        (status = 403, body = ProblemJson, content_type = "application/problem+json"),
+        (status = 404, body = ProblemJson, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn update(
+    State(state): State<ApiState>,
+    Admin(caller): Admin,
+    IdPath(event_id): IdPath<EventId>,
+    posted: Posted<EventPatchBody>,
+) -> Result<Json<EventJson>, ApiError> {
+    let (request_id, fingerprint) = (posted.request_id(&caller.user), posted.fingerprint());
+    let patch = posted.body.into_patch()?;
+    // Validate the patched event here so that nothing invalid is proposed; apply checks again.
+    let current = read_event(&state, &event_id, Consistency::Linearizable).await?;
+    patch.apply_to(&current.spec).validate().map_err(ApiError::BadRequest)?;
+    if patch.starts_at_ms.is_some_and(|t| t <= now_ms()) {
+        return Err(ApiError::BadRequest("`starts_at` must be in the future".into()));
+    }
+    match submit(&state, Command::UpdateEvent { event_id, patch }, request_id, fingerprint).await? {
+        Outcome::Event(view) => Ok(Json(EventJson::from(view.as_ref()))),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// `?from=&to=&limit=&cursor=` of the event list.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct EventListParams {
+    /// RFC 3339; default now (upcoming events).
+    pub from: Option<String>,
+    /// RFC 3339, exclusive; default no bound.
+    pub to: Option<String>,
+    /// 1 to 100, default 20.
+    pub limit: Option<u64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Events whose `starts_at` is in `[from, to)`, soonest first, from every shard.
+#[utoipa::path(
+    get, path = "/v1/events", operation_id = "list_events", tag = "events",
+    params(EventListParams),
+    responses(
+        (status = 200, body = Page<EventSummaryJson>),
+        (status = 400, body = ProblemJson, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn list(
+    State(state): State<ApiState>,
+    ApiQuery(params): ApiQuery<EventListParams>,
+) -> Result<Json<Page<EventSummaryJson>>, ApiError> {
+    let from_ms = params.from.as_deref().map(|t| parse_time("from", t)).transpose()?.unwrap_or_else(now_ms);
+    let to_ms = params.to.as_deref().map(|t| parse_time("to", t)).transpose()?.unwrap_or(i64::MAX);
+    if from_ms > to_ms {
+        return Err(ApiError::BadRequest("`from` must not be after `to`".into()));
+    }
+    let page = PageParams { limit: params.limit, cursor: params.cursor };
+    let limit = page.limit()?;
+    let after = match page.cursor::<(i64, String)>()? {
+        None => None,
+        Some((starts_at_ms, id)) => Some((starts_at_ms, cursor_event_id(&id)?)),
+    };
+    let asked = per_shard_limit(limit);
+    let query = |_| Query::Events { from_ms, to_ms, after: after.clone(), limit: asked };
+    let unpack = |answer| match answer {
+        Answer::Events(events) => Some(events),
+        _ => None,
+    };
+    let pages = gather(state.cluster(), Consistency::Stale, query, unpack).await?;
+    let key = |e: &EventSummary| (e.starts_at_ms, e.event_id.clone());
+    let (items, more) = merge(pages, asked, limit, key);
+    let next_cursor =
+        more.then(|| items.last().map(|e| encode_cursor(&(e.starts_at_ms, e.event_id.as_str())))).flatten();
+    Ok(Json(Page { items: items.iter().map(EventSummaryJson::from).collect(), next_cursor }))
+}
+
+fn cursor_event_id(id: &str) -> Result<EventId, ApiError> {
+    EventId::parse(id).ok_or_else(|| ApiError::BadRequest("`cursor` is not a cursor this list returned".into()))
+}
+
+/// One event, with per-section `available`, `held`, `sold` and price.
+#[utoipa::path(
+    get, path = "/v1/events/{event_id}", operation_id = "get_event", tag = "events",
+    params(("event_id" = String, Path)),
+    responses(
+        (status = 200, body = EventJson),
+        (status = 404, body = ProblemJson, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn get(
+    State(state): State<ApiState>,
+    IdPath(event_id): IdPath<EventId>,
+) -> Result<Json<EventJson>, ApiError> {
+    let view = read_event(&state, &event_id, Consistency::Stale).await?;
+    Ok(Json(EventJson::from(view.as_ref())))
+}

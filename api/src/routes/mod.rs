@@ -1,0 +1,82 @@
+//! The `/v1` routes of API.md and the operations endpoints, and the layers around them.
+
+pub(crate) mod auth;
+pub(crate) mod booking;
+pub(crate) mod events;
+pub(crate) mod ops;
+pub(crate) mod orders;
+pub(crate) mod seats;
+pub(crate) mod venues;
+
+use axum::middleware::from_fn;
+use axum::routing::{get, post};
+use axum::Router;
+use raft_store::{Command, Outcome, RequestId};
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::cluster::Submit;
+use crate::error::ApiError;
+use crate::middleware;
+use crate::state::ApiState;
+
+/// The whole public surface. Layers, outermost first: request id, log and metrics; panics to
+/// 500; error answers to problem documents; then the routes.
+pub fn router(state: ApiState) -> Router {
+    let mut routes = Router::new()
+        .route("/v1/venues", post(venues::create))
+        .route("/v1/venues/{venue_id}", get(venues::get))
+        .route("/v1/events", get(events::list).post(events::create))
+        .route("/v1/events/{event_id}", get(events::get).patch(events::update))
+        .route("/v1/events/{event_id}/seats", get(seats::map))
+        .route("/v1/events/{event_id}/seats/stream", get(seats::stream))
+        .route("/v1/events/{event_id}/holds", post(booking::hold))
+        .route("/v1/holds/{hold_id}", get(booking::get_hold).delete(booking::release))
+        .route("/v1/holds/{hold_id}/checkout", post(booking::checkout))
+        .route("/v1/orders/{order_id}", get(orders::get))
+        .route("/v1/orders/{order_id}/cancel", post(orders::cancel))
+        .route("/v1/me/orders", get(orders::mine))
+        .route("/v1/me/tickets", get(orders::my_tickets))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi));
+    // Without dev tokens the route does not exist, so it answers 404 like any unknown path.
+    if state.config().dev_tokens {
+        routes = routes.route("/v1/auth/dev-token", post(auth::dev_token));
+    }
+    routes
+        // Must follow the routes: it applies to the routes present when it is called.
+        .method_not_allowed_fallback(middleware::method_not_allowed)
+        .route_layer(from_fn(middleware::label_route))
+        .fallback(middleware::not_found)
+        .with_state(state)
+        .layer(from_fn(middleware::problemize))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(from_fn(middleware::observe))
+}
+
+/// Proposes a command and returns its outcome; a refusal becomes the matching error.
+pub(crate) async fn submit(
+    state: &ApiState,
+    command: Command,
+    request_id: RequestId,
+    fingerprint: u64,
+) -> Result<Outcome, ApiError> {
+    let name = command.name();
+    let result = state.cluster().submit(Submit { command, request_id, fingerprint }).await;
+    let label = match &result {
+        Ok(Outcome::Refused(_)) => "refused",
+        Ok(_) => "applied",
+        Err(_) => "error",
+    };
+    metrics::counter!("api_commands_total", "command" => name, "result" => label).increment(1);
+    match result? {
+        Outcome::Refused(refusal) => Err(refusal.into()),
+        outcome => Ok(outcome),
+    }
+}
+
+/// An outcome or answer of the wrong kind: the store and the api disagree on the protocol.
+pub(crate) fn unexpected(what: impl std::fmt::Debug) -> ApiError {
+    ApiError::Internal(format!("unexpected reply from the store: {what:?}"))
+}

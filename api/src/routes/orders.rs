@@ -1,0 +1,164 @@
+//! Orders and tickets: one order, its cancellation, and the caller's lists over every shard.
+
+use std::cmp::Reverse;
+
+use axum::extract::State;
+use axum::Json;
+use raft_store::{Answer, Command, OrderId, OrderStatus, OrderView, Outcome, Query, TicketView};
+
+use super::{submit, unexpected};
+use crate::cluster::Consistency;
+use crate::dto::{EmptyBody, OrderJson, Page, ProblemJson, TicketJson};
+use crate::error::ApiError;
+use crate::extract::{ApiQuery, Caller, IdPath, Posted};
+use crate::pagination::{encode_cursor, gather, merge, per_shard_limit, PageParams};
+use crate::payments::Refund;
+use crate::routes::booking::payment_unavailable;
+use crate::state::ApiState;
+
+/// The order if the caller owns it or is an admin; anyone else's answers 404.
+pub(crate) async fn read_order(state: &ApiState, order_id: &OrderId, caller: &Caller) -> Result<OrderView, ApiError> {
+    let query = Query::Order { order_id: order_id.clone(), actor: caller.actor() };
+    match state.cluster().query(state.group_of(&order_id.event_id), query, Consistency::Linearizable).await? {
+        Answer::Order(Some(order)) => Ok(order),
+        Answer::Order(None) => Err(ApiError::NotFound("no order has this id".into())),
+        other => Err(unexpected(other)),
+    }
+}
+
+#[utoipa::path(
+    get, path = "/v1/orders/{order_id}", operation_id = "get_order", tag = "booking",
+    params(("order_id" = String, Path)),
+    responses(
+        (status = 200, body = OrderJson),
+        (status = 401, body = ProblemJson, content_type = "application/problem+json"),
+        (status = 404, body = ProblemJson, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn get(
+    State(state): State<ApiState>,
+    caller: Caller,
+    IdPath(order_id): IdPath<OrderId>,
+) -> Result<Json<OrderJson>, ApiError> {
+    let order = read_order(&state, &order_id, &caller).await?;
+    Ok(Json(OrderJson::from(&order)))
+}
+
+/// Cancels a confirmed order (owner or admin) and refunds it; its seats are on sale again.
+/// Cancelling a cancelled order answers it again.
+#[utoipa::path(
+    post, path = "/v1/orders/{order_id}/cancel", operation_id = "cancel_order", tag = "booking",
+    params(
+        ("order_id" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry"),
+    ),
+    responses(
+        (status = 200, body = OrderJson),
+        (status = 401, body = ProblemJson, content_type = "application/problem+json"),
+        (status = 404, body = ProblemJson, content_type = "application/problem+json"),
+        (status = 409, description = "order_not_cancellable", body = ProblemJson, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn cancel(
+    State(state): State<ApiState>,
+    caller: Caller,
+    IdPath(order_id): IdPath<OrderId>,
+    posted: Posted<EmptyBody>,
+) -> Result<Json<OrderJson>, ApiError> {
+    let command = Command::CancelOrder { order_id, actor: caller.actor() };
+    let order = match submit(&state, command, posted.request_id(&caller.user), posted.fingerprint()).await? {
+        Outcome::Order(order) => order,
+        other => return Err(unexpected(other)),
+    };
+    // After the command, never before: a refund for an order still valid would be money lost.
+    // Repeated cancellations refund again; the gateway deduplicates by order id.
+    if order.status == OrderStatus::Cancelled && order.refunded {
+        let refund = Refund {
+            order_id: order.order_id.clone(),
+            amount: order.total,
+            charge_reference: order.payment_reference.clone(),
+        };
+        state.payments().refund(refund).await.map_err(payment_unavailable)?;
+    }
+    Ok(Json(OrderJson::from(&order)))
+}
+
+/// The caller's orders, newest first.
+#[utoipa::path(
+    get, path = "/v1/me/orders", operation_id = "list_my_orders", tag = "booking",
+    params(PageParams),
+    responses(
+        (status = 200, body = Page<OrderJson>),
+        (status = 400, body = ProblemJson, content_type = "application/problem+json"),
+        (status = 401, body = ProblemJson, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn mine(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<Page<OrderJson>>, ApiError> {
+    let limit = page.limit()?;
+    let before = match page.cursor::<(i64, String)>()? {
+        None => None,
+        Some((created_at_ms, id)) => Some((created_at_ms, cursor_order_id(&id)?)),
+    };
+    let asked = per_shard_limit(limit);
+    let query = |_| Query::UserOrders { user: caller.user.clone(), before: before.clone(), limit: asked };
+    let unpack = |answer| match answer {
+        Answer::Orders(orders) => Some(orders),
+        _ => None,
+    };
+    let pages = gather(state.cluster(), Consistency::Linearizable, query, unpack).await?;
+    let (items, more) = merge(pages, asked, limit, |o: &OrderView| Reverse((o.created_at_ms, o.order_id.clone())));
+    let next_cursor =
+        more.then(|| items.last().map(|o| encode_cursor(&(o.created_at_ms, o.order_id.to_string())))).flatten();
+    Ok(Json(Page { items: items.iter().map(OrderJson::from).collect(), next_cursor }))
+}
+
+/// The caller's tickets, newest order first.
+#[utoipa::path(
+    get, path = "/v1/me/tickets", operation_id = "list_my_tickets", tag = "booking",
+    params(PageParams),
+    responses(
+        (status = 200, body = Page<TicketJson>),
+        (status = 400, body = ProblemJson, content_type = "application/problem+json"),
+        (status = 401, body = ProblemJson, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn my_tickets(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<Page<TicketJson>>, ApiError> {
+    let limit = page.limit()?;
+    let before = match page.cursor::<(i64, String, u32)>()? {
+        None => None,
+        Some((created_at_ms, id, n)) => Some((created_at_ms, cursor_order_id(&id)?, n)),
+    };
+    let asked = per_shard_limit(limit);
+    let query = |_| Query::UserTickets { user: caller.user.clone(), before: before.clone(), limit: asked };
+    let unpack = |answer| match answer {
+        Answer::Tickets(tickets) => Some(tickets),
+        _ => None,
+    };
+    let pages = gather(state.cluster(), Consistency::Linearizable, query, unpack).await?;
+    let key = |(created_at_ms, t): &(i64, TicketView)| Reverse((*created_at_ms, t.order_id.clone(), t.ticket_id.n));
+    let (items, more) = merge(pages, asked, limit, key);
+    let next_cursor = more
+        .then(|| {
+            items
+                .last()
+                .map(|(created_at_ms, t)| encode_cursor(&(created_at_ms, t.order_id.to_string(), t.ticket_id.n)))
+        })
+        .flatten();
+    Ok(Json(Page { items: items.iter().map(|(_, t)| TicketJson::from(t)).collect(), next_cursor }))
+}
+
+fn cursor_order_id(id: &str) -> Result<OrderId, ApiError> {
+    OrderId::parse(id).ok_or_else(|| ApiError::BadRequest("`cursor` is not a cursor this list returned".into()))
+}

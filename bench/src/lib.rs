@@ -1,0 +1,11 @@
+//! Load generators. Each scenario runs against a server over real HTTP and prints figures.
+
+#![cfg(not(madsim))]
+
+mod flash_sale;
+mod report;
+mod target;
+
+pub use flash_sale::{run as flash_sale, FlashSaleConfig};
+pub use report::{Latencies, Report};
+pub use target::{Target, TargetError};

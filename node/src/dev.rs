@@ -1,0 +1,159 @@
+//! `boxoffice dev`: one node, the api and demo data in one process, on one machine.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::{ApiConfig, ApiState, MetricsRender, SandboxPayments};
+use raft_store::SledKv;
+
+use crate::clock::now_ms;
+use crate::host::{Node, NodeSetup, RaftTuning};
+use crate::local::LocalCluster;
+use crate::network::NoPeers;
+
+/// sled's page cache for `boxoffice dev`.
+const DEV_CACHE_BYTES: u64 = 256 << 20;
+/// How long start-up waits for every group to elect its (only) leader.
+const STARTUP_LEADER_WAIT_MS: u64 = 30_000;
+
+#[derive(Clone, Debug)]
+pub struct DevOptions {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub demo: bool,
+    pub hold_ttl: Duration,
+    pub shards: u32,
+    pub jwt_secret: Option<String>,
+    pub body_limit_bytes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    #[error("data directory {0}: {1}")]
+    DataDir(PathBuf, std::io::Error),
+    #[error("storage: {0}")]
+    Storage(String),
+    #[error(transparent)]
+    Node(#[from] crate::host::NodeError),
+    #[error("demo data: {0}")]
+    Demo(#[from] crate::demo::SeedError),
+    #[error("listen on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// The dev signing key: given, or generated once and kept in the data directory so tokens
+/// survive restarts.
+fn dev_jwt_secret(data_dir: &Path, given: Option<String>) -> Result<String, DevError> {
+    if let Some(secret) = given {
+        return Ok(secret);
+    }
+    let path = data_dir.join("dev-jwt-secret");
+    match std::fs::read_to_string(&path) {
+        Ok(secret) if !secret.trim().is_empty() => return Ok(secret.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(DevError::DataDir(path, e)),
+    }
+    let secret: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+    std::fs::write(&path, &secret).map_err(|e| DevError::DataDir(path, e))?;
+    Ok(secret)
+}
+
+pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), DevError> {
+    std::fs::create_dir_all(&opts.data_dir).map_err(|e| DevError::DataDir(opts.data_dir.clone(), e))?;
+    let jwt_secret = dev_jwt_secret(&opts.data_dir, opts.jwt_secret.clone())?;
+    let kv = SledKv::open(&opts.data_dir.join("db"), DEV_CACHE_BYTES).map_err(|e| DevError::Storage(e.to_string()))?;
+    let listener = tokio::net::TcpListener::bind(opts.addr).await.map_err(|e| DevError::Listen(opts.addr, e))?;
+    let addr = listener.local_addr().map_err(|e| DevError::Listen(opts.addr, e))?;
+
+    let node = Node::start(NodeSetup {
+        node_id: 1,
+        advertise_addr: addr.to_string(),
+        shard_count: opts.shards,
+        kv,
+        transport: Arc::new(NoPeers),
+        tuning: RaftTuning::default(),
+    })
+    .await?;
+    node.bootstrap_single().await?;
+    node.wait_for_leaders(Duration::from_millis(STARTUP_LEADER_WAIT_MS)).await?;
+    let cluster = Arc::new(LocalCluster::new(node.clone()));
+
+    if opts.demo {
+        let seeded = crate::demo::seed(cluster.as_ref(), now_ms()).await?;
+        if seeded.venues + seeded.events > 0 {
+            tracing::info!(venues = seeded.venues, events = seeded.events, "demo data created");
+        }
+    }
+
+    let config = ApiConfig {
+        dev_tokens: true,
+        hold_ttl: opts.hold_ttl,
+        body_limit_bytes: opts.body_limit_bytes,
+        ..ApiConfig::new(jwt_secret)
+    };
+    let state = ApiState::new(cluster, config, Arc::new(SandboxPayments), metrics);
+    let app = api::router(state);
+
+    tracing::info!(
+        %addr,
+        data_dir = %opts.data_dir.display(),
+        shards = node.shard_count(),
+        hold_ttl = %humantime::format_duration(opts.hold_ttl),
+        jwt_secret = "****",
+        demo = opts.demo,
+        "boxoffice dev configuration"
+    );
+    print_banner(addr, &opts);
+
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    node.shutdown().await;
+    served.map_err(DevError::Serve)
+}
+
+fn print_banner(addr: SocketAddr, opts: &DevOptions) {
+    let url = format!("http://{addr}");
+    // The first line is stable: scripts and tests read the address from it.
+    println!("boxoffice: listening on {url}");
+    println!();
+    println!("  Boxoffice dev is running: one node, {} shards, data in {}", opts.shards, opts.data_dir.display());
+    println!("  Holds last {}. Dev tokens are on.", humantime::format_duration(opts.hold_ttl));
+    println!();
+    println!("  Browse the events:   curl -s {url}/v1/events");
+    println!(
+        "  Get a token:         curl -s -X POST {url}/v1/auth/dev-token -H 'content-type: application/json' -d '{{\"user_id\":\"alice\",\"role\":\"user\"}}'"
+    );
+    println!("  API description:     {url}/openapi.json");
+    println!();
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

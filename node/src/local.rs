@@ -1,0 +1,103 @@
+//! The api's view of a node in the same process: every group is local.
+//!
+//! Retries: a proposal that finds no leader (an election, a restart) is retried with the same
+//! request id until a deadline, so a retry never applies twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::{BoxFuture, Cluster, ClusterError, Consistency, Readiness, Submit};
+use raft_store::{Answer, ChangesPage, GroupId, Outcome, Query};
+
+use crate::host::{Node, ProposeError};
+
+/// How long a request waits for a leader before the client gets 503.
+const LEADER_WAIT_MS: u64 = 10_000;
+/// Pause between attempts while no leader is known.
+const RETRY_PAUSE_MS: u64 = 50;
+
+pub struct LocalCluster {
+    node: Arc<Node>,
+}
+
+impl LocalCluster {
+    pub fn new(node: Arc<Node>) -> LocalCluster {
+        LocalCluster { node }
+    }
+}
+
+fn to_cluster_error(e: ProposeError) -> ClusterError {
+    match e {
+        ProposeError::NotLeader { .. } => ClusterError::Unavailable("no leader".into()),
+        ProposeError::UnknownGroup(g) => ClusterError::Internal(format!("no such group {g}")),
+        ProposeError::Fatal(e) => ClusterError::Internal(e),
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails for a reason other than a missing leader, or the
+/// deadline passes.
+async fn with_retries<T, F, Fut>(mut attempt: F) -> Result<T, ClusterError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ProposeError>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(LEADER_WAIT_MS);
+    loop {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(remaining, attempt()).await {
+            Err(_) => return Err(ClusterError::Unavailable("timed out waiting for the store".into())),
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(ProposeError::NotLeader { .. })) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(RETRY_PAUSE_MS)).await;
+            }
+            Ok(Err(e)) => return Err(to_cluster_error(e)),
+        }
+    }
+}
+
+impl Cluster for LocalCluster {
+    fn shard_count(&self) -> u32 {
+        self.node.shard_count()
+    }
+
+    fn submit(&self, submit: Submit) -> BoxFuture<'_, Result<Outcome, ClusterError>> {
+        Box::pin(async move {
+            let group = submit.command.group(self.node.shard_count());
+            with_retries(|| {
+                self.node.propose(group, Some(submit.request_id), submit.fingerprint, submit.command.clone())
+            })
+            .await
+        })
+    }
+
+    fn query(
+        &self,
+        group: GroupId,
+        query: Query,
+        consistency: Consistency,
+    ) -> BoxFuture<'_, Result<Answer, ClusterError>> {
+        Box::pin(async move {
+            let linearizable = consistency == Consistency::Linearizable;
+            with_retries(|| self.node.read(group, &query, linearizable)).await
+        })
+    }
+
+    fn changes(
+        &self,
+        shard: u32,
+        after_index: u64,
+        limit: usize,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<ChangesPage, ClusterError>> {
+        Box::pin(async move {
+            self.node.changes(GroupId::shard(shard), after_index, limit, wait).await.map_err(to_cluster_error)
+        })
+    }
+
+    fn readiness(&self) -> BoxFuture<'_, Readiness> {
+        Box::pin(async move {
+            let groups = self.node.health();
+            Readiness { ready: groups.iter().all(|g| g.leader.is_some()), groups }
+        })
+    }
+}
