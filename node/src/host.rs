@@ -11,10 +11,11 @@ use std::time::Duration;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use raft_store::{
-    Answer, ChangesPage, Command, GroupId, GroupState, Kv, LogStore, NodeId, Outcome, Query, Raft, Request, RequestId,
-    StateMachineStore,
+    Answer, ChangesPage, Command, GroupId, GroupState, Kv, LogStore, NodeId, Outcome, Proposal, Query, Raft, Request,
+    RequestId, StateMachineStore,
 };
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::clock::now_ms;
@@ -22,6 +23,13 @@ use crate::network::{NetworkFactory, RaftRpc, RaftRpcReply, Transport};
 
 /// How often each shard's leader looks for due holds to expire.
 const EXPIRE_TICK_MS: u64 = 500;
+/// Proposals in one log entry at most.
+const ENTRY_PROPOSALS_MAX: usize = 512;
+/// Proposals waiting for an entry, per group; a full queue makes proposers wait.
+const PROPOSAL_QUEUE_MAX: usize = 16_384;
+/// Entries a group's batcher has proposed and not yet seen applied. While they are in flight, new
+/// proposals gather into the next entry: that is how one flush carries many commands.
+const ENTRIES_IN_FLIGHT_MAX: usize = 2;
 /// How often group and storage gauges are refreshed.
 const TELEMETRY_TICK_MS: u64 = 2_000;
 
@@ -95,6 +103,13 @@ pub struct Group {
     pub id: GroupId,
     pub raft: Raft,
     pub state: Arc<GroupState>,
+    batcher: mpsc::Sender<Pending>,
+}
+
+/// A proposal waiting for its group's next log entry, and where its outcome goes.
+struct Pending {
+    proposal: Proposal,
+    reply: oneshot::Sender<Result<Outcome, ProposeError>>,
 }
 
 pub struct Node {
@@ -116,6 +131,7 @@ impl Node {
         let identity = load_identity(setup.kv.as_ref(), setup.node_id, setup.shard_count).await?;
         let config = raft_config(&setup.tuning)?;
         let mut groups = BTreeMap::new();
+        let mut batchers = Vec::new();
         let group_ids = std::iter::once(GroupId::META).chain((0..identity.shard_count).map(GroupId::shard));
         for id in group_ids {
             let tree = setup.kv.tree(&raft_store::group_tree(id)).map_err(storage_err)?;
@@ -126,7 +142,9 @@ impl Node {
             let raft = Raft::new(setup.node_id, config.clone(), network, log, sm)
                 .await
                 .map_err(|e| NodeError::Raft(e.to_string()))?;
-            groups.insert(id, Group { id, raft, state });
+            let (batcher, queue) = mpsc::channel(PROPOSAL_QUEUE_MAX);
+            batchers.push(tokio::spawn(run_batcher(id, raft.clone(), queue)));
+            groups.insert(id, Group { id, raft, state, batcher });
         }
         let node = Arc::new(Node {
             id: setup.node_id,
@@ -134,7 +152,7 @@ impl Node {
             shard_count: identity.shard_count,
             kv: setup.kv,
             groups,
-            tasks: Mutex::new(Vec::new()),
+            tasks: Mutex::new(batchers),
         });
         node.spawn_duties();
         tracing::info!(node = node.id, shards = node.shard_count, "node started");
@@ -188,11 +206,11 @@ impl Node {
     }
 
     fn not_leader(&self, group: GroupId, leader: Option<NodeId>, node: Option<BasicNode>) -> ProposeError {
-        ProposeError::NotLeader { group, leader, leader_addr: node.map(|n| n.addr) }
+        not_leader(group, leader, node)
     }
 
-    /// Proposes a command as this group's leader, stamped with this node's clock, and waits for
-    /// its outcome.
+    /// Proposes a command as this group's leader and waits for its outcome. The command joins the
+    /// group's next log entry, which the leader stamps with its clock.
     pub async fn propose(
         &self,
         group: GroupId,
@@ -200,20 +218,16 @@ impl Node {
         fingerprint: u64,
         command: Command,
     ) -> Result<Outcome, ProposeError> {
-        let raft = self.raft(group)?;
+        let batcher = &self.groups.get(&group).ok_or(ProposeError::UnknownGroup(group))?.batcher;
         let name = command.name();
         let started = std::time::Instant::now();
-        let request = Request { time_ms: now_ms(), request_id, fingerprint, command };
-        let result = match raft.client_write(request).await {
-            Ok(response) => Ok(response.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(self.not_leader(group, f.leader_id, f.leader_node))
-            }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                Err(ProposeError::Fatal(e.to_string()))
-            }
-            Err(RaftError::Fatal(e)) => Err(ProposeError::Fatal(e.to_string())),
-        };
+        let (reply, outcome) = oneshot::channel();
+        let pending = Pending { proposal: Proposal { request_id, fingerprint, command }, reply };
+        if batcher.send(pending).await.is_err() {
+            return Err(ProposeError::Fatal(format!("the batcher of {group} stopped")));
+        }
+        let result =
+            outcome.await.unwrap_or_else(|_| Err(ProposeError::Fatal(format!("the batcher of {group} stopped"))));
         metrics::histogram!("boxoffice_propose_seconds", "command" => name).record(started.elapsed().as_secs_f64());
         result
     }
@@ -342,6 +356,58 @@ impl ProposeError {
     fn with_detail(self, detail: String) -> ProposeError {
         tracing::debug!(%detail, "read refused");
         self
+    }
+}
+
+fn not_leader(group: GroupId, leader: Option<NodeId>, node: Option<BasicNode>) -> ProposeError {
+    ProposeError::NotLeader { group, leader, leader_addr: node.map(|n| n.addr) }
+}
+
+/// Turns the proposals queued for a group into log entries: it takes every proposal waiting (up
+/// to a bound) into one entry, stamps it with this node's clock, and proposes it. At most
+/// `ENTRIES_IN_FLIGHT_MAX` entries are in flight; while they are, the next one fills up.
+async fn run_batcher(group: GroupId, raft: Raft, mut queue: mpsc::Receiver<Pending>) {
+    let in_flight = Arc::new(Semaphore::new(ENTRIES_IN_FLIGHT_MAX));
+    while let Some(first) = queue.recv().await {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
+        let mut batch = vec![first];
+        while batch.len() < ENTRY_PROPOSALS_MAX {
+            match queue.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+        metrics::histogram!("boxoffice_entry_proposals").record(batch.len() as f64);
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let (proposals, replies): (Vec<Proposal>, Vec<_>) =
+                batch.into_iter().map(|p| (p.proposal, p.reply)).unzip();
+            let count = proposals.len();
+            let result = raft.client_write(Request { time_ms: now_ms(), proposals }).await;
+            drop(permit);
+            match result {
+                Ok(response) => {
+                    assert_eq!(response.data.len(), count, "one outcome per proposal");
+                    for (reply, outcome) in replies.into_iter().zip(response.data) {
+                        let _ = reply.send(Ok(outcome));
+                    }
+                }
+                Err(e) => {
+                    let error = match e {
+                        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                            not_leader(group, f.leader_id, f.leader_node)
+                        }
+                        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+                            ProposeError::Fatal(e.to_string())
+                        }
+                        RaftError::Fatal(e) => ProposeError::Fatal(e.to_string()),
+                    };
+                    for reply in replies {
+                        let _ = reply.send(Err(error.clone()));
+                    }
+                }
+            }
+        });
     }
 }
 

@@ -12,7 +12,7 @@ use node::telemetry::{self, LogFormat};
 #[command(name = "boxoffice", version, about = "Sell every seat once: a ticketing platform on Raft")]
 struct Cli {
     /// Log filter, in RUST_LOG syntax.
-    #[arg(long, global = true, env = "BOXOFFICE_LOG", default_value = "info")]
+    #[arg(long, global = true, env = "BOXOFFICE_LOG", default_value = "info,openraft=warn")]
     log: String,
     #[arg(long, global = true, value_enum, env = "BOXOFFICE_LOG_FORMAT", default_value_t = LogFormat::Text)]
     log_format: LogFormat,

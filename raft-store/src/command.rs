@@ -6,12 +6,25 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{shard_of, EventId, GroupId, HoldId, OrderId, RequestId, UserId, VenueId};
 use crate::model::*;
 
-/// One entry of a group's Raft log.
+/// One entry of a group's Raft log: the proposals a leader batched together, stamped once with
+/// the leader's time. Applied in order; each yields one [`Outcome`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Request {
     /// Stamped by the leader when it proposes the entry; apply uses
     /// `max(time_ms, last applied time)` and never reads a clock.
     pub time_ms: i64,
+    pub proposals: Vec<Proposal>,
+}
+
+impl Request {
+    pub fn single(time_ms: i64, proposal: Proposal) -> Request {
+        Request { time_ms, proposals: vec![proposal] }
+    }
+}
+
+/// One client command with its idempotency identity.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Proposal {
     /// Present on client commands: a retry with the same id gets the first outcome back.
     pub request_id: Option<RequestId>,
     /// Hash of what the client asked for; the same request id with another fingerprint is refused

@@ -2,6 +2,10 @@
 
 use crate::command::{Outcome, Request};
 
+/// What applying one log entry yields: one outcome per proposal (none for blank and membership
+/// entries).
+pub type Outcomes = Vec<Outcome>;
+
 pub type NodeId = u64;
 pub type Node = openraft::BasicNode;
 
@@ -12,11 +16,11 @@ pub type Runtime = openraft::TokioRuntime;
 pub type Runtime = crate::sim_runtime::SimRuntime;
 
 openraft::declare_raft_types!(
-    /// One log entry carries one [`Request`]; applying it yields one [`Outcome`]. Snapshots are
-    /// whole encoded state machines, sent in one message.
+    /// One log entry carries one [`Request`] (a batch of proposals); applying it yields one
+    /// [`Outcome`] per proposal. Snapshots are whole encoded state machines, sent in one message.
     pub TypeConfig:
         D = Request,
-        R = Outcome,
+        R = Outcomes,
         NodeId = NodeId,
         Node = Node,
         Entry = openraft::Entry<TypeConfig>,

@@ -13,12 +13,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::codec;
-use crate::command::Outcome;
 use crate::ids::GroupId;
 use crate::keys;
 use crate::kv::{flushed, Batch, Kv, KvTree};
 use crate::machine::Machine;
-use crate::raft_types::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::raft_types::{Entry, LogId, Outcomes, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
 fn sm_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::new(ErrorSubject::StateMachine, verb, AnyError::new(&e)).into()
@@ -159,7 +158,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok((applied.last_applied, applied.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcome>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcomes>, StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -173,13 +172,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 let outcome = match entry.payload {
                     EntryPayload::Blank => {
                         applied.machine.note_index(index);
-                        Outcome::Done
+                        Vec::new()
                     }
                     EntryPayload::Normal(request) => applied.machine.apply(index, &request),
                     EntryPayload::Membership(membership) => {
                         applied.machine.note_index(index);
                         applied.membership = StoredMembership::new(Some(entry.log_id), membership);
-                        Outcome::Done
+                        Vec::new()
                     }
                 };
                 outcomes.push(outcome);

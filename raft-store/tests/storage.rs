@@ -47,7 +47,7 @@ fn openraft_storage_suite_passes_on_sled() {
 }
 
 fn request(time_ms: i64, command: Command) -> Request {
-    Request { time_ms, request_id: None, fingerprint: 0, command }
+    Request::single(time_ms, Proposal { request_id: None, fingerprint: 0, command })
 }
 
 fn venue(n: u64) -> Venue {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use raft_store::{Answer, ChangesPage, GroupId, Machine, Outcome, Query, Request};
+use raft_store::{Answer, ChangesPage, GroupId, Machine, Outcome, Proposal, Query, Request};
 use tokio::sync::watch;
 
 use crate::cluster::{BoxFuture, Cluster, ClusterError, GroupHealth, Readiness, Submit};
@@ -98,13 +98,9 @@ impl TestCluster {
         let group = submit.command.group(self.shard_count);
         let mut machine = self.group(group);
         let index = machine.last_index() + 1;
-        let request = Request {
-            time_ms: self.now_ms(),
-            request_id: Some(submit.request_id),
-            fingerprint: submit.fingerprint,
-            command: submit.command,
-        };
-        let outcome = machine.apply(index, &request);
+        let proposal =
+            Proposal { request_id: Some(submit.request_id), fingerprint: submit.fingerprint, command: submit.command };
+        let outcome = machine.apply(index, &Request::single(self.now_ms(), proposal)).remove(0);
         machine.check_invariants().expect("the state machine's invariants hold after every command");
         if let Some(shard) = group.as_shard() {
             self.applied[shard as usize].send_replace(index);

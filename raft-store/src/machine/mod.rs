@@ -10,7 +10,7 @@ mod shard;
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Answer, Command, Outcome, Query, Refusal, Request};
+use crate::command::{Answer, Command, Outcome, Proposal, Query, Refusal, Request};
 use crate::ids::GroupId;
 
 use dedup::Dedup;
@@ -72,36 +72,40 @@ impl Machine {
         self.last_index = self.last_index.max(index);
     }
 
-    /// Applies one command at log `index`. The single entry point that changes a group's state.
-    pub fn apply(&mut self, index: u64, request: &Request) -> Outcome {
+    /// Applies one log entry at `index`: every proposal in order, at the entry's time. The single
+    /// entry point that changes a group's state.
+    pub fn apply(&mut self, index: u64, request: &Request) -> Vec<Outcome> {
         debug_assert!(index > self.last_index, "entry {index} applied after {}", self.last_index);
         self.note_index(index);
         self.last_time_ms = self.last_time_ms.max(request.time_ms);
         let ctx = Ctx { index, now_ms: self.last_time_ms };
 
-        // Expiry comes first for every command, retries included: a hold past its time is free
-        // the moment any command sees it.
+        // Expiry comes first for every entry, retries included: a hold past its time is free the
+        // moment any command sees it.
         let expired = match &mut self.state {
             GroupState::Shard(shard) => shard.expire_due(ctx),
             GroupState::Meta(_) => (0, 0),
         };
         self.dedup.evict(ctx.now_ms);
-        if let Some(id) = request.request_id {
+        request.proposals.iter().map(|p| self.apply_proposal(ctx, p, expired)).collect()
+    }
+
+    fn apply_proposal(&mut self, ctx: Ctx, proposal: &Proposal, expired: (u32, u32)) -> Outcome {
+        if let Some(id) = proposal.request_id {
             if let Some(seen) = self.dedup.get(&id) {
-                return if seen.fingerprint == request.fingerprint {
+                return if seen.fingerprint == proposal.fingerprint {
                     seen.outcome.clone()
                 } else {
                     Outcome::Refused(Refusal::IdempotencyKeyReused)
                 };
             }
         }
-
-        let outcome = match request.command {
+        let outcome = match proposal.command {
             Command::Expire => Outcome::Expired { holds: expired.0, orders: expired.1 },
-            _ => self.apply_command(ctx, &request.command),
+            _ => self.apply_command(ctx, &proposal.command),
         };
-        if let Some(id) = request.request_id {
-            self.dedup.remember(id, request.fingerprint, ctx.now_ms, outcome.clone());
+        if let Some(id) = proposal.request_id {
+            self.dedup.remember(id, proposal.fingerprint, ctx.now_ms, outcome.clone());
         }
         outcome
     }

@@ -86,7 +86,8 @@ impl Harness {
 
     fn run_with(&mut self, time_ms: i64, request_id: Option<RequestId>, fingerprint: u64, command: Command) -> Outcome {
         self.index += 1;
-        let out = self.m.apply(self.index, &Request { time_ms, request_id, fingerprint, command });
+        let proposal = Proposal { request_id, fingerprint, command };
+        let out = self.m.apply(self.index, &Request::single(time_ms, proposal)).remove(0);
         if self.checking {
             self.m.check_invariants().unwrap_or_else(|e| panic!("invariant broken after {out:?}: {e}"));
         }
@@ -141,6 +142,11 @@ impl Harness {
         };
         view.sections.into_iter().find(|s| s.section == id).expect("section exists")
     }
+}
+
+/// A log entry at time 0 with one proposal without a request id.
+fn one(command: Command) -> Request {
+    Request::single(0, Proposal { request_id: None, fingerprint: 0, command })
 }
 
 fn held(out: Outcome) -> HoldView {
@@ -202,6 +208,38 @@ fn snapshot_round_trip_preserves_everything() {
     let restored: Machine = crate::codec::decode(&bytes).unwrap();
     assert_eq!(restored, h.m);
     restored.check_invariants().unwrap();
+}
+
+#[test]
+fn a_batched_entry_applies_its_proposals_in_order_at_one_time() {
+    let mut h = Harness::new();
+    let hold = |seats: &[&str], who: &str, id: u8| Proposal {
+        request_id: Some(RequestId([id; 16])),
+        fingerprint: 1,
+        command: Command::Hold {
+            event_id: h.event.clone(),
+            user: user(who),
+            selection: Selection::Seats(seats.iter().map(|s| s.to_string()).collect()),
+            ttl_ms: TTL_MS,
+            access: None,
+        },
+    };
+    let batch = Request {
+        time_ms: T0,
+        proposals: vec![
+            hold(&["FLOOR-A-1"], "u1", 1),
+            hold(&["FLOOR-A-1", "FLOOR-A-2"], "u2", 2),
+            hold(&["FLOOR-A-1"], "u1", 1),
+        ],
+    };
+    h.index += 1;
+    let outs = h.m.apply(h.index, &batch);
+    assert_eq!(outs.len(), 3);
+    let first = held(outs[0].clone());
+    assert_eq!(refusal(outs[1].clone()), Refusal::SeatsUnavailable { seats: vec!["FLOOR-A-1".into()] });
+    assert_eq!(outs[2], Outcome::Hold(first.clone()), "a retry inside the same entry gets the first outcome");
+    assert_eq!(first.created_at_ms, T0);
+    h.m.check_invariants().unwrap();
 }
 
 // ---- Rule 2: all-or-nothing holds ------------------------------------------------------------
@@ -602,25 +640,11 @@ fn events_must_start_in_the_future_and_ids_are_unique() {
 #[test]
 fn commands_for_another_group_are_refused() {
     let mut meta = Machine::new(GroupId::META, SHARDS);
-    let out = meta.apply(
-        1,
-        &Request {
-            time_ms: 0,
-            request_id: None,
-            fingerprint: 0,
-            command: Command::Checkout { hold_id: HoldId { event_id: EventId::from_u64(1), seq: 0 }, user: user("u") },
-        },
-    );
-    assert_eq!(out, Outcome::Refused(Refusal::WrongGroup));
+    let checkout = Command::Checkout { hold_id: HoldId { event_id: EventId::from_u64(1), seq: 0 }, user: user("u") };
+    assert_eq!(meta.apply(1, &one(checkout)), vec![Outcome::Refused(Refusal::WrongGroup)]);
     let mut h = Harness::new();
     assert_eq!(refusal(h.run(T0, Command::CreateVenue(venue()))), Refusal::WrongGroup);
-    assert!(matches!(
-        meta.apply(
-            2,
-            &Request { time_ms: 0, request_id: None, fingerprint: 0, command: Command::CreateVenue(venue()) }
-        ),
-        Outcome::Venue(_)
-    ));
+    assert!(matches!(meta.apply(2, &one(Command::CreateVenue(venue()))).remove(0), Outcome::Venue(_)));
 }
 
 #[test]
@@ -635,10 +659,7 @@ fn listing_is_soonest_first_with_a_cursor() {
         spec.event_id = EventId::from_u64(i);
         spec.starts_at_ms = start;
         spec.on_sale_at_ms = 0;
-        assert!(matches!(
-            m.apply(i, &Request { time_ms: 0, request_id: None, fingerprint: 0, command: Command::CreateEvent(spec) }),
-            Outcome::Event(_)
-        ));
+        assert!(matches!(m.apply(i, &one(Command::CreateEvent(spec))).remove(0), Outcome::Event(_)));
     }
     let page = |after, limit| {
         let Answer::Events(list) = m.query(&Query::Events { from_ms: 0, to_ms: i64::MAX, after, limit }, 0) else {
