@@ -73,13 +73,12 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), DevErro
     let node = Node::start(NodeSetup {
         node_id: 1,
         advertise_addr: addr.to_string(),
-        shard_count: opts.shards,
         kv,
-        transport: Arc::new(NoPeers),
+        client: Arc::new(NoPeers),
         tuning: RaftTuning::default(),
     })
     .await?;
-    node.bootstrap_single().await?;
+    node.bootstrap_single(opts.shards).await?;
     node.wait_for_leaders(Duration::from_millis(STARTUP_LEADER_WAIT_MS)).await?;
     let cluster = Arc::new(LocalCluster::new(node.clone()));
 
@@ -96,13 +95,14 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), DevErro
         body_limit_bytes: opts.body_limit_bytes,
         ..ApiConfig::new(jwt_secret)
     };
+    let metrics = crate::telemetry::with_node_gauges(&node, metrics);
     let state = ApiState::new(cluster, config, Arc::new(SandboxPayments), metrics);
     let app = api::router(state);
 
     tracing::info!(
         %addr,
         data_dir = %opts.data_dir.display(),
-        shards = node.shard_count(),
+        shards = node.shard_count().unwrap_or(opts.shards),
         hold_ttl = %humantime::format_duration(opts.hold_ttl),
         jwt_secret = "****",
         demo = opts.demo,

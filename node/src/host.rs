@@ -1,15 +1,18 @@
-//! A node: the Raft groups one process hosts on one database — the meta group and a fixed number
-//! of event shards — and the leader's periodic duties.
+//! A node: the Raft groups one process hosts on one database, and the leader's duties.
+//!
+//! A node hosts the replicas it is given: the meta group and any number of event shards. Groups
+//! start when a cluster is initialized, when a peer first sends Raft traffic for a group this node
+//! was added to, or at start-up from their trees on disk; they stop when moved away.
 //!
 //! Architecture invariant: the node stamps a command's time when it proposes it as leader, and
 //! nowhere else; apply (in raft-store) reads no clock.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, ServerState, SnapshotPolicy};
 use raft_store::{
     Answer, ChangesPage, Command, GroupId, GroupState, Kv, LogStore, NodeId, Outcome, Proposal, Query, Raft, Request,
     RequestId, StateMachineStore,
@@ -19,10 +22,13 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::clock::now_ms;
-use crate::network::{NetworkFactory, RaftRpc, RaftRpcReply, Transport};
+use crate::network::NetworkFactory;
+use crate::wire::{GroupStatus, LeaderHint, NodeClient, NodeStatusReply, WireError};
 
 /// How often each shard's leader looks for due holds to expire.
 const EXPIRE_TICK_MS: u64 = 500;
+/// How often group and storage gauges are refreshed.
+const TELEMETRY_TICK_MS: u64 = 2_000;
 /// Proposals in one log entry at most.
 const ENTRY_PROPOSALS_MAX: usize = 512;
 /// Proposals waiting for an entry, per group; a full queue makes proposers wait.
@@ -30,8 +36,6 @@ const PROPOSAL_QUEUE_MAX: usize = 16_384;
 /// Entries a group's batcher has proposed and not yet seen applied. While they are in flight, new
 /// proposals gather into the next entry: that is how one flush carries many commands.
 const ENTRIES_IN_FLIGHT_MAX: usize = 2;
-/// How often group and storage gauges are refreshed.
-const TELEMETRY_TICK_MS: u64 = 2_000;
 
 /// Raft timing and compaction. Defaults suit nodes on one network.
 #[derive(Clone, Debug)]
@@ -61,10 +65,8 @@ pub struct NodeSetup {
     pub node_id: NodeId,
     /// The address other nodes reach this one at.
     pub advertise_addr: String,
-    /// Used when the node is created; afterwards the stored value wins.
-    pub shard_count: u32,
     pub kv: Arc<dyn Kv>,
-    pub transport: Arc<dyn Transport>,
+    pub client: Arc<dyn NodeClient>,
     pub tuning: RaftTuning,
 }
 
@@ -80,23 +82,15 @@ pub enum NodeError {
     Timeout(String),
 }
 
-/// Why a proposal or a linearizable read did not happen here.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ProposeError {
-    #[error("not the leader of {group}; leader is {leader:?}")]
-    NotLeader { group: GroupId, leader: Option<NodeId>, leader_addr: Option<String> },
-    #[error("this node does not host {0}")]
-    UnknownGroup(GroupId),
-    #[error("raft stopped: {0}")]
-    Fatal(String),
-}
+/// Why a proposal, a read or an operation did not happen here.
+pub type ProposeError = WireError;
 
 /// What a node was created as; checked at every start so a data directory is never reused by
-/// another node or with another shard count.
+/// another node. The shard count is set once, when the node joins a cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct NodeIdentity {
     node_id: NodeId,
-    shard_count: u32,
+    shard_count: Option<u32>,
 }
 
 pub struct Group {
@@ -104,6 +98,7 @@ pub struct Group {
     pub raft: Raft,
     pub state: Arc<GroupState>,
     batcher: mpsc::Sender<Pending>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 /// A proposal waiting for its group's next log entry, and where its outcome goes.
@@ -115,9 +110,13 @@ struct Pending {
 pub struct Node {
     id: NodeId,
     advertise_addr: String,
-    shard_count: u32,
     kv: Arc<dyn Kv>,
-    groups: BTreeMap<GroupId, Group>,
+    client: Arc<dyn NodeClient>,
+    config: Arc<openraft::Config>,
+    identity: Mutex<NodeIdentity>,
+    groups: RwLock<BTreeMap<GroupId, Arc<Group>>>,
+    /// Serializes group creation and removal.
+    group_lock: tokio::sync::Mutex<()>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -125,37 +124,39 @@ fn storage_err(e: impl std::fmt::Display) -> NodeError {
     NodeError::Storage(e.to_string())
 }
 
+fn fatal(e: impl std::fmt::Display) -> WireError {
+    WireError::Fatal(e.to_string())
+}
+
+pub(crate) fn not_leader(group: GroupId, leader: Option<NodeId>, node: Option<BasicNode>) -> ProposeError {
+    WireError::NotLeader { group, leader, leader_addr: node.map(|n| n.addr) }
+}
+
 impl Node {
-    /// Opens every group of the node from its database and starts their Raft instances.
+    /// Opens the node's database and starts every group found on it.
     pub async fn start(setup: NodeSetup) -> Result<Arc<Node>, NodeError> {
-        let identity = load_identity(setup.kv.as_ref(), setup.node_id, setup.shard_count).await?;
+        let identity = load_identity(setup.kv.as_ref(), setup.node_id).await?;
         let config = raft_config(&setup.tuning)?;
-        let mut groups = BTreeMap::new();
-        let mut batchers = Vec::new();
-        let group_ids = std::iter::once(GroupId::META).chain((0..identity.shard_count).map(GroupId::shard));
-        for id in group_ids {
-            let tree = setup.kv.tree(&raft_store::group_tree(id)).map_err(storage_err)?;
-            let log = LogStore::new(setup.kv.clone(), tree.clone());
-            let sm = StateMachineStore::open(setup.kv.clone(), tree, id, identity.shard_count).map_err(storage_err)?;
-            let state = sm.state();
-            let network = NetworkFactory::new(id, setup.transport.clone());
-            let raft = Raft::new(setup.node_id, config.clone(), network, log, sm)
-                .await
-                .map_err(|e| NodeError::Raft(e.to_string()))?;
-            let (batcher, queue) = mpsc::channel(PROPOSAL_QUEUE_MAX);
-            batchers.push(tokio::spawn(run_batcher(id, raft.clone(), queue)));
-            groups.insert(id, Group { id, raft, state, batcher });
-        }
         let node = Arc::new(Node {
             id: setup.node_id,
             advertise_addr: setup.advertise_addr,
-            shard_count: identity.shard_count,
             kv: setup.kv,
-            groups,
-            tasks: Mutex::new(batchers),
+            client: setup.client,
+            config,
+            identity: Mutex::new(identity),
+            groups: RwLock::new(BTreeMap::new()),
+            group_lock: tokio::sync::Mutex::new(()),
+            tasks: Mutex::new(Vec::new()),
         });
-        node.spawn_duties();
-        tracing::info!(node = node.id, shards = node.shard_count, "node started");
+        if node.shard_count().is_some() {
+            for name in node.kv.tree_names().map_err(storage_err)? {
+                if let Some(group) = raft_store::parse_group_tree(&name) {
+                    node.ensure_group(group).await.map_err(|e| NodeError::Raft(e.to_string()))?;
+                }
+            }
+        }
+        node.spawn(telemetry_duty(Arc::downgrade(&node)));
+        tracing::info!(node = node.id, shards = ?node.shard_count(), groups = node.group_ids().len(), "node started");
         Ok(node)
     }
 
@@ -163,50 +164,176 @@ impl Node {
         self.id
     }
 
-    pub fn shard_count(&self) -> u32 {
-        self.shard_count
+    pub fn advertise_addr(&self) -> &str {
+        &self.advertise_addr
     }
 
-    pub fn group(&self, id: GroupId) -> Option<&Group> {
-        self.groups.get(&id)
+    pub fn client(&self) -> Arc<dyn NodeClient> {
+        self.client.clone()
     }
 
-    pub fn groups(&self) -> impl Iterator<Item = &Group> {
-        self.groups.values()
+    /// The cluster's shard count, once this node has joined one.
+    pub fn shard_count(&self) -> Option<u32> {
+        self.identity.lock().map(|i| i.shard_count).unwrap_or(None)
     }
 
-    /// Makes this node the only member of every group not yet initialized (a new single-node
-    /// cluster, or `boxoffice dev`). Safe to call on every start.
-    pub async fn bootstrap_single(&self) -> Result<(), NodeError> {
-        let members = BTreeMap::from([(self.id, BasicNode { addr: self.advertise_addr.clone() })]);
-        for group in self.groups.values() {
-            let initialized = group.raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))?;
-            if !initialized {
-                group.raft.initialize(members.clone()).await.map_err(|e| NodeError::Raft(e.to_string()))?;
+    pub fn group(&self, id: GroupId) -> Option<Arc<Group>> {
+        self.groups.read().ok()?.get(&id).cloned()
+    }
+
+    pub fn group_ids(&self) -> Vec<GroupId> {
+        self.groups.read().map(|g| g.keys().copied().collect()).unwrap_or_default()
+    }
+
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(task);
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.push(handle);
+        }
+    }
+
+    /// Makes this node part of a cluster with `shard_count` shards. Joining the same count again
+    /// changes nothing; another count is refused.
+    pub async fn join(&self, shard_count: u32) -> Result<(), ProposeError> {
+        if shard_count == 0 || shard_count > raft_store::SHARDS_MAX {
+            return Err(WireError::Invalid(format!("a cluster has 1 to {} shards", raft_store::SHARDS_MAX)));
+        }
+        let next = {
+            let mut identity = self.identity.lock().map_err(fatal)?;
+            match identity.shard_count {
+                Some(n) if n == shard_count => return Ok(()),
+                Some(n) => return Err(WireError::Invalid(format!("this node is in a cluster of {n} shards"))),
+                None => {
+                    identity.shard_count = Some(shard_count);
+                    identity.clone()
+                }
             }
+        };
+        store_identity(self.kv.as_ref(), &next).await.map_err(fatal)
+    }
+
+    /// The group, started here if it is not yet (empty, waiting for its leader or an init).
+    pub async fn ensure_group(self: &Arc<Self>, id: GroupId) -> Result<Arc<Group>, ProposeError> {
+        if let Some(group) = self.group(id) {
+            return Ok(group);
+        }
+        let shard_count = self.shard_count().ok_or(WireError::NotJoined)?;
+        if id.as_shard().is_some_and(|s| s >= shard_count) {
+            return Err(WireError::UnknownGroup(id));
+        }
+        let _creating = self.group_lock.lock().await;
+        if let Some(group) = self.group(id) {
+            return Ok(group);
+        }
+        let group = self.open_group(id, shard_count).await?;
+        if let Ok(mut groups) = self.groups.write() {
+            groups.insert(id, group.clone());
+        }
+        tracing::info!(node = self.id, group = %id, "group started");
+        Ok(group)
+    }
+
+    async fn open_group(self: &Arc<Self>, id: GroupId, shard_count: u32) -> Result<Arc<Group>, ProposeError> {
+        let tree = self.kv.tree(&raft_store::group_tree(id)).map_err(fatal)?;
+        let log = LogStore::new(self.kv.clone(), tree.clone());
+        let sm = StateMachineStore::open(self.kv.clone(), tree, id, shard_count).map_err(fatal)?;
+        let state = sm.state();
+        let network = NetworkFactory::new(id, self.client.clone());
+        let raft = Raft::new(self.id, self.config.clone(), network, log, sm).await.map_err(fatal)?;
+        let (batcher, queue) = mpsc::channel(PROPOSAL_QUEUE_MAX);
+        let mut tasks = vec![tokio::spawn(run_batcher(id, raft.clone(), queue))];
+        if !id.is_meta() {
+            tasks.push(tokio::spawn(expire_duty(self.id, raft.clone(), state.clone(), batcher.clone())));
+        }
+        Ok(Arc::new(Group { id, raft, state, batcher, tasks }))
+    }
+
+    /// Starts the group here and makes `members` its first membership, unless it already has one.
+    pub async fn init_group(
+        self: &Arc<Self>,
+        id: GroupId,
+        members: BTreeMap<NodeId, String>,
+    ) -> Result<(), ProposeError> {
+        let group = self.ensure_group(id).await?;
+        if group.raft.is_initialized().await.map_err(fatal)? {
+            return Ok(());
+        }
+        let members: BTreeMap<NodeId, BasicNode> =
+            members.into_iter().map(|(id, addr)| (id, BasicNode { addr })).collect();
+        match group.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            // Another member initialized it first: that is the same outcome.
+            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(fatal(e)),
+        }
+    }
+
+    /// Stops a group here and deletes its copy. Called after the group was moved away.
+    pub async fn drop_group(&self, id: GroupId) -> Result<(), ProposeError> {
+        let _removing = self.group_lock.lock().await;
+        let group = self.groups.write().map_err(fatal)?.remove(&id);
+        if let Some(group) = group {
+            for task in &group.tasks {
+                task.abort();
+            }
+            group.raft.shutdown().await.map_err(fatal)?;
+            self.kv.drop_tree(&raft_store::group_tree(id)).map_err(fatal)?;
+            raft_store::flushed(self.kv.as_ref()).await.map_err(fatal)?;
+            tracing::info!(node = self.id, group = %id, "group dropped");
         }
         Ok(())
     }
 
-    /// Waits until every group has a leader.
+    /// A node alone: joins a cluster of `shard_count` shards made of itself, and starts every group
+    /// with itself as the only member (`boxoffice dev`). Safe to call on every start.
+    pub async fn bootstrap_single(self: &Arc<Self>, shard_count: u32) -> Result<(), NodeError> {
+        let shard_count = match self.shard_count() {
+            Some(stored) => {
+                if stored != shard_count {
+                    tracing::warn!(
+                        stored,
+                        asked = shard_count,
+                        "the shard count is fixed at creation; using the stored one"
+                    );
+                }
+                stored
+            }
+            None => {
+                self.join(shard_count).await.map_err(|e| NodeError::Identity(e.to_string()))?;
+                shard_count
+            }
+        };
+        let me = BTreeMap::from([(self.id, self.advertise_addr.clone())]);
+        let groups = std::iter::once(GroupId::META).chain((0..shard_count).map(GroupId::shard));
+        for id in groups {
+            self.init_group(id, me.clone()).await.map_err(|e| NodeError::Raft(e.to_string()))?;
+        }
+        self.wait_for_leaders(Duration::from_secs(30)).await?;
+        let layout =
+            Command::InitLayout { shard_count, replication: 1, nodes: vec![(self.id, self.advertise_addr.clone())] };
+        match self.propose(GroupId::META, None, 0, layout).await {
+            Ok(Outcome::Layout(_)) => Ok(()),
+            Ok(other) => Err(NodeError::Raft(format!("unexpected layout outcome {other:?}"))),
+            Err(e) => Err(NodeError::Raft(e.to_string())),
+        }
+    }
+
+    /// Waits until every group hosted here has a leader.
     pub async fn wait_for_leaders(&self, timeout: Duration) -> Result<(), NodeError> {
-        for group in self.groups.values() {
+        for id in self.group_ids() {
+            let Some(group) = self.group(id) else { continue };
             group
                 .raft
                 .wait(Some(timeout))
                 .metrics(|m| m.current_leader.is_some(), "leader elected")
                 .await
-                .map_err(|e| NodeError::Timeout(format!("{} has no leader: {e}", group.id)))?;
+                .map_err(|e| NodeError::Timeout(format!("{id} has no leader: {e}")))?;
         }
         Ok(())
     }
 
-    fn raft(&self, group: GroupId) -> Result<&Raft, ProposeError> {
-        self.groups.get(&group).map(|g| &g.raft).ok_or(ProposeError::UnknownGroup(group))
-    }
-
-    fn not_leader(&self, group: GroupId, leader: Option<NodeId>, node: Option<BasicNode>) -> ProposeError {
-        not_leader(group, leader, node)
+    fn hosted(&self, group: GroupId) -> Result<Arc<Group>, ProposeError> {
+        self.group(group).ok_or(WireError::UnknownGroup(group))
     }
 
     /// Proposes a command as this group's leader and waits for its outcome. The command joins the
@@ -218,16 +345,10 @@ impl Node {
         fingerprint: u64,
         command: Command,
     ) -> Result<Outcome, ProposeError> {
-        let batcher = &self.groups.get(&group).ok_or(ProposeError::UnknownGroup(group))?.batcher;
+        let target = self.hosted(group)?;
         let name = command.name();
         let started = std::time::Instant::now();
-        let (reply, outcome) = oneshot::channel();
-        let pending = Pending { proposal: Proposal { request_id, fingerprint, command }, reply };
-        if batcher.send(pending).await.is_err() {
-            return Err(ProposeError::Fatal(format!("the batcher of {group} stopped")));
-        }
-        let result =
-            outcome.await.unwrap_or_else(|_| Err(ProposeError::Fatal(format!("the batcher of {group} stopped"))));
+        let result = submit_to_batcher(&target.batcher, group, Proposal { request_id, fingerprint, command }).await;
         metrics::histogram!("boxoffice_propose_seconds", "command" => name).record(started.elapsed().as_secs_f64());
         result
     }
@@ -235,20 +356,22 @@ impl Node {
     /// Reads from a group's applied state; `linearizable` first confirms leadership and waits for
     /// everything committed before the read to be applied.
     pub async fn read(&self, group: GroupId, query: &Query, linearizable: bool) -> Result<Answer, ProposeError> {
-        let raft = self.raft(group)?;
+        let target = self.hosted(group)?;
         if linearizable {
-            if let Err(e) = raft.ensure_linearizable().await {
-                return Err(match e.into_api_error() {
-                    Some(openraft::error::CheckIsLeaderError::ForwardToLeader(f)) => {
-                        self.not_leader(group, f.leader_id, f.leader_node)
+            if let Err(e) = target.raft.ensure_linearizable().await {
+                return Err(match e {
+                    RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f)) => {
+                        not_leader(group, f.leader_id, f.leader_node)
                     }
-                    Some(other) => self.not_leader(group, None, None).with_detail(other.to_string()),
-                    None => ProposeError::Fatal("raft stopped".into()),
+                    RaftError::APIError(other) => {
+                        tracing::debug!(%group, error = %other, "linearizable read refused");
+                        not_leader(group, None, None)
+                    }
+                    RaftError::Fatal(e) => fatal(e),
                 });
             }
         }
-        let state = &self.groups[&group].state;
-        let applied = state.read();
+        let applied = target.state.read();
         Ok(applied.machine.query(query, now_ms()))
     }
 
@@ -260,27 +383,78 @@ impl Node {
         limit: usize,
         wait: Duration,
     ) -> Result<ChangesPage, ProposeError> {
-        let state = &self.groups.get(&group).ok_or(ProposeError::UnknownGroup(group))?.state;
-        let mut applied = state.watch_applied();
+        let target = self.hosted(group)?;
+        let mut applied = target.state.watch_applied();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let page = match state.read().machine.query(&Query::Changes { after_index, limit }, now_ms()) {
+            let page = match target.state.read().machine.query(&Query::Changes { after_index, limit }, now_ms()) {
                 Answer::Changes(page) => page,
-                other => return Err(ProposeError::Fatal(format!("unexpected answer {other:?}"))),
+                other => return Err(fatal(format!("unexpected answer {other:?}"))),
             };
             let empty = matches!(&page, ChangesPage::Records { changes, .. } if changes.is_empty());
-            if !empty {
-                return Ok(page);
-            }
-            if tokio::time::timeout_at(deadline, applied.changed()).await.is_err() {
+            if !empty || tokio::time::timeout_at(deadline, applied.changed()).await.is_err() {
                 return Ok(page);
             }
         }
     }
 
-    /// Dispatches a Raft message from a peer to the group it is for.
-    pub async fn handle_rpc(&self, rpc: RaftRpc) -> RaftRpcReply {
-        let Some(group) = self.groups.get(&rpc.group()) else { return RaftRpcReply::UnknownGroup };
+    /// As this group's leader: adds missing members as learners (waiting for each to catch up),
+    /// then makes the voters exactly `voters`, then removes members in neither set.
+    pub async fn ensure_members(
+        &self,
+        group: GroupId,
+        voters: BTreeMap<NodeId, String>,
+        learners: BTreeMap<NodeId, String>,
+    ) -> Result<(), ProposeError> {
+        let target = self.hosted(group)?;
+        let raft = &target.raft;
+        let leader_check = |e: String| -> ProposeError {
+            let metrics = raft.metrics().borrow().clone();
+            if metrics.current_leader == Some(self.id) {
+                fatal(e)
+            } else {
+                not_leader(group, metrics.current_leader, None)
+            }
+        };
+        if raft.metrics().borrow().current_leader != Some(self.id) {
+            return Err(leader_check(String::new()));
+        }
+        let membership = raft.metrics().borrow().membership_config.membership().clone();
+        let present: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
+        for (id, addr) in voters.iter().chain(learners.iter()) {
+            if !present.contains(id) {
+                raft.add_learner(*id, BasicNode { addr: addr.clone() }, true)
+                    .await
+                    .map_err(|e| leader_check(e.to_string()))?;
+            }
+        }
+        let current_voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let wanted: BTreeSet<NodeId> = voters.keys().copied().collect();
+        if current_voters != wanted {
+            raft.change_membership(wanted.clone(), false).await.map_err(|e| leader_check(e.to_string()))?;
+        }
+        let membership = raft.metrics().borrow().membership_config.membership().clone();
+        let extra: BTreeSet<NodeId> = membership
+            .nodes()
+            .map(|(id, _)| *id)
+            .filter(|id| !voters.contains_key(id) && !learners.contains_key(id))
+            .collect();
+        if !extra.is_empty() {
+            raft.change_membership(ChangeMembers::RemoveNodes(extra), false)
+                .await
+                .map_err(|e| leader_check(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Dispatches a Raft message from a peer to its group, starting the group here if this node
+    /// was just added to it.
+    pub async fn handle_raft(self: &Arc<Self>, rpc: crate::network::RaftRpc) -> crate::network::RaftRpcReply {
+        use crate::network::{RaftRpc, RaftRpcReply};
+        let group = match self.ensure_group(rpc.group()).await {
+            Ok(group) => group,
+            Err(_) => return RaftRpcReply::UnknownGroup,
+        };
         match rpc {
             RaftRpc::Append { req, .. } => RaftRpcReply::Append(group.raft.append_entries(req).await),
             RaftRpc::Vote { req, .. } => RaftRpcReply::Vote(group.raft.vote(req).await),
@@ -291,27 +465,69 @@ impl Node {
         }
     }
 
-    /// Leader and applied index of every group, as this node sees them.
-    pub fn health(&self) -> Vec<api::GroupHealth> {
-        self.groups
-            .values()
+    /// Leader and term of every group hosted here, as this node sees them.
+    pub fn leader_hints(&self) -> Vec<LeaderHint> {
+        self.group_ids()
+            .into_iter()
+            .filter_map(|id| self.group(id))
             .map(|g| {
-                let metrics = g.raft.metrics().borrow().clone();
-                api::GroupHealth {
-                    group: g.id,
-                    leader: metrics.current_leader,
-                    last_applied_index: metrics.last_applied.map_or(0, |l| l.index),
-                }
+                let m = g.raft.metrics().borrow().clone();
+                LeaderHint { group: g.id, leader: m.current_leader, term: m.current_term }
             })
             .collect()
     }
 
-    /// Stops the periodic duties and every Raft instance. The database flushes when dropped.
+    pub fn status(&self) -> NodeStatusReply {
+        let groups = self
+            .group_ids()
+            .into_iter()
+            .filter_map(|id| self.group(id))
+            .map(|g| {
+                let m = g.raft.metrics().borrow().clone();
+                let membership = m.membership_config.membership();
+                let voters: Vec<NodeId> = membership.voter_ids().collect();
+                let learners: Vec<NodeId> = membership.learner_ids().collect();
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .map(|r| r.iter().map(|(id, log)| (*id, log.map_or(0, |l| l.index))).collect())
+                    .unwrap_or_default();
+                GroupStatus {
+                    group: g.id,
+                    state: format!("{:?}", m.state),
+                    leader: m.current_leader,
+                    term: m.current_term,
+                    last_log_index: m.last_log_index.unwrap_or(0),
+                    last_applied_index: m.last_applied.map_or(0, |l| l.index),
+                    voters,
+                    learners,
+                    matched,
+                }
+            })
+            .collect();
+        NodeStatusReply { node_id: self.id, addr: self.advertise_addr.clone(), shard_count: self.shard_count(), groups }
+    }
+
+    /// Leader and applied index of every group hosted here, for readiness.
+    pub fn health(&self) -> Vec<api::GroupHealth> {
+        self.status()
+            .groups
+            .into_iter()
+            .map(|g| api::GroupHealth { group: g.group, leader: g.leader, last_applied_index: g.last_applied_index })
+            .collect()
+    }
+
+    /// Stops the duties and every Raft instance. The database flushes when dropped.
     pub async fn shutdown(&self) {
         for task in self.tasks.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default() {
             task.abort();
         }
-        for group in self.groups.values() {
+        let groups: Vec<Arc<Group>> =
+            self.groups.write().map(|mut g| std::mem::take(&mut *g).into_values().collect()).unwrap_or_default();
+        for group in groups {
+            for task in &group.tasks {
+                task.abort();
+            }
             if let Err(e) = group.raft.shutdown().await {
                 tracing::warn!(group = %group.id, error = %e, "raft shutdown");
             }
@@ -319,27 +535,14 @@ impl Node {
         tracing::info!(node = self.id, "node stopped");
     }
 
-    fn spawn_duties(self: &Arc<Self>) {
-        let mut tasks = Vec::new();
-        for group in self.groups.keys().filter(|g| !g.is_meta()) {
-            tasks.push(tokio::spawn(expire_duty(Arc::downgrade(self), *group)));
-        }
-        tasks.push(tokio::spawn(telemetry_duty(Arc::downgrade(self))));
-        if let Ok(mut t) = self.tasks.lock() {
-            t.extend(tasks);
-        }
-    }
-
-    fn is_leader(&self, group: GroupId) -> bool {
-        self.groups.get(&group).is_some_and(|g| g.raft.metrics().borrow().state == ServerState::Leader)
-    }
-
-    fn record_telemetry(&self) {
-        for g in self.groups.values() {
+    /// Refreshes the Raft and storage gauges (also called before every `/metrics` render).
+    pub fn record_telemetry(&self) {
+        for id in self.group_ids() {
+            let Some(g) = self.group(id) else { continue };
             let m = g.raft.metrics().borrow().clone();
             let group = g.id.to_string();
-            metrics::gauge!("boxoffice_raft_is_leader", "group" => group.clone())
-                .set(f64::from(u8::from(m.state == ServerState::Leader)));
+            let leading = f64::from(u8::from(m.state == ServerState::Leader));
+            metrics::gauge!("boxoffice_raft_is_leader", "group" => group.clone()).set(leading);
             metrics::gauge!("boxoffice_raft_term", "group" => group.clone()).set(m.current_term as f64);
             metrics::gauge!("boxoffice_raft_last_applied_index", "group" => group.clone())
                 .set(m.last_applied.map_or(0, |l| l.index) as f64);
@@ -352,15 +555,16 @@ impl Node {
     }
 }
 
-impl ProposeError {
-    fn with_detail(self, detail: String) -> ProposeError {
-        tracing::debug!(%detail, "read refused");
-        self
+async fn submit_to_batcher(
+    batcher: &mpsc::Sender<Pending>,
+    group: GroupId,
+    proposal: Proposal,
+) -> Result<Outcome, ProposeError> {
+    let (reply, outcome) = oneshot::channel();
+    if batcher.send(Pending { proposal, reply }).await.is_err() {
+        return Err(fatal(format!("the batcher of {group} stopped")));
     }
-}
-
-fn not_leader(group: GroupId, leader: Option<NodeId>, node: Option<BasicNode>) -> ProposeError {
-    ProposeError::NotLeader { group, leader, leader_addr: node.map(|n| n.addr) }
+    outcome.await.unwrap_or_else(|_| Err(fatal(format!("the batcher of {group} stopped"))))
 }
 
 /// Turns the proposals queued for a group into log entries: it takes every proposal waiting (up
@@ -397,10 +601,8 @@ async fn run_batcher(group: GroupId, raft: Raft, mut queue: mpsc::Receiver<Pendi
                         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
                             not_leader(group, f.leader_id, f.leader_node)
                         }
-                        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-                            ProposeError::Fatal(e.to_string())
-                        }
-                        RaftError::Fatal(e) => ProposeError::Fatal(e.to_string()),
+                        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => fatal(e),
+                        RaftError::Fatal(e) => fatal(e),
                     };
                     for reply in replies {
                         let _ = reply.send(Err(error.clone()));
@@ -413,24 +615,23 @@ async fn run_batcher(group: GroupId, raft: Raft, mut queue: mpsc::Receiver<Pendi
 
 /// Proposes `Expire` whenever this node leads the shard and a hold or payment is due, so expired
 /// seats reach the change feed even when no other command arrives.
-async fn expire_duty(node: std::sync::Weak<Node>, group: GroupId) {
+async fn expire_duty(node_id: NodeId, raft: Raft, state: Arc<GroupState>, batcher: mpsc::Sender<Pending>) {
+    let group = state.group();
     loop {
         tokio::time::sleep(Duration::from_millis(EXPIRE_TICK_MS)).await;
-        let Some(node) = node.upgrade() else { return };
-        if !node.is_leader(group) {
+        let leading = raft.metrics().borrow().current_leader == Some(node_id);
+        if !leading || !state.read().machine.has_due_deadlines(now_ms()) {
             continue;
         }
-        let due = node.groups[&group].state.read().machine.has_due_deadlines(now_ms());
-        if due {
-            match node.propose(group, None, 0, Command::Expire).await {
-                Ok(Outcome::Expired { holds, orders }) => {
-                    tracing::debug!(%group, holds, orders, "expired");
-                    metrics::counter!("boxoffice_expired_holds_total").increment(u64::from(holds));
-                    metrics::counter!("boxoffice_expired_orders_total").increment(u64::from(orders));
-                }
-                Ok(other) => tracing::warn!(%group, ?other, "unexpected expire outcome"),
-                Err(e) => tracing::debug!(%group, error = %e, "expire not proposed"),
+        let proposal = Proposal { request_id: None, fingerprint: 0, command: Command::Expire };
+        match submit_to_batcher(&batcher, group, proposal).await {
+            Ok(Outcome::Expired { holds, orders }) => {
+                tracing::debug!(%group, holds, orders, "expired");
+                metrics::counter!("boxoffice_expired_holds_total").increment(u64::from(holds));
+                metrics::counter!("boxoffice_expired_orders_total").increment(u64::from(orders));
             }
+            Ok(other) => tracing::warn!(%group, ?other, "unexpected expire outcome"),
+            Err(e) => tracing::debug!(%group, error = %e, "expire not proposed"),
         }
     }
 }
@@ -457,10 +658,9 @@ fn raft_config(t: &RaftTuning) -> Result<Arc<openraft::Config>, NodeError> {
     config.validate().map(Arc::new).map_err(|e| NodeError::Raft(e.to_string()))
 }
 
-async fn load_identity(kv: &dyn Kv, node_id: NodeId, shard_count: u32) -> Result<NodeIdentity, NodeError> {
+async fn load_identity(kv: &dyn Kv, node_id: NodeId) -> Result<NodeIdentity, NodeError> {
     let tree = kv.tree(raft_store::NODE_TREE).map_err(storage_err)?;
-    let key = [raft_store::NODE_IDENTITY];
-    if let Some(bytes) = tree.get(&key).map_err(storage_err)? {
+    if let Some(bytes) = tree.get(&[raft_store::NODE_IDENTITY]).map_err(storage_err)? {
         let stored: NodeIdentity = raft_store::decode(&bytes).map_err(storage_err)?;
         if stored.node_id != node_id {
             return Err(NodeError::Identity(format!(
@@ -468,22 +668,17 @@ async fn load_identity(kv: &dyn Kv, node_id: NodeId, shard_count: u32) -> Result
                 stored.node_id
             )));
         }
-        if stored.shard_count != shard_count {
-            tracing::warn!(
-                stored = stored.shard_count,
-                asked = shard_count,
-                "shard count is fixed at creation; using the stored one"
-            );
-        }
         return Ok(stored);
     }
-    if shard_count == 0 {
-        return Err(NodeError::Identity("a cluster needs at least one shard".into()));
-    }
-    let identity = NodeIdentity { node_id, shard_count };
-    let mut batch = raft_store::Batch::default();
-    batch.put(key.to_vec(), raft_store::encode(&identity).map_err(storage_err)?);
-    tree.write(batch).map_err(storage_err)?;
-    raft_store::flushed(kv).await.map_err(storage_err)?;
+    let identity = NodeIdentity { node_id, shard_count: None };
+    store_identity(kv, &identity).await?;
     Ok(identity)
+}
+
+async fn store_identity(kv: &dyn Kv, identity: &NodeIdentity) -> Result<(), NodeError> {
+    let tree = kv.tree(raft_store::NODE_TREE).map_err(storage_err)?;
+    let mut batch = raft_store::Batch::default();
+    batch.put(vec![raft_store::NODE_IDENTITY], raft_store::encode(identity).map_err(storage_err)?);
+    tree.write(batch).map_err(storage_err)?;
+    raft_store::flushed(kv).await.map_err(storage_err)
 }

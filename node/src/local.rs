@@ -30,7 +30,8 @@ fn to_cluster_error(e: ProposeError) -> ClusterError {
     match e {
         ProposeError::NotLeader { .. } => ClusterError::Unavailable("no leader".into()),
         ProposeError::UnknownGroup(g) => ClusterError::Internal(format!("no such group {g}")),
-        ProposeError::Fatal(e) => ClusterError::Internal(e),
+        ProposeError::NotJoined => ClusterError::Unavailable("the node has not joined a cluster".into()),
+        ProposeError::Invalid(e) | ProposeError::Fatal(e) => ClusterError::Internal(e),
     }
 }
 
@@ -57,12 +58,12 @@ where
 
 impl Cluster for LocalCluster {
     fn shard_count(&self) -> u32 {
-        self.node.shard_count()
+        self.node.shard_count().unwrap_or(1)
     }
 
     fn submit(&self, submit: Submit) -> BoxFuture<'_, Result<Outcome, ClusterError>> {
         Box::pin(async move {
-            let group = submit.command.group(self.node.shard_count());
+            let group = submit.command.group(self.shard_count());
             with_retries(|| {
                 self.node.propose(group, Some(submit.request_id), submit.fingerprint, submit.command.clone())
             })

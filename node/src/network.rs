@@ -1,6 +1,5 @@
-//! Raft traffic between nodes, behind a [`Transport`]: one message type for every group, so many
-//! groups share the connections between two nodes. Implementations: [`NoPeers`] for a single
-//! node, HTTP between processes, madsim's network in the simulation.
+//! Raft traffic between nodes, over a [`NodeClient`]: one message type for every group, so many
+//! groups share the connections between two nodes. [`NoPeers`] is the client of a node alone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +12,8 @@ use openraft::network::RPCOption;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use openraft::{RaftNetwork, RaftNetworkFactory};
 use raft_store::{GroupId, Node, NodeId, Snapshot, SnapshotMeta, TypeConfig, Vote};
+
+use crate::wire::{NodeClient, NodeReply, NodeRequest, TransportError};
 use serde::{Deserialize, Serialize};
 
 /// A Raft message for one group of the receiving node.
@@ -40,36 +41,18 @@ pub enum RaftRpcReply {
     UnknownGroup,
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum TransportError {
-    #[error("node {0} is unreachable: {1}")]
-    Unreachable(NodeId, String),
-    #[error("call to node {0} timed out")]
-    Timeout(NodeId),
-}
-
-pub trait Transport: Send + Sync + 'static {
-    fn call(
-        &self,
-        target: NodeId,
-        addr: &str,
-        rpc: RaftRpc,
-        timeout: Duration,
-    ) -> BoxFuture<'_, Result<RaftRpcReply, TransportError>>;
-}
-
-/// The transport of a node that is the only member of its groups: there is nobody to call.
+/// The client of a node that is the only member of its groups: there is nobody to call.
 pub struct NoPeers;
 
-impl Transport for NoPeers {
+impl NodeClient for NoPeers {
     fn call(
         &self,
-        target: NodeId,
-        _addr: &str,
-        _rpc: RaftRpc,
+        addr: &str,
+        _request: NodeRequest,
         _timeout: Duration,
-    ) -> BoxFuture<'_, Result<RaftRpcReply, TransportError>> {
-        Box::pin(async move { Err(TransportError::Unreachable(target, "this node has no peers".into())) })
+    ) -> BoxFuture<'_, Result<NodeReply, TransportError>> {
+        let addr = addr.to_owned();
+        Box::pin(async move { Err(TransportError::Unreachable(addr, "this node has no peers".into())) })
     }
 }
 
@@ -77,12 +60,12 @@ impl Transport for NoPeers {
 #[derive(Clone)]
 pub struct NetworkFactory {
     group: GroupId,
-    transport: Arc<dyn Transport>,
+    client: Arc<dyn NodeClient>,
 }
 
 impl NetworkFactory {
-    pub fn new(group: GroupId, transport: Arc<dyn Transport>) -> NetworkFactory {
-        NetworkFactory { group, transport }
+    pub fn new(group: GroupId, client: Arc<dyn NodeClient>) -> NetworkFactory {
+        NetworkFactory { group, client }
     }
 }
 
@@ -90,7 +73,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
-        PeerClient { group: self.group, target, addr: node.addr.clone(), transport: self.transport.clone() }
+        PeerClient { group: self.group, target, addr: node.addr.clone(), client: self.client.clone() }
     }
 }
 
@@ -98,14 +81,19 @@ pub struct PeerClient {
     group: GroupId,
     target: NodeId,
     addr: String,
-    transport: Arc<dyn Transport>,
+    client: Arc<dyn NodeClient>,
 }
 
 type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<NodeId, Node, RaftError<NodeId, E>>>;
 
 impl PeerClient {
     async fn call(&self, rpc: RaftRpc, timeout: Duration) -> Result<RaftRpcReply, Unreachable> {
-        self.transport.call(self.target, &self.addr, rpc, timeout).await.map_err(|e| Unreachable::new(&e))
+        match self.client.call(&self.addr, NodeRequest::Raft(rpc), timeout).await {
+            Ok(NodeReply::Raft(reply)) => Ok(reply),
+            Ok(NodeReply::Error(e)) => Err(Unreachable::new(&e)),
+            Ok(other) => Err(Unreachable::new(&TransportError::BadReply(self.addr.clone(), format!("{other:?}")))),
+            Err(e) => Err(Unreachable::new(&e)),
+        }
     }
 
     fn unexpected(&self, reply: RaftRpcReply) -> NetworkError {

@@ -48,3 +48,14 @@ pub fn install_metrics() -> Result<MetricsRender, String> {
     });
     Ok(std::sync::Arc::new(move || handle.render()))
 }
+
+/// A render function that refreshes the node's gauges first, so a scrape never sees stale ones.
+pub fn with_node_gauges(node: &std::sync::Arc<crate::Node>, render: MetricsRender) -> MetricsRender {
+    let node = std::sync::Arc::downgrade(node);
+    std::sync::Arc::new(move || {
+        if let Some(node) = node.upgrade() {
+            node.record_telemetry();
+        }
+        render()
+    })
+}

@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{shard_of, EventId, GroupId, HoldId, OrderId, RequestId, UserId, VenueId};
+use crate::layout::Layout;
 use crate::model::*;
+use crate::raft_types::NodeId;
 
 /// One entry of a group's Raft log: the proposals a leader batched together, stamped once with
 /// the leader's time. Applied in order; each yields one [`Outcome`].
@@ -69,6 +71,30 @@ pub struct Actor {
 pub enum Command {
     // Meta group.
     CreateVenue(Venue),
+    /// Creates the cluster's layout; repeating it with the same arguments changes nothing.
+    InitLayout {
+        shard_count: u32,
+        replication: u32,
+        nodes: Vec<(NodeId, String)>,
+    },
+    /// A new node joins as active (or an active node's address changes).
+    AddNode {
+        id: NodeId,
+        addr: String,
+    },
+    /// The node's replicas move elsewhere; then it can be forgotten.
+    DrainNode {
+        id: NodeId,
+    },
+    /// Records a shard's replica set after its Raft membership was changed to it.
+    SetPlacement {
+        shard: u32,
+        replicas: Vec<NodeId>,
+    },
+    /// A drained node that holds no replicas is removed for good.
+    ForgetNode {
+        id: NodeId,
+    },
 
     // Event shards.
     CreateEvent(EventSpec),
@@ -111,7 +137,13 @@ impl Command {
     /// The event whose shard owns this command, or `None` for a meta command.
     pub fn event_id(&self) -> Option<&EventId> {
         match self {
-            Command::CreateVenue(_) | Command::Expire => None,
+            Command::CreateVenue(_)
+            | Command::InitLayout { .. }
+            | Command::AddNode { .. }
+            | Command::DrainNode { .. }
+            | Command::SetPlacement { .. }
+            | Command::ForgetNode { .. }
+            | Command::Expire => None,
             Command::CreateEvent(spec) => Some(&spec.event_id),
             Command::UpdateEvent { event_id, .. } | Command::Hold { event_id, .. } => Some(event_id),
             Command::ReleaseHold { hold_id, .. } | Command::Checkout { hold_id, .. } => Some(&hold_id.event_id),
@@ -131,6 +163,11 @@ impl Command {
     pub fn name(&self) -> &'static str {
         match self {
             Command::CreateVenue(_) => "create_venue",
+            Command::InitLayout { .. } => "init_layout",
+            Command::AddNode { .. } => "add_node",
+            Command::DrainNode { .. } => "drain_node",
+            Command::SetPlacement { .. } => "set_placement",
+            Command::ForgetNode { .. } => "forget_node",
             Command::CreateEvent(_) => "create_event",
             Command::UpdateEvent { .. } => "update_event",
             Command::Hold { .. } => "hold",
@@ -150,6 +187,7 @@ pub enum Outcome {
     /// Blank and membership entries, and commands with nothing to report.
     Done,
     Venue(Venue),
+    Layout(Box<Layout>),
     Event(Box<EventView>),
     Hold(HoldView),
     Order(OrderView),
@@ -239,6 +277,8 @@ pub enum ChangeKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Query {
     Venue(VenueId),
+    /// The cluster's layout (meta group).
+    Layout,
     Event(EventId),
     Seats(EventId),
     /// Events with `from_ms <= starts_at < to_ms`, soonest first, after the cursor.
@@ -278,6 +318,7 @@ pub enum Query {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Answer {
     Venue(Option<Venue>),
+    Layout(Option<Box<Layout>>),
     Event(Option<Box<EventView>>),
     Seats(Option<SeatMap>),
     Events(Vec<EventSummary>),

@@ -20,6 +20,15 @@ pub fn group_tree(group: crate::ids::GroupId) -> String {
     format!("group/{:08}", group.0)
 }
 
+/// The group whose tree has this name, if it is a group's tree.
+pub fn parse_group_tree(name: &str) -> Option<crate::ids::GroupId> {
+    let digits = name.strip_prefix("group/")?;
+    if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().map(crate::ids::GroupId)
+}
+
 /// Name of the tree holding node-level records.
 pub const NODE_TREE: &str = "node";
 
@@ -39,3 +48,19 @@ pub fn log_index(key: &[u8]) -> Option<u64> {
 
 /// The key just past every log key.
 pub const LOG_END: [u8; 1] = [LOG + 1];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::GroupId;
+
+    #[test]
+    fn group_tree_names_round_trip() {
+        for g in [GroupId::META, GroupId::shard(0), GroupId::shard(1023)] {
+            assert_eq!(parse_group_tree(&group_tree(g)), Some(g));
+        }
+        for bad in ["node", "group/1", "group/0000000x", "groups/00000001", "__sled__default"] {
+            assert_eq!(parse_group_tree(bad), None, "{bad}");
+        }
+    }
+}

@@ -89,6 +89,17 @@ impl Kv for MemKv {
         Ok(self.lock().current.keys().cloned().collect())
     }
 
+    fn drop_tree(&self, name: &str) -> KvResult<()> {
+        let mut state = self.lock();
+        // Journaled as deletes, so a crash before the next flush brings the tree back whole.
+        let keys: Vec<Vec<u8>> = state.current.get(name).map(|t| t.keys().cloned().collect()).unwrap_or_default();
+        for key in keys {
+            state.journal.push((name.to_owned(), key, None));
+        }
+        state.current.remove(name);
+        Ok(())
+    }
+
     fn flush(&self, done: FlushDone) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         {

@@ -62,6 +62,8 @@ pub trait Kv: Send + Sync + 'static {
     /// Opens (creating if needed) the named tree.
     fn tree(&self, name: &str) -> KvResult<Arc<dyn KvTree>>;
     fn tree_names(&self) -> KvResult<Vec<String>>;
+    /// Deletes a tree and everything in it (durable after the next flush).
+    fn drop_tree(&self, name: &str) -> KvResult<()>;
     /// Makes every write made before this call durable, then calls `done`. Concurrent requests
     /// share one flush: this is where many commands per fsync come from.
     fn flush(&self, done: FlushDone);

@@ -95,6 +95,10 @@ impl Kv for SledKv {
         Ok(self.db.tree_names().into_iter().map(|n| String::from_utf8_lossy(&n).into_owned()).collect())
     }
 
+    fn drop_tree(&self, name: &str) -> KvResult<()> {
+        self.db.drop_tree(name).map(|_| ()).map_err(io)
+    }
+
     fn flush(&self, done: FlushDone) {
         let sent = match self.requests.lock() {
             Ok(guard) => match guard.as_ref() {

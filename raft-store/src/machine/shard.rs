@@ -155,7 +155,12 @@ impl ShardState {
             }
             Command::CancelOrder { order_id, actor } => self.cancel(ctx, order_id, actor),
             Command::Expire => Outcome::Expired { holds: 0, orders: 0 },
-            Command::CreateVenue(_) => refused(Refusal::WrongGroup),
+            Command::CreateVenue(_)
+            | Command::InitLayout { .. }
+            | Command::AddNode { .. }
+            | Command::DrainNode { .. }
+            | Command::SetPlacement { .. }
+            | Command::ForgetNode { .. } => refused(Refusal::WrongGroup),
         }
     }
 
@@ -535,7 +540,7 @@ impl ShardState {
             Query::Changes { after_index, limit } => {
                 Answer::Changes(self.changes_after(*after_index, *limit, last_index))
             }
-            Query::Venue(_) => Answer::WrongGroup,
+            Query::Venue(_) | Query::Layout => Answer::WrongGroup,
         }
     }
 

@@ -648,6 +648,57 @@ fn commands_for_another_group_are_refused() {
 }
 
 #[test]
+fn the_layout_changes_only_by_its_rules() {
+    let mut meta = Machine::new(GroupId::META, SHARDS);
+    let mut index = 0;
+    let mut run = |command| {
+        index += 1;
+        meta.apply(index, &one(command)).remove(0)
+    };
+    let nodes = vec![(1, "a:1".to_string()), (2, "a:2".to_string()), (3, "a:3".to_string())];
+    assert!(matches!(run(Command::AddNode { id: 4, addr: "a:4".into() }), Outcome::Refused(Refusal::Invalid { .. })));
+    let Outcome::Layout(layout) = run(Command::InitLayout { shard_count: 4, replication: 3, nodes: nodes.clone() })
+    else {
+        panic!()
+    };
+    assert_eq!((layout.shard_count, layout.version), (4, 1));
+    let again = run(Command::InitLayout { shard_count: 4, replication: 3, nodes: nodes.clone() });
+    assert_eq!(again, Outcome::Layout(layout.clone()), "init is idempotent");
+    assert!(matches!(
+        run(Command::InitLayout { shard_count: 8, replication: 3, nodes }),
+        Outcome::Refused(Refusal::Conflict { .. })
+    ));
+    let Outcome::Layout(grown) = run(Command::AddNode { id: 4, addr: "a:4".into() }) else { panic!() };
+    assert_eq!(grown.version, 2);
+    let Outcome::Layout(same) = run(Command::AddNode { id: 4, addr: "a:4".into() }) else { panic!() };
+    assert_eq!(same.version, 2, "adding an active node again changes nothing");
+    assert!(matches!(run(Command::ForgetNode { id: 2 }), Outcome::Refused(Refusal::Invalid { .. })), "drain first");
+    assert!(matches!(run(Command::DrainNode { id: 2 }), Outcome::Layout(_)));
+    assert!(
+        matches!(run(Command::ForgetNode { id: 2 }), Outcome::Refused(Refusal::Invalid { .. })),
+        "still holds replicas"
+    );
+    for shard in 0..4 {
+        let replicas = vec![1, 3, 4];
+        assert!(matches!(run(Command::SetPlacement { shard, replicas }), Outcome::Layout(_)));
+    }
+    assert!(matches!(
+        run(Command::SetPlacement { shard: 9, replicas: vec![1] }),
+        Outcome::Refused(Refusal::Invalid { .. })
+    ));
+    assert!(matches!(
+        run(Command::SetPlacement { shard: 0, replicas: vec![1, 1] }),
+        Outcome::Refused(Refusal::Invalid { .. })
+    ));
+    let Outcome::Layout(done) = run(Command::ForgetNode { id: 2 }) else { panic!() };
+    assert_eq!(done.nodes[&2].status, crate::layout::NodeStatus::Removed);
+    assert!(
+        matches!(run(Command::AddNode { id: 2, addr: "a:2".into() }), Outcome::Refused(Refusal::Conflict { .. })),
+        "ids are never reused"
+    );
+}
+
+#[test]
 fn listing_is_soonest_first_with_a_cursor() {
     let event = EventId::from_u64(1);
     let group = GroupId::shard(shard_of(&event, 1));

@@ -1,0 +1,237 @@
+//! `boxoffice cluster …`: the operator's commands, sent to any node over the internal API.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use raft_store::{Command, GroupId, Layout, NodeId, NodeStatus, Outcome, Proposal};
+
+use crate::http::HttpNodeClient;
+use crate::router::call_leader;
+use crate::wire::{NodeClient, NodeReply, NodeRequest, NodeStatusReply};
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+const INIT_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub struct Cli {
+    client: HttpNodeClient,
+    /// The node the operator talks to.
+    node: String,
+}
+
+fn unexpected(reply: NodeReply) -> String {
+    match reply {
+        NodeReply::Error(e) => e.to_string(),
+        other => format!("unexpected reply: {other:?}"),
+    }
+}
+
+impl Cli {
+    pub fn new(node: &str, secret: &str) -> Result<Cli, String> {
+        Ok(Cli { client: HttpNodeClient::new(secret)?, node: node.to_owned() })
+    }
+
+    async fn call(&self, addr: &str, request: NodeRequest, timeout: Duration) -> Result<NodeReply, String> {
+        self.client.call(addr, request, timeout).await.map_err(|e| e.to_string())
+    }
+
+    /// The layout, from the first node that has one (the given node, then the others it names).
+    pub async fn layout(&self) -> Result<Layout, String> {
+        match self.call(&self.node, NodeRequest::Routing, CALL_TIMEOUT).await? {
+            NodeReply::Routing(r) => match r.layout {
+                Some(layout) => Ok(*layout),
+                None => Err(format!(
+                    "node at {} knows no cluster layout (not initialized, or not a meta member)",
+                    self.node
+                )),
+            },
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn init(
+        &self,
+        nodes: Vec<(NodeId, String)>,
+        shard_count: u32,
+        replication: u32,
+    ) -> Result<String, String> {
+        let request = NodeRequest::InitCluster { nodes, shard_count, replication };
+        match self.call(&self.node, request, INIT_TIMEOUT).await? {
+            NodeReply::Layout(Some(layout)) => Ok(format!(
+                "cluster initialized: {} nodes, {} shards, replication {}",
+                layout.nodes.len(),
+                layout.shard_count,
+                layout.replication
+            )),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn propose_meta(&self, layout: &Layout, command: Command) -> Result<Layout, String> {
+        let candidates: Vec<(NodeId, String)> = layout.active().map(|n| (n.id, n.addr.clone())).collect();
+        let proposal = Proposal { request_id: None, fingerprint: 0, command };
+        let request = move || NodeRequest::Propose { group: GroupId::META, proposal: proposal.clone() };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let noop = |_: NodeId, _: Option<String>| {};
+        let (_, reply) = call_leader(&self.client, GroupId::META, &candidates, &request, CALL_TIMEOUT, deadline, &noop)
+            .await
+            .map_err(|e| e.to_string())?;
+        match reply {
+            NodeReply::Outcome(Outcome::Layout(layout)) => Ok(*layout),
+            NodeReply::Outcome(Outcome::Refused(r)) => Err(format!("refused: {r:?}")),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn add_node(&self, id: NodeId, addr: &str) -> Result<Layout, String> {
+        let layout = self.layout().await?;
+        match self.call(addr, NodeRequest::Join { shard_count: layout.shard_count }, CALL_TIMEOUT).await? {
+            NodeReply::Done => {}
+            other => return Err(format!("node {id} at {addr} cannot join: {}", unexpected(other))),
+        }
+        self.propose_meta(&layout, Command::AddNode { id, addr: addr.to_owned() }).await
+    }
+
+    pub async fn remove_node(&self, id: NodeId) -> Result<Layout, String> {
+        let layout = self.layout().await?;
+        self.propose_meta(&layout, Command::DrainNode { id }).await
+    }
+
+    /// Waits until no replica move is left and no node is draining.
+    pub async fn wait_balanced(&self, timeout: Duration) -> Result<Layout, String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Ok(layout) = self.layout().await {
+                let draining = layout.nodes.values().any(|n| n.status == NodeStatus::Draining);
+                if layout.next_move().is_none() && !draining {
+                    return Ok(layout);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err("the cluster did not settle in time".into());
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Nodes, shards, leaders, replicas, lag and health, as a text report.
+    pub async fn status(&self) -> Result<String, String> {
+        let layout = self.layout().await?;
+        let mut statuses: BTreeMap<NodeId, Result<NodeStatusReply, String>> = BTreeMap::new();
+        for n in layout.nodes.values().filter(|n| n.status != NodeStatus::Removed) {
+            let status = match self.call(&n.addr, NodeRequest::Status, Duration::from_secs(3)).await {
+                Ok(NodeReply::Status(s)) => Ok(s),
+                Ok(other) => Err(unexpected(other)),
+                Err(e) => Err(e),
+            };
+            statuses.insert(n.id, status);
+        }
+        Ok(render_status(&layout, &statuses))
+    }
+}
+
+fn render_status(layout: &Layout, statuses: &BTreeMap<NodeId, Result<NodeStatusReply, String>>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "cluster: {} shards, replication {}, layout version {}",
+        layout.shard_count, layout.replication, layout.version
+    );
+    let pending = layout.next_move().map_or("balanced".to_owned(), |m| format!("moving shard {} next", m.shard));
+    let _ = writeln!(out, "placement: {pending}");
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<6} {:<24} {:<9} {:<11} {:>6} {:>7}",
+        "NODE", "ADDRESS", "STATUS", "HEALTH", "GROUPS", "LEADING"
+    );
+    for n in layout.nodes.values() {
+        let (health, groups, leading) = match statuses.get(&n.id) {
+            Some(Ok(s)) => {
+                let leading = s.groups.iter().filter(|g| g.leader == Some(n.id)).count();
+                ("up".to_owned(), s.groups.len().to_string(), leading.to_string())
+            }
+            Some(Err(_)) => ("unreachable".to_owned(), "-".into(), "-".into()),
+            None => ("-".to_owned(), "-".into(), "-".into()),
+        };
+        let _ = writeln!(
+            out,
+            "{:<6} {:<24} {:<9} {:<11} {:>6} {:>7}",
+            n.id,
+            n.addr,
+            format!("{:?}", n.status).to_lowercase(),
+            health,
+            groups,
+            leading
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<10} {:<7} {:<7} {:<16} {:>10} {:<}",
+        "GROUP", "LEADER", "TERM", "REPLICAS", "APPLIED", "LAG (entries behind the leader)"
+    );
+    let groups = std::iter::once(GroupId::META).chain((0..layout.shard_count).map(GroupId::shard));
+    for g in groups {
+        let mut reports = statuses.iter().filter_map(|(id, s)| {
+            s.as_ref().ok().and_then(|s| s.groups.iter().find(|x| x.group == g).map(|x| (*id, x)))
+        });
+        let all: Vec<_> = reports.by_ref().collect();
+        let leader = all.iter().filter_map(|(_, x)| x.leader.map(|l| (x.term, l))).max();
+        let leader_report = leader.and_then(|(_, l)| all.iter().find(|(id, _)| *id == l).map(|(_, x)| *x));
+        let replicas = match g.as_shard() {
+            Some(s) => layout.placement.get(s as usize).cloned().unwrap_or_default(),
+            None => layout.meta_members().0.into_iter().chain(layout.meta_members().1).collect(),
+        };
+        let applied = leader_report.map_or("-".to_owned(), |x| x.last_applied_index.to_string());
+        let lag: Vec<String> = all
+            .iter()
+            .filter(|(id, _)| Some(*id) != leader.map(|(_, l)| l))
+            .map(|(id, x)| {
+                let behind = leader_report.map_or(0, |l| l.last_log_index.saturating_sub(x.last_log_index));
+                format!("n{id}:{behind}")
+            })
+            .collect();
+        let health = if leader.is_none() { " NO LEADER" } else { "" };
+        let _ = writeln!(
+            out,
+            "{:<10} {:<7} {:<7} {:<16} {:>10} {}{}",
+            g.to_string(),
+            leader.map_or("-".into(), |(_, l)| l.to_string()),
+            leader.map_or("-".into(), |(t, _)| t.to_string()),
+            format!("{replicas:?}"),
+            applied,
+            lag.join(" "),
+            health
+        );
+    }
+    out
+}
+
+/// Parses `1=127.0.0.1:7001,2=127.0.0.1:7002`.
+pub fn parse_nodes(text: &str) -> Result<Vec<(NodeId, String)>, String> {
+    text.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|pair| {
+            let (id, addr) = pair.trim().split_once('=').ok_or_else(|| format!("`{pair}` is not ID=ADDRESS"))?;
+            let id: NodeId = id.trim().parse().map_err(|_| format!("`{id}` is not a node id"))?;
+            if id == 0 {
+                return Err("node ids start at 1".into());
+            }
+            Ok((id, addr.trim().to_owned()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_nodes;
+
+    #[test]
+    fn node_lists_parse_and_bad_ones_are_refused() {
+        assert_eq!(parse_nodes("1=a:1, 2=b:2").unwrap(), vec![(1, "a:1".to_string()), (2, "b:2".to_string())]);
+        assert!(parse_nodes("a:1").is_err());
+        assert!(parse_nodes("x=a:1").is_err());
+        assert!(parse_nodes("0=a:1").is_err());
+    }
+}

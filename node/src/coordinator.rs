@@ -1,0 +1,205 @@
+//! Cluster-wide operations a node carries out: creating a cluster, and — on the meta group's
+//! leader — moving replicas until the layout is balanced.
+//!
+//! A move is: make the shard's membership the planned replica set (the shard's leader adds the
+//! new node as a learner, waits for it to catch up by log or snapshot, then changes the voters),
+//! record it in the layout, then tell the node that left to drop its copy. Every step is safe to
+//! repeat, so a move interrupted by a crash is planned and carried out again. Bookings go on
+//! throughout: Raft changes membership through joint consensus.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use raft_store::{Answer, Command, GroupId, Layout, NodeId, NodeStatus, Outcome, Query, Refusal};
+
+use crate::host::Node;
+use crate::router::{call_leader, CallError};
+use crate::wire::{NodeReply, NodeRequest, WireError};
+
+/// How often the meta leader looks for a replica to move.
+const REBALANCE_TICK_MS: u64 = 1_000;
+/// Longest a membership change may take, catching a new replica up included.
+const MEMBERSHIP_CHANGE_TIMEOUT_MS: u64 = 120_000;
+/// Longest cluster initialization may wait for the meta group's first leader.
+const INIT_TIMEOUT_MS: u64 = 60_000;
+const CALL_TIMEOUT_MS: u64 = 10_000;
+
+fn refused(e: CallError) -> WireError {
+    match e {
+        CallError::Refused(e) => e,
+        other => WireError::Fatal(other.to_string()),
+    }
+}
+
+fn addrs(layout: &Layout, ids: impl IntoIterator<Item = NodeId>) -> BTreeMap<NodeId, String> {
+    ids.into_iter().filter_map(|id| layout.addr(id).map(|a| (id, a.to_owned()))).collect()
+}
+
+/// Creates a cluster of `nodes`: every node joins, the meta group starts on its voters and
+/// records the layout, then each shard starts on its replicas. Safe to repeat.
+pub async fn init_cluster(
+    node: &Arc<Node>,
+    nodes: Vec<(NodeId, String)>,
+    shard_count: u32,
+    replication: u32,
+) -> Result<Layout, WireError> {
+    let layout = Layout::initial(shard_count, replication, &nodes).map_err(WireError::Invalid)?;
+    let client = node.client();
+    let timeout = Duration::from_millis(CALL_TIMEOUT_MS);
+    for (id, addr) in &nodes {
+        let reply = if *id == node.id() {
+            node.join(shard_count).await.map(|()| NodeReply::Done)
+        } else {
+            client
+                .call(addr, NodeRequest::Join { shard_count }, timeout)
+                .await
+                .map_err(|e| WireError::Fatal(e.to_string()))
+        };
+        match reply? {
+            NodeReply::Done => {}
+            NodeReply::Error(e) => return Err(WireError::Invalid(format!("node {id} cannot join: {e}"))),
+            other => return Err(WireError::Fatal(format!("node {id} answered {other:?}"))),
+        }
+    }
+    let (voters, _) = layout.meta_members();
+    let meta_members = addrs(&layout, voters.iter().copied());
+    let candidates: Vec<(NodeId, String)> = meta_members.clone().into_iter().collect();
+    init_group_on(node, GroupId::META, &candidates[0], meta_members).await?;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(INIT_TIMEOUT_MS);
+    let command = Command::InitLayout { shard_count, replication, nodes: nodes.clone() };
+    let proposal = raft_store::Proposal { request_id: None, fingerprint: 0, command };
+    let request = move || NodeRequest::Propose { group: GroupId::META, proposal: proposal.clone() };
+    let noop = |_: NodeId, _: Option<String>| {};
+    let (_, reply) = call_leader(client.as_ref(), GroupId::META, &candidates, &request, timeout, deadline, &noop)
+        .await
+        .map_err(refused)?;
+    let layout = match reply {
+        NodeReply::Outcome(Outcome::Layout(layout)) => *layout,
+        NodeReply::Outcome(Outcome::Refused(r)) => return Err(WireError::Invalid(format!("{r:?}"))),
+        other => return Err(WireError::Fatal(format!("unexpected reply {other:?}"))),
+    };
+    for (shard, replicas) in layout.placement.iter().enumerate() {
+        let members = addrs(&layout, replicas.iter().copied());
+        // The placement's first replica rotates over the nodes; the node that initializes a group
+        // becomes its first leader, so this spreads the leaders and with them the writes.
+        let first = replicas
+            .first()
+            .and_then(|id| members.get(id).map(|a| (*id, a.clone())))
+            .ok_or_else(|| WireError::Fatal("empty shard".into()))?;
+        init_group_on(node, GroupId::shard(shard as u32), &first, members).await?;
+    }
+    tracing::info!(nodes = nodes.len(), shard_count, replication, "cluster initialized");
+    Ok(layout)
+}
+
+async fn init_group_on(
+    node: &Arc<Node>,
+    group: GroupId,
+    (id, addr): &(NodeId, String),
+    members: BTreeMap<NodeId, String>,
+) -> Result<(), WireError> {
+    if *id == node.id() {
+        return node.init_group(group, members).await;
+    }
+    let request = NodeRequest::InitGroup { group, members };
+    match node.client().call(addr, request, Duration::from_millis(CALL_TIMEOUT_MS)).await {
+        Ok(NodeReply::Done) => Ok(()),
+        Ok(NodeReply::Error(e)) => Err(e),
+        Ok(other) => Err(WireError::Fatal(format!("unexpected reply {other:?}"))),
+        Err(e) => Err(WireError::Fatal(format!("node {id}: {e}"))),
+    }
+}
+
+/// Runs on every node; acts while this node leads the meta group.
+pub async fn rebalance_duty(node: std::sync::Weak<Node>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(REBALANCE_TICK_MS)).await;
+        let Some(node) = node.upgrade() else { return };
+        let leads_meta =
+            node.group(GroupId::META).is_some_and(|g| g.raft.metrics().borrow().current_leader == Some(node.id()));
+        if !leads_meta {
+            continue;
+        }
+        if let Err(e) = rebalance_once(&node).await {
+            tracing::warn!(error = %e, "rebalance step failed; will retry");
+        }
+    }
+}
+
+/// One step: fix the meta group's membership, or carry out one replica move, or forget one
+/// drained node.
+pub async fn rebalance_once(node: &Arc<Node>) -> Result<(), WireError> {
+    let layout = match node.read(GroupId::META, &Query::Layout, true).await? {
+        Answer::Layout(Some(layout)) => *layout,
+        _ => return Ok(()),
+    };
+    let meta = node.group(GroupId::META).ok_or(WireError::UnknownGroup(GroupId::META))?;
+    let (voters, learners) = layout.meta_members();
+    let membership = meta.raft.metrics().borrow().membership_config.membership().clone();
+    let current_voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
+    let current_learners: std::collections::BTreeSet<NodeId> = membership.learner_ids().collect();
+    if current_voters != voters || current_learners != learners {
+        tracing::info!(?voters, ?learners, "changing the meta group's members");
+        return node.ensure_members(GroupId::META, addrs(&layout, voters), addrs(&layout, learners)).await;
+    }
+    if let Some(step) = layout.next_move() {
+        return carry_out(node, &layout, step).await;
+    }
+    let drained = layout
+        .nodes
+        .values()
+        .find(|n| n.status == NodeStatus::Draining && !layout.placement.iter().any(|r| r.contains(&n.id)));
+    if let Some(gone) = drained {
+        tracing::info!(node = gone.id, "node drained; forgetting it");
+        propose_meta(node, Command::ForgetNode { id: gone.id }).await?;
+    }
+    Ok(())
+}
+
+async fn carry_out(node: &Arc<Node>, layout: &Layout, step: raft_store::Move) -> Result<(), WireError> {
+    let group = GroupId::shard(step.shard);
+    tracing::info!(%group, replicas = ?step.replicas, leaving = ?step.leaving, "moving replicas");
+    let voters = addrs(layout, step.replicas.iter().copied());
+    let current = &layout.placement[step.shard as usize];
+    let candidates: Vec<(NodeId, String)> =
+        addrs(layout, current.iter().chain(&step.replicas).copied()).into_iter().collect();
+    let request = move || NodeRequest::EnsureMembers { group, voters: voters.clone(), learners: BTreeMap::new() };
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(MEMBERSHIP_CHANGE_TIMEOUT_MS);
+    let noop = |_: NodeId, _: Option<String>| {};
+    let timeout = Duration::from_millis(MEMBERSHIP_CHANGE_TIMEOUT_MS);
+    call_leader(node.client().as_ref(), group, &candidates, &request, timeout, deadline, &noop)
+        .await
+        .map_err(refused)?;
+    propose_meta(node, Command::SetPlacement { shard: step.shard, replicas: step.replicas.clone() }).await?;
+    if let Some(leaving) = step.leaving.and_then(|id| layout.addr(id).map(|a| (id, a.to_owned()))) {
+        let dropped = if leaving.0 == node.id() {
+            node.drop_group(group).await
+        } else {
+            let reply = node
+                .client()
+                .call(&leaving.1, NodeRequest::DropGroup { group }, Duration::from_millis(CALL_TIMEOUT_MS))
+                .await;
+            match reply {
+                Ok(NodeReply::Done) => Ok(()),
+                Ok(NodeReply::Error(e)) => Err(e),
+                Ok(other) => Err(WireError::Fatal(format!("{other:?}"))),
+                Err(e) => Err(WireError::Fatal(e.to_string())),
+            }
+        };
+        if let Err(e) = dropped {
+            // The copy is no longer a member: it stays inert until its node is back to drop it.
+            tracing::warn!(%group, node = leaving.0, error = %e, "could not drop the moved replica");
+        }
+    }
+    Ok(())
+}
+
+async fn propose_meta(node: &Arc<Node>, command: Command) -> Result<(), WireError> {
+    match node.propose(GroupId::META, None, 0, command).await? {
+        Outcome::Layout(_) => Ok(()),
+        Outcome::Refused(Refusal::Invalid { detail } | Refusal::Conflict { detail }) => Err(WireError::Invalid(detail)),
+        other => Err(WireError::Fatal(format!("unexpected outcome {other:?}"))),
+    }
+}

@@ -1,0 +1,133 @@
+//! The long-running processes of a cluster: `boxoffice node` and `boxoffice api`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::{ApiConfig, ApiState, MetricsRender, SandboxPayments};
+use raft_store::{NodeId, SledKv};
+
+use crate::host::{Node, NodeSetup, RaftTuning};
+use crate::http::{internal_routes, HttpNodeClient};
+use crate::router::Router;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("data directory {0}: {1}")]
+    DataDir(PathBuf, std::io::Error),
+    #[error("storage: {0}")]
+    Storage(String),
+    #[error(transparent)]
+    Node(#[from] crate::host::NodeError),
+    #[error("listen on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+    #[error("{0}")]
+    Config(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    pub node_id: NodeId,
+    pub listen: SocketAddr,
+    /// Where peers reach this node; by default the address it listens on.
+    pub advertise: Option<String>,
+    pub data_dir: PathBuf,
+    pub cluster_secret: String,
+    pub cache_bytes: u64,
+    pub tuning: RaftTuning,
+}
+
+pub async fn run_node(opts: NodeOptions, metrics: MetricsRender) -> Result<(), ServeError> {
+    if opts.cluster_secret.len() < 16 {
+        return Err(ServeError::Config("the cluster secret is at least 16 characters".into()));
+    }
+    std::fs::create_dir_all(&opts.data_dir).map_err(|e| ServeError::DataDir(opts.data_dir.clone(), e))?;
+    let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(|e| ServeError::Listen(opts.listen, e))?;
+    let bound = listener.local_addr().map_err(|e| ServeError::Listen(opts.listen, e))?;
+    let advertise = opts.advertise.clone().unwrap_or_else(|| bound.to_string());
+    let kv =
+        SledKv::open(&opts.data_dir.join("db"), opts.cache_bytes).map_err(|e| ServeError::Storage(e.to_string()))?;
+    let client = Arc::new(HttpNodeClient::new(&opts.cluster_secret).map_err(ServeError::Config)?);
+    let node = Node::start(NodeSetup {
+        node_id: opts.node_id,
+        advertise_addr: advertise.clone(),
+        kv,
+        client,
+        tuning: opts.tuning.clone(),
+    })
+    .await?;
+    tokio::spawn(crate::coordinator::rebalance_duty(Arc::downgrade(&node)));
+    tracing::info!(
+        node = opts.node_id,
+        %bound,
+        %advertise,
+        data_dir = %opts.data_dir.display(),
+        cluster_secret = "****",
+        cache_bytes = opts.cache_bytes,
+        "boxoffice node configuration"
+    );
+    println!("boxoffice: node {} listening on {bound}", opts.node_id);
+    flush_stdout();
+    let metrics = crate::telemetry::with_node_gauges(&node, metrics);
+    let app = internal_routes(node.clone(), &opts.cluster_secret, metrics);
+    let served = axum::serve(listener, app).with_graceful_shutdown(crate::dev::shutdown_signal()).await;
+    node.shutdown().await;
+    served.map_err(ServeError::Serve)
+}
+
+#[derive(Clone, Debug)]
+pub struct ApiOptions {
+    pub listen: SocketAddr,
+    /// Nodes to learn the cluster from (any subset).
+    pub nodes: Vec<String>,
+    pub cluster_secret: String,
+    pub jwt_secret: String,
+    pub dev_tokens: bool,
+    pub hold_ttl: Duration,
+    pub body_limit_bytes: usize,
+}
+
+pub async fn run_api(opts: ApiOptions, metrics: MetricsRender) -> Result<(), ServeError> {
+    if opts.nodes.is_empty() {
+        return Err(ServeError::Config("give at least one node address (--nodes)".into()));
+    }
+    let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(|e| ServeError::Listen(opts.listen, e))?;
+    let bound = listener.local_addr().map_err(|e| ServeError::Listen(opts.listen, e))?;
+    let client = Arc::new(HttpNodeClient::new(&opts.cluster_secret).map_err(ServeError::Config)?);
+    let router = Router::new(client, opts.nodes.clone());
+    if let Err(e) = router.refresh().await {
+        tracing::warn!(error = %e, "the cluster is not reachable yet; retrying in the background");
+    }
+    router.spawn_refresher();
+    let config = ApiConfig {
+        dev_tokens: opts.dev_tokens,
+        hold_ttl: opts.hold_ttl,
+        body_limit_bytes: opts.body_limit_bytes,
+        ..ApiConfig::new(opts.jwt_secret.clone())
+    };
+    let state = ApiState::new(router, config, Arc::new(SandboxPayments), metrics);
+    tracing::info!(
+        %bound,
+        nodes = ?opts.nodes,
+        dev_tokens = opts.dev_tokens,
+        hold_ttl = %humantime::format_duration(opts.hold_ttl),
+        cluster_secret = "****",
+        jwt_secret = "****",
+        "boxoffice api configuration"
+    );
+    println!("boxoffice: api listening on http://{bound}");
+    flush_stdout();
+    let app = api::router(state);
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(crate::dev::shutdown_signal())
+        .await
+        .map_err(ServeError::Serve)
+}
+
+fn flush_stdout() {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}

@@ -1,0 +1,62 @@
+//! Answers a [`NodeRequest`]: the one entry point of every call to a node, whatever carried it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use raft_store::{Answer, GroupId, Layout, Query};
+
+use crate::host::Node;
+use crate::wire::{NodeReply, NodeRequest, RoutingReply};
+
+/// Longest a change-feed poll may wait.
+const CHANGES_WAIT_MS_MAX: u64 = 30_000;
+
+impl Node {
+    pub async fn handle(self: &Arc<Self>, request: NodeRequest) -> NodeReply {
+        let reply = match request {
+            NodeRequest::Raft(rpc) => return NodeReply::Raft(self.handle_raft(rpc).await),
+            NodeRequest::Propose { group, proposal } => self
+                .propose(group, proposal.request_id, proposal.fingerprint, proposal.command)
+                .await
+                .map(NodeReply::Outcome),
+            NodeRequest::Read { group, query, linearizable } => {
+                self.read(group, &query, linearizable).await.map(NodeReply::Answer)
+            }
+            NodeRequest::Changes { group, after_index, limit, wait_ms } => {
+                let wait = Duration::from_millis(wait_ms.min(CHANGES_WAIT_MS_MAX));
+                let limit = limit.min(raft_store::LIST_LIMIT_MAX * 10);
+                self.changes(group, after_index, limit, wait).await.map(NodeReply::Changes)
+            }
+            NodeRequest::Routing => Ok(NodeReply::Routing(RoutingReply {
+                node_id: self.id(),
+                layout: self.local_layout(),
+                leaders: self.leader_hints(),
+            })),
+            NodeRequest::Status => Ok(NodeReply::Status(self.status())),
+            NodeRequest::Join { shard_count } => self.join(shard_count).await.map(|()| NodeReply::Done),
+            NodeRequest::InitCluster { nodes, shard_count, replication } => {
+                crate::coordinator::init_cluster(self, nodes, shard_count, replication)
+                    .await
+                    .map(|layout| NodeReply::Layout(Some(Box::new(layout))))
+            }
+            NodeRequest::InitGroup { group, members } => {
+                self.init_group(group, members).await.map(|()| NodeReply::Done)
+            }
+            NodeRequest::EnsureMembers { group, voters, learners } => {
+                self.ensure_members(group, voters, learners).await.map(|()| NodeReply::Done)
+            }
+            NodeRequest::DropGroup { group } => self.drop_group(group).await.map(|()| NodeReply::Done),
+        };
+        reply.unwrap_or_else(NodeReply::Error)
+    }
+
+    /// The layout as this node's meta replica has applied it (possibly stale), if it hosts one.
+    pub fn local_layout(&self) -> Option<Box<Layout>> {
+        let meta = self.group(GroupId::META)?;
+        let applied = meta.state.read();
+        match applied.machine.query(&Query::Layout, crate::now_ms()) {
+            Answer::Layout(layout) => layout,
+            _ => None,
+        }
+    }
+}

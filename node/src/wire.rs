@@ -1,0 +1,167 @@
+//! What nodes, api instances and the operator's CLI say to a node: one request enum, one reply
+//! enum, encoded by `raft_store::encode` (bincode with a version byte) over any [`NodeClient`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use api::BoxFuture;
+use raft_store::{Answer, ChangesPage, GroupId, Layout, NodeId, Outcome, Proposal, Query};
+use serde::{Deserialize, Serialize};
+
+use crate::network::{RaftRpc, RaftRpcReply};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum NodeRequest {
+    /// Raft traffic between replicas of a group.
+    Raft(RaftRpc),
+    /// A client command for a group this node should lead.
+    Propose {
+        group: GroupId,
+        proposal: Proposal,
+    },
+    Read {
+        group: GroupId,
+        query: Query,
+        linearizable: bool,
+    },
+    Changes {
+        group: GroupId,
+        after_index: u64,
+        limit: usize,
+        wait_ms: u64,
+    },
+    /// The layout as this node's meta replica has it, and the leaders of the groups it hosts.
+    Routing,
+    /// Every group this node hosts, with its Raft state.
+    Status,
+    /// Makes the node part of a cluster with this many shards (once; the same again is a no-op).
+    Join {
+        shard_count: u32,
+    },
+    /// Operator: create a cluster of these nodes, coordinated by the receiving node.
+    InitCluster {
+        nodes: Vec<(NodeId, String)>,
+        shard_count: u32,
+        replication: u32,
+    },
+    /// Starts a group here (if needed) and makes these its first members.
+    InitGroup {
+        group: GroupId,
+        members: BTreeMap<NodeId, String>,
+    },
+    /// As the group's leader: add the missing members as learners, wait for them to catch up,
+    /// then make the voters exactly `voters` and drop members in neither set.
+    EnsureMembers {
+        group: GroupId,
+        voters: BTreeMap<NodeId, String>,
+        learners: BTreeMap<NodeId, String>,
+    },
+    /// Stops the group here and deletes its copy (after it was moved away).
+    DropGroup {
+        group: GroupId,
+    },
+}
+
+impl NodeRequest {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            NodeRequest::Raft(_) => "raft",
+            NodeRequest::Propose { .. } => "propose",
+            NodeRequest::Read { .. } => "read",
+            NodeRequest::Changes { .. } => "changes",
+            NodeRequest::Routing => "routing",
+            NodeRequest::Status => "status",
+            NodeRequest::Join { .. } => "join",
+            NodeRequest::InitCluster { .. } => "init_cluster",
+            NodeRequest::InitGroup { .. } => "init_group",
+            NodeRequest::EnsureMembers { .. } => "ensure_members",
+            NodeRequest::DropGroup { .. } => "drop_group",
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum NodeReply {
+    Raft(RaftRpcReply),
+    Outcome(Outcome),
+    Answer(Answer),
+    Changes(ChangesPage),
+    Routing(RoutingReply),
+    Status(NodeStatusReply),
+    Layout(Option<Box<Layout>>),
+    Done,
+    Error(WireError),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum WireError {
+    #[error("not the leader of {group}; leader is {leader:?} at {leader_addr:?}")]
+    NotLeader { group: GroupId, leader: Option<NodeId>, leader_addr: Option<String> },
+    #[error("this node does not host {0}")]
+    UnknownGroup(GroupId),
+    #[error("this node has not joined a cluster")]
+    NotJoined,
+    #[error("refused: {0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// What a node knows about routing: the layout from its meta replica (if it hosts one), and the
+/// leader of each group it hosts as its own Raft instance sees it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RoutingReply {
+    pub node_id: NodeId,
+    pub layout: Option<Box<Layout>>,
+    pub leaders: Vec<LeaderHint>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderHint {
+    pub group: GroupId,
+    pub leader: Option<NodeId>,
+    pub term: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeStatusReply {
+    pub node_id: NodeId,
+    pub addr: String,
+    pub shard_count: Option<u32>,
+    pub groups: Vec<GroupStatus>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GroupStatus {
+    pub group: GroupId,
+    /// `Leader`, `Follower`, `Candidate`, `Learner` or `Shutdown`.
+    pub state: String,
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    pub last_log_index: u64,
+    pub last_applied_index: u64,
+    pub voters: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
+    /// On the leader: how far each follower's replicated log is (its matched index).
+    pub matched: Vec<(NodeId, u64)>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TransportError {
+    #[error("node at {0} is unreachable: {1}")]
+    Unreachable(String, String),
+    #[error("call to {0} timed out")]
+    Timeout(String),
+    #[error("bad reply from {0}: {1}")]
+    BadReply(String, String),
+}
+
+/// Calls a node: over HTTP between processes, over madsim's network in the simulation.
+pub trait NodeClient: Send + Sync + 'static {
+    fn call(
+        &self,
+        addr: &str,
+        request: NodeRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<NodeReply, TransportError>>;
+}
