@@ -35,18 +35,29 @@ impl Cli {
         self.client.call(addr, request, timeout).await.map_err(|e| e.to_string())
     }
 
-    /// The layout, from the first node that has one (the given node, then the others it names).
+    /// The newest layout the cluster's nodes report: asked of the given node, the peers it knows
+    /// and every node the layout names (a node can lag, or hold no meta replica at all).
     pub async fn layout(&self) -> Result<Layout, String> {
-        match self.call(&self.node, NodeRequest::Routing, CALL_TIMEOUT).await? {
-            NodeReply::Routing(r) => match r.layout {
-                Some(layout) => Ok(*layout),
-                None => Err(format!(
-                    "node at {} knows no cluster layout (not initialized, or not a meta member)",
-                    self.node
-                )),
-            },
-            other => Err(unexpected(other)),
+        let mut to_ask = vec![self.node.clone()];
+        let mut asked = std::collections::BTreeSet::new();
+        let mut newest: Option<Layout> = None;
+        while let Some(addr) = to_ask.pop() {
+            if !asked.insert(addr.clone()) || asked.len() > raft_store::META_VOTERS_MAX * 4 {
+                continue;
+            }
+            let Ok(NodeReply::Routing(reply)) = self.call(&addr, NodeRequest::Routing, Duration::from_secs(3)).await
+            else {
+                continue;
+            };
+            to_ask.extend(reply.peers);
+            if let Some(layout) = reply.layout {
+                to_ask.extend(layout.active().map(|n| n.addr.clone()));
+                if newest.as_ref().is_none_or(|n| n.version < layout.version) {
+                    newest = Some(*layout);
+                }
+            }
         }
+        newest.ok_or_else(|| format!("no node reachable from {} knows a cluster layout (not initialized?)", self.node))
     }
 
     pub async fn init(
@@ -97,13 +108,15 @@ impl Cli {
         self.propose_meta(&layout, Command::DrainNode { id }).await
     }
 
-    /// Waits until no replica move is left and no node is draining.
-    pub async fn wait_balanced(&self, timeout: Duration) -> Result<Layout, String> {
+    /// Waits until a layout at least as new as `since` has no replica move left and no node
+    /// draining. (The node asked may apply the meta log a moment after the leader: an older
+    /// layout says nothing about the change just made.)
+    pub async fn wait_balanced(&self, since: u64, timeout: Duration) -> Result<Layout, String> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if let Ok(layout) = self.layout().await {
                 let draining = layout.nodes.values().any(|n| n.status == NodeStatus::Draining);
-                if layout.next_move().is_none() && !draining {
+                if layout.version >= since && layout.next_move().is_none() && !draining {
                     return Ok(layout);
                 }
             }

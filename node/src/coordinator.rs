@@ -142,7 +142,16 @@ pub async fn rebalance_once(node: &Arc<Node>) -> Result<(), WireError> {
     let current_learners: std::collections::BTreeSet<NodeId> = membership.learner_ids().collect();
     if current_voters != voters || current_learners != learners {
         tracing::info!(?voters, ?learners, "changing the meta group's members");
-        return node.ensure_members(GroupId::META, addrs(&layout, voters), addrs(&layout, learners)).await;
+        let leaving: Vec<NodeId> = current_voters
+            .union(&current_learners)
+            .filter(|id| !voters.contains(id) && !learners.contains(id))
+            .copied()
+            .collect();
+        node.ensure_members(GroupId::META, addrs(&layout, voters), addrs(&layout, learners)).await?;
+        for id in leaving {
+            drop_copy(node, &layout, GroupId::META, id).await;
+        }
+        return Ok(());
     }
     if let Some(step) = layout.next_move() {
         return carry_out(node, &layout, step).await;
@@ -173,27 +182,31 @@ async fn carry_out(node: &Arc<Node>, layout: &Layout, step: raft_store::Move) ->
         .await
         .map_err(refused)?;
     propose_meta(node, Command::SetPlacement { shard: step.shard, replicas: step.replicas.clone() }).await?;
-    if let Some(leaving) = step.leaving.and_then(|id| layout.addr(id).map(|a| (id, a.to_owned()))) {
-        let dropped = if leaving.0 == node.id() {
-            node.drop_group(group).await
-        } else {
-            let reply = node
-                .client()
-                .call(&leaving.1, NodeRequest::DropGroup { group }, Duration::from_millis(CALL_TIMEOUT_MS))
-                .await;
-            match reply {
-                Ok(NodeReply::Done) => Ok(()),
-                Ok(NodeReply::Error(e)) => Err(e),
-                Ok(other) => Err(WireError::Fatal(format!("{other:?}"))),
-                Err(e) => Err(WireError::Fatal(e.to_string())),
-            }
-        };
-        if let Err(e) = dropped {
-            // The copy is no longer a member: it stays inert until its node is back to drop it.
-            tracing::warn!(%group, node = leaving.0, error = %e, "could not drop the moved replica");
-        }
+    if let Some(leaving) = step.leaving {
+        drop_copy(node, layout, group, leaving).await;
     }
     Ok(())
+}
+
+/// Tells a node that left a group to stop it and delete its copy. Best effort: a copy that is no
+/// longer a member stays inert until its node is back to drop it.
+async fn drop_copy(node: &Arc<Node>, layout: &Layout, group: GroupId, leaving: NodeId) {
+    let dropped = if leaving == node.id() {
+        node.drop_group(group).await
+    } else {
+        let Some(addr) = layout.addr(leaving) else { return };
+        let reply =
+            node.client().call(addr, NodeRequest::DropGroup { group }, Duration::from_millis(CALL_TIMEOUT_MS)).await;
+        match reply {
+            Ok(NodeReply::Done) => Ok(()),
+            Ok(NodeReply::Error(e)) => Err(e),
+            Ok(other) => Err(WireError::Fatal(format!("{other:?}"))),
+            Err(e) => Err(WireError::Fatal(e.to_string())),
+        }
+    };
+    if let Err(e) = dropped {
+        tracing::warn!(%group, node = leaving, error = %e, "could not drop the moved replica");
+    }
 }
 
 async fn propose_meta(node: &Arc<Node>, command: Command) -> Result<(), WireError> {

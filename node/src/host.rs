@@ -477,6 +477,17 @@ impl Node {
             .collect()
     }
 
+    /// Addresses of every member of every group hosted here, this node's excepted.
+    pub fn peer_addrs(&self) -> Vec<String> {
+        let mut addrs = BTreeSet::new();
+        for id in self.group_ids() {
+            let Some(g) = self.group(id) else { continue };
+            let m = g.raft.metrics().borrow().membership_config.membership().clone();
+            addrs.extend(m.nodes().filter(|(id, _)| **id != self.id).map(|(_, n)| n.addr.clone()));
+        }
+        addrs.into_iter().collect()
+    }
+
     pub fn status(&self) -> NodeStatusReply {
         let groups = self
             .group_ids()

@@ -292,19 +292,19 @@ async fn run_cluster(command: ClusterCommand) -> Result<(), String> {
         }
         ClusterCommand::AddNode { target, id, addr, wait } => {
             let cli = node::cluster_cli::Cli::new(&target.node, &target.cluster_secret)?;
-            cli.add_node(id, &addr).await?;
+            let layout = cli.add_node(id, &addr).await?;
             println!("node {id} added at {addr}; replicas are moving onto it");
             if wait {
-                cli.wait_balanced(SETTLE_TIMEOUT).await?;
+                cli.wait_balanced(layout.version, SETTLE_TIMEOUT).await?;
                 println!("balanced");
             }
         }
         ClusterCommand::RemoveNode { target, id, wait } => {
             let cli = node::cluster_cli::Cli::new(&target.node, &target.cluster_secret)?;
-            cli.remove_node(id).await?;
+            let layout = cli.remove_node(id).await?;
             println!("node {id} is draining; its replicas are moving to the other nodes");
             if wait {
-                cli.wait_balanced(SETTLE_TIMEOUT).await?;
+                cli.wait_balanced(layout.version, SETTLE_TIMEOUT).await?;
                 println!("node {id} removed");
             }
         }

@@ -164,9 +164,11 @@ impl Router {
         let replies = futures_util::future::join_all(calls).await;
         let mut next = table;
         let mut heard = false;
+        let mut peers: Vec<String> = Vec::new();
         for reply in replies.into_iter().flatten() {
             let NodeReply::Routing(routing) = reply else { continue };
             heard = true;
+            peers.extend(routing.peers);
             if let Some(layout) = routing.layout {
                 if next.layout.as_ref().is_none_or(|l| l.version < layout.version) {
                     next.layout = Some(*layout);
@@ -177,6 +179,20 @@ impl Router {
                 let newer = next.leaders.get(&hint.group).is_none_or(|(_, term)| *term <= hint.term);
                 if newer {
                     next.leaders.insert(hint.group, (leader, hint.term));
+                }
+            }
+        }
+        if next.layout.is_none() && !peers.is_empty() {
+            // The nodes asked hold no meta replica: their peers may.
+            peers.retain(|p| !addrs.contains(p));
+            let calls = peers.iter().map(|addr| self.client.call(addr, NodeRequest::Routing, timeout));
+            for reply in futures_util::future::join_all(calls).await.into_iter().flatten() {
+                if let NodeReply::Routing(routing) = reply {
+                    if let Some(layout) = routing.layout {
+                        if next.layout.as_ref().is_none_or(|l| l.version < layout.version) {
+                            next.layout = Some(*layout);
+                        }
+                    }
                 }
             }
         }

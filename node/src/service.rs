@@ -31,6 +31,7 @@ impl Node {
                 node_id: self.id(),
                 layout: self.local_layout(),
                 leaders: self.leader_hints(),
+                peers: self.peer_addrs(),
             })),
             NodeRequest::Status => Ok(NodeReply::Status(self.status())),
             NodeRequest::Join { shard_count } => self.join(shard_count).await.map(|()| NodeReply::Done),

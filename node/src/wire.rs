@@ -114,6 +114,9 @@ pub struct RoutingReply {
     pub node_id: NodeId,
     pub layout: Option<Box<Layout>>,
     pub leaders: Vec<LeaderHint>,
+    /// Addresses of the members of the groups this node hosts: where to ask next when this node
+    /// holds no meta replica.
+    pub peers: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod cluster;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -41,6 +43,11 @@ impl Server {
         s.kill9();
         s.spawn().await;
         s
+    }
+
+    /// A handle on an api that something else started (a cluster's api).
+    pub fn attach(url: &str) -> Server {
+        Server { child: None, url: url.to_owned(), dir: PathBuf::new(), _tmp: None, args: Vec::new(), http: client() }
     }
 
     pub fn data_dir(&self) -> &Path {

@@ -1,0 +1,211 @@
+//! Starts a real cluster: `boxoffice node` processes on free loopback ports, `boxoffice cluster
+//! init`, and a `boxoffice api` in front. Dropping it kills every process.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::client;
+
+pub const SECRET: &str = "test-cluster-secret-0123456789";
+pub const JWT: &str = "test-jwt-key-0123456789";
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn exe() -> &'static str {
+    env!("CARGO_BIN_EXE_boxoffice")
+}
+
+/// Spawns `boxoffice ARGS`, returns the child and its first stdout line; keeps draining stdout.
+fn spawn(args: &[String]) -> (Child, String) {
+    let mut child = Command::new(exe())
+        .args(args)
+        .env("BOXOFFICE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start boxoffice");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(first)) = lines.next() {
+            let _ = tx.send(first);
+        }
+        for _ in lines {}
+    });
+    let first = rx.recv_timeout(START_TIMEOUT).expect("boxoffice printed its address");
+    (child, first)
+}
+
+pub struct NodeProc {
+    pub id: u64,
+    pub addr: String,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl NodeProc {
+    fn start(id: u64, dir: PathBuf, listen: &str) -> NodeProc {
+        let args = vec![
+            "node".into(),
+            "--id".into(),
+            id.to_string(),
+            "--listen".into(),
+            listen.into(),
+            "--data-dir".into(),
+            dir.display().to_string(),
+            "--cluster-secret".into(),
+            SECRET.into(),
+        ];
+        let (child, first) = spawn(&args);
+        let prefix = format!("boxoffice: node {id} listening on ");
+        let addr = first.strip_prefix(&prefix).expect("node address line").trim().to_owned();
+        NodeProc { id, addr, dir, child: Some(child) }
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the node again on the same address and data directory.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let again = NodeProc::start(self.id, self.dir.clone(), &self.addr);
+        *self = again;
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub struct Cluster {
+    pub nodes: BTreeMap<u64, NodeProc>,
+    pub api_url: String,
+    api: Option<Child>,
+    pub shards: u32,
+    tmp: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+impl Cluster {
+    /// `n` nodes, initialized with `shards` shards and replication min(3, n), and one api.
+    pub async fn start(n: u64, shards: u32) -> Cluster {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let mut nodes = BTreeMap::new();
+        for id in 1..=n {
+            nodes.insert(id, NodeProc::start(id, tmp.path().join(format!("n{id}")), "127.0.0.1:0"));
+        }
+        let list: Vec<String> = nodes.values().map(|p| format!("{}={}", p.id, p.addr)).collect();
+        let first = nodes[&1].addr.clone();
+        let replication = n.min(3).to_string();
+        cli(&[
+            "cluster",
+            "init",
+            "--node",
+            &first,
+            "--nodes",
+            &list.join(","),
+            "--shards",
+            &shards.to_string(),
+            "--replication",
+            &replication,
+        ]);
+        let addrs: Vec<String> = nodes.values().map(|p| p.addr.clone()).collect();
+        let args: Vec<String> = [
+            "api",
+            "--listen",
+            "127.0.0.1:0",
+            "--nodes",
+            &addrs.join(","),
+            "--cluster-secret",
+            SECRET,
+            "--jwt-secret",
+            JWT,
+            "--dev-tokens",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (api, first_line) = spawn(&args);
+        let api_url =
+            first_line.strip_prefix("boxoffice: api listening on ").expect("api address line").trim().to_owned();
+        let cluster = Cluster { nodes, api_url, api: Some(api), shards, tmp, http: client() };
+        cluster.wait_ready().await;
+        cluster
+    }
+
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/readyz", self.api_url)).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "cluster not ready in time");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Starts one more node process (not yet part of the cluster).
+    pub fn start_node(&mut self, id: u64) -> String {
+        let node = NodeProc::start(id, self.tmp.path().join(format!("n{id}")), "127.0.0.1:0");
+        let addr = node.addr.clone();
+        self.nodes.insert(id, node);
+        addr
+    }
+
+    /// A running node's address, to send operator commands to.
+    pub fn any_node(&self) -> String {
+        self.nodes.values().find(|n| n.is_running()).expect("a running node").addr.clone()
+    }
+
+    pub fn status(&self) -> String {
+        cli(&["cluster", "status", "--node", &self.any_node()])
+    }
+
+    /// Leader of a group as `cluster status` shows it.
+    pub fn leader_of(&self, group: &str) -> Option<u64> {
+        let status = self.status();
+        let line = status.lines().find(|l| l.split_whitespace().next() == Some(group))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    pub fn api(&self) -> super::Server {
+        super::Server::attach(&self.api_url)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(mut api) = self.api.take() {
+            let _ = api.kill();
+            let _ = api.wait();
+        }
+    }
+}
+
+/// Runs `boxoffice ARGS --cluster-secret SECRET`, insists on success, returns its stdout.
+pub fn cli(args: &[&str]) -> String {
+    let output = Command::new(exe())
+        .args(args)
+        .args(["--cluster-secret", SECRET])
+        .env("BOXOFFICE_LOG", "warn")
+        .output()
+        .expect("run boxoffice cluster");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "boxoffice {args:?} failed: {stdout}{}", String::from_utf8_lossy(&output.stderr));
+    stdout
+}
