@@ -201,7 +201,7 @@ pub async fn run(target: Arc<Target>, cfg: FlashSaleConfig) -> Result<Report, Ta
     let taken = map["seats"].as_array().map_or(0, |s| s.iter().filter(|s| s["status"] != "available").count());
     let i1 = double_sold == 0 && taken == owners.len();
 
-    let mut report = Report::new("flash sale (one node)");
+    let mut report = Report::new(&format!("flash sale ({})", target.describe()));
     report.line("seats / buyers", format!("{} / {}", cfg.seats, cfg.buyers));
     report.line("90% of seats sold in", format!("{sale_s:.2} s (run {elapsed:.2} s)"));
     report.line("durable holds/s", format!("{:.0} (until 90% sold)", holds_to_90 as f64 / sale_s));

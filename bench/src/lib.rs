@@ -2,10 +2,14 @@
 
 #![cfg(not(madsim))]
 
+mod cluster;
+mod failover;
 mod flash_sale;
 mod report;
 mod target;
 
+pub use cluster::{Cluster, GroupRow, CLUSTER_NODES_MAX};
+pub use failover::{run as failover, FailoverConfig, FAILOVER_NODES};
 pub use flash_sale::{run as flash_sale, FlashSaleConfig};
 pub use report::{Latencies, Report};
 pub use target::{Target, TargetError};

@@ -1,11 +1,17 @@
-//! The server under test: started by the bench as a separate process, or an existing URL.
+//! The server under test: `boxoffice dev` or a cluster, started by the bench as separate
+//! processes, or an existing URL.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+use crate::cluster::{kill_and_reap, spawn_until_first_line, Cluster};
+
+/// How long a started server may take to answer `/readyz` with 200 (every group led).
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const READY_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -15,56 +21,100 @@ pub enum TargetError {
     Http(#[from] reqwest::Error),
     #[error("unexpected answer {0}: {1}")]
     Answer(u16, String),
+    #[error("{0}")]
+    Scenario(String),
 }
 
 pub struct Target {
     pub url: String,
     pub http: reqwest::Client,
-    child: Option<Child>,
-    _dir: Option<tempfile::TempDir>,
+    server: Server,
+}
+
+/// What the bench started, and kills when the target is dropped.
+enum Server {
+    /// Somebody else's server: nothing to own.
+    Existing,
+    /// `boxoffice dev`: one node and the api in one process.
+    Dev {
+        child: Child,
+        _dir: tempfile::TempDir,
+    },
+    Cluster(Cluster),
 }
 
 impl Target {
     /// Starts `boxoffice dev` (the binary at `exe`) on a free port with a fresh data directory.
     pub async fn spawn(exe: &Path, extra: &[&str]) -> Result<Target, TargetError> {
         let dir = tempfile::tempdir().map_err(|e| TargetError::Spawn(e.to_string()))?;
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        command
             .args(["dev", "--no-demo", "--addr", "127.0.0.1:0", "--log", "warn", "--data-dir"])
             .arg(dir.path())
             .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| TargetError::Spawn(e.to_string()))?;
-        let stdout = child.stdout.take().ok_or_else(|| TargetError::Spawn("no stdout".into()))?;
-        let mut lines = BufReader::new(stdout).lines();
-        let first = lines.next().and_then(Result::ok).ok_or_else(|| TargetError::Spawn("server exited".into()))?;
-        std::thread::spawn(move || for _ in lines {});
-        let url = first
-            .strip_prefix("boxoffice: listening on ")
-            .ok_or_else(|| TargetError::Spawn(format!("unexpected first line {first:?}")))?
-            .trim()
-            .to_owned();
-        let target = Target { url, http: client(), child: Some(child), _dir: Some(dir) };
+            .stderr(Stdio::inherit());
+        let (mut child, first) = spawn_until_first_line(command, "boxoffice dev").await?;
+        let Some(url) = first.strip_prefix("boxoffice: listening on ") else {
+            kill_and_reap(&mut child);
+            return Err(TargetError::Spawn(format!("unexpected first line {first:?}")));
+        };
+        let url = url.trim().to_owned();
+        let target = Target { url, http: client(), server: Server::Dev { child, _dir: dir } };
+        target.wait_ready().await?;
+        Ok(target)
+    }
+
+    /// Starts a cluster of `nodes` `boxoffice node` processes (free ports, fresh data
+    /// directories), creates it with `shards` shards and replication min(3, `nodes`), and puts
+    /// one `boxoffice api` with dev tokens and `extra_api_args` in front; returns once the api
+    /// is ready.
+    pub async fn spawn_cluster(
+        exe: &Path,
+        nodes: usize,
+        shards: u32,
+        extra_api_args: &[&str],
+    ) -> Result<Target, TargetError> {
+        let (cluster, url) = Cluster::start(exe, nodes, shards, extra_api_args).await?;
+        let target = Target { url, http: client(), server: Server::Cluster(cluster) };
         target.wait_ready().await?;
         Ok(target)
     }
 
     /// A server that is already running, with dev tokens on.
     pub fn existing(url: &str) -> Target {
-        Target { url: url.trim_end_matches('/').to_owned(), http: client(), child: None, _dir: None }
+        Target { url: url.trim_end_matches('/').to_owned(), http: client(), server: Server::Existing }
     }
 
-    async fn wait_ready(&self) -> Result<(), TargetError> {
-        for _ in 0..600 {
+    /// The cluster the bench started, for scenarios that kill and restart its nodes.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        match &self.server {
+            Server::Cluster(c) => Some(c),
+            Server::Existing | Server::Dev { .. } => None,
+        }
+    }
+
+    /// What runs behind the URL, for report titles: "one node", "3 nodes", "server at URL".
+    pub fn describe(&self) -> String {
+        match &self.server {
+            Server::Existing => format!("server at {}", self.url),
+            Server::Dev { .. } => "one node".to_owned(),
+            Server::Cluster(c) => format!("{} nodes", c.node_addrs().len()),
+        }
+    }
+
+    pub async fn wait_ready(&self) -> Result<(), TargetError> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
             if let Ok(r) = self.http.get(format!("{}/readyz", self.url)).send().await {
                 if r.status() == 200 {
                     return Ok(());
                 }
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            if Instant::now() >= deadline {
+                return Err(TargetError::Spawn(format!("not ready after {} s", READY_TIMEOUT.as_secs())));
+            }
+            tokio::time::sleep(READY_POLL_INTERVAL).await;
         }
-        Err(TargetError::Spawn("not ready after 60 s".into()))
     }
 
     pub async fn token(&self, user: &str, role: &str) -> Result<String, TargetError> {
@@ -100,9 +150,9 @@ impl Target {
 
 impl Drop for Target {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        // A cluster kills its own children when it is dropped, right after this.
+        if let Server::Dev { child, .. } = &mut self.server {
+            kill_and_reap(child);
         }
     }
 }

@@ -19,6 +19,8 @@ use crate::wire::{NodeReply, NodeRequest, WireError};
 
 /// How often the meta leader looks for a replica to move.
 const REBALANCE_TICK_MS: u64 = 1_000;
+/// Rebalance ticks between two leadership moves: each costs the group an election.
+const LEADER_BALANCE_TICKS: u64 = 10;
 /// Longest a membership change may take, catching a new replica up included.
 const MEMBERSHIP_CHANGE_TIMEOUT_MS: u64 = 120_000;
 /// Longest cluster initialization may wait for the meta group's first leader.
@@ -94,12 +96,29 @@ pub async fn init_cluster(
     Ok(layout)
 }
 
+/// Opens the group on every member, then makes `first` initialize it (and so lead it first).
 async fn init_group_on(
     node: &Arc<Node>,
     group: GroupId,
     (id, addr): &(NodeId, String),
     members: BTreeMap<NodeId, String>,
 ) -> Result<(), WireError> {
+    for (member, member_addr) in members.iter().filter(|(m, _)| *m != id) {
+        let opened = if *member == node.id() {
+            node.ensure_group(group).await.map(|_| NodeReply::Done)
+        } else {
+            let request = NodeRequest::OpenGroup { group };
+            node.client()
+                .call(member_addr, request, Duration::from_millis(CALL_TIMEOUT_MS))
+                .await
+                .map_err(|e| WireError::Fatal(e.to_string()))
+        };
+        match opened? {
+            NodeReply::Done => {}
+            NodeReply::Error(e) => return Err(e),
+            other => return Err(WireError::Fatal(format!("node {member} answered {other:?}"))),
+        }
+    }
     if *id == node.id() {
         return node.init_group(group, members).await;
     }
@@ -114,26 +133,34 @@ async fn init_group_on(
 
 /// Runs on every node; acts while this node leads the meta group.
 pub async fn rebalance_duty(node: std::sync::Weak<Node>) {
+    let mut tick = 0u64;
     loop {
         tokio::time::sleep(Duration::from_millis(REBALANCE_TICK_MS)).await;
+        tick += 1;
         let Some(node) = node.upgrade() else { return };
         let leads_meta =
             node.group(GroupId::META).is_some_and(|g| g.raft.metrics().borrow().current_leader == Some(node.id()));
         if !leads_meta {
             continue;
         }
-        if let Err(e) = rebalance_once(&node).await {
-            tracing::warn!(error = %e, "rebalance step failed; will retry");
+        match rebalance_once(&node).await {
+            Ok(true) if tick.is_multiple_of(LEADER_BALANCE_TICKS) => {
+                if let Err(e) = balance_leaders(&node).await {
+                    tracing::debug!(error = %e, "leadership balancing skipped");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "rebalance step failed; will retry"),
         }
     }
 }
 
 /// One step: fix the meta group's membership, or carry out one replica move, or forget one
-/// drained node.
-pub async fn rebalance_once(node: &Arc<Node>) -> Result<(), WireError> {
+/// drained node. `Ok(true)` when there was nothing to do: the placement is settled.
+pub async fn rebalance_once(node: &Arc<Node>) -> Result<bool, WireError> {
     let layout = match node.read(GroupId::META, &Query::Layout, true).await? {
         Answer::Layout(Some(layout)) => *layout,
-        _ => return Ok(()),
+        _ => return Ok(false),
     };
     let meta = node.group(GroupId::META).ok_or(WireError::UnknownGroup(GroupId::META))?;
     let (voters, learners) = layout.meta_members();
@@ -151,10 +178,10 @@ pub async fn rebalance_once(node: &Arc<Node>) -> Result<(), WireError> {
         for id in leaving {
             drop_copy(node, &layout, GroupId::META, id).await;
         }
-        return Ok(());
+        return Ok(false);
     }
     if let Some(step) = layout.next_move() {
-        return carry_out(node, &layout, step).await;
+        return carry_out(node, &layout, step).await.map(|()| false);
     }
     let drained = layout
         .nodes
@@ -163,8 +190,51 @@ pub async fn rebalance_once(node: &Arc<Node>) -> Result<(), WireError> {
     if let Some(gone) = drained {
         tracing::info!(node = gone.id, "node drained; forgetting it");
         propose_meta(node, Command::ForgetNode { id: gone.id }).await?;
+        return Ok(false);
     }
-    Ok(())
+    Ok(true)
+}
+
+/// Spreads leadership: when one node leads at least two groups more than another that holds a
+/// replica of one of them, that other node stands for election in it. openraft 0.9 has no
+/// leadership transfer; an election won by an up-to-date replica does the same, at the cost of
+/// a moment without a leader.
+pub async fn balance_leaders(node: &Arc<Node>) -> Result<(), WireError> {
+    let Some(layout) = node.local_layout() else { return Ok(()) };
+    let timeout = Duration::from_millis(CALL_TIMEOUT_MS);
+    let mut leading: BTreeMap<NodeId, Vec<GroupId>> = layout.active().map(|n| (n.id, Vec::new())).collect();
+    for n in layout.active() {
+        let reply = if n.id == node.id() {
+            Ok(NodeReply::Routing(crate::wire::RoutingReply { leaders: node.leader_hints(), ..Default::default() }))
+        } else {
+            node.client().call(&n.addr, NodeRequest::Routing, timeout).await
+        };
+        // A node that does not answer is not balanced now; try again later.
+        let Ok(NodeReply::Routing(routing)) = reply else { return Ok(()) };
+        for hint in routing.leaders.iter().filter(|h| h.confirmed && h.leader == Some(n.id)) {
+            leading.entry(n.id).or_default().push(hint.group);
+        }
+    }
+    let Some((&busiest, groups)) = leading.iter().max_by_key(|(id, g)| (g.len(), **id)) else { return Ok(()) };
+    let (&idlest, idle) = leading.iter().min_by_key(|(id, g)| (g.len(), **id)).ok_or(WireError::NotJoined)?;
+    if groups.len() < idle.len() + 2 {
+        return Ok(());
+    }
+    let replicas_of = |g: GroupId| -> Vec<NodeId> {
+        match g.as_shard() {
+            Some(s) => layout.placement.get(s as usize).cloned().unwrap_or_default(),
+            None => layout.meta_members().0.into_iter().collect(),
+        }
+    };
+    let Some(&group) = groups.iter().find(|g| replicas_of(**g).contains(&idlest)) else { return Ok(()) };
+    let addr = layout.addr(idlest).ok_or(WireError::NotJoined)?.to_owned();
+    tracing::info!(%group, from = busiest, to = idlest, "moving leadership");
+    match node.client().call(&addr, NodeRequest::Campaign { group }, timeout).await {
+        Ok(NodeReply::Done) => Ok(()),
+        Ok(NodeReply::Error(e)) => Err(e),
+        Ok(other) => Err(WireError::Fatal(format!("{other:?}"))),
+        Err(e) => Err(WireError::Fatal(e.to_string())),
+    }
 }
 
 async fn carry_out(node: &Arc<Node>, layout: &Layout, step: raft_store::Move) -> Result<(), WireError> {

@@ -76,6 +76,7 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), DevErro
         kv,
         client: Arc::new(NoPeers),
         tuning: RaftTuning::default(),
+        clock: crate::clock::Clock::default(),
     })
     .await?;
     node.bootstrap_single(opts.shards).await?;
@@ -110,7 +111,7 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), DevErro
     );
     print_banner(addr, &opts);
 
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+    let served = axum::serve(crate::serve::no_delay(listener), app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await;
     node.shutdown().await;

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use crate::network::NetworkFactory;
 use crate::wire::{GroupStatus, LeaderHint, NodeClient, NodeStatusReply, WireError};
 
@@ -68,6 +68,7 @@ pub struct NodeSetup {
     pub kv: Arc<dyn Kv>,
     pub client: Arc<dyn NodeClient>,
     pub tuning: RaftTuning,
+    pub clock: Clock,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +114,7 @@ pub struct Node {
     kv: Arc<dyn Kv>,
     client: Arc<dyn NodeClient>,
     config: Arc<openraft::Config>,
+    clock: Clock,
     identity: Mutex<NodeIdentity>,
     groups: RwLock<BTreeMap<GroupId, Arc<Group>>>,
     /// Serializes group creation and removal.
@@ -143,6 +145,7 @@ impl Node {
             kv: setup.kv,
             client: setup.client,
             config,
+            clock: setup.clock,
             identity: Mutex::new(identity),
             groups: RwLock::new(BTreeMap::new()),
             group_lock: tokio::sync::Mutex::new(()),
@@ -170,6 +173,10 @@ impl Node {
 
     pub fn client(&self) -> Arc<dyn NodeClient> {
         self.client.clone()
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// The cluster's shard count, once this node has joined one.
@@ -241,9 +248,10 @@ impl Node {
         let network = NetworkFactory::new(id, self.client.clone());
         let raft = Raft::new(self.id, self.config.clone(), network, log, sm).await.map_err(fatal)?;
         let (batcher, queue) = mpsc::channel(PROPOSAL_QUEUE_MAX);
-        let mut tasks = vec![tokio::spawn(run_batcher(id, raft.clone(), queue))];
+        let mut tasks = vec![tokio::spawn(run_batcher(id, raft.clone(), queue, self.clock.clone()))];
         if !id.is_meta() {
-            tasks.push(tokio::spawn(expire_duty(self.id, raft.clone(), state.clone(), batcher.clone())));
+            let duty = expire_duty(self.id, raft.clone(), state.clone(), batcher.clone(), self.clock.clone());
+            tasks.push(tokio::spawn(duty));
         }
         Ok(Arc::new(Group { id, raft, state, batcher, tasks }))
     }
@@ -357,6 +365,8 @@ impl Node {
     /// everything committed before the read to be applied.
     pub async fn read(&self, group: GroupId, query: &Query, linearizable: bool) -> Result<Answer, ProposeError> {
         let target = self.hosted(group)?;
+        #[cfg(madsim)]
+        let linearizable = linearizable && !raft_store::planted::is_planted(raft_store::planted::Bug::TrustStaleLeader);
         if linearizable {
             if let Err(e) = target.raft.ensure_linearizable().await {
                 return Err(match e {
@@ -372,7 +382,7 @@ impl Node {
             }
         }
         let applied = target.state.read();
-        Ok(applied.machine.query(query, now_ms()))
+        Ok(applied.machine.query(query, self.clock.now_ms()))
     }
 
     /// Change records of a shard after `after_index`, waiting up to `wait` for one to be applied.
@@ -387,12 +397,14 @@ impl Node {
         let mut applied = target.state.watch_applied();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let page = match target.state.read().machine.query(&Query::Changes { after_index, limit }, now_ms()) {
-                Answer::Changes(page) => page,
-                other => return Err(fatal(format!("unexpected answer {other:?}"))),
-            };
+            let page =
+                match target.state.read().machine.query(&Query::Changes { after_index, limit }, self.clock.now_ms()) {
+                    Answer::Changes(page) => page,
+                    other => return Err(fatal(format!("unexpected answer {other:?}"))),
+                };
             let empty = matches!(&page, ChangesPage::Records { changes, .. } if changes.is_empty());
-            if !empty || tokio::time::timeout_at(deadline, applied.changed()).await.is_err() {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !empty || tokio::time::timeout(remaining, applied.changed()).await.is_err() {
                 return Ok(page);
             }
         }
@@ -423,6 +435,7 @@ impl Node {
         let present: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
         for (id, addr) in voters.iter().chain(learners.iter()) {
             if !present.contains(id) {
+                self.open_group_on(*id, addr, group).await?;
                 raft.add_learner(*id, BasicNode { addr: addr.clone() }, true)
                     .await
                     .map_err(|e| leader_check(e.to_string()))?;
@@ -447,14 +460,25 @@ impl Node {
         Ok(())
     }
 
-    /// Dispatches a Raft message from a peer to its group, starting the group here if this node
-    /// was just added to it.
+    /// Has node `id` start an empty copy of `group`, so it can be added as a learner.
+    async fn open_group_on(&self, id: NodeId, addr: &str, group: GroupId) -> Result<(), ProposeError> {
+        if id == self.id {
+            return Ok(());
+        }
+        let request = crate::wire::NodeRequest::OpenGroup { group };
+        match self.client.call(addr, request, Duration::from_secs(10)).await {
+            Ok(crate::wire::NodeReply::Done) => Ok(()),
+            Ok(crate::wire::NodeReply::Error(e)) => Err(e),
+            Ok(other) => Err(fatal(format!("node {id} answered {other:?}"))),
+            Err(e) => Err(fatal(format!("node {id} cannot open {group}: {e}"))),
+        }
+    }
+
+    /// Dispatches a Raft message from a peer to its group. A group not hosted here is not started:
+    /// the sender hears "unknown group", which it treats like an unreachable peer.
     pub async fn handle_raft(self: &Arc<Self>, rpc: crate::network::RaftRpc) -> crate::network::RaftRpcReply {
         use crate::network::{RaftRpc, RaftRpcReply};
-        let group = match self.ensure_group(rpc.group()).await {
-            Ok(group) => group,
-            Err(_) => return RaftRpcReply::UnknownGroup,
-        };
+        let Some(group) = self.group(rpc.group()) else { return RaftRpcReply::UnknownGroup };
         match rpc {
             RaftRpc::Append { req, .. } => RaftRpcReply::Append(group.raft.append_entries(req).await),
             RaftRpc::Vote { req, .. } => RaftRpcReply::Vote(group.raft.vote(req).await),
@@ -472,9 +496,37 @@ impl Node {
             .filter_map(|id| self.group(id))
             .map(|g| {
                 let m = g.raft.metrics().borrow().clone();
-                LeaderHint { group: g.id, leader: m.current_leader, term: m.current_term }
+                LeaderHint {
+                    group: g.id,
+                    leader: m.current_leader,
+                    term: m.current_term,
+                    confirmed: self.leads_with_quorum(&m),
+                    last_applied_index: m.last_applied.map_or(0, |l| l.index),
+                }
             })
             .collect()
+    }
+
+    /// Whether, by these metrics, this node leads and heard from a quorum within the time an
+    /// election would take: a leader cut off from its quorum is not confirmed.
+    fn leads_with_quorum(&self, m: &openraft::RaftMetrics<NodeId, raft_store::Node>) -> bool {
+        if m.state != ServerState::Leader || m.current_leader != Some(self.id) {
+            return false;
+        }
+        let alone = m.membership_config.membership().voter_ids().all(|v| v == self.id);
+        let fresh_ms = 2 * self.config.election_timeout_max;
+        alone || m.millis_since_quorum_ack.is_some_and(|ms| ms <= fresh_ms)
+    }
+
+    /// Stands for election in `group`, if this node is one of its voters.
+    pub async fn campaign(&self, group: GroupId) -> Result<(), ProposeError> {
+        let target = self.hosted(group)?;
+        let voter = target.raft.metrics().borrow().membership_config.membership().voter_ids().any(|v| v == self.id);
+        if !voter {
+            return Err(WireError::Invalid(format!("node {} is not a voter of {group}", self.id)));
+        }
+        tracing::info!(node = self.id, %group, "standing for election to balance leadership");
+        target.raft.trigger().elect().await.map_err(fatal)
     }
 
     /// Addresses of every member of every group hosted here, this node's excepted.
@@ -519,12 +571,15 @@ impl Node {
         NodeStatusReply { node_id: self.id, addr: self.advertise_addr.clone(), shard_count: self.shard_count(), groups }
     }
 
-    /// Leader and applied index of every group hosted here, for readiness.
+    /// Leader and applied index of every group hosted here, for readiness. A group this node
+    /// leads counts as led only while its quorum answers.
     pub fn health(&self) -> Vec<api::GroupHealth> {
-        self.status()
-            .groups
+        self.leader_hints()
             .into_iter()
-            .map(|g| api::GroupHealth { group: g.group, leader: g.leader, last_applied_index: g.last_applied_index })
+            .map(|h| {
+                let leader = if h.leader == Some(self.id) && !h.confirmed { None } else { h.leader };
+                api::GroupHealth { group: h.group, leader, last_applied_index: h.last_applied_index }
+            })
             .collect()
     }
 
@@ -581,7 +636,7 @@ async fn submit_to_batcher(
 /// Turns the proposals queued for a group into log entries: it takes every proposal waiting (up
 /// to a bound) into one entry, stamps it with this node's clock, and proposes it. At most
 /// `ENTRIES_IN_FLIGHT_MAX` entries are in flight; while they are, the next one fills up.
-async fn run_batcher(group: GroupId, raft: Raft, mut queue: mpsc::Receiver<Pending>) {
+async fn run_batcher(group: GroupId, raft: Raft, mut queue: mpsc::Receiver<Pending>, clock: Clock) {
     let in_flight = Arc::new(Semaphore::new(ENTRIES_IN_FLIGHT_MAX));
     while let Some(first) = queue.recv().await {
         let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
@@ -594,11 +649,12 @@ async fn run_batcher(group: GroupId, raft: Raft, mut queue: mpsc::Receiver<Pendi
         }
         metrics::histogram!("boxoffice_entry_proposals").record(batch.len() as f64);
         let raft = raft.clone();
+        let time_ms = clock.now_ms();
         tokio::spawn(async move {
             let (proposals, replies): (Vec<Proposal>, Vec<_>) =
                 batch.into_iter().map(|p| (p.proposal, p.reply)).unzip();
             let count = proposals.len();
-            let result = raft.client_write(Request { time_ms: now_ms(), proposals }).await;
+            let result = raft.client_write(Request { time_ms, proposals }).await;
             drop(permit);
             match result {
                 Ok(response) => {
@@ -626,12 +682,18 @@ async fn run_batcher(group: GroupId, raft: Raft, mut queue: mpsc::Receiver<Pendi
 
 /// Proposes `Expire` whenever this node leads the shard and a hold or payment is due, so expired
 /// seats reach the change feed even when no other command arrives.
-async fn expire_duty(node_id: NodeId, raft: Raft, state: Arc<GroupState>, batcher: mpsc::Sender<Pending>) {
+async fn expire_duty(
+    node_id: NodeId,
+    raft: Raft,
+    state: Arc<GroupState>,
+    batcher: mpsc::Sender<Pending>,
+    clock: Clock,
+) {
     let group = state.group();
     loop {
         tokio::time::sleep(Duration::from_millis(EXPIRE_TICK_MS)).await;
         let leading = raft.metrics().borrow().current_leader == Some(node_id);
-        if !leading || !state.read().machine.has_due_deadlines(now_ms()) {
+        if !leading || !state.read().machine.has_due_deadlines(clock.now_ms()) {
             continue;
         }
         let proposal = Proposal { request_id: None, fingerprint: 0, command: Command::Expire };

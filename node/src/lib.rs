@@ -25,7 +25,7 @@ pub mod serve;
 #[cfg(not(madsim))]
 pub mod telemetry;
 
-pub use clock::now_ms;
+pub use clock::{now_ms, Clock};
 pub use coordinator::{init_cluster, rebalance_duty, rebalance_once};
 pub use host::{Group, Node, NodeError, NodeSetup, ProposeError, RaftTuning};
 #[cfg(not(madsim))]

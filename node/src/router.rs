@@ -126,6 +126,9 @@ struct Table {
     layout: Option<Layout>,
     /// Leader and term of each group, from the freshest hint.
     leaders: BTreeMap<GroupId, (NodeId, u64)>,
+    /// Groups whose leader, in the last refresh, itself confirmed it leads with a quorum; with
+    /// its applied index.
+    confirmed: BTreeMap<GroupId, u64>,
 }
 
 pub struct Router {
@@ -163,6 +166,7 @@ impl Router {
         let calls = addrs.iter().map(|addr| self.client.call(addr, NodeRequest::Routing, timeout));
         let replies = futures_util::future::join_all(calls).await;
         let mut next = table;
+        next.confirmed.clear();
         let mut heard = false;
         let mut peers: Vec<String> = Vec::new();
         for reply in replies.into_iter().flatten() {
@@ -175,6 +179,9 @@ impl Router {
                 }
             }
             for hint in routing.leaders {
+                if hint.confirmed {
+                    next.confirmed.insert(hint.group, hint.last_applied_index);
+                }
                 let Some(leader) = hint.leader else { continue };
                 let newer = next.leaders.get(&hint.group).is_none_or(|(_, term)| *term <= hint.term);
                 if newer {
@@ -359,8 +366,8 @@ impl Cluster for Router {
                 .chain((0..layout.shard_count).map(GroupId::shard))
                 .map(|g| GroupHealth {
                     group: g,
-                    leader: table.leaders.get(&g).map(|(l, _)| *l),
-                    last_applied_index: 0,
+                    leader: table.confirmed.get(&g).and(table.leaders.get(&g)).map(|(l, _)| *l),
+                    last_applied_index: table.confirmed.get(&g).copied().unwrap_or(0),
                 })
                 .collect();
             Readiness { ready: groups.iter().all(|g| g.leader.is_some()), groups }

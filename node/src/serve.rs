@@ -57,6 +57,7 @@ pub async fn run_node(opts: NodeOptions, metrics: MetricsRender) -> Result<(), S
         kv,
         client,
         tuning: opts.tuning.clone(),
+        clock: crate::clock::Clock::default(),
     })
     .await?;
     tokio::spawn(crate::coordinator::rebalance_duty(Arc::downgrade(&node)));
@@ -73,7 +74,7 @@ pub async fn run_node(opts: NodeOptions, metrics: MetricsRender) -> Result<(), S
     flush_stdout();
     let metrics = crate::telemetry::with_node_gauges(&node, metrics);
     let app = internal_routes(node.clone(), &opts.cluster_secret, metrics);
-    let served = axum::serve(listener, app).with_graceful_shutdown(crate::dev::shutdown_signal()).await;
+    let served = axum::serve(no_delay(listener), app).with_graceful_shutdown(crate::dev::shutdown_signal()).await;
     node.shutdown().await;
     served.map_err(ServeError::Serve)
 }
@@ -121,10 +122,24 @@ pub async fn run_api(opts: ApiOptions, metrics: MetricsRender) -> Result<(), Ser
     println!("boxoffice: api listening on http://{bound}");
     flush_stdout();
     let app = api::router(state);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+    axum::serve(no_delay(listener), app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(crate::dev::shutdown_signal())
         .await
         .map_err(ServeError::Serve)
+}
+
+/// Sends small responses at once: without `TCP_NODELAY`, Nagle's algorithm holds a reply back
+/// until the peer's delayed acknowledgement (tens of milliseconds on every linearizable read).
+pub(crate) fn no_delay(
+    listener: tokio::net::TcpListener,
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt;
+    fn set(tcp: &mut tokio::net::TcpStream) {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    }
+    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
 }
 
 fn flush_stdout() {

@@ -40,6 +40,8 @@ impl Node {
                     .await
                     .map(|layout| NodeReply::Layout(Some(Box::new(layout))))
             }
+            NodeRequest::OpenGroup { group } => self.ensure_group(group).await.map(|_| NodeReply::Done),
+            NodeRequest::Campaign { group } => self.campaign(group).await.map(|()| NodeReply::Done),
             NodeRequest::InitGroup { group, members } => {
                 self.init_group(group, members).await.map(|()| NodeReply::Done)
             }
@@ -55,7 +57,7 @@ impl Node {
     pub fn local_layout(&self) -> Option<Box<Layout>> {
         let meta = self.group(GroupId::META)?;
         let applied = meta.state.read();
-        match applied.machine.query(&Query::Layout, crate::now_ms()) {
+        match applied.machine.query(&Query::Layout, self.clock().now_ms()) {
             Answer::Layout(layout) => layout,
             _ => None,
         }

@@ -49,6 +49,17 @@ pub enum NodeRequest {
         group: GroupId,
         members: BTreeMap<NodeId, String>,
     },
+    /// Starts an empty copy of a group here, ready to be added as a learner. A node starts a group
+    /// only when told to, never because Raft traffic for it arrived: a stale leader's message for a
+    /// group moved away must not bring back an empty copy.
+    OpenGroup {
+        group: GroupId,
+    },
+    /// Stand for election in this group (leadership balancing): a replica that is caught up wins
+    /// and the old leader steps down.
+    Campaign {
+        group: GroupId,
+    },
     /// As the group's leader: add the missing members as learners, wait for them to catch up,
     /// then make the voters exactly `voters` and drop members in neither set.
     EnsureMembers {
@@ -74,6 +85,8 @@ impl NodeRequest {
             NodeRequest::Join { .. } => "join",
             NodeRequest::InitCluster { .. } => "init_cluster",
             NodeRequest::InitGroup { .. } => "init_group",
+            NodeRequest::OpenGroup { .. } => "open_group",
+            NodeRequest::Campaign { .. } => "campaign",
             NodeRequest::EnsureMembers { .. } => "ensure_members",
             NodeRequest::DropGroup { .. } => "drop_group",
         }
@@ -124,6 +137,11 @@ pub struct LeaderHint {
     pub group: GroupId,
     pub leader: Option<NodeId>,
     pub term: u64,
+    /// The reporting node leads the group and heard from a quorum recently: the only hint that
+    /// says the group can take writes right now. (A leader cut off from its quorum goes on
+    /// calling itself leader until it hears of a newer term.)
+    pub confirmed: bool,
+    pub last_applied_index: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

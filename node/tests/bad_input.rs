@@ -1,4 +1,5 @@
 //! Bad input gets a clear 4xx problem document and changes nothing (I6).
+#![cfg(not(madsim))]
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Acknowledged bookings survive `kill -9` (I2), and data survives restarts.
+#![cfg(not(madsim))]
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Health, readiness, metrics and the OpenAPI document of the real binary.
+#![cfg(not(madsim))]
 
 mod common;
 

@@ -17,7 +17,11 @@ mod limits;
 mod log_store;
 mod machine;
 mod model;
+#[cfg(madsim)]
+pub mod planted;
 mod raft_types;
+#[cfg(madsim)]
+mod sim_runtime;
 mod sm_store;
 
 pub use codec::{decode, encode, CodecError};

@@ -166,6 +166,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.put(log_key(entry.log_id.index).to_vec(), bytes);
         }
         self.tree.write(batch).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        #[cfg(madsim)]
+        if crate::planted::is_planted(crate::planted::Bug::AckBeforeFlush) {
+            callback.log_io_completed(Ok(()));
+            self.kv.flush(Box::new(|_| {}));
+            return Ok(());
+        }
         // Acknowledged only once durable; the flusher batches this with every other waiting write.
         self.kv.flush(Box::new(move |result| callback.log_io_completed(result)));
         Ok(())

@@ -462,6 +462,8 @@ pub struct HoldView {
     pub status: HoldStatus,
     pub created_at_ms: i64,
     pub expires_at_ms: i64,
+    /// When it stopped being active: released, expired or checked out.
+    pub ended_at_ms: Option<i64>,
     pub order_id: Option<OrderId>,
 }
 

@@ -117,6 +117,10 @@ pub(crate) struct HoldJson {
     pub created_at: String,
     #[schema(format = DateTime)]
     pub expires_at: String,
+    /// When the hold stopped being active (released, expired or checked out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub ended_at: Option<String>,
     /// Set once the hold is checked out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_id: Option<String>,
@@ -135,6 +139,7 @@ impl From<&HoldView> for HoldJson {
             status: h.status.into(),
             created_at: time_json(h.created_at_ms),
             expires_at: time_json(h.expires_at_ms),
+            ended_at: h.ended_at_ms.map(time_json),
             order_id: h.order_id.as_ref().map(ToString::to_string),
         }
     }

@@ -2,7 +2,9 @@
 //! restarted process would find, holding only what was flushed.
 //!
 //! Flushes complete at once by default. In `deferred` mode they complete only when
-//! `complete_flushes` is called, so a test can acknowledge nothing yet and crash.
+//! `complete_flushes` is called, so a test can acknowledge nothing yet and crash. Under the
+//! simulation, `with_flush_delay` makes each flush take a random simulated time, so a crash can
+//! fall between a write and its flush.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,16 +20,32 @@ struct State {
     current: BTreeMap<String, Tree>,
     /// What survives a crash.
     durable: BTreeMap<String, Tree>,
-    /// Writes since the last flush, in order.
-    journal: Vec<(String, Vec<u8>, Option<Vec<u8>>)>,
-    /// In deferred mode: flush requests waiting, each with the journal length it covers.
-    pending: Vec<(usize, FlushDone)>,
+    /// Writes not yet durable, in order.
+    journal: std::collections::VecDeque<(String, Vec<u8>, Option<Vec<u8>>)>,
+    /// Position of `journal[0]` among all writes ever made: flushes that finish out of order
+    /// persist up to their own position, never past it.
+    journal_start: u64,
+    /// In deferred mode: flush requests waiting, each with the write position it covers.
+    pending: Vec<(u64, FlushDone)>,
+}
+
+impl State {
+    fn written(&self) -> u64 {
+        self.journal_start + self.journal.len() as u64
+    }
 }
 
 #[derive(Default)]
 pub struct MemKv {
     state: Arc<Mutex<State>>,
     deferred: bool,
+    /// Under the simulation: each flush takes a random time in this range, in microseconds.
+    #[cfg(madsim)]
+    flush_delay_us: Option<(u64, u64)>,
+    /// Under the simulation: when the last flush requested completes. Flushes complete in the
+    /// order they were asked for, as the production flusher's do.
+    #[cfg(madsim)]
+    last_flush_done: Mutex<Option<madsim::time::Instant>>,
     flushes: AtomicU64,
     requests: AtomicU64,
 }
@@ -47,18 +65,31 @@ impl MemKv {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A store whose flushes each take a random simulated time between the bounds.
+    #[cfg(madsim)]
+    pub fn with_flush_delay(min: std::time::Duration, max: std::time::Duration) -> Arc<MemKv> {
+        let bounds = (min.as_micros() as u64, (max.as_micros() as u64).max(min.as_micros() as u64 + 1));
+        Arc::new(MemKv { flush_delay_us: Some(bounds), ..MemKv::default() })
+    }
+
     /// The store a restarted process finds: flushed writes only. Pending flushes never complete.
     pub fn crash(&self) -> Arc<MemKv> {
         let state = self.lock();
         let survivor = State { current: state.durable.clone(), durable: state.durable.clone(), ..State::default() };
-        Arc::new(MemKv { state: Arc::new(Mutex::new(survivor)), deferred: self.deferred, ..MemKv::default() })
+        Arc::new(MemKv {
+            state: Arc::new(Mutex::new(survivor)),
+            deferred: self.deferred,
+            #[cfg(madsim)]
+            flush_delay_us: self.flush_delay_us,
+            ..MemKv::default()
+        })
     }
 
     /// Completes every pending flush (deferred mode).
     pub fn complete_flushes(&self) {
         let done = {
             let mut state = self.lock();
-            let upto = state.journal.len();
+            let upto = state.written();
             Self::persist(&mut state, upto);
             std::mem::take(&mut state.pending)
         };
@@ -67,15 +98,18 @@ impl MemKv {
         }
     }
 
-    fn persist(state: &mut State, upto: usize) {
+    /// Makes every write before position `upto` durable.
+    fn persist(state: &mut State, upto: u64) {
+        let count = upto.saturating_sub(state.journal_start).min(state.journal.len() as u64) as usize;
         let State { durable, journal, .. } = state;
-        for (tree, key, value) in journal.drain(..upto) {
+        for (tree, key, value) in journal.drain(..count) {
             let t = durable.entry(tree).or_default();
             match value {
                 Some(v) => t.insert(key, v),
                 None => t.remove(&key),
             };
         }
+        state.journal_start += count as u64;
     }
 }
 
@@ -94,7 +128,7 @@ impl Kv for MemKv {
         // Journaled as deletes, so a crash before the next flush brings the tree back whole.
         let keys: Vec<Vec<u8>> = state.current.get(name).map(|t| t.keys().cloned().collect()).unwrap_or_default();
         for key in keys {
-            state.journal.push((name.to_owned(), key, None));
+            state.journal.push_back((name.to_owned(), key, None));
         }
         state.current.remove(name);
         Ok(())
@@ -104,12 +138,33 @@ impl Kv for MemKv {
         self.requests.fetch_add(1, Ordering::Relaxed);
         {
             let mut state = self.lock();
+            let upto = state.written();
             if self.deferred {
-                let upto = state.journal.len();
                 state.pending.push((upto, done));
                 return;
             }
-            let upto = state.journal.len();
+            #[cfg(madsim)]
+            if let Some((min, max)) = self.flush_delay_us {
+                use rand::Rng;
+                let delay = std::time::Duration::from_micros(madsim::rand::thread_rng().gen_range(min..max));
+                let done_at = {
+                    let mut last = self.last_flush_done.lock().unwrap_or_else(|e| e.into_inner());
+                    let at = (madsim::time::Instant::now() + delay).max(last.unwrap_or(madsim::time::Instant::now()));
+                    *last = Some(at);
+                    at
+                };
+                let shared = self.state.clone();
+                madsim::task::spawn(async move {
+                    madsim::time::sleep_until(done_at).await;
+                    {
+                        let mut state = shared.lock().unwrap_or_else(|e| e.into_inner());
+                        Self::persist(&mut state, upto);
+                    }
+                    done(Ok(()));
+                });
+                self.flushes.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
             Self::persist(&mut state, upto);
         }
         self.flushes.fetch_add(1, Ordering::Relaxed);
@@ -145,7 +200,7 @@ impl KvTree for MemTree {
                 Some(v) => tree.insert(key.clone(), v.clone()),
                 None => tree.remove(&key),
             };
-            state.journal.push((self.name.clone(), key, value));
+            state.journal.push_back((self.name.clone(), key, value));
         }
         Ok(())
     }

@@ -4,6 +4,9 @@
 //! The contract every backend keeps:
 //! - `write` applies a batch to one tree atomically and makes it visible to reads at once;
 //! - a write is durable only after a `flush` that started after it has called back `Ok`;
+//! - flushes call back in the order they were requested (openraft counts on it: a late callback
+//!   of an append that was since truncated would report entries as durable that no longer
+//!   exist — the simulation found this when its disk completed flushes out of order);
 //! - a crash keeps every flushed write and may lose any unflushed one.
 
 mod mem;

@@ -91,7 +91,11 @@ impl Machine {
     }
 
     fn apply_proposal(&mut self, ctx: Ctx, proposal: &Proposal, expired: (u32, u32)) -> Outcome {
-        if let Some(id) = proposal.request_id {
+        #[cfg(madsim)]
+        let remembered = !crate::planted::is_planted(crate::planted::Bug::ApplyRetriesTwice);
+        #[cfg(not(madsim))]
+        let remembered = true;
+        if let Some(id) = proposal.request_id.filter(|_| remembered) {
             if let Some(seen) = self.dedup.get(&id) {
                 return if seen.fingerprint == proposal.fingerprint {
                     seen.outcome.clone()

@@ -92,6 +92,7 @@ struct HoldRec {
     status: HoldStatus,
     created_at_ms: i64,
     expires_at_ms: i64,
+    ended_at_ms: Option<i64>,
     order: Option<u64>,
 }
 
@@ -265,7 +266,12 @@ impl ShardState {
                 return refused(Refusal::LimitExceeded { limit, current, requested });
             }
         }
+        #[cfg(madsim)]
+        let check = !crate::planted::is_planted(crate::planted::Bug::SkipAvailabilityCheck);
+        #[cfg(not(madsim))]
+        let check = true;
         match &taken {
+            Taken::Seats(_) | Taken::General { .. } if !check => {}
             Taken::Seats(seats) => {
                 let unavailable: Vec<String> = seats
                     .iter()
@@ -305,6 +311,7 @@ impl ShardState {
                 status: HoldStatus::Active,
                 created_at_ms: ctx.now_ms,
                 expires_at_ms,
+                ended_at_ms: None,
                 order: None,
             },
         );
@@ -341,6 +348,8 @@ impl ShardState {
         let hold = self.holds.get_mut(&seq).expect("caller checked");
         assert_eq!(hold.status, HoldStatus::Active);
         hold.status = status;
+        // An expired hold stopped owning its seats at its expiry, not when a command noticed.
+        hold.ended_at_ms = Some(if status == HoldStatus::Expired { hold.expires_at_ms } else { ctx.now_ms });
         let (event_id, user, taken, expires) =
             (hold.event_id.clone(), hold.user.clone(), hold.taken.clone(), hold.expires_at_ms);
         self.deadlines.remove(&(expires, Deadline::Hold(seq)));
@@ -373,6 +382,7 @@ impl ShardState {
         self.next_seq += 1;
         let hold = self.holds.get_mut(&hold_id.seq).expect("checked above");
         hold.status = HoldStatus::CheckedOut;
+        hold.ended_at_ms = Some(ctx.now_ms);
         hold.order = Some(seq);
         let payment_deadline_ms = ctx.now_ms + PAYMENT_TIMEOUT_MS;
         let order = OrderRec {
@@ -706,9 +716,9 @@ impl ShardState {
                 (Vec::new(), Some(spec.venue.sections[*section as usize].id.clone()), Some(*quantity))
             }
         };
-        let status = match hold.status {
-            HoldStatus::Active if hold.expires_at_ms <= now_ms => HoldStatus::Expired,
-            s => s,
+        let (status, ended_at_ms) = match hold.status {
+            HoldStatus::Active if hold.expires_at_ms <= now_ms => (HoldStatus::Expired, Some(hold.expires_at_ms)),
+            s => (s, hold.ended_at_ms),
         };
         HoldView {
             hold_id: HoldId { event_id: hold.event_id.clone(), seq },
@@ -721,6 +731,7 @@ impl ShardState {
             status,
             created_at_ms: hold.created_at_ms,
             expires_at_ms: hold.expires_at_ms,
+            ended_at_ms,
             order_id: hold.order.map(|o| OrderId { event_id: hold.event_id.clone(), seq: o }),
         }
     }
@@ -995,6 +1006,12 @@ fn occupy(event: &mut EventState, taken: &Taken, slot: Slot) {
             for s in seats {
                 let inv = &mut event.sections[s.section as usize];
                 let cell = &mut inv.rows[s.row as usize][s.number as usize - 1];
+                #[cfg(madsim)]
+                if crate::planted::is_planted(crate::planted::Bug::SkipAvailabilityCheck) && *cell != Slot::Free {
+                    // The planted bug sells the seat again; keep going so the checks see it.
+                    *cell = slot;
+                    continue;
+                }
                 assert_eq!(*cell, Slot::Free, "a seat is taken only when free");
                 *cell = slot;
                 inv.held += 1;
@@ -1002,6 +1019,11 @@ fn occupy(event: &mut EventState, taken: &Taken, slot: Slot) {
         }
         Taken::General { section, quantity } => {
             let inv = &mut event.sections[*section as usize];
+            #[cfg(madsim)]
+            if crate::planted::is_planted(crate::planted::Bug::SkipAvailabilityCheck) && inv.available() < *quantity {
+                inv.held = inv.capacity - inv.sold;
+                return;
+            }
             assert!(inv.available() >= *quantity, "a quantity is taken only when available");
             inv.held += quantity;
         }

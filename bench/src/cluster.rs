@@ -1,0 +1,355 @@
+//! A cluster the bench starts and owns: `boxoffice node` processes on free loopback ports with
+//! their own data directories, created with `boxoffice cluster init`, and one `boxoffice api` in
+//! front. Scenarios can kill a node with SIGKILL and start it again on the same address and data.
+//! Every child is killed when the cluster is dropped.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::target::TargetError;
+
+/// Most nodes a bench cluster has: every one shares this machine's cores and disk.
+pub const CLUSTER_NODES_MAX: usize = 9;
+/// Replicas of each shard: a majority of three survives one lost node.
+const REPLICATION_MAX: usize = 3;
+/// How long a process may take to print its address line.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Length of the generated cluster secret and token key, in hex digits (the node wants ≥ 16).
+const SECRET_HEX_LEN: usize = 32;
+/// Log filter of the children: their logs go to files, and only trouble is worth the disk.
+const CHILD_LOG_FILTER: &str = "warn";
+
+/// One row of `boxoffice cluster status`'s group table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupRow {
+    pub group: String,
+    pub leader: Option<u64>,
+    pub term: Option<u64>,
+    /// (follower id, entries behind the leader).
+    pub lag_entries: Vec<(u64, u64)>,
+}
+
+struct NodeProcess {
+    id: u64,
+    /// Where it listens and peers reach it; fixed at the first start, reused by restarts.
+    addr: String,
+    data_dir: PathBuf,
+    log: PathBuf,
+    /// `None` while the node is down.
+    child: Option<Child>,
+}
+
+pub struct Cluster {
+    exe: PathBuf,
+    secret: String,
+    shard_count: u32,
+    nodes: Mutex<Vec<NodeProcess>>,
+    api: Mutex<Option<Child>>,
+    root: Mutex<Option<tempfile::TempDir>>,
+    root_path: PathBuf,
+    keep_files: AtomicBool,
+}
+
+fn spawn_error(e: impl std::fmt::Display) -> TargetError {
+    TargetError::Spawn(e.to_string())
+}
+
+fn random_hex(len: usize) -> String {
+    let mut rng = rand::thread_rng();
+    (0..len).map(|_| char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0')).collect()
+}
+
+/// Starts `command` with its stdout piped and waits for its first line, which every `boxoffice`
+/// server prints once it listens. The rest of stdout is drained by a thread so the child never
+/// blocks on a full pipe.
+pub(crate) async fn spawn_until_first_line(mut command: Command, what: &str) -> Result<(Child, String), TargetError> {
+    let mut child =
+        command.stdout(Stdio::piped()).spawn().map_err(|e| spawn_error(format!("cannot start {what}: {e}")))?;
+    let Some(stdout) = child.stdout.take() else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(spawn_error(format!("{what}: no stdout")));
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(first)) = lines.next() {
+            let _ = tx.send(first);
+        }
+        for _ in lines {}
+    });
+    match tokio::time::timeout(START_TIMEOUT, rx).await {
+        Ok(Ok(line)) => Ok((child, line)),
+        outcome => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let why = if outcome.is_err() { "printed no address in time" } else { "exited before listening" };
+            Err(spawn_error(format!("{what} {why}")))
+        }
+    }
+}
+
+/// Runs a short `boxoffice` command to completion off the async threads; returns its stdout.
+async fn run_to_end(mut command: Command, what: &str) -> Result<String, TargetError> {
+    let what = what.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let out = command.stdin(Stdio::null()).output().map_err(|e| spawn_error(format!("{what}: {e}")))?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            return Err(spawn_error(format!("{what} failed ({}): {}", out.status, stderr.trim())));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    })
+    .await
+    .map_err(spawn_error)?
+}
+
+pub(crate) fn kill_and_reap(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+impl Cluster {
+    /// Starts `nodes` nodes, creates the cluster (`shards` shards, replication min(3, nodes)) and
+    /// starts one api with dev tokens and `extra_api_args`. Returns the cluster and the api's URL;
+    /// the api may not be ready yet.
+    pub async fn start(
+        exe: &Path,
+        nodes: usize,
+        shards: u32,
+        extra_api_args: &[&str],
+    ) -> Result<(Cluster, String), TargetError> {
+        if !(1..=CLUSTER_NODES_MAX).contains(&nodes) {
+            return Err(spawn_error(format!("a bench cluster has 1 to {CLUSTER_NODES_MAX} nodes, not {nodes}")));
+        }
+        let root = tempfile::Builder::new().prefix("boxoffice-bench-").tempdir().map_err(spawn_error)?;
+        let cluster = Cluster {
+            exe: exe.to_owned(),
+            secret: random_hex(SECRET_HEX_LEN),
+            shard_count: shards,
+            nodes: Mutex::new(Vec::new()),
+            api: Mutex::new(None),
+            root_path: root.path().to_owned(),
+            root: Mutex::new(Some(root)),
+            keep_files: AtomicBool::new(false),
+        };
+        // Ids start at 1; each node is started on port 0 and keeps the port it was given.
+        for id in 1..=nodes as u64 {
+            let data_dir = cluster.root_path.join(format!("node-{id}"));
+            let log = cluster.root_path.join(format!("node-{id}.log"));
+            let (child, addr) = cluster.spawn_node(id, "127.0.0.1:0", &data_dir, &log).await?;
+            lock(&cluster.nodes).push(NodeProcess { id, addr, data_dir, log, child: Some(child) });
+        }
+        let addrs = cluster.node_addrs();
+        let members: Vec<String> = addrs.iter().map(|(id, addr)| format!("{id}={addr}")).collect();
+        let mut init = cluster.command();
+        init.args(["cluster", "init", "--node", &addrs[0].1, "--nodes", &members.join(",")]).args([
+            "--shards",
+            &shards.to_string(),
+            "--replication",
+            &nodes.min(REPLICATION_MAX).to_string(),
+        ]);
+        run_to_end(init, "boxoffice cluster init").await?;
+
+        let url = cluster.spawn_api(&addrs, extra_api_args).await?;
+        Ok((cluster, url))
+    }
+
+    /// A `boxoffice` command that knows the cluster secret (through the environment, not argv).
+    /// Children log at `CHILD_LOG_FILTER` unless `BOXOFFICE_LOG` asks for more.
+    fn command(&self) -> Command {
+        let mut command = Command::new(&self.exe);
+        command.env("BOXOFFICE_CLUSTER_SECRET", &self.secret);
+        if std::env::var_os("BOXOFFICE_LOG").is_none() {
+            command.env("BOXOFFICE_LOG", CHILD_LOG_FILTER);
+        }
+        command
+    }
+
+    async fn spawn_node(
+        &self,
+        id: u64,
+        listen: &str,
+        data_dir: &Path,
+        log: &Path,
+    ) -> Result<(Child, String), TargetError> {
+        // Appending: a restarted node's log follows its first life's.
+        let stderr = File::options().create(true).append(true).open(log).map_err(spawn_error)?;
+        let mut command = self.command();
+        command.args(["node", "--id", &id.to_string(), "--listen", listen, "--data-dir"]).arg(data_dir).stderr(stderr);
+        let what = format!("node {id}");
+        let (mut child, line) = spawn_until_first_line(command, &what).await?;
+        let prefix = format!("boxoffice: node {id} listening on ");
+        match line.strip_prefix(&prefix) {
+            Some(addr) => Ok((child, addr.trim().to_owned())),
+            None => {
+                kill_and_reap(&mut child);
+                Err(spawn_error(format!("{what}: unexpected first line {line:?}")))
+            }
+        }
+    }
+
+    async fn spawn_api(&self, addrs: &[(u64, String)], extra_api_args: &[&str]) -> Result<String, TargetError> {
+        let nodes: Vec<&str> = addrs.iter().map(|(_, a)| a.as_str()).collect();
+        let stderr = File::create(self.root_path.join("api.log")).map_err(spawn_error)?;
+        let mut command = self.command();
+        command
+            .env("BOXOFFICE_JWT_SECRET", random_hex(SECRET_HEX_LEN))
+            .args(["api", "--listen", "127.0.0.1:0", "--dev-tokens", "--nodes", &nodes.join(",")])
+            .args(extra_api_args)
+            .stderr(stderr);
+        let (mut child, line) = spawn_until_first_line(command, "the api").await?;
+        let Some(url) = line.strip_prefix("boxoffice: api listening on ") else {
+            kill_and_reap(&mut child);
+            return Err(spawn_error(format!("the api: unexpected first line {line:?}")));
+        };
+        let url = url.trim().to_owned();
+        *lock(&self.api) = Some(child);
+        Ok(url)
+    }
+
+    pub fn shard_count(&self) -> u32 {
+        self.shard_count
+    }
+
+    /// (id, address) of every node, running or not.
+    pub fn node_addrs(&self) -> Vec<(u64, String)> {
+        lock(&self.nodes).iter().map(|n| (n.id, n.addr.clone())).collect()
+    }
+
+    /// The directory holding the nodes' data and every child's log.
+    pub fn files(&self) -> &Path {
+        &self.root_path
+    }
+
+    /// Keeps the data and logs on disk when the cluster is dropped (to look at after a failure).
+    pub fn keep_files(&self) {
+        self.keep_files.store(true, Ordering::Relaxed);
+    }
+
+    /// SIGKILL: no shutdown, no final flush, as a power cut would leave it.
+    pub fn kill9(&self, id: u64) -> Result<(), TargetError> {
+        let mut nodes = lock(&self.nodes);
+        let node = nodes.iter_mut().find(|n| n.id == id).ok_or_else(|| spawn_error(format!("no node {id}")))?;
+        let mut child = node.child.take().ok_or_else(|| spawn_error(format!("node {id} is not running")))?;
+        child.kill().map_err(|e| spawn_error(format!("kill node {id}: {e}")))?;
+        child.wait().map_err(|e| spawn_error(format!("reap node {id}: {e}")))?;
+        Ok(())
+    }
+
+    /// Starts a node that was killed again, on its address and data directory.
+    pub async fn restart(&self, id: u64) -> Result<(), TargetError> {
+        let (addr, data_dir, log) = {
+            let nodes = lock(&self.nodes);
+            let node = nodes.iter().find(|n| n.id == id).ok_or_else(|| spawn_error(format!("no node {id}")))?;
+            if node.child.is_some() {
+                return Err(spawn_error(format!("node {id} is running")));
+            }
+            (node.addr.clone(), node.data_dir.clone(), node.log.clone())
+        };
+        // The address was given by the kernel for port 0; binding it again works because the old
+        // listener died with its process. Linux prefers odd ports for port-0 binds and even ones
+        // for outgoing connections, so a client socket is unlikely to have taken it meanwhile; if
+        // one has, the node cannot listen and this says so.
+        let (mut child, bound) = self.spawn_node(id, &addr, &data_dir, &log).await?;
+        if bound != addr {
+            kill_and_reap(&mut child);
+            return Err(spawn_error(format!("node {id} came back on {bound}, not {addr}")));
+        }
+        if let Some(node) = lock(&self.nodes).iter_mut().find(|n| n.id == id) {
+            node.child = Some(child);
+        }
+        Ok(())
+    }
+
+    /// `boxoffice cluster status`, asked of the first node that runs.
+    pub async fn status(&self) -> Result<String, TargetError> {
+        let addr = lock(&self.nodes).iter().find(|n| n.child.is_some()).map(|n| n.addr.clone());
+        let addr = addr.ok_or_else(|| spawn_error("no node is running"))?;
+        let mut command = self.command();
+        command.args(["cluster", "status", "--node", &addr]);
+        run_to_end(command, "boxoffice cluster status").await
+    }
+
+    /// The status table's row of `group` (`meta`, `shard-3`).
+    pub async fn group_row(&self, group: &str) -> Result<GroupRow, TargetError> {
+        let status = self.status().await?;
+        status
+            .lines()
+            .find_map(|line| parse_group_row(line).filter(|row| row.group == group))
+            .ok_or_else(|| spawn_error(format!("cluster status has no row for {group}:\n{status}")))
+    }
+}
+
+/// Parses `shard-3    2       1       [1, 2, 3]                 5 n1:0 n3:0`; `None` for any
+/// other line. The leader and term are `-` while a group has none.
+pub fn parse_group_row(line: &str) -> Option<GroupRow> {
+    let mut words = line.split_whitespace();
+    let group = words.next()?;
+    if group != "meta" && !group.starts_with("shard-") {
+        return None;
+    }
+    let leader = words.next()?;
+    let term = words.next()?;
+    // The replica list is `[1, 2, 3]`: skip to the word that closes it, then the applied index.
+    words.by_ref().find(|w| w.ends_with(']'))?;
+    words.next()?;
+    let lag_entries = words
+        .filter_map(|w| {
+            let (id, lag) = w.strip_prefix('n')?.split_once(':')?;
+            Some((id.parse().ok()?, lag.parse().ok()?))
+        })
+        .collect();
+    Some(GroupRow { group: group.to_owned(), leader: leader.parse().ok(), term: term.parse().ok(), lag_entries })
+}
+
+/// A poisoned lock only means another thread panicked mid-update of a child handle; the handles
+/// themselves are still the ones to kill, so carry on with them.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(mut api) = lock(&self.api).take() {
+            kill_and_reap(&mut api);
+        }
+        for node in lock(&self.nodes).iter_mut() {
+            if let Some(mut child) = node.child.take() {
+                kill_and_reap(&mut child);
+            }
+        }
+        if self.keep_files.load(Ordering::Relaxed) {
+            if let Some(root) = lock(&self.root).take() {
+                let _ = root.keep();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_rows_parse_with_and_without_a_leader() {
+        let row = parse_group_row("shard-3    2       1       [1, 2, 3]                 5 n1:0 n3:12").unwrap();
+        assert_eq!(
+            row,
+            GroupRow { group: "shard-3".into(), leader: Some(2), term: Some(1), lag_entries: vec![(1, 0), (3, 12)] }
+        );
+        let row = parse_group_row("shard-0    -       -       [1, 2, 3]                 - n1:0 NO LEADER").unwrap();
+        assert_eq!((row.leader, row.term, row.lag_entries), (None, None, vec![(1, 0)]));
+        let row = parse_group_row("meta       1       4       [1, 2, 3]                 3 n2:0 n3:0").unwrap();
+        assert_eq!(row.leader, Some(1));
+        assert_eq!(parse_group_row("NODE   ADDRESS   STATUS"), None);
+        assert_eq!(parse_group_row("1      127.0.0.1:7001   active    up   9   4"), None);
+    }
+}

@@ -1,0 +1,431 @@
+//! The `boxoffice` binary's command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use node::config::{self, ApiFile, NodeFile};
+use node::telemetry::{self, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "boxoffice", version, about = "Sell every seat once: a ticketing platform on Raft")]
+struct Cli {
+    /// Log filter, in RUST_LOG syntax.
+    #[arg(long, global = true, env = "BOXOFFICE_LOG", default_value = "info,openraft=warn")]
+    log: String,
+    #[arg(long, global = true, value_enum, env = "BOXOFFICE_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One node, the api and demo data in one process: the embedded default for one machine.
+    Dev(DevArgs),
+    /// A cluster node: hosts replicas of the Raft groups (start it, then `cluster init` or `cluster add-node`).
+    Node(NodeArgs),
+    /// A stateless api instance in front of a cluster; run as many as you like.
+    Api(ApiArgs),
+    /// Operator commands: create a cluster, show it, add and remove nodes.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Load scenarios that print throughput and latency figures.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Args)]
+struct DevArgs {
+    /// Address to serve the api on; port 0 picks a free port (printed at start-up).
+    #[arg(long, env = "BOXOFFICE_ADDR", default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Where the node keeps its database; data survives restarts.
+    #[arg(long, env = "BOXOFFICE_DATA_DIR", default_value = "./boxoffice-data")]
+    data_dir: PathBuf,
+    /// Start without the demo venues and events.
+    #[arg(long)]
+    no_demo: bool,
+    /// How long a hold lasts, e.g. `10m`, `90s`.
+    #[arg(long, env = "BOXOFFICE_HOLD_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
+    hold_ttl: Duration,
+    /// Event shards (one Raft group each); fixed when the data directory is created.
+    #[arg(long, env = "BOXOFFICE_SHARDS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    shards: u32,
+    /// HS256 key for tokens; by default one is generated and kept in the data directory.
+    #[arg(long, env = "BOXOFFICE_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "BOXOFFICE_BODY_LIMIT_BYTES", default_value_t = 1 << 20)]
+    body_limit_bytes: usize,
+}
+
+#[derive(Args)]
+struct NodeArgs {
+    /// TOML file with the same keys as these flags (`node_id`, `listen`, …); flags win.
+    #[arg(long, env = "BOXOFFICE_CONFIG")]
+    config: Option<PathBuf>,
+    /// This node's id: a positive number, unique in the cluster, never reused.
+    #[arg(long = "id", env = "BOXOFFICE_NODE_ID")]
+    node_id: Option<u64>,
+    /// Address to serve peers, api instances and operators on [default: 127.0.0.1:7001].
+    #[arg(long, env = "BOXOFFICE_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Address others reach this node at [default: the address it listens on].
+    #[arg(long, env = "BOXOFFICE_ADVERTISE")]
+    advertise: Option<String>,
+    /// Where the node keeps its database [default: ./boxoffice-node-ID].
+    #[arg(long, env = "BOXOFFICE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Shared by every node and api instance of the cluster; at least 16 characters.
+    #[arg(long, env = "BOXOFFICE_CLUSTER_SECRET", hide_env_values = true)]
+    cluster_secret: Option<String>,
+    /// sled's page cache, in MiB [default: 512].
+    #[arg(long, env = "BOXOFFICE_CACHE_MB")]
+    cache_mb: Option<u64>,
+}
+
+#[derive(Args)]
+struct ApiArgs {
+    /// TOML file with the same keys as these flags (`listen`, `nodes`, …); flags win.
+    #[arg(long, env = "BOXOFFICE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to serve the public api on [default: 127.0.0.1:8080].
+    #[arg(long, env = "BOXOFFICE_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Addresses of some of the cluster's nodes, comma-separated; the rest are learned.
+    #[arg(long, env = "BOXOFFICE_NODES", value_delimiter = ',')]
+    nodes: Vec<String>,
+    #[arg(long, env = "BOXOFFICE_CLUSTER_SECRET", hide_env_values = true)]
+    cluster_secret: Option<String>,
+    /// HS256 key that verifies clients' tokens.
+    #[arg(long, env = "BOXOFFICE_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// Serve `POST /v1/auth/dev-token` (development and tests only).
+    #[arg(long, env = "BOXOFFICE_DEV_TOKENS")]
+    dev_tokens: bool,
+    /// How long a hold lasts [default: 10m].
+    #[arg(long, env = "BOXOFFICE_HOLD_TTL", value_parser = humantime::parse_duration)]
+    hold_ttl: Option<Duration>,
+    /// Largest request body accepted, in bytes [default: 1048576].
+    #[arg(long, env = "BOXOFFICE_BODY_LIMIT_BYTES")]
+    body_limit_bytes: Option<usize>,
+}
+
+#[derive(Args)]
+struct ClusterTarget {
+    /// Any node of the cluster.
+    #[arg(long, env = "BOXOFFICE_NODE", default_value = "127.0.0.1:7001")]
+    node: String,
+    #[arg(long, env = "BOXOFFICE_CLUSTER_SECRET", hide_env_values = true)]
+    cluster_secret: String,
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Creates a cluster from running nodes: `--nodes 1=host:7001,2=host:7002,3=host:7003`.
+    Init {
+        #[command(flatten)]
+        target: ClusterTarget,
+        #[arg(long)]
+        nodes: String,
+        /// Event shards, fixed for the life of the cluster.
+        #[arg(long, default_value_t = 8)]
+        shards: u32,
+        /// Replicas of each shard.
+        #[arg(long, default_value_t = 3)]
+        replication: u32,
+    },
+    /// Nodes, shards, leaders, replicas, lag and health.
+    Status {
+        #[command(flatten)]
+        target: ClusterTarget,
+    },
+    /// Adds a running node; replicas then move onto it until balanced.
+    AddNode {
+        #[command(flatten)]
+        target: ClusterTarget,
+        #[arg(long)]
+        id: u64,
+        /// The new node's address.
+        #[arg(long)]
+        addr: String,
+        /// Wait until the replicas are balanced.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Drains a node: its replicas move to the others, then it is removed.
+    RemoveNode {
+        #[command(flatten)]
+        target: ClusterTarget,
+        #[arg(long)]
+        id: u64,
+        /// Wait until the node is empty and removed.
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// One hot event, many buyers racing for seats; every hold durable before it is acknowledged.
+    FlashSale(FlashSaleArgs),
+    /// A cluster of three mid-sale loses the leader of the event's shard to SIGKILL: how long
+    /// bookings stop, and whether every acknowledged hold survives.
+    Failover(FailoverArgs),
+}
+
+#[derive(Args)]
+struct FlashSaleArgs {
+    /// A running server with dev tokens on; by default the bench starts `boxoffice dev` itself.
+    #[arg(long)]
+    url: Option<String>,
+    /// Nodes the bench starts: 1 is `boxoffice dev`; more are `boxoffice node`s (replication
+    /// min(3, N)) behind one `boxoffice api`.
+    #[arg(long, default_value_t = 1, conflicts_with = "url", value_parser = clap::value_parser!(u64).range(1..=bench::CLUSTER_NODES_MAX as u64))]
+    nodes: u64,
+    #[arg(long, default_value_t = 20_000)]
+    seats: u32,
+    #[arg(long, default_value_t = 128)]
+    buyers: usize,
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Fraction of successful holds that check out.
+    #[arg(long, default_value_t = 0.5)]
+    checkout_ratio: f64,
+}
+
+#[derive(Args)]
+struct FailoverArgs {
+    /// Buyers booking at once, each in a section of its own.
+    #[arg(long, default_value_t = 16)]
+    buyers: usize,
+    /// Seats each buyer owns; it stops once it holds them all.
+    #[arg(long, default_value_t = 4_000)]
+    seats_per_buyer: u32,
+    /// Booking before the leader is killed.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    /// Booking between the kill and the restart of the killed node.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    after_kill: Duration,
+    /// Booking after the restart.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    after_restart: Duration,
+    /// Keep the cluster's data and logs (they are kept anyway when a check fails).
+    #[arg(long)]
+    keep_files: bool,
+}
+
+/// Event shards of the clusters the bench starts, as `boxoffice dev` has by default.
+const BENCH_SHARDS: u32 = 8;
+
+/// Settles for the waits in `cluster add-node --wait` and `remove-node --wait`.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn check_hold_ttl(ttl: Duration) -> Result<Duration, String> {
+    let ms = ttl.as_millis();
+    let range = raft_store::HOLD_TTL_MS_MIN as u128..=raft_store::HOLD_TTL_MS_MAX as u128;
+    if range.contains(&ms) {
+        Ok(ttl)
+    } else {
+        Err(format!(
+            "the hold ttl is between {}ms and {}h",
+            raft_store::HOLD_TTL_MS_MIN,
+            raft_store::HOLD_TTL_MS_MAX / 3_600_000
+        ))
+    }
+}
+
+fn parse_addr(text: &str, what: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| format!("`{text}` is not a valid {what} address (HOST:PORT)"))
+}
+
+async fn run_dev(a: DevArgs, metrics: api::MetricsRender) -> Result<(), String> {
+    let opts = node::dev::DevOptions {
+        addr: a.addr,
+        data_dir: a.data_dir,
+        demo: !a.no_demo,
+        hold_ttl: check_hold_ttl(a.hold_ttl)?,
+        shards: a.shards,
+        jwt_secret: a.jwt_secret,
+        body_limit_bytes: a.body_limit_bytes,
+    };
+    node::dev::run(opts, metrics).await.map_err(|e| e.to_string())
+}
+
+async fn run_node(a: NodeArgs, metrics: api::MetricsRender) -> Result<(), String> {
+    let file: NodeFile = config::load(a.config.as_deref())?;
+    let node_id = a.node_id.or(file.node_id).ok_or("give the node's id (--id)")?;
+    if node_id == 0 {
+        return Err("node ids start at 1".into());
+    }
+    let listen = match (a.listen, file.listen) {
+        (Some(l), _) => l,
+        (None, Some(l)) => parse_addr(&l, "listen")?,
+        (None, None) => parse_addr("127.0.0.1:7001", "listen")?,
+    };
+    let mut tuning = node::RaftTuning::default();
+    tuning.heartbeat_ms = file.heartbeat_ms.unwrap_or(tuning.heartbeat_ms);
+    tuning.election_min_ms = file.election_min_ms.unwrap_or(tuning.election_min_ms);
+    tuning.election_max_ms = file.election_max_ms.unwrap_or(tuning.election_max_ms);
+    tuning.snapshot_every_logs = file.snapshot_every_logs.unwrap_or(tuning.snapshot_every_logs);
+    let opts = node::serve::NodeOptions {
+        node_id,
+        listen,
+        advertise: a.advertise.or(file.advertise),
+        data_dir: a
+            .data_dir
+            .or(file.data_dir.map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(format!("./boxoffice-node-{node_id}"))),
+        cluster_secret: a.cluster_secret.or(file.cluster_secret).ok_or("give the cluster secret (--cluster-secret)")?,
+        cache_bytes: a.cache_mb.or(file.cache_mb).unwrap_or(512) << 20,
+        tuning,
+    };
+    node::serve::run_node(opts, metrics).await.map_err(|e| e.to_string())
+}
+
+async fn run_api(a: ApiArgs, metrics: api::MetricsRender) -> Result<(), String> {
+    let file: ApiFile = config::load(a.config.as_deref())?;
+    let listen = match (a.listen, file.listen) {
+        (Some(l), _) => l,
+        (None, Some(l)) => parse_addr(&l, "listen")?,
+        (None, None) => parse_addr("127.0.0.1:8080", "listen")?,
+    };
+    let hold_ttl = match (a.hold_ttl, file.hold_ttl) {
+        (Some(t), _) => t,
+        (None, Some(t)) => humantime::parse_duration(&t).map_err(|e| format!("hold_ttl: {e}"))?,
+        (None, None) => Duration::from_secs(600),
+    };
+    let opts = node::serve::ApiOptions {
+        listen,
+        nodes: if a.nodes.is_empty() { file.nodes.unwrap_or_default() } else { a.nodes },
+        cluster_secret: a.cluster_secret.or(file.cluster_secret).ok_or("give the cluster secret (--cluster-secret)")?,
+        jwt_secret: a.jwt_secret.or(file.jwt_secret).ok_or("give the token key (--jwt-secret)")?,
+        dev_tokens: a.dev_tokens || file.dev_tokens.unwrap_or(false),
+        hold_ttl: check_hold_ttl(hold_ttl)?,
+        body_limit_bytes: a.body_limit_bytes.or(file.body_limit_bytes).unwrap_or(1 << 20),
+    };
+    node::serve::run_api(opts, metrics).await.map_err(|e| e.to_string())
+}
+
+async fn run_cluster(command: ClusterCommand) -> Result<(), String> {
+    match command {
+        ClusterCommand::Init { target, nodes, shards, replication } => {
+            let cli = node::cluster_cli::Cli::new(&target.node, &target.cluster_secret)?;
+            let nodes = node::cluster_cli::parse_nodes(&nodes)?;
+            println!("{}", cli.init(nodes, shards, replication).await?);
+        }
+        ClusterCommand::Status { target } => {
+            let cli = node::cluster_cli::Cli::new(&target.node, &target.cluster_secret)?;
+            print!("{}", cli.status().await?);
+        }
+        ClusterCommand::AddNode { target, id, addr, wait } => {
+            let cli = node::cluster_cli::Cli::new(&target.node, &target.cluster_secret)?;
+            let layout = cli.add_node(id, &addr).await?;
+            println!("node {id} added at {addr}; replicas are moving onto it");
+            if wait {
+                cli.wait_balanced(layout.version, SETTLE_TIMEOUT).await?;
+                println!("balanced");
+            }
+        }
+        ClusterCommand::RemoveNode { target, id, wait } => {
+            let cli = node::cluster_cli::Cli::new(&target.node, &target.cluster_secret)?;
+            let layout = cli.remove_node(id).await?;
+            println!("node {id} is draining; its replicas are moving to the other nodes");
+            if wait {
+                cli.wait_balanced(layout.version, SETTLE_TIMEOUT).await?;
+                println!("node {id} removed");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn run_flash_sale(a: FlashSaleArgs) -> Result<(), String> {
+    if !(0.0..=1.0).contains(&a.checkout_ratio) {
+        return Err("--checkout-ratio is between 0 and 1".into());
+    }
+    let target = match &a.url {
+        Some(url) => bench::Target::existing(url),
+        None => {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let started = match a.nodes {
+                1 => bench::Target::spawn(&exe, &[]).await,
+                n => bench::Target::spawn_cluster(&exe, n as usize, BENCH_SHARDS, &[]).await,
+            };
+            started.map_err(|e| e.to_string())?
+        }
+    };
+    let config = bench::FlashSaleConfig {
+        seats: a.seats,
+        buyers: a.buyers,
+        duration: a.duration,
+        checkout_ratio: a.checkout_ratio,
+    };
+    let report = bench::flash_sale(std::sync::Arc::new(target), config).await.map_err(|e| e.to_string())?;
+    report.print();
+    Ok(())
+}
+
+async fn run_failover(a: FailoverArgs) -> Result<(), String> {
+    let config = bench::FailoverConfig {
+        buyers: a.buyers,
+        seats_per_buyer: a.seats_per_buyer,
+        warmup: a.warmup,
+        after_kill: a.after_kill,
+        after_restart: a.after_restart,
+    };
+    config.check()?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let target = bench::Target::spawn_cluster(&exe, bench::FAILOVER_NODES, BENCH_SHARDS, &[])
+        .await
+        .map_err(|e| e.to_string())?;
+    if a.keep_files {
+        if let Some(cluster) = target.cluster() {
+            cluster.keep_files();
+            println!("cluster files are kept in {}", cluster.files().display());
+        }
+    }
+    let report = bench::failover(std::sync::Arc::new(target), config).await.map_err(|e| e.to_string())?;
+    report.print();
+    Ok(())
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init_tracing(cli.log_format, &cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("boxoffice: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Cluster(c) => run_cluster(c).await,
+            Command::Bench(BenchCommand::FlashSale(a)) => run_flash_sale(a).await,
+            Command::Bench(BenchCommand::Failover(a)) => run_failover(a).await,
+            command => {
+                let metrics = telemetry::install_metrics().map_err(|e| format!("metrics: {e}"))?;
+                match command {
+                    Command::Dev(a) => run_dev(a, metrics).await,
+                    Command::Node(a) => run_node(a, metrics).await,
+                    Command::Api(a) => run_api(a, metrics).await,
+                    Command::Cluster(_) | Command::Bench(_) => unreachable!("handled above"),
+                }
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "boxoffice stopped");
+            eprintln!("boxoffice: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

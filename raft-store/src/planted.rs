@@ -1,0 +1,36 @@
+//! Planted bugs, for showing that the simulation's checks can fail. Compiled only into the
+//! simulation (`--cfg madsim`); each switch is per thread, because each simulated run owns one.
+//!
+//! Every switch names the bug it plants at the one place it acts:
+//! - `AckBeforeFlush`: the log store tells Raft an append is durable before its flush.
+//! - `SkipAvailabilityCheck`: a hold takes its seats without checking they are free.
+//! - `ApplyRetriesTwice`: the idempotency table is ignored, so a retry applies again.
+//! - `TrustStaleLeader`: a linearizable read is served from local state without confirming
+//!   leadership.
+
+use std::cell::Cell;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bug {
+    AckBeforeFlush = 1,
+    SkipAvailabilityCheck = 2,
+    ApplyRetriesTwice = 4,
+    TrustStaleLeader = 8,
+}
+
+thread_local! {
+    static PLANTED: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Plants (or removes) a bug for the rest of this thread's run.
+pub fn plant(bug: Bug, on: bool) {
+    PLANTED.with(|p| p.set(if on { p.get() | bug as u32 } else { p.get() & !(bug as u32) }));
+}
+
+pub fn clear() {
+    PLANTED.with(|p| p.set(0));
+}
+
+pub fn is_planted(bug: Bug) -> bool {
+    PLANTED.with(|p| p.get() & bug as u32 != 0)
+}

@@ -1,0 +1,218 @@
+//! A Boxoffice cluster inside the simulation: each node a madsim node running the production
+//! `Node` on an in-memory store with crash semantics, talking over madsim's network.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use madsim::net::NetSim;
+use madsim::runtime::{Handle, NodeHandle};
+use node::{Clock, Node, NodeReply, NodeRequest, NodeSetup, RaftTuning};
+use raft_store::{GroupId, MemKv, NodeId};
+
+use crate::net::{node_addr, node_ip, serve, SimClient};
+
+/// Flushes take this long in the simulation, so a crash can fall between a write and its flush.
+const FLUSH_DELAY_MIN: Duration = Duration::from_micros(200);
+const FLUSH_DELAY_MAX: Duration = Duration::from_millis(15);
+
+/// Raft timing for the simulation: fast elections, frequent snapshots (so catching up by
+/// snapshot is exercised), a short log behind them.
+fn tuning() -> RaftTuning {
+    RaftTuning {
+        heartbeat_ms: 100,
+        election_min_ms: 400,
+        election_max_ms: 800,
+        snapshot_every_logs: 300,
+        logs_kept_after_snapshot: 50,
+    }
+}
+
+type Registry<T> = Arc<Mutex<BTreeMap<NodeId, T>>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub struct SimNode {
+    pub id: NodeId,
+    handle: NodeHandle,
+    pub clock: Clock,
+    pub alive: bool,
+}
+
+pub struct SimCluster {
+    handle: Handle,
+    pub nodes: BTreeMap<NodeId, SimNode>,
+    /// Each node's store; replaced by what survives when the node crashes.
+    storage: Registry<Arc<MemKv>>,
+    /// The running `Node` of each live node, for inspecting state.
+    live: Registry<Arc<Node>>,
+}
+
+impl SimCluster {
+    pub fn new() -> SimCluster {
+        SimCluster { handle: Handle::current(), nodes: BTreeMap::new(), storage: Arc::default(), live: Arc::default() }
+    }
+
+    /// Starts a node process (empty store), not yet part of any cluster.
+    pub fn add_node(&mut self, id: NodeId) {
+        lock(&self.storage).insert(id, MemKv::with_flush_delay(FLUSH_DELAY_MIN, FLUSH_DELAY_MAX));
+        let (storage, live, clock) = (self.storage.clone(), self.live.clone(), Clock::default());
+        let boot_clock = clock.clone();
+        let handle = self
+            .handle
+            .create_node()
+            .name(format!("node-{id}"))
+            .ip(node_ip(id))
+            .init(move || {
+                let (storage, live, clock) = (storage.clone(), live.clone(), boot_clock.clone());
+                async move {
+                    let kv = lock(&storage).get(&id).cloned().expect("a store for every node");
+                    let setup = NodeSetup {
+                        node_id: id,
+                        advertise_addr: node_addr(id),
+                        kv,
+                        client: Arc::new(SimClient),
+                        tuning: tuning(),
+                        clock,
+                    };
+                    let node = Node::start(setup).await.unwrap_or_else(|e| panic!("node {id} cannot start: {e}"));
+                    lock(&live).insert(id, node.clone());
+                    madsim::task::spawn(node::rebalance_duty(Arc::downgrade(&node)));
+                    serve(node).await;
+                }
+            })
+            .build();
+        self.nodes.insert(id, SimNode { id, handle, clock, alive: true });
+    }
+
+    /// The simulator's id of a node (for network faults).
+    pub fn sim_id(&self, id: NodeId) -> madsim::task::NodeId {
+        self.nodes[&id].handle.id()
+    }
+
+    /// Kills the node's process: everything not flushed is lost.
+    pub fn crash(&mut self, id: NodeId) {
+        let Some(node) = self.nodes.get_mut(&id) else { return };
+        if !node.alive {
+            return;
+        }
+        self.handle.kill(node.handle.id());
+        node.alive = false;
+        lock(&self.live).remove(&id);
+        let mut storage = lock(&self.storage);
+        let survivor = storage[&id].crash();
+        storage.insert(id, survivor);
+    }
+
+    /// Starts a crashed node again on what its store kept.
+    pub fn restart(&mut self, id: NodeId) {
+        let Some(node) = self.nodes.get_mut(&id) else { return };
+        if node.alive {
+            return;
+        }
+        self.handle.restart(node.handle.id());
+        node.alive = true;
+    }
+
+    pub fn clog(&self, id: NodeId) {
+        NetSim::current().clog_node(self.sim_id(id));
+    }
+
+    pub fn unclog(&self, id: NodeId) {
+        NetSim::current().unclog_node(self.sim_id(id));
+    }
+
+    /// Cuts the link between two nodes, both ways.
+    pub fn cut(&self, a: NodeId, b: NodeId) {
+        let net = NetSim::current();
+        net.clog_link(self.sim_id(a), self.sim_id(b));
+        net.clog_link(self.sim_id(b), self.sim_id(a));
+    }
+
+    pub fn clog_one_way(&self, from: NodeId, to: NodeId) {
+        NetSim::current().clog_link(self.sim_id(from), self.sim_id(to));
+    }
+
+    /// Undoes every link and node clog between cluster nodes.
+    pub fn heal(&self) {
+        let net = NetSim::current();
+        let ids: Vec<_> = self.nodes.keys().map(|id| self.sim_id(*id)).collect();
+        for a in &ids {
+            net.unclog_node(*a);
+            for b in &ids {
+                if a != b {
+                    net.unclog_link(*a, *b);
+                }
+            }
+        }
+    }
+
+    pub fn alive_ids(&self) -> Vec<NodeId> {
+        self.nodes.values().filter(|n| n.alive).map(|n| n.id).collect()
+    }
+
+    /// The node that leads `group`, as the live nodes see it (highest term wins).
+    pub fn leader_of(&self, group: GroupId) -> Option<NodeId> {
+        let live = lock(&self.live);
+        live.values()
+            .filter_map(|n| n.group(group))
+            .filter_map(|g| {
+                let m = g.raft.metrics().borrow().clone();
+                m.current_leader.map(|l| (m.current_term, l))
+            })
+            .max()
+            .map(|(_, l)| l)
+    }
+
+    /// The nodes, as `cluster init` lists them.
+    pub fn members(&self) -> Vec<(NodeId, String)> {
+        self.nodes.keys().map(|id| (*id, node_addr(*id))).collect()
+    }
+}
+
+/// Asks the first node, through the simulated network, to create a cluster of `nodes`.
+pub async fn init_cluster(nodes: Vec<(NodeId, String)>, shard_count: u32, replication: u32) -> Result<(), String> {
+    {
+        let first = nodes.first().map(|(_, addr)| addr.clone()).ok_or("no nodes")?;
+        let request = NodeRequest::InitCluster { nodes, shard_count, replication };
+        match node::NodeClient::call(&SimClient, &first, request, Duration::from_secs(60)).await {
+            Ok(NodeReply::Layout(Some(_))) => Ok(()),
+            Ok(other) => Err(format!("{other:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+impl SimCluster {
+    /// Every live replica's state machine of `group`: (node, last applied index, encoded state).
+    pub fn replica_states(&self, group: GroupId) -> Vec<(NodeId, u64, Vec<u8>)> {
+        let live = lock(&self.live);
+        live.iter()
+            .filter_map(|(id, n)| n.group(group).map(|g| (*id, g)))
+            .map(|(id, g)| {
+                let applied = g.state.read();
+                let bytes = raft_store::encode(&applied.machine).unwrap_or_default();
+                (id, applied.machine.last_index(), bytes)
+            })
+            .collect()
+    }
+
+    /// Runs the state machine's own invariant checks on every live replica of `group`.
+    pub fn check_replica_invariants(&self, group: GroupId) -> Result<(), String> {
+        let live = lock(&self.live);
+        for (id, n) in live.iter() {
+            if let Some(g) = n.group(group) {
+                g.state.read().machine.check_invariants().map_err(|e| format!("node {id}, {group}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for SimCluster {
+    fn default() -> Self {
+        Self::new()
+    }
+}

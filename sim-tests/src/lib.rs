@@ -1,0 +1,19 @@
+//! Deterministic simulation of Boxoffice clusters (build with `RUSTFLAGS="--cfg madsim"`).
+//!
+//! The production code — state machine, openraft groups, storage semantics, node, router and
+//! retries — runs unchanged; only the runtime, the network and the disk are simulated. One seed
+//! drives time, scheduling, the network and every fault, so a failing seed replays exactly.
+
+#![cfg(madsim)]
+
+mod check;
+mod cluster;
+mod history;
+mod nemesis;
+mod net;
+mod run;
+mod workload;
+
+pub use nemesis::FaultPlan;
+pub use raft_store::planted::Bug;
+pub use run::{run_seed, Report, Scenario};

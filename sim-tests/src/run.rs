@@ -1,0 +1,257 @@
+//! One simulated run: a cluster, buyers and faults, driven by one seed, then the checks.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use api::{Cluster, Submit};
+use node::{now_ms, Router};
+use raft_store::planted::{self, Bug};
+use raft_store::{Command, GroupId, Outcome, RequestId, Selection, UserId};
+
+use crate::check::{replicas_agree, Checker};
+use crate::cluster::SimCluster;
+use crate::history::History;
+use crate::nemesis::{FaultPlan, Nemesis};
+use crate::net::node_addr;
+use crate::workload::{setup, Client, Shop, HOLD_TTL_MS};
+
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub nodes: u64,
+    pub shards: u32,
+    pub clients: usize,
+    /// Simulated time the buyers (and the faults) run for.
+    pub duration: Duration,
+    pub faults: FaultPlan,
+    pub bug: Option<Bug>,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario {
+            nodes: 3,
+            shards: 2,
+            clients: 5,
+            duration: Duration::from_secs(30),
+            faults: FaultPlan::all(),
+            bug: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub seed: u64,
+    pub trace_hash: u64,
+    pub ops: usize,
+    pub violations: Vec<String>,
+    pub faults: Vec<String>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// The command that replays this seed, for a failure message.
+    pub fn replay_command(&self) -> String {
+        format!(
+            "RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target-sim SIM_SEED={} cargo test -p sim-tests --test seeds replay -- --nocapture",
+            self.seed
+        )
+    }
+}
+
+/// A run gives up on liveness after this much simulated time without a leader everywhere.
+const LIVENESS_TIMEOUT: Duration = Duration::from_secs(60);
+/// Simulated time a whole run may take before madsim stops it.
+const RUN_TIME_LIMIT: Duration = Duration::from_secs(900);
+
+fn lock(c: &Mutex<SimCluster>) -> std::sync::MutexGuard<'_, SimCluster> {
+    c.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs one seed on a fresh OS thread (so nothing thread-local leaks between runs) and reports.
+pub fn run_seed(seed: u64, scenario: &Scenario) -> Report {
+    let scenario = scenario.clone();
+    let fault_log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = fault_log.clone();
+    let outcome = std::thread::spawn(move || {
+        let mut runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+        runtime.set_time_limit(RUN_TIME_LIMIT);
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(simulate(seed, scenario, log))));
+        planted::clear();
+        result
+    })
+    .join();
+    match outcome {
+        Ok(Ok(report)) => report,
+        Ok(Err(panic)) | Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic".into());
+            let faults = fault_log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            Report { seed, trace_hash: 0, ops: 0, violations: vec![format!("the run panicked: {message}")], faults }
+        }
+    }
+}
+
+async fn routers(count: usize, nodes: u64) -> Vec<Arc<Router>> {
+    let seeds: Vec<String> = (1..=nodes).map(node_addr).collect();
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let router = Router::new(Arc::new(crate::net::SimClient), seeds.clone());
+        for _ in 0..120 {
+            if router.refresh().await.is_ok() && router.layout().is_some() {
+                break;
+            }
+            madsim::time::sleep(Duration::from_millis(500)).await;
+        }
+        router.spawn_refresher();
+        out.push(router);
+    }
+    out
+}
+
+async fn simulate(seed: u64, scenario: Scenario, fault_log: Arc<Mutex<Vec<String>>>) -> Report {
+    if let Some(bug) = scenario.bug {
+        planted::plant(bug, true);
+    }
+    let cluster = Arc::new(Mutex::new(SimCluster::new()));
+    for id in 1..=scenario.nodes {
+        lock(&cluster).add_node(id);
+    }
+
+    // Buyers and the fault injector live on a client machine of their own.
+    let clients_node = madsim::runtime::Handle::current()
+        .create_node()
+        .name("clients")
+        .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1)))
+        .build();
+    let history = Arc::new(History::default());
+    let (c, h, f) = (cluster.clone(), history.clone(), fault_log.clone());
+    let work = clients_node.spawn(async move { drive(scenario, c, h, f).await });
+    let violations = match work.await {
+        Ok(v) => v,
+        Err(e) => vec![format!("the client machine failed: {e}")],
+    };
+    let faults = fault_log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Report { seed, trace_hash: history.trace_hash(), ops: history.ops().len(), violations, faults }
+}
+
+async fn drive(
+    scenario: Scenario,
+    cluster: Arc<Mutex<SimCluster>>,
+    history: Arc<History>,
+    fault_log: Arc<Mutex<Vec<String>>>,
+) -> Vec<String> {
+    madsim::time::sleep(Duration::from_millis(500)).await;
+    let replication = scenario.nodes.min(3) as u32;
+    let members = lock(&cluster).members();
+    if let Err(e) = crate::cluster::init_cluster(members, scenario.shards, replication).await {
+        return vec![format!("cluster init failed: {e}")];
+    }
+    let routers = routers(scenario.clients + 2, scenario.nodes).await;
+    let shop = match setup(&routers[0]).await {
+        Ok(shop) => shop,
+        Err(e) => return vec![format!("set-up failed: {e}")],
+    };
+    let shop = Arc::new(shop);
+    let until_ms = now_ms() + scenario.duration.as_millis() as i64;
+
+    let mut tasks = Vec::new();
+    for n in 0..scenario.clients {
+        let mut client = Client::new(n, routers[n + 1].clone(), history.clone());
+        let shop = shop.clone();
+        tasks.push(madsim::task::spawn(async move {
+            while now_ms() < until_ms {
+                client.step(&shop).await;
+                let pause = rand::Rng::gen_range(&mut madsim::rand::thread_rng(), 10..250);
+                madsim::time::sleep(Duration::from_millis(pause)).await;
+            }
+        }));
+    }
+    let nemesis = Nemesis {
+        cluster: cluster.clone(),
+        router: routers[scenario.clients + 1].clone(),
+        plan: scenario.faults.clone(),
+        shard_count: scenario.shards,
+        log: fault_log,
+    };
+    nemesis.run(until_ms).await;
+    for t in tasks {
+        let _ = t.await;
+    }
+
+    // Heal everything, then the cluster must come back by itself.
+    {
+        let mut c = lock(&cluster);
+        c.heal();
+        for id in c.nodes.keys().copied().collect::<Vec<_>>() {
+            c.restart(id);
+            if let Some(n) = c.nodes.get(&id) {
+                n.clock.set_skew_ms(0);
+            }
+        }
+    }
+    madsim::net::NetSim::current().update_config(|c| {
+        c.packet_loss_rate = 0.0;
+        c.send_latency = Duration::from_millis(1)..Duration::from_millis(10);
+    });
+    let mut violations = Vec::new();
+    if let Err(e) = liveness(&cluster, &routers[0], &shop, scenario.shards).await {
+        violations.push(e);
+    }
+    // Let every hold run out and be compacted, then look at what is left.
+    madsim::time::sleep(Duration::from_millis(HOLD_TTL_MS as u64 + 2 * crate::nemesis::MAX_SKEW_MS as u64 + 3_000))
+        .await;
+    let mut checker = Checker { history: &history, router: &routers[0], shop: &shop, violations: Vec::new() };
+    checker.run().await;
+    violations.extend(checker.violations);
+    // Give followers a moment to apply the last entries, then compare replicas.
+    madsim::time::sleep(Duration::from_secs(3)).await;
+    let groups: Vec<GroupId> = std::iter::once(GroupId::META).chain((0..scenario.shards).map(GroupId::shard)).collect();
+    violations.extend(replicas_agree(&lock(&cluster), &groups));
+    violations
+}
+
+/// After the faults heal, every group elects a leader and a booking is answered, within bounds.
+async fn liveness(cluster: &Arc<Mutex<SimCluster>>, router: &Router, shop: &Shop, shards: u32) -> Result<(), String> {
+    let started = now_ms();
+    let deadline = started + LIVENESS_TIMEOUT.as_millis() as i64;
+    let groups: Vec<GroupId> = std::iter::once(GroupId::META).chain((0..shards).map(GroupId::shard)).collect();
+    loop {
+        let leaderless: Vec<GroupId> =
+            groups.iter().copied().filter(|g| lock(cluster).leader_of(*g).is_none()).collect();
+        if leaderless.is_empty() {
+            break;
+        }
+        if now_ms() > deadline {
+            return Err(format!(
+                "liveness: {leaderless:?} had no leader {} s after the faults healed",
+                LIVENESS_TIMEOUT.as_secs()
+            ));
+        }
+        madsim::time::sleep(Duration::from_millis(200)).await;
+    }
+    let command = Command::Hold {
+        event_id: shop.event.clone(),
+        user: UserId::parse("liveness").expect("valid"),
+        selection: Selection::General { section: "LAWN".into(), quantity: 1 },
+        ttl_ms: 1_000,
+        access: None,
+    };
+    loop {
+        let submit = Submit { command: command.clone(), request_id: RequestId([0xee; 16]), fingerprint: 9 };
+        match router.submit(submit).await {
+            Ok(Outcome::Hold(_) | Outcome::Refused(_)) => return Ok(()),
+            Ok(other) => return Err(format!("liveness: a booking answered {other:?}")),
+            Err(e) if now_ms() > deadline => return Err(format!("liveness: no booking answered after healing: {e}")),
+            Err(_) => madsim::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
