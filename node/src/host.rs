@@ -27,6 +27,9 @@ use crate::wire::{GroupStatus, LeaderHint, NodeClient, NodeStatusReply, WireErro
 
 /// How often each shard's leader looks for due holds to expire.
 const EXPIRE_TICK_MS: u64 = 500;
+/// A follower answers a browsing (non-linearizable) read only if it heard from its leader within
+/// this long: the bound on how stale such a read can be, beyond the follower's apply lag.
+pub const STALE_READ_BOUND_MS: i64 = 2_000;
 /// How often group and storage gauges are refreshed.
 const TELEMETRY_TICK_MS: u64 = 2_000;
 /// Proposals in one log entry at most.
@@ -100,6 +103,8 @@ pub struct Group {
     pub state: Arc<GroupState>,
     batcher: mpsc::Sender<Pending>,
     tasks: Vec<JoinHandle<()>>,
+    /// When this replica last accepted an append (heartbeats included) from a leader.
+    last_leader_contact_ms: std::sync::atomic::AtomicI64,
 }
 
 /// A proposal waiting for its group's next log entry, and where its outcome goes.
@@ -253,7 +258,14 @@ impl Node {
             let duty = expire_duty(self.id, raft.clone(), state.clone(), batcher.clone(), self.clock.clone());
             tasks.push(tokio::spawn(duty));
         }
-        Ok(Arc::new(Group { id, raft, state, batcher, tasks }))
+        Ok(Arc::new(Group {
+            id,
+            raft,
+            state,
+            batcher,
+            tasks,
+            last_leader_contact_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
+        }))
     }
 
     /// Starts the group here and makes `members` its first membership, unless it already has one.
@@ -365,6 +377,9 @@ impl Node {
     /// everything committed before the read to be applied.
     pub async fn read(&self, group: GroupId, query: &Query, linearizable: bool) -> Result<Answer, ProposeError> {
         let target = self.hosted(group)?;
+        if !linearizable {
+            self.check_staleness(&target)?;
+        }
         #[cfg(madsim)]
         let linearizable = linearizable && !raft_store::planted::is_planted(raft_store::planted::Bug::TrustStaleLeader);
         if linearizable {
@@ -383,6 +398,20 @@ impl Node {
         }
         let applied = target.state.read();
         Ok(applied.machine.query(query, self.clock.now_ms()))
+    }
+
+    /// A follower that has not heard from a leader lately refuses browsing reads, so the caller
+    /// asks another replica: stale reads are bounded by `STALE_READ_BOUND_MS`.
+    fn check_staleness(&self, group: &Group) -> Result<(), ProposeError> {
+        let m = group.raft.metrics().borrow().clone();
+        if m.current_leader == Some(self.id) {
+            return Ok(());
+        }
+        let last = group.last_leader_contact_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if self.clock.now_ms().saturating_sub(last) <= STALE_READ_BOUND_MS {
+            return Ok(());
+        }
+        Err(not_leader(group.id, m.current_leader, None))
     }
 
     /// Change records of a shard after `after_index`, waiting up to `wait` for one to be applied.
@@ -480,7 +509,13 @@ impl Node {
         use crate::network::{RaftRpc, RaftRpcReply};
         let Some(group) = self.group(rpc.group()) else { return RaftRpcReply::UnknownGroup };
         match rpc {
-            RaftRpc::Append { req, .. } => RaftRpcReply::Append(group.raft.append_entries(req).await),
+            RaftRpc::Append { req, .. } => {
+                let reply = group.raft.append_entries(req).await;
+                if matches!(&reply, Ok(r) if r.is_success()) {
+                    group.last_leader_contact_ms.store(self.clock.now_ms(), std::sync::atomic::Ordering::Relaxed);
+                }
+                RaftRpcReply::Append(reply)
+            }
             RaftRpc::Vote { req, .. } => RaftRpcReply::Vote(group.raft.vote(req).await),
             RaftRpc::Snapshot { vote, meta, data, .. } => {
                 let snapshot = raft_store::Snapshot { meta, snapshot: Box::new(data) };

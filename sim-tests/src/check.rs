@@ -227,6 +227,13 @@ impl<'a> Checker<'a> {
 
     pub async fn run(&mut self) {
         let ops = self.history.ops();
+        let (found, inconclusive) = crate::linearize::check_all(&ops, &self.shop.seats);
+        for v in found {
+            self.fail(v);
+        }
+        if inconclusive > 0 {
+            tracing::warn!(inconclusive, "linearizability search ran out of budget on some seats");
+        }
         self.retries_answered_alike(&ops);
         let chains = self.chains(&ops).await;
         self.no_seat_twice(&chains);

@@ -9,6 +9,7 @@
 mod check;
 mod cluster;
 mod history;
+mod linearize;
 mod nemesis;
 mod net;
 mod run;

@@ -1,0 +1,436 @@
+//! A per-seat linearizability check: do the acknowledged operations on one seat fit one sequential
+//! order that respects real time? Seats are independent registers, so each is checked alone,
+//! which keeps the search small.
+//!
+//! Each operation has a window `[invoked, returned]` (true time) and takes effect at one point in
+//! it. The search (in the manner of Wing and Gong) picks, among the operations not yet placed,
+//! one that could come next — invoked before every remaining required operation returned — and
+//! applies it to a model of the seat; it backtracks when the model refuses.
+//!
+//! The model's seat is free, held by a hold, or sold to an order. Two subtleties:
+//! - Expiry: a held seat may go free at any point after its expiry (leader time, so earlier by up
+//!   to the clock skew), and must have gone free by its expiry plus the skew.
+//! - Unknown outcomes (timeouts): such an operation may or may not have taken effect, and is
+//!   optional in the search. A later retry that got an answer resolves it.
+
+use std::collections::{BTreeMap, HashSet};
+
+use raft_store::{HoldView, OrderStatus, Refusal, SeatStatus};
+
+use crate::history::{Op, OpKind, OpResult};
+use crate::nemesis::MAX_SKEW_MS;
+use crate::workload::HOLD_TTL_MS;
+
+/// Search steps per seat before the check gives up (reported, not failed).
+const SEARCH_STEPS_MAX: usize = 2_000_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Owner {
+    /// A hold the history knows (its sequence), or one whose request got no answer (its op).
+    Hold(u64),
+    Unknown(usize),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Seat {
+    Free,
+    /// Held until somewhere in `[expires_min, expires_max]` (true time); a hold whose order awaits
+    /// payment never expires here (`expires_min == i64::MAX`).
+    Held {
+        by: Owner,
+        expires_min: i64,
+        expires_max: i64,
+    },
+    Sold {
+        order: Option<u64>,
+    },
+}
+
+#[derive(Clone, Debug)]
+enum Effect {
+    /// A hold took the seat.
+    Take {
+        by: Owner,
+        expires_at_ms: Option<i64>,
+    },
+    /// A refusal named the seat unavailable.
+    Taken,
+    /// A refusal did not name the seat: all-or-nothing means it was free.
+    Free,
+    /// Released (if still held by this hold).
+    Release {
+        hold: u64,
+    },
+    /// Checked out and paid.
+    Sell {
+        hold: u64,
+        order: u64,
+    },
+    /// Checked out, payment declined: the seat goes back.
+    Decline {
+        hold: u64,
+    },
+    /// Checked out with no answer: paid, declined or still pending.
+    CheckoutUnknown {
+        hold: u64,
+    },
+    /// Cancelled (if still sold to this order).
+    Unsell {
+        order: u64,
+    },
+    Observe(SeatStatus),
+}
+
+#[derive(Clone, Debug)]
+struct SeatOp {
+    invoked_ms: i64,
+    /// `i64::MAX` for an operation without an answer.
+    returned_ms: i64,
+    optional: bool,
+    effect: Effect,
+    /// Index in the history, for reports.
+    index: usize,
+}
+
+/// Builds each seat's operations from the history. A retry's answer stands in for an unanswered
+/// first attempt (same window start, the retry's end).
+fn seat_ops(ops: &[Op], seats: &[String]) -> BTreeMap<String, Vec<SeatOp>> {
+    let mut answered_by_retry: BTreeMap<usize, (i64, OpResult)> = BTreeMap::new();
+    for op in ops {
+        if let OpKind::Retry { of } = op.kind {
+            let unanswered = matches!(ops.get(of).map(|o| &o.result), Some(OpResult::Unknown(_)));
+            if unanswered && !matches!(op.result, OpResult::Unknown(_)) {
+                answered_by_retry.entry(of).or_insert((op.returned_ms, op.result.clone()));
+            }
+        }
+    }
+    let mut by_seat: BTreeMap<String, Vec<SeatOp>> = seats.iter().map(|s| (s.clone(), Vec::new())).collect();
+    for (index, op) in ops.iter().enumerate() {
+        let (returned_ms, result) = match (&op.result, answered_by_retry.get(&index)) {
+            (OpResult::Unknown(_), Some((ret, r))) => (*ret, r.clone()),
+            (r, _) => (op.returned_ms, r.clone()),
+        };
+        let unknown = matches!(result, OpResult::Unknown(_));
+        let mut push = |seat: &str, effect: Effect, optional: bool| {
+            if let Some(list) = by_seat.get_mut(seat) {
+                let returned_ms = if unknown { i64::MAX } else { returned_ms };
+                list.push(SeatOp { invoked_ms: op.invoked_ms, returned_ms, optional, effect, index });
+            }
+        };
+        match (&op.kind, &result) {
+            (OpKind::HoldSeats { seats }, OpResult::Hold(h)) => {
+                for s in seats {
+                    push(
+                        s,
+                        Effect::Take { by: Owner::Hold(h.hold_id.seq), expires_at_ms: Some(h.expires_at_ms) },
+                        false,
+                    );
+                }
+            }
+            (OpKind::HoldSeats { seats }, OpResult::Refused(Refusal::SeatsUnavailable { seats: taken })) => {
+                for s in seats {
+                    push(s, if taken.contains(s) { Effect::Taken } else { Effect::Free }, false);
+                }
+            }
+            (OpKind::HoldSeats { seats }, OpResult::Unknown(_)) => {
+                for s in seats {
+                    push(s, Effect::Take { by: Owner::Unknown(index), expires_at_ms: None }, true);
+                }
+            }
+            (OpKind::Release { hold }, OpResult::Hold(h)) => {
+                for s in &h.seats {
+                    push(s, Effect::Release { hold: hold.seq }, false);
+                }
+            }
+            (OpKind::Checkout { hold, .. }, OpResult::Order(o)) => {
+                let effect = match o.status {
+                    OrderStatus::Confirmed => Effect::Sell { hold: hold.seq, order: o.order_id.seq },
+                    // A checkout of a hold checked out before answers with its order as it is now:
+                    // cancelled since then, it says nothing about the seat.
+                    OrderStatus::Cancelled => continue,
+                    OrderStatus::PaymentFailed => Effect::Decline { hold: hold.seq },
+                    OrderStatus::PendingPayment => Effect::CheckoutUnknown { hold: hold.seq },
+                };
+                for t in &o.tickets {
+                    if let Some(seat) = &t.seat {
+                        push(seat, effect.clone(), false);
+                    }
+                }
+                if o.tickets.is_empty() {
+                    // A declined order has no tickets: its seats are its hold's.
+                    for s in hold_seats(ops, hold.seq) {
+                        push(&s, effect.clone(), false);
+                    }
+                }
+            }
+            (OpKind::Checkout { hold, .. }, OpResult::Unknown(_)) => {
+                for s in hold_seats(ops, hold.seq) {
+                    push(&s, Effect::CheckoutUnknown { hold: hold.seq }, true);
+                }
+            }
+            (OpKind::Cancel { order }, OpResult::Order(o)) if o.status == OrderStatus::Cancelled => {
+                for t in &o.tickets {
+                    if let Some(seat) = &t.seat {
+                        push(seat, Effect::Unsell { order: order.seq }, false);
+                    }
+                }
+            }
+            (OpKind::ReadSeats, OpResult::Seats(map)) => {
+                for s in &map.seats {
+                    push(&s.id, Effect::Observe(s.status), false);
+                }
+            }
+            _ => {}
+        }
+    }
+    for list in by_seat.values_mut() {
+        list.sort_by_key(|o| (o.invoked_ms, o.index));
+    }
+    by_seat
+}
+
+/// The seats of a hold the history saw acknowledged.
+fn hold_seats(ops: &[Op], seq: u64) -> Vec<String> {
+    ops.iter()
+        .find_map(|op| match &op.result {
+            OpResult::Hold(HoldView { hold_id, seats, .. }) if hold_id.seq == seq => Some(seats.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+fn held(by: Owner, expires_at_ms: Option<i64>, invoked_ms: i64) -> Seat {
+    match expires_at_ms {
+        Some(at) => Seat::Held { by, expires_min: at - MAX_SKEW_MS, expires_max: at + MAX_SKEW_MS },
+        // Unknown apply time: it cannot have expired before the ttl from its invocation.
+        None => Seat::Held { by, expires_min: invoked_ms + HOLD_TTL_MS - MAX_SKEW_MS, expires_max: i64::MAX },
+    }
+}
+
+/// The states the seat can be in after `op` takes effect at some point of its window, from `seat`
+/// (several when expiry or an unknown outcome leaves a choice). Empty: `op` cannot go here.
+fn step(seat: Seat, op: &SeatOp) -> Vec<Seat> {
+    // Expiry may happen first if the op's point can be at or after the earliest expiry.
+    let mut starts = vec![seat];
+    if let Seat::Held { expires_min, .. } = seat {
+        if op.returned_ms >= expires_min {
+            starts.push(Seat::Free);
+        }
+    }
+    // Past the latest expiry the hold is certainly gone.
+    if let Seat::Held { expires_max, .. } = seat {
+        if op.invoked_ms > expires_max {
+            starts = vec![Seat::Free];
+        }
+    }
+    let mut out = Vec::new();
+    for s in starts {
+        match (&op.effect, s) {
+            (Effect::Take { by, expires_at_ms }, Seat::Free) => out.push(held(*by, *expires_at_ms, op.invoked_ms)),
+            (Effect::Take { .. }, _) => {}
+            (Effect::Taken, Seat::Free) => {}
+            (Effect::Taken, other) => out.push(other),
+            (Effect::Free, Seat::Free) => out.push(Seat::Free),
+            (Effect::Free, _) => {}
+            (Effect::Release { hold }, Seat::Held { by: Owner::Hold(h), .. }) if h == *hold => out.push(Seat::Free),
+            (Effect::Release { .. }, other) => out.push(other),
+            (Effect::Sell { hold, order }, Seat::Held { by: Owner::Hold(h), .. }) if h == *hold => {
+                out.push(Seat::Sold { order: Some(*order) })
+            }
+            (Effect::Sell { order, .. }, Seat::Sold { order: Some(o) }) if o == *order => out.push(s),
+            // A sale whose answer was lost, now named by a later answer.
+            (Effect::Sell { order, .. }, Seat::Sold { order: None }) => out.push(Seat::Sold { order: Some(*order) }),
+            (Effect::Sell { .. }, _) => {}
+            (Effect::Decline { hold }, Seat::Held { by: Owner::Hold(h), .. }) if h == *hold => out.push(Seat::Free),
+            (Effect::Decline { .. }, other) => out.push(other),
+            (Effect::CheckoutUnknown { hold }, Seat::Held { by: Owner::Hold(h), .. }) if h == *hold => {
+                out.push(Seat::Free);
+                out.push(Seat::Sold { order: None });
+                out.push(Seat::Held { by: Owner::Hold(h), expires_min: i64::MAX, expires_max: i64::MAX });
+            }
+            (Effect::CheckoutUnknown { .. }, other) => out.push(other),
+            (Effect::Unsell { order }, Seat::Sold { order: Some(o) }) if o == *order => out.push(Seat::Free),
+            (Effect::Unsell { .. }, Seat::Sold { order: None }) => {
+                out.push(Seat::Free);
+                out.push(s);
+            }
+            (Effect::Unsell { .. }, other) => out.push(other),
+            (Effect::Observe(SeatStatus::Available), Seat::Free) => out.push(Seat::Free),
+            (Effect::Observe(SeatStatus::Held), Seat::Held { .. }) => out.push(s),
+            (Effect::Observe(SeatStatus::Sold), Seat::Sold { .. }) => out.push(s),
+            (Effect::Observe(_), _) => {}
+        }
+    }
+    out.dedup();
+    out
+}
+
+pub enum Verdict {
+    Linearizable,
+    /// No order fits; the operations (history indexes) the search could not get past.
+    Violation(Vec<usize>),
+    /// The search budget ran out: neither proven nor refuted.
+    Inconclusive,
+}
+
+/// Checks one seat's operations.
+fn check_seat(ops: &[SeatOp]) -> Verdict {
+    let words = ops.len().div_ceil(64).max(1);
+    let mut seen: HashSet<(Vec<u64>, Seat)> = HashSet::new();
+    let mut stack: Vec<(Vec<u64>, Seat)> = vec![(vec![0; words], Seat::Free)];
+    let mut steps = 0;
+    let mut deepest: (usize, Vec<u64>) = (0, vec![0; words]);
+    let placed = |done: &[u64], i: usize| done[i / 64] & (1 << (i % 64)) != 0;
+    while let Some((done, seat)) = stack.pop() {
+        steps += 1;
+        if steps > SEARCH_STEPS_MAX {
+            return Verdict::Inconclusive;
+        }
+        let remaining_required: Vec<usize> =
+            (0..ops.len()).filter(|i| !placed(&done, *i) && !ops[*i].optional).collect();
+        if remaining_required.is_empty() {
+            return Verdict::Linearizable;
+        }
+        let count = done.iter().map(|w| w.count_ones() as usize).sum::<usize>();
+        if count > deepest.0 {
+            deepest = (count, done.clone());
+        }
+        // The next operation must have been invoked before every remaining required one returned.
+        let horizon = remaining_required.iter().map(|i| ops[*i].returned_ms).min().unwrap_or(i64::MAX);
+        for i in (0..ops.len()).filter(|i| !placed(&done, *i)) {
+            if ops[i].invoked_ms > horizon {
+                break;
+            }
+            for next in step(seat, &ops[i]) {
+                let mut d = done.clone();
+                d[i / 64] |= 1 << (i % 64);
+                if seen.insert((d.clone(), next)) {
+                    stack.push((d, next));
+                }
+            }
+        }
+    }
+    let stuck =
+        (0..ops.len()).filter(|i| !placed(&deepest.1, *i) && !ops[*i].optional).take(4).map(|i| ops[i].index).collect();
+    Verdict::Violation(stuck)
+}
+
+/// Checks every seat; returns the violations found and how many seats were inconclusive.
+pub fn check_all(ops: &[Op], seats: &[String]) -> (Vec<String>, usize) {
+    let mut violations = Vec::new();
+    let mut inconclusive = 0;
+    let debug_seat = std::env::var("SIM_DEBUG_SEAT").ok();
+    for (seat, list) in seat_ops(ops, seats) {
+        if debug_seat.as_deref() == Some(seat.as_str()) {
+            for o in &list {
+                eprintln!("{seat} #{} {}..{} opt={} {:?}", o.index, o.invoked_ms, o.returned_ms, o.optional, o.effect);
+            }
+        }
+        match check_seat(&list) {
+            Verdict::Linearizable => {}
+            Verdict::Inconclusive => inconclusive += 1,
+            Verdict::Violation(stuck) => {
+                let shown: Vec<String> = stuck
+                    .iter()
+                    .filter_map(|i| ops.get(*i))
+                    .map(|op| format!("{:?} at {}..{} → {}", op.kind, op.invoked_ms, op.returned_ms, short(&op.result)))
+                    .collect();
+                violations.push(format!(
+                    "linearizability: no sequential order explains seat {seat}; stuck at: {}",
+                    shown.join(" | ")
+                ));
+            }
+        }
+    }
+    (violations, inconclusive)
+}
+
+fn short(r: &OpResult) -> String {
+    let text = format!("{r:?}");
+    text.chars().take(120).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(invoked_ms: i64, returned_ms: i64, effect: Effect) -> SeatOp {
+        SeatOp { invoked_ms, returned_ms, optional: false, effect, index: 0 }
+    }
+
+    fn take(hold: u64, at: i64) -> Effect {
+        Effect::Take { by: Owner::Hold(hold), expires_at_ms: Some(at + HOLD_TTL_MS) }
+    }
+
+    #[test]
+    fn a_sequential_history_is_linearizable() {
+        let ops = vec![
+            op(0, 10, take(1, 5)),
+            op(20, 30, Effect::Observe(SeatStatus::Held)),
+            op(40, 50, Effect::Release { hold: 1 }),
+            op(60, 70, Effect::Observe(SeatStatus::Available)),
+        ];
+        assert!(matches!(check_seat(&ops), Verdict::Linearizable));
+    }
+
+    #[test]
+    fn two_holds_of_one_seat_at_once_are_not() {
+        let ops = vec![op(0, 10, take(1, 5)), op(20, 30, take(2, 25))];
+        assert!(matches!(check_seat(&ops), Verdict::Violation(_)));
+    }
+
+    #[test]
+    fn a_read_after_an_acknowledged_hold_cannot_show_the_seat_free() {
+        let ops = vec![op(0, 10, take(1, 5)), op(20, 30, Effect::Observe(SeatStatus::Available))];
+        assert!(matches!(check_seat(&ops), Verdict::Violation(_)));
+        // Concurrent with the hold, it may.
+        let ops = vec![op(0, 10, take(1, 5)), op(5, 30, Effect::Observe(SeatStatus::Available))];
+        assert!(matches!(check_seat(&ops), Verdict::Linearizable));
+    }
+
+    #[test]
+    fn expiry_frees_the_seat_only_after_its_time() {
+        let late = HOLD_TTL_MS + MAX_SKEW_MS + 100;
+        let ops = vec![op(0, 10, take(1, 5)), op(late, late + 10, take(2, late + 5))];
+        assert!(matches!(check_seat(&ops), Verdict::Linearizable));
+        let early = HOLD_TTL_MS / 2;
+        let ops = vec![op(0, 10, take(1, 5)), op(early, early + 10, take(2, early + 5))];
+        assert!(matches!(check_seat(&ops), Verdict::Violation(_)));
+    }
+
+    #[test]
+    fn an_unanswered_hold_may_or_may_not_have_happened() {
+        let unknown = SeatOp {
+            optional: true,
+            returned_ms: i64::MAX,
+            ..op(0, 0, Effect::Take { by: Owner::Unknown(9), expires_at_ms: None })
+        };
+        let ops = vec![unknown.clone(), op(20, 30, Effect::Observe(SeatStatus::Available)), op(40, 50, take(1, 45))];
+        assert!(matches!(check_seat(&ops), Verdict::Linearizable));
+        let ops = vec![unknown, op(20, 30, Effect::Observe(SeatStatus::Held))];
+        assert!(matches!(check_seat(&ops), Verdict::Linearizable), "it happened");
+    }
+
+    #[test]
+    fn a_sale_without_an_answer_is_named_by_a_later_one() {
+        let unknown =
+            SeatOp { optional: true, returned_ms: i64::MAX, ..op(20, 0, Effect::CheckoutUnknown { hold: 1 }) };
+        let ops = vec![
+            op(0, 10, take(1, 5)),
+            unknown,
+            op(40, 50, Effect::Observe(SeatStatus::Sold)),
+            op(60, 70, Effect::Sell { hold: 1, order: 3 }),
+            op(80, 90, Effect::Unsell { order: 3 }),
+            op(100, 110, Effect::Observe(SeatStatus::Available)),
+        ];
+        assert!(matches!(check_seat(&ops), Verdict::Linearizable));
+    }
+
+    #[test]
+    fn a_refusal_must_see_the_seat_taken_and_the_others_free() {
+        let ops = vec![op(0, 10, Effect::Taken)];
+        assert!(matches!(check_seat(&ops), Verdict::Violation(_)), "nothing held it");
+        let ops = vec![op(0, 10, take(1, 5)), op(20, 30, Effect::Free)];
+        assert!(matches!(check_seat(&ops), Verdict::Violation(_)), "it was held");
+    }
+}
