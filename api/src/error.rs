@@ -188,6 +188,12 @@ fn refusal_problem(refusal: &Refusal) -> Problem {
             "Queue required",
             "this event sells through its waiting room: join the queue first",
         ),
+        Refusal::AccessUsed => Problem::new(
+            S::FORBIDDEN,
+            "queue_required",
+            "Queue required",
+            "this waiting-room access token has already bought a hold: join the queue again",
+        ),
         Refusal::HoldExpired => Problem::new(S::CONFLICT, "hold_expired", "Hold expired", "the hold has expired"),
         Refusal::HoldNotActive { status } => hold_not_active(*status),
         Refusal::OrderNotCancellable { status, reason } => order_not_cancellable(*status, reason),

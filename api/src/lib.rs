@@ -30,6 +30,7 @@ mod pagination;
 mod payments;
 #[cfg(not(madsim))]
 mod routes;
+mod search;
 #[cfg(not(madsim))]
 mod state;
 #[cfg(not(madsim))]
@@ -47,6 +48,10 @@ pub use error::ApiError;
 pub use payments::{Charge, Charged, PaymentError, PaymentGateway, Refund, SandboxPayments};
 #[cfg(not(madsim))]
 pub use routes::router;
+pub use search::{
+    GeoFilter, SearchBackend, SearchError, SearchHit, SearchPage, SearchQuery, SEARCH_DEPTH_MAX, SEARCH_RADIUS_KM_MAX,
+    SEARCH_TEXT_LEN_MAX,
+};
 #[cfg(not(madsim))]
 pub use state::{ApiState, MetricsRender};
 #[cfg(not(madsim))]

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::dto::*;
-use crate::routes::{auth, booking, events, ops, orders, seats, venues};
+use crate::routes::{auth, booking, events, ops, orders, search, seats, venues};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,6 +28,7 @@ use crate::routes::{auth, booking, events, ops, orders, seats, venues};
         orders::cancel,
         orders::mine,
         orders::my_tickets,
+        search::search,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -36,7 +37,7 @@ use crate::routes::{auth, booking, events, ops, orders, seats, venues};
     components(schemas(
         MoneyJson, ProblemJson, VenueBody, VenueJson, SectionJson, RowJson, LocationJson, EventBody, EventPatchBody,
         EventJson, EventSummaryJson, SeatMapJson, HoldBody, HoldJson, CheckoutBody, OrderJson, TicketJson,
-        DevTokenBody, DevTokenJson, ReadinessJson,
+        DevTokenBody, DevTokenJson, ReadinessJson, search::SearchItemJson, search::SearchPageJson,
     )),
     modifiers(&BearerAuth),
     tags(

@@ -8,6 +8,7 @@ use raft_store::{shard_of, EventId, GroupId};
 use crate::cluster::Cluster;
 use crate::config::ApiConfig;
 use crate::payments::PaymentGateway;
+use crate::search::SearchBackend;
 use crate::token::TokenVerifier;
 
 /// Renders the process's metrics in the Prometheus text format; the binary installs the
@@ -25,6 +26,7 @@ struct Inner {
     payments: Arc<dyn PaymentGateway>,
     metrics: MetricsRender,
     tokens: TokenVerifier,
+    search: Option<Arc<dyn SearchBackend>>,
 }
 
 impl ApiState {
@@ -41,7 +43,21 @@ impl ApiState {
         }
         assert!(cluster.shard_count() > 0, "a cluster has at least one shard");
         let tokens = TokenVerifier::new(&config.jwt_secret);
-        ApiState { inner: Arc::new(Inner { cluster, config, payments, metrics, tokens }) }
+        ApiState { inner: Arc::new(Inner { cluster, config, payments, metrics, tokens, search: None }) }
+    }
+
+    /// Serves `GET /v1/search` from this backend (without one it answers 503). Start-up only:
+    /// call before the state is shared.
+    pub fn with_search(mut self, search: Arc<dyn SearchBackend>) -> ApiState {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.search = Some(search),
+            None => panic!("with_search is called at start-up, before the state is shared"),
+        }
+        self
+    }
+
+    pub(crate) fn search(&self) -> Option<&dyn SearchBackend> {
+        self.inner.search.as_deref()
     }
 
     pub(crate) fn cluster(&self) -> &dyn Cluster {

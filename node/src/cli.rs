@@ -29,6 +29,11 @@ enum Command {
     Node(NodeArgs),
     /// A stateless api instance in front of a cluster; run as many as you like.
     Api(ApiArgs),
+    /// Follows the cluster's change feed into the search index, and answers api instances' searches.
+    Indexer(IndexerArgs),
+    /// Search index operations.
+    #[command(subcommand)]
+    Search(SearchCommand),
     /// Operator commands: create a cluster, show it, add and remove nodes.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -112,6 +117,59 @@ struct ApiArgs {
     /// Largest request body accepted, in bytes [default: 1048576].
     #[arg(long, env = "BOXOFFICE_BODY_LIMIT_BYTES")]
     body_limit_bytes: Option<usize>,
+    /// Answer `GET /v1/search` through this `boxoffice indexer` (http://HOST:PORT).
+    #[arg(long, env = "BOXOFFICE_SEARCH_URL", conflicts_with = "elasticsearch_url")]
+    search_url: Option<String>,
+    #[command(flatten)]
+    elastic: ElasticArgs,
+}
+
+/// Elasticsearch, when a deployment has outgrown the embedded index.
+#[derive(Args)]
+struct ElasticArgs {
+    /// Search Elasticsearch at this URL (http(s)://HOST:9200) instead of the embedded index.
+    #[arg(long, env = "BOXOFFICE_ELASTICSEARCH_URL")]
+    elasticsearch_url: Option<String>,
+    /// Prefix of the index, alias and template names.
+    #[arg(long, env = "BOXOFFICE_ELASTICSEARCH_PREFIX", default_value = "boxoffice-events")]
+    elasticsearch_prefix: String,
+    /// An encoded API key (base64 of `id:key`).
+    #[arg(long, env = "BOXOFFICE_ELASTICSEARCH_API_KEY", hide_env_values = true)]
+    elasticsearch_api_key: Option<String>,
+    #[arg(long, env = "BOXOFFICE_ELASTICSEARCH_USERNAME")]
+    elasticsearch_username: Option<String>,
+    #[arg(long, env = "BOXOFFICE_ELASTICSEARCH_PASSWORD", hide_env_values = true)]
+    elasticsearch_password: Option<String>,
+}
+
+impl ElasticArgs {
+    fn config(&self) -> Option<indexer::ElasticConfig> {
+        let url = self.elasticsearch_url.clone()?;
+        Some(indexer::ElasticConfig {
+            url,
+            index_prefix: self.elasticsearch_prefix.clone(),
+            api_key: self.elasticsearch_api_key.clone(),
+            username: self.elasticsearch_username.clone(),
+            password: self.elasticsearch_password.clone(),
+        })
+    }
+}
+
+#[derive(Args)]
+struct IndexerArgs {
+    /// Address to answer api instances' searches on [default: 127.0.0.1:7100].
+    #[arg(long, env = "BOXOFFICE_LISTEN", default_value = "127.0.0.1:7100")]
+    listen: SocketAddr,
+    /// Addresses of some of the cluster's nodes, comma-separated.
+    #[arg(long, env = "BOXOFFICE_NODES", value_delimiter = ',', required = true)]
+    nodes: Vec<String>,
+    #[arg(long, env = "BOXOFFICE_CLUSTER_SECRET", hide_env_values = true)]
+    cluster_secret: String,
+    /// Where the embedded index (and its feed checkpoints) live.
+    #[arg(long, env = "BOXOFFICE_DATA_DIR", default_value = "./boxoffice-indexer")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    elastic: ElasticArgs,
 }
 
 #[derive(Args)]
@@ -169,12 +227,46 @@ enum ClusterCommand {
 }
 
 #[derive(Subcommand)]
+enum SearchCommand {
+    /// Elasticsearch: copy the index into a new generation (new mapping, new settings) and move the
+    /// alias to it atomically; searches and the indexer go on throughout.
+    Reindex {
+        #[command(flatten)]
+        elastic: ElasticArgs,
+    },
+}
+
+#[derive(Subcommand)]
 enum BenchCommand {
+    /// Loads many events, then measures peak searches per second and search latency at a fixed
+    /// rate below the peak, while buyers book.
+    Search(SearchBenchArgs),
     /// One hot event, many buyers racing for seats; every hold durable before it is acknowledged.
     FlashSale(FlashSaleArgs),
     /// A cluster of three mid-sale loses the leader of the event's shard to SIGKILL: how long
     /// bookings stop, and whether every acknowledged hold survives.
     Failover(FailoverArgs),
+}
+
+#[derive(Args)]
+struct SearchBenchArgs {
+    /// A running server with dev tokens on; by default the bench starts `boxoffice dev` itself.
+    #[arg(long)]
+    url: Option<String>,
+    #[arg(long, default_value_t = 100_000)]
+    events: usize,
+    /// Searchers of the closed-loop run that finds the peak.
+    #[arg(long, default_value_t = 8)]
+    searchers: usize,
+    /// Searches per second offered in the latency run [default: half the measured peak].
+    #[arg(long)]
+    search_rate: Option<f64>,
+    /// Holds per second offered meanwhile.
+    #[arg(long, default_value_t = 200.0)]
+    hold_rate: f64,
+    /// Length of each of the two runs.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    duration: Duration,
 }
 
 #[derive(Args)]
@@ -307,8 +399,24 @@ async fn run_api(a: ApiArgs, metrics: api::MetricsRender) -> Result<(), String> 
         dev_tokens: a.dev_tokens || file.dev_tokens.unwrap_or(false),
         hold_ttl: check_hold_ttl(hold_ttl)?,
         body_limit_bytes: a.body_limit_bytes.or(file.body_limit_bytes).unwrap_or(1 << 20),
+        search: match (a.search_url, a.elastic.config()) {
+            (Some(url), _) => node::serve::SearchSource::Indexer { url },
+            (None, Some(config)) => node::serve::SearchSource::Elastic(config),
+            (None, None) => node::serve::SearchSource::None,
+        },
     };
     node::serve::run_api(opts, metrics).await.map_err(|e| e.to_string())
+}
+
+async fn run_indexer(a: IndexerArgs, metrics: api::MetricsRender) -> Result<(), String> {
+    let opts = node::serve::IndexerOptions {
+        listen: a.listen,
+        nodes: a.nodes,
+        cluster_secret: a.cluster_secret,
+        data_dir: a.data_dir,
+        elastic: a.elastic.config(),
+    };
+    node::serve::run_indexer(opts, metrics).await.map_err(|e| e.to_string())
 }
 
 async fn run_cluster(command: ClusterCommand) -> Result<(), String> {
@@ -341,6 +449,27 @@ async fn run_cluster(command: ClusterCommand) -> Result<(), String> {
             }
         }
     }
+    Ok(())
+}
+
+async fn run_search_bench(a: SearchBenchArgs) -> Result<(), String> {
+    let target = match &a.url {
+        Some(url) => bench::Target::existing(url),
+        None => {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            bench::Target::spawn(&exe, &[]).await.map_err(|e| e.to_string())?
+        }
+    };
+    let config = bench::SearchBenchConfig {
+        events: a.events,
+        searchers: a.searchers,
+        search_rate: a.search_rate,
+        hold_rate: a.hold_rate,
+        duration: a.duration,
+        ..bench::SearchBenchConfig::default()
+    };
+    let report = bench::search(std::sync::Arc::new(target), config).await.map_err(|e| e.to_string())?;
+    report.print();
     Ok(())
 }
 
@@ -407,7 +536,15 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Cluster(c) => run_cluster(c).await,
+            Command::Search(SearchCommand::Reindex { elastic }) => {
+                let config = elastic.config().ok_or("give the Elasticsearch URL (--elasticsearch-url)")?;
+                let index = indexer::ElasticIndex::connect(config).await.map_err(|e| e.to_string())?;
+                let generation = index.reindex().await.map_err(|e| e.to_string())?;
+                println!("reindexed into {generation}; the alias now points to it");
+                Ok(())
+            }
             Command::Bench(BenchCommand::FlashSale(a)) => run_flash_sale(a).await,
+            Command::Bench(BenchCommand::Search(a)) => run_search_bench(a).await,
             Command::Bench(BenchCommand::Failover(a)) => run_failover(a).await,
             command => {
                 let metrics = telemetry::install_metrics().map_err(|e| format!("metrics: {e}"))?;
@@ -415,7 +552,8 @@ pub fn main() -> ExitCode {
                     Command::Dev(a) => run_dev(a, metrics).await,
                     Command::Node(a) => run_node(a, metrics).await,
                     Command::Api(a) => run_api(a, metrics).await,
-                    Command::Cluster(_) | Command::Bench(_) => unreachable!("handled above"),
+                    Command::Indexer(a) => run_indexer(a, metrics).await,
+                    Command::Cluster(_) | Command::Bench(_) | Command::Search(_) => unreachable!("handled above"),
                 }
             }
         }

@@ -90,6 +90,12 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), DevErro
         }
     }
 
+    // The indexer runs in process: it follows every shard's change feed into the embedded index,
+    // which serves `GET /v1/search`.
+    let index =
+        indexer::EmbeddedIndex::open(&opts.data_dir.join("search")).map_err(|e| DevError::Storage(e.to_string()))?;
+    let follower = indexer::Follower::start(cluster.clone(), index.clone(), indexer::FollowerConfig::default());
+
     let config = ApiConfig {
         dev_tokens: true,
         hold_ttl: opts.hold_ttl,
@@ -97,7 +103,7 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), DevErro
         ..ApiConfig::new(jwt_secret)
     };
     let metrics = crate::telemetry::with_node_gauges(&node, metrics);
-    let state = ApiState::new(cluster, config, Arc::new(SandboxPayments), metrics);
+    let state = ApiState::new(cluster, config, Arc::new(SandboxPayments), metrics).with_search(index);
     let app = api::router(state);
 
     tracing::info!(
@@ -114,6 +120,7 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), DevErro
     let served = axum::serve(crate::serve::no_delay(listener), app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await;
+    follower.stop().await;
     node.shutdown().await;
     served.map_err(DevError::Serve)
 }

@@ -150,3 +150,87 @@ mod tests {
         assert!(!same_secret(b"", b"abc"));
     }
 }
+
+/// `GET /v1/search` answered by an indexer process over HTTP (`boxoffice api --search-url`).
+pub struct HttpSearch {
+    http: reqwest::Client,
+    url: String,
+    secret: String,
+}
+
+/// How long the api waits for the indexer's answer.
+const SEARCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl HttpSearch {
+    pub fn new(url: &str, secret: &str) -> Result<HttpSearch, String> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(HttpSearch { http, url: url.trim_end_matches('/').to_owned(), secret: secret.to_owned() })
+    }
+}
+
+impl api::SearchBackend for HttpSearch {
+    fn search(&self, query: api::SearchQuery) -> BoxFuture<'_, Result<api::SearchPage, api::SearchError>> {
+        Box::pin(async move {
+            let unavailable = |e: String| api::SearchError::Unavailable(e);
+            let response = self
+                .http
+                .post(format!("{}/internal/search", self.url))
+                .header(SECRET_HEADER, &self.secret)
+                .timeout(SEARCH_TIMEOUT)
+                .json(&query)
+                .send()
+                .await
+                .map_err(|e| unavailable(e.to_string()))?;
+            let status = response.status();
+            let bytes = response.bytes().await.map_err(|e| unavailable(e.to_string()))?;
+            match status.as_u16() {
+                200 => serde_json::from_slice(&bytes).map_err(|e| unavailable(format!("bad answer: {e}"))),
+                400 => Err(api::SearchError::Invalid(String::from_utf8_lossy(&bytes).into_owned())),
+                _ => Err(unavailable(format!("indexer answered {status}"))),
+            }
+        })
+    }
+}
+
+#[derive(Clone)]
+struct IndexerState {
+    index: Arc<dyn indexer::Index>,
+    secret: Arc<[u8]>,
+    metrics: MetricsRender,
+}
+
+/// The indexer process's server: `/internal/search` for api instances, and the operator endpoints.
+pub fn indexer_routes(index: Arc<dyn indexer::Index>, secret: &str, metrics: MetricsRender) -> axum::Router {
+    let state = IndexerState { index, secret: secret.as_bytes().into(), metrics };
+    axum::Router::new()
+        .route("/internal/search", post(indexer_search))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ready" }))
+        .route(
+            "/metrics",
+            get(|State(s): State<IndexerState>| async move {
+                ([("content-type", "text/plain; version=0.0.4")], (s.metrics)())
+            }),
+        )
+        .with_state(state)
+}
+
+async fn indexer_search(State(s): State<IndexerState>, headers: HeaderMap, body: Bytes) -> Response {
+    let given = headers.get(SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+    if !same_secret(given, &s.secret) {
+        return (StatusCode::UNAUTHORIZED, "cluster secret missing or wrong").into_response();
+    }
+    let query: api::SearchQuery = match serde_json::from_slice(&body) {
+        Ok(q) => q,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("undecodable query: {e}")).into_response(),
+    };
+    match s.index.search(query).await {
+        Ok(page) => axum::Json(page).into_response(),
+        Err(api::SearchError::Invalid(detail)) => (StatusCode::BAD_REQUEST, detail).into_response(),
+        Err(api::SearchError::Unavailable(detail)) => (StatusCode::SERVICE_UNAVAILABLE, detail).into_response(),
+    }
+}

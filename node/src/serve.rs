@@ -79,6 +79,17 @@ pub async fn run_node(opts: NodeOptions, metrics: MetricsRender) -> Result<(), S
     served.map_err(ServeError::Serve)
 }
 
+/// Where `boxoffice api` answers `GET /v1/search` from.
+#[derive(Clone, Debug)]
+pub enum SearchSource {
+    /// Search answers 503.
+    None,
+    /// A `boxoffice indexer` process.
+    Indexer { url: String },
+    /// An Elasticsearch cluster that an indexer keeps current.
+    Elastic(indexer::ElasticConfig),
+}
+
 #[derive(Clone, Debug)]
 pub struct ApiOptions {
     pub listen: SocketAddr,
@@ -89,6 +100,7 @@ pub struct ApiOptions {
     pub dev_tokens: bool,
     pub hold_ttl: Duration,
     pub body_limit_bytes: usize,
+    pub search: SearchSource,
 }
 
 pub async fn run_api(opts: ApiOptions, metrics: MetricsRender) -> Result<(), ServeError> {
@@ -110,10 +122,22 @@ pub async fn run_api(opts: ApiOptions, metrics: MetricsRender) -> Result<(), Ser
         ..ApiConfig::new(opts.jwt_secret.clone())
     };
     let state = ApiState::new(router, config, Arc::new(SandboxPayments), metrics);
+    let state = match &opts.search {
+        SearchSource::None => state,
+        SearchSource::Indexer { url } => state.with_search(Arc::new(
+            crate::http::HttpSearch::new(url, &opts.cluster_secret).map_err(ServeError::Config)?,
+        )),
+        SearchSource::Elastic(config) => {
+            let index =
+                indexer::ElasticIndex::connect(config.clone()).await.map_err(|e| ServeError::Config(e.to_string()))?;
+            state.with_search(index)
+        }
+    };
     tracing::info!(
         %bound,
         nodes = ?opts.nodes,
         dev_tokens = opts.dev_tokens,
+        search = ?search_name(&opts.search),
         hold_ttl = %humantime::format_duration(opts.hold_ttl),
         cluster_secret = "****",
         jwt_secret = "****",
@@ -145,4 +169,63 @@ pub(crate) fn no_delay(
 fn flush_stdout() {
     use std::io::Write;
     let _ = std::io::stdout().flush();
+}
+
+fn search_name(source: &SearchSource) -> String {
+    match source {
+        SearchSource::None => "none".into(),
+        SearchSource::Indexer { url } => format!("indexer at {url}"),
+        SearchSource::Elastic(c) => format!("elasticsearch at {} ({})", c.url, c.index_prefix),
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct IndexerOptions {
+    pub listen: SocketAddr,
+    pub nodes: Vec<String>,
+    pub cluster_secret: String,
+    /// Where the embedded index lives (unused with Elasticsearch).
+    pub data_dir: PathBuf,
+    /// Index into Elasticsearch instead of the embedded index.
+    pub elastic: Option<indexer::ElasticConfig>,
+}
+
+/// `boxoffice indexer`: follows every shard's change feed into the search index, and answers api
+/// instances' searches.
+pub async fn run_indexer(opts: IndexerOptions, metrics: MetricsRender) -> Result<(), ServeError> {
+    if opts.nodes.is_empty() {
+        return Err(ServeError::Config("give at least one node address (--nodes)".into()));
+    }
+    let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(|e| ServeError::Listen(opts.listen, e))?;
+    let bound = listener.local_addr().map_err(|e| ServeError::Listen(opts.listen, e))?;
+    let client = Arc::new(HttpNodeClient::new(&opts.cluster_secret).map_err(ServeError::Config)?);
+    let router = Router::new(client, opts.nodes.clone());
+    // The follower needs the shard count: wait for the cluster rather than guess.
+    while router.refresh().await.is_err() || router.layout().is_none() {
+        tracing::warn!("waiting for the cluster to answer");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    router.spawn_refresher();
+    let index: Arc<dyn indexer::Index> = match &opts.elastic {
+        Some(config) => {
+            indexer::ElasticIndex::connect(config.clone()).await.map_err(|e| ServeError::Config(e.to_string()))?
+        }
+        None => {
+            std::fs::create_dir_all(&opts.data_dir).map_err(|e| ServeError::DataDir(opts.data_dir.clone(), e))?;
+            indexer::EmbeddedIndex::open(&opts.data_dir.join("search"))
+                .map_err(|e| ServeError::Storage(e.to_string()))?
+        }
+    };
+    let follower = indexer::Follower::start(router, index.clone(), indexer::FollowerConfig::default());
+    let backend = match &opts.elastic {
+        Some(c) => format!("elasticsearch at {} ({})", c.url, c.index_prefix),
+        None => format!("embedded in {}", opts.data_dir.display()),
+    };
+    tracing::info!(%bound, nodes = ?opts.nodes, %backend, cluster_secret = "****", "boxoffice indexer configuration");
+    println!("boxoffice: indexer listening on http://{bound}");
+    flush_stdout();
+    let app = crate::http::indexer_routes(index, &opts.cluster_secret, metrics);
+    let served = axum::serve(no_delay(listener), app).with_graceful_shutdown(crate::dev::shutdown_signal()).await;
+    follower.stop().await;
+    served.map_err(ServeError::Serve)
 }

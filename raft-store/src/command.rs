@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{shard_of, EventId, GroupId, HoldId, OrderId, RequestId, UserId, VenueId};
 use crate::layout::Layout;
+pub use crate::machine::{QueueBlock, QueueCounters};
 use crate::model::*;
 use crate::raft_types::NodeId;
 
@@ -131,6 +132,16 @@ pub enum Command {
     /// Proposed periodically by each shard's leader: expires due holds and unpaid orders, so their
     /// changes reach the feed even when no other command arrives.
     Expire,
+    /// An api instance takes a block of waiting-room sequence numbers for a high-traffic event.
+    LeaseQueueBlock {
+        event_id: EventId,
+        size: u64,
+    },
+    /// The admission controller lets queue positions below `to` in.
+    AdvanceQueue {
+        event_id: EventId,
+        to: u64,
+    },
 }
 
 impl Command {
@@ -145,7 +156,10 @@ impl Command {
             | Command::ForgetNode { .. }
             | Command::Expire => None,
             Command::CreateEvent(spec) => Some(&spec.event_id),
-            Command::UpdateEvent { event_id, .. } | Command::Hold { event_id, .. } => Some(event_id),
+            Command::UpdateEvent { event_id, .. }
+            | Command::Hold { event_id, .. }
+            | Command::LeaseQueueBlock { event_id, .. }
+            | Command::AdvanceQueue { event_id, .. } => Some(event_id),
             Command::ReleaseHold { hold_id, .. } | Command::Checkout { hold_id, .. } => Some(&hold_id.event_id),
             Command::PaymentResult { order_id, .. } | Command::CancelOrder { order_id, .. } => Some(&order_id.event_id),
         }
@@ -176,6 +190,8 @@ impl Command {
             Command::PaymentResult { .. } => "payment_result",
             Command::CancelOrder { .. } => "cancel_order",
             Command::Expire => "expire",
+            Command::LeaseQueueBlock { .. } => "lease_queue_block",
+            Command::AdvanceQueue { .. } => "advance_queue",
         }
     }
 }
@@ -195,6 +211,8 @@ pub enum Outcome {
         holds: u32,
         orders: u32,
     },
+    QueueBlock(QueueBlock),
+    Queue(QueueView),
     Refused(Refusal),
 }
 
@@ -230,6 +248,8 @@ pub enum Refusal {
     },
     /// A high-traffic event's hold without a valid waiting-room pass.
     QueueRequired,
+    /// The waiting-room pass already bought its hold.
+    AccessUsed,
     HoldExpired,
     HoldNotActive {
         status: HoldStatus,
@@ -247,6 +267,21 @@ impl Refusal {
     pub fn not_found(what: impl Into<String>) -> Refusal {
         Refusal::NotFound { what: what.into() }
     }
+}
+
+/// A waiting room as readers see it: the queue's counters and what is left to sell.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueueView {
+    pub event_id: EventId,
+    pub high_traffic: bool,
+    pub on_sale_at_ms: i64,
+    pub queue: QueueCounters,
+    /// Admissions available now, over every section.
+    pub available: u32,
+    /// Active holds and orders awaiting payment on the event.
+    pub holds_in_flight: u32,
+    /// Everything is sold: the queue is closed for good.
+    pub sold_out: bool,
 }
 
 /// Which change records a feed read continues from.
@@ -313,6 +348,19 @@ pub enum Query {
         after_index: u64,
         limit: usize,
     },
+    /// Every event of the shard in full, by id after the cursor: what a change-feed consumer
+    /// re-reads when it fell behind the retained records.
+    AllEvents {
+        after: Option<EventId>,
+        limit: usize,
+    },
+    /// The waiting room of a high-traffic event.
+    Queue(EventId),
+    /// When a queue position was admitted (to date its access pass).
+    QueueAdmission {
+        event_id: EventId,
+        position: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -328,6 +376,14 @@ pub enum Answer {
     /// Tickets with the creation time of their order, for the cursor.
     Tickets(Vec<(i64, TicketView)>),
     Changes(ChangesPage),
+    Queue(Option<QueueView>),
+    /// When the position was admitted; `None` while it waits.
+    Admission(Option<i64>),
+    /// A page of whole events, and the log index the page was read at.
+    AllEvents {
+        events: Vec<EventView>,
+        last_index: u64,
+    },
     /// The query does not belong to this group.
     WrongGroup,
 }

@@ -35,3 +35,10 @@ pub const DEDUP_RETAIN_MS: i64 = 24 * 3_600_000;
 pub const CHANGES_RETAINED_MAX: usize = 100_000;
 /// Items one list query returns at most.
 pub const LIST_LIMIT_MAX: usize = 100;
+
+/// How long an access pass from the waiting room stays valid after its holder is admitted.
+pub const PASS_TTL_MS: i64 = 5 * 60_000;
+/// Queue sequence numbers in one leased block at most.
+pub const QUEUE_BLOCK_MAX: u64 = 10_000;
+/// Watermark advances remembered per event (for admission times).
+pub const QUEUE_ADVANCES_RETAINED_MAX: usize = 20_000;

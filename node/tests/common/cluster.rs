@@ -97,6 +97,7 @@ pub struct Cluster {
     pub shards: u32,
     tmp: tempfile::TempDir,
     pub http: reqwest::Client,
+    extra_apis: Vec<Child>,
 }
 
 impl Cluster {
@@ -141,7 +142,7 @@ impl Cluster {
         let (api, first_line) = spawn(&args);
         let api_url =
             first_line.strip_prefix("boxoffice: api listening on ").expect("api address line").trim().to_owned();
-        let cluster = Cluster { nodes, api_url, api: Some(api), shards, tmp, http: client() };
+        let cluster = Cluster { nodes, api_url, api: Some(api), shards, tmp, http: client(), extra_apis: Vec::new() };
         cluster.wait_ready().await;
         cluster
     }
@@ -186,11 +187,80 @@ impl Cluster {
     pub fn api(&self) -> super::Server {
         super::Server::attach(&self.api_url)
     }
+
+    fn node_addrs(&self) -> String {
+        self.nodes.values().map(|n| n.addr.clone()).collect::<Vec<_>>().join(",")
+    }
+
+    /// Starts a `boxoffice indexer` on `listen` with its own data directory.
+    pub fn start_indexer(&self, listen: &str) -> IndexerProc {
+        let dir = self.tmp.path().join("indexer");
+        let args: Vec<String> =
+            ["indexer", "--listen", listen, "--nodes", &self.node_addrs(), "--cluster-secret", SECRET, "--data-dir"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain([dir.display().to_string()])
+                .collect();
+        let (child, first) = spawn(&args);
+        let url =
+            first.strip_prefix("boxoffice: indexer listening on ").expect("indexer address line").trim().to_owned();
+        IndexerProc { child: Some(child), url }
+    }
+
+    /// Starts another api, with extra arguments (say `--search-url`), and waits until it is ready.
+    pub async fn start_api(&mut self, extra: &[&str]) -> super::Server {
+        let mut args: Vec<String> = [
+            "api",
+            "--listen",
+            "127.0.0.1:0",
+            "--nodes",
+            &self.node_addrs(),
+            "--cluster-secret",
+            SECRET,
+            "--jwt-secret",
+            JWT,
+            "--dev-tokens",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let (child, first) = spawn(&args);
+        let url = first.strip_prefix("boxoffice: api listening on ").expect("api address line").trim().to_owned();
+        self.extra_apis.push(child);
+        let server = super::Server::attach(&url);
+        let deadline = Instant::now() + START_TIMEOUT;
+        while server.get("/readyz", None).await.0 != 200 {
+            assert!(Instant::now() < deadline, "api not ready in time");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        server
+    }
+}
+
+pub struct IndexerProc {
+    child: Option<Child>,
+    pub url: String,
+}
+
+impl IndexerProc {
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for IndexerProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if let Some(mut api) = self.api.take() {
+        for mut api in self.api.take().into_iter().chain(self.extra_apis.drain(..)) {
             let _ = api.kill();
             let _ = api.wait();
         }

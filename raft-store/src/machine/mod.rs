@@ -6,6 +6,7 @@
 
 mod dedup;
 mod meta;
+mod queue;
 mod shard;
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,7 @@ use crate::ids::GroupId;
 
 use dedup::Dedup;
 pub use meta::MetaState;
+pub use queue::{QueueBlock, QueueCounters};
 pub use shard::ShardState;
 
 /// Where and when a command is applied: its log index and its effective time.

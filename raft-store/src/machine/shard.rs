@@ -11,9 +11,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
+use super::queue::QueueState;
 use super::Ctx;
 use crate::command::{
-    AccessPass, Actor, Answer, Change, ChangeKind, ChangesPage, Command, Outcome, Query, Refusal, Selection,
+    AccessPass, Actor, Answer, Change, ChangeKind, ChangesPage, Command, Outcome, Query, QueueView, Refusal, Selection,
 };
 use crate::ids::{EventId, HoldId, OrderId, TicketId, UserId};
 use crate::limits::*;
@@ -75,6 +76,8 @@ struct EventState {
     sections: Vec<SectionInv>,
     /// Admissions each user has in active holds and live orders, for `per_user_limit`.
     per_user: BTreeMap<UserId, u32>,
+    /// The waiting room (high-traffic events).
+    queue: QueueState,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -156,6 +159,8 @@ impl ShardState {
             }
             Command::CancelOrder { order_id, actor } => self.cancel(ctx, order_id, actor),
             Command::Expire => Outcome::Expired { holds: 0, orders: 0 },
+            Command::LeaseQueueBlock { event_id, size } => self.lease_queue_block(ctx, event_id, *size),
+            Command::AdvanceQueue { event_id, to } => self.advance_queue(ctx, event_id, *to),
             Command::CreateVenue(_)
             | Command::InitLayout { .. }
             | Command::AddNode { .. }
@@ -202,6 +207,7 @@ impl ShardState {
             updated_at_ms: ctx.now_ms,
             sections,
             per_user: BTreeMap::new(),
+            queue: QueueState::default(),
         };
         self.by_start.insert((spec.starts_at_ms, spec.event_id.clone()));
         self.events.insert(spec.event_id.clone(), event);
@@ -256,8 +262,15 @@ impl ShardState {
         if ctx.now_ms < spec.on_sale_at_ms || ctx.now_ms >= spec.starts_at_ms {
             return refused(Refusal::NotOnSale { on_sale_at_ms: spec.on_sale_at_ms, starts_at_ms: spec.starts_at_ms });
         }
-        if spec.high_traffic && access.is_none_or(|pass| pass.expires_at_ms <= ctx.now_ms) {
-            return refused(Refusal::QueueRequired);
+        if spec.high_traffic {
+            match access {
+                Some(pass) if pass.expires_at_ms > ctx.now_ms => {
+                    if event.queue.is_redeemed(pass) {
+                        return refused(Refusal::AccessUsed);
+                    }
+                }
+                _ => return refused(Refusal::QueueRequired),
+            }
         }
         let requested = taken.count();
         if let Some(limit) = spec.per_user_limit {
@@ -299,6 +312,9 @@ impl ShardState {
         let event = self.events.get_mut(event_id).expect("checked above");
         occupy(event, &taken, Slot::Held(seq));
         *event.per_user.entry(user.clone()).or_insert(0) += requested;
+        if let (true, Some(pass)) = (event.spec.high_traffic, access) {
+            event.queue.redeem(pass, ctx.now_ms);
+        }
         let expires_at_ms = ctx.now_ms + ttl_ms;
         let change = taken_change(event, &taken, SeatStatus::Held);
         self.holds.insert(
@@ -487,6 +503,61 @@ impl ShardState {
     }
 
     // -----------------------------------------------------------------------------------------
+    // Waiting room
+
+    fn lease_queue_block(&mut self, ctx: Ctx, event_id: &EventId, size: u64) -> Outcome {
+        let Some(event) = self.events.get_mut(event_id) else {
+            return refused(Refusal::not_found(format!("event {event_id}")));
+        };
+        if !event.spec.high_traffic {
+            return refused(Refusal::Invalid { detail: "this event has no waiting room".into() });
+        }
+        let on_sale = ctx.now_ms >= event.spec.on_sale_at_ms;
+        match event.queue.lease(size, on_sale) {
+            Ok(block) => Outcome::QueueBlock(block),
+            Err(detail) => refused(Refusal::Invalid { detail }),
+        }
+    }
+
+    fn advance_queue(&mut self, ctx: Ctx, event_id: &EventId, to: u64) -> Outcome {
+        let Some(event) = self.events.get_mut(event_id) else {
+            return refused(Refusal::not_found(format!("event {event_id}")));
+        };
+        event.queue.advance(to, ctx.now_ms);
+        match self.queue_view(event_id, ctx.now_ms) {
+            Some(view) => Outcome::Queue(view),
+            None => refused(Refusal::not_found(format!("event {event_id}"))),
+        }
+    }
+
+    fn queue_view(&self, event_id: &EventId, now_ms: i64) -> Option<QueueView> {
+        let event = self.events.get(event_id)?;
+        let view = self.event_view(event_id, now_ms)?;
+        let capacity: u32 = view.sections.iter().map(|s| s.capacity).sum();
+        let sold: u32 = view.sections.iter().map(|s| s.sold).sum();
+        let holds_in_flight = self
+            .deadlines
+            .iter()
+            .filter(|(due, d)| {
+                *due > now_ms
+                    && match d {
+                        Deadline::Hold(seq) => self.holds[seq].event_id == *event_id,
+                        Deadline::Payment(seq) => self.orders[seq].event_id == *event_id,
+                    }
+            })
+            .count() as u32;
+        Some(QueueView {
+            event_id: event_id.clone(),
+            high_traffic: event.spec.high_traffic,
+            on_sale_at_ms: event.spec.on_sale_at_ms,
+            queue: event.queue.view(now_ms),
+            available: view.sections.iter().map(|s| s.available).sum(),
+            holds_in_flight,
+            sold_out: sold >= capacity,
+        })
+    }
+
+    // -----------------------------------------------------------------------------------------
     // Expiry
 
     /// Expires every hold and unpaid order due at `ctx.now_ms`. Returns how many of each.
@@ -549,6 +620,23 @@ impl ShardState {
             }
             Query::Changes { after_index, limit } => {
                 Answer::Changes(self.changes_after(*after_index, *limit, last_index))
+            }
+            Query::AllEvents { after, limit } => {
+                let start = match after {
+                    Some(id) => std::ops::Bound::Excluded(id.clone()),
+                    None => std::ops::Bound::Unbounded,
+                };
+                let events = self
+                    .events
+                    .range((start, std::ops::Bound::Unbounded))
+                    .take((*limit).min(LIST_LIMIT_MAX))
+                    .filter_map(|(id, _)| self.event_view(id, now_ms))
+                    .collect();
+                Answer::AllEvents { events, last_index }
+            }
+            Query::Queue(id) => Answer::Queue(self.queue_view(id, now_ms)),
+            Query::QueueAdmission { event_id, position } => {
+                Answer::Admission(self.events.get(event_id).and_then(|e| e.queue.admitted_at(*position)))
             }
             Query::Venue(_) | Query::Layout => Answer::WrongGroup,
         }

@@ -505,6 +505,59 @@ fn high_traffic_holds_need_an_unexpired_pass() {
     held(h.run(T0 + 10, hold(&h, T0 + 11)));
 }
 
+#[test]
+fn a_waiting_room_pass_buys_one_hold_only() {
+    let mut h = Harness::new();
+    let patch = EventPatch { high_traffic: Some(true), ..EventPatch::default() };
+    h.run(T0, Command::UpdateEvent { event_id: h.event.clone(), patch });
+    let with_pass = |h: &Harness, seat: &str, pass: u8| Command::Hold {
+        event_id: h.event.clone(),
+        user: user("u1"),
+        selection: Selection::Seats(vec![seat.into()]),
+        ttl_ms: TTL_MS,
+        access: Some(crate::command::AccessPass { pass_id: [pass; 16], expires_at_ms: T0 + 60_000 }),
+    };
+    // A refused hold does not use the pass up.
+    let pass_u2 = Command::Hold {
+        event_id: h.event.clone(),
+        user: user("u2"),
+        selection: Selection::Seats(vec!["FLOOR-A-1".into()]),
+        ttl_ms: TTL_MS,
+        access: Some(crate::command::AccessPass { pass_id: [9; 16], expires_at_ms: T0 + 60_000 }),
+    };
+    held(h.run(T0, pass_u2));
+    assert!(matches!(refusal(h.run(T0, with_pass(&h, "FLOOR-A-1", 7))), Refusal::SeatsUnavailable { .. }));
+    held(h.run(T0, with_pass(&h, "FLOOR-A-2", 7)));
+    assert_eq!(refusal(h.run(T0, with_pass(&h, "FLOOR-A-3", 7))), Refusal::AccessUsed, "shared or reused");
+    held(h.run(T0, with_pass(&h, "FLOOR-A-3", 8)));
+}
+
+#[test]
+fn queue_blocks_are_leased_and_the_watermark_admits_in_order() {
+    let mut h = Harness::new();
+    let lease = |h: &Harness, size| Command::LeaseQueueBlock { event_id: h.event.clone(), size };
+    assert!(matches!(refusal(h.run(T0 - 100, lease(&h, 10))), Refusal::Invalid { .. }), "no waiting room yet");
+    let patch = EventPatch { high_traffic: Some(true), on_sale_at_ms: Some(T0 + 1_000), ..EventPatch::default() };
+    h.run(T0, Command::UpdateEvent { event_id: h.event.clone(), patch });
+    let Outcome::QueueBlock(early) = h.run(T0, lease(&h, 100)) else { panic!() };
+    assert_eq!((early.start, early.end, early.early), (0, 100, true));
+    let Outcome::QueueBlock(late) = h.run(T0 + 1_000, lease(&h, 100)) else { panic!() };
+    assert_eq!((late.start, late.end, late.early), (100, 200, false));
+    let Outcome::Queue(view) = h.run(T0 + 2_000, Command::AdvanceQueue { event_id: h.event.clone(), to: 150 }) else {
+        panic!()
+    };
+    assert_eq!((view.queue.watermark, view.queue.early_bound, view.sold_out), (150, Some(100), false));
+    let Answer::Admission(at) = h.m.query(&Query::QueueAdmission { event_id: h.event.clone(), position: 149 }, T0)
+    else {
+        panic!()
+    };
+    assert_eq!(at, Some(T0 + 2_000));
+    let Answer::Admission(None) = h.m.query(&Query::QueueAdmission { event_id: h.event.clone(), position: 150 }, T0)
+    else {
+        panic!()
+    };
+}
+
 // ---- Checkout, payment, cancel ----------------------------------------------------------------
 
 #[test]

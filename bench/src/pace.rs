@@ -1,0 +1,99 @@
+//! Open-loop load: requests start on a fixed schedule whether or not earlier ones finished, and
+//! each latency is measured from when its request was due, not from when it was sent. A closed
+//! loop (N clients, each waiting for its answer) measures a saturated server's queue instead, and
+//! hides stalls: a slow answer delays the requests that would have seen the stall.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::report::Latencies;
+
+/// What an open-loop run measured.
+#[derive(Default)]
+pub struct Paced {
+    pub latencies: Latencies,
+    /// Requests that failed.
+    pub errors: u64,
+    /// Requests not started because `in_flight_max` were still waiting: the server fell behind
+    /// the offered rate, and the figures would otherwise describe a queue without bound.
+    pub skipped: u64,
+}
+
+/// Starts `request(n)` at `rate` per second for `duration`, at most `in_flight_max` at once.
+/// `request` answers whether it succeeded.
+pub async fn open_loop<F, Fut>(rate: f64, duration: Duration, in_flight_max: usize, request: F) -> Paced
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    let mut paced = Paced::default();
+    if rate <= 0.0 || duration.is_zero() {
+        return paced;
+    }
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let permits = Arc::new(Semaphore::new(in_flight_max.max(1)));
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let start = Instant::now();
+    let mut n: u64 = 0;
+    loop {
+        let due = start + interval.mul_f64(n as f64);
+        if due >= start + duration {
+            break;
+        }
+        tokio::time::sleep_until(due).await;
+        n += 1;
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            paced.skipped += 1;
+            continue;
+        };
+        let fut = request(n);
+        let done = done_tx.clone();
+        tokio::spawn(async move {
+            let ok = fut.await;
+            drop(permit);
+            let _ = done.send((ok, due.elapsed()));
+        });
+    }
+    drop(done_tx);
+    while let Some((ok, latency)) = done_rx.recv().await {
+        if ok {
+            paced.latencies.record(latency);
+        } else {
+            paced.errors += 1;
+        }
+    }
+    paced
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn starts_every_scheduled_request_and_counts_failures() {
+        let paced = open_loop(200.0, Duration::from_millis(250), 1_000, |n| async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            n % 10 != 0
+        })
+        .await;
+        assert_eq!(paced.latencies.len() as u64 + paced.errors, 50);
+        assert_eq!(paced.errors, 5);
+        assert_eq!(paced.skipped, 0);
+    }
+
+    #[tokio::test]
+    async fn skips_what_it_cannot_start_when_the_server_falls_behind() {
+        let paced = open_loop(100.0, Duration::from_millis(200), 5, |_| async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            true
+        })
+        .await;
+        assert_eq!(paced.latencies.len(), 5);
+        assert_eq!(paced.skipped, 15);
+        assert!(paced.latencies.clone().quantile_ms(1.0) >= 1_000.0, "measured from when it was due");
+    }
+}

@@ -1,0 +1,271 @@
+//! The change-feed consumer: one loop per shard follows the committed change records in
+//! log-index order from the checkpoint stored in the index, re-reads the events they name, and
+//! writes the documents with the new checkpoint.
+//!
+//! Architecture invariant: a checkpoint is written only together with (or after) the documents
+//! of every record it covers, and a document carries the highest log index of the records that
+//! made it be read, so a crash or restart replays records and never skips one, and a replay
+//! never regresses a document.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::{Cluster, ClusterError, Consistency};
+use futures_util::{StreamExt, TryStreamExt};
+use raft_store::{Answer, Change, ChangesPage, EventId, GroupId, Query, LIST_LIMIT_MAX};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::document::Document;
+use crate::error::IndexError;
+use crate::index::{Checkpoints, Index};
+
+/// Change records one feed read asks for at most.
+pub const FEED_PAGE_RECORDS_MAX: usize = 1_000;
+/// Events one page of a full re-read asks for (the store's list limit).
+const REREAD_PAGE_EVENTS: usize = LIST_LIMIT_MAX;
+
+#[derive(Clone, Debug)]
+pub struct FollowerConfig {
+    /// Change records per feed read, at most [`FEED_PAGE_RECORDS_MAX`]. Each page is one index
+    /// commit.
+    pub page_records_max: usize,
+    /// After a shard's page is written, its next feed read waits until this much time has passed,
+    /// so a busy shard's records arrive as one page per interval: one commit (one fsync, one new
+    /// segment) instead of one per record. A record after a quiet spell is read at once, so this
+    /// bounds the extra delay to search freshness, it does not add to every write.
+    pub write_interval_min: Duration,
+    /// How long a feed read waits for a record before it answers empty.
+    pub poll_wait: Duration,
+    /// Event reads in flight at once while a page is turned into documents.
+    pub reads_in_flight_max: usize,
+    /// Backoff after a failure: doubles from the first value to the second.
+    pub retry_delay_min: Duration,
+    pub retry_delay_max: Duration,
+}
+
+impl Default for FollowerConfig {
+    fn default() -> Self {
+        FollowerConfig {
+            page_records_max: FEED_PAGE_RECORDS_MAX,
+            write_interval_min: Duration::from_millis(200),
+            poll_wait: Duration::from_secs(5),
+            reads_in_flight_max: 16,
+            retry_delay_min: Duration::from_millis(100),
+            retry_delay_max: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Follows every shard until stopped or dropped. An index write in progress when it stops
+/// completes on its own (documents and checkpoint together), so stopping at any moment is safe.
+pub struct Follower {
+    /// `None` once stopped.
+    task: Option<JoinHandle<()>>,
+}
+
+impl Follower {
+    /// Starts [`follow`] on the current tokio runtime.
+    pub fn start(cluster: Arc<dyn Cluster>, index: Arc<dyn Index>, config: FollowerConfig) -> Follower {
+        Follower { task: Some(tokio::spawn(follow(cluster, index, config))) }
+    }
+
+    /// Stops following and waits until the loops are gone.
+    pub async fn stop(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            // Cancelled is the expected outcome; a panic was already reported by the runtime.
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// Follows every shard of `cluster` into `index`; runs until the future is dropped (use
+/// [`Follower`] to run it as a task that stops on drop). Failures are logged and retried with
+/// backoff: a record is never skipped.
+pub async fn follow(cluster: Arc<dyn Cluster>, index: Arc<dyn Index>, config: FollowerConfig) {
+    let shared = Shared { cluster, index, config };
+    let shards = (0..shared.cluster.shard_count()).map(|shard| follow_shard(&shared, shard));
+    futures_util::future::join_all(shards).await;
+}
+
+struct Shared {
+    cluster: Arc<dyn Cluster>,
+    index: Arc<dyn Index>,
+    config: FollowerConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("unexpected answer: {0}")]
+    Unexpected(&'static str),
+}
+
+async fn follow_shard(shared: &Shared, shard: u32) {
+    let mut backoff = Backoff::new(&shared.config);
+    let mut after = loop {
+        match shared.index.checkpoints().await {
+            Ok(checkpoints) => break checkpoints.get(&shard).copied().unwrap_or(0),
+            Err(e) => {
+                tracing::warn!(shard, error = %e, "reading the index's checkpoints failed; retrying");
+                backoff.wait().await;
+            }
+        }
+    };
+    tracing::info!(shard, after, "following the change feed");
+    backoff.reset();
+    let mut next_read = Instant::now();
+    loop {
+        tokio::time::sleep_until(next_read).await;
+        match step(shared, shard, after).await {
+            Ok(next) => {
+                if next != after {
+                    next_read = Instant::now() + shared.config.write_interval_min;
+                }
+                after = next;
+                backoff.reset();
+            }
+            Err(e) => {
+                tracing::warn!(shard, after, error = %e, "indexing the change feed failed; retrying");
+                backoff.wait().await;
+            }
+        }
+    }
+}
+
+/// Reads one page of the feed after `after` and indexes it; returns the new checkpoint.
+async fn step(shared: &Shared, shard: u32, after: u64) -> Result<u64, StepError> {
+    let limit = shared.config.page_records_max.clamp(1, FEED_PAGE_RECORDS_MAX);
+    match shared.cluster.changes(shard, after, limit, shared.config.poll_wait).await? {
+        ChangesPage::Records { changes, last_index } => {
+            let Some(through) = changes.last().map(|c| c.index) else {
+                record_lag(shard, last_index, after);
+                return Ok(after);
+            };
+            debug_assert!(changes.iter().all(|c| c.index > after), "the feed answers records after `after` only");
+            let docs = read_events(shared, shard, touched(&changes)).await?;
+            apply(shared, docs, Checkpoints::from([(shard, through)])).await?;
+            record_lag(shard, last_index, through);
+            Ok(through)
+        }
+        ChangesPage::Compacted { last_index, .. } => {
+            tracing::warn!(shard, after, last_index, "change records were dropped; re-reading the whole shard");
+            let resume = reread_shard(shared, shard).await?;
+            record_lag(shard, last_index, resume);
+            Ok(resume)
+        }
+    }
+}
+
+/// Each event the records name, with the highest log index that names it.
+fn touched(changes: &[Change]) -> BTreeMap<EventId, u64> {
+    let mut touched = BTreeMap::new();
+    for change in changes {
+        let version = touched.entry(change.event_id.clone()).or_insert(change.index);
+        *version = (*version).max(change.index);
+    }
+    touched
+}
+
+/// Reads each event once, linearizably: a replica behind the record could return an older state
+/// than the version the document will carry.
+async fn read_events(
+    shared: &Shared,
+    shard: u32,
+    versions: BTreeMap<EventId, u64>,
+) -> Result<Vec<Document>, StepError> {
+    let reads = futures_util::stream::iter(versions)
+        .map(|(id, version)| read_event(shared, shard, id, version))
+        .buffered(shared.config.reads_in_flight_max.max(1));
+    let docs: Vec<Option<Document>> = reads.try_collect().await?;
+    Ok(docs.into_iter().flatten().collect())
+}
+
+async fn read_event(shared: &Shared, shard: u32, id: EventId, version: u64) -> Result<Option<Document>, StepError> {
+    let query = Query::Event(id.clone());
+    match shared.cluster.query(GroupId::shard(shard), query, Consistency::Linearizable).await? {
+        Answer::Event(Some(view)) => Ok(Some(Document::from_view(&view, version, shard))),
+        Answer::Event(None) => {
+            // Events are never deleted; a record for an unknown event is a store bug, not ours.
+            tracing::warn!(shard, event = %id, "a change record names an event its shard does not have");
+            Ok(None)
+        }
+        _ => Err(StepError::Unexpected("an event read did not answer an event")),
+    }
+}
+
+/// Writes every event of the shard, page by page, each document versioned with the log index
+/// its page was read at; then the checkpoint, and returns it: the first page's index. That is
+/// conservative: records after it are replayed, and a replayed record older than a later page's
+/// read cannot regress its document.
+async fn reread_shard(shared: &Shared, shard: u32) -> Result<u64, StepError> {
+    let mut after: Option<EventId> = None;
+    let mut first_index = None;
+    loop {
+        let page = Query::AllEvents { after: after.clone(), limit: REREAD_PAGE_EVENTS };
+        let (events, last_index) =
+            match shared.cluster.query(GroupId::shard(shard), page, Consistency::Linearizable).await? {
+                Answer::AllEvents { events, last_index } => (events, last_index),
+                _ => return Err(StepError::Unexpected("a shard re-read did not answer events")),
+            };
+        let resume = *first_index.get_or_insert(last_index);
+        // Only an empty page ends the re-read: the store may cap pages below what was asked.
+        let Some(last) = events.last() else {
+            apply(shared, Vec::new(), Checkpoints::from([(shard, resume)])).await?;
+            return Ok(resume);
+        };
+        after = Some(last.spec.event_id.clone());
+        let docs = events.iter().map(|view| Document::from_view(view, last_index, shard)).collect();
+        // No checkpoint yet: until the last page is in, the shard is not covered.
+        apply(shared, docs, Checkpoints::new()).await?;
+    }
+}
+
+async fn apply(shared: &Shared, docs: Vec<Document>, checkpoints: Checkpoints) -> Result<(), IndexError> {
+    let count = docs.len() as u64;
+    let started = Instant::now();
+    shared.index.apply(docs, checkpoints).await?;
+    metrics::histogram!("boxoffice_indexer_apply_seconds").record(started.elapsed().as_secs_f64());
+    metrics::counter!("boxoffice_indexer_documents_total").increment(count);
+    Ok(())
+}
+
+fn record_lag(shard: u32, last_index: u64, checkpoint: u64) {
+    metrics::gauge!("boxoffice_indexer_lag_entries", "shard" => shard.to_string())
+        .set(last_index.saturating_sub(checkpoint) as f64);
+}
+
+struct Backoff {
+    next: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(config: &FollowerConfig) -> Backoff {
+        let min = config.retry_delay_min.max(Duration::from_millis(1));
+        Backoff { next: min, min, max: config.retry_delay_max.max(min) }
+    }
+
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.next).await;
+        self.next = (self.next * 2).min(self.max);
+    }
+
+    fn reset(&mut self) {
+        self.next = self.min;
+    }
+}

@@ -1,0 +1,27 @@
+//! The indexer: follows each shard's committed change records and keeps a search index current,
+//! and the search backends that answer `GET /v1/search`.
+//!
+//! - [`Follower`] reads the change feed through [`api::Cluster`] and writes [`Document`]s with
+//!   their checkpoints to an [`Index`].
+//! - [`EmbeddedIndex`] (tantivy, one local directory) is the default backend; [`ElasticIndex`]
+//!   serves deployments that outgrow one machine. Both answer the same query the same way: one
+//!   analyzer, one query plan, one order.
+
+mod document;
+mod elastic;
+mod embedded;
+mod error;
+mod follower;
+mod index;
+mod plan;
+mod text;
+
+#[cfg(test)]
+mod tests;
+
+pub use document::Document;
+pub use elastic::{ElasticConfig, ElasticIndex};
+pub use embedded::EmbeddedIndex;
+pub use error::IndexError;
+pub use follower::{follow, Follower, FollowerConfig, FEED_PAGE_RECORDS_MAX};
+pub use index::{Checkpoints, Index};
