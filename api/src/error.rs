@@ -28,6 +28,12 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// Nothing is left to sell (409 `sold_out`).
+    #[error("{0}")]
+    SoldOut(String),
+    /// A hold on a high-traffic event without a usable waiting-room token (403 `queue_required`).
+    #[error("{0}")]
+    QueueRequired(String),
     #[error("this method is not allowed on this resource")]
     MethodNotAllowed,
     #[error("the request body is larger than {limit_bytes} bytes")]
@@ -121,6 +127,8 @@ impl ApiError {
             ApiError::BadRequest(d) => Problem::new(S::BAD_REQUEST, "bad_request", "Bad request", d),
             ApiError::Unauthorized(d) => Problem::new(S::UNAUTHORIZED, "unauthorized", "Unauthorized", d),
             ApiError::Forbidden(d) => Problem::new(S::FORBIDDEN, "forbidden", "Forbidden", d),
+            ApiError::SoldOut(d) => Problem::new(S::CONFLICT, "sold_out", "Sold out", d),
+            ApiError::QueueRequired(d) => Problem::new(S::FORBIDDEN, "queue_required", "Queue required", d),
             ApiError::NotFound(d) => Problem::new(S::NOT_FOUND, "not_found", "Not found", d),
             ApiError::MethodNotAllowed => {
                 Problem::new(S::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed", self.to_string())

@@ -55,7 +55,7 @@ impl IdKind {
 }
 
 /// Hashes the parts with a length in front of each, so no two part lists collide by concatenation.
-fn digest(tag: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+pub(crate) fn digest(tag: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     for part in std::iter::once(&tag).chain(parts) {
         hasher.update((part.len() as u64).to_be_bytes());
@@ -64,7 +64,7 @@ fn digest(tag: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     hasher.finalize().into()
 }
 
-fn first_16(bytes: [u8; 32]) -> [u8; 16] {
+pub(crate) fn first_16(bytes: [u8; 32]) -> [u8; 16] {
     let mut out = [0; 16];
     out.copy_from_slice(&bytes[..16]);
     out

@@ -5,9 +5,10 @@
 //! - [`Cluster`] is the only way this crate reaches the store; [`PaymentGateway`] the only way it
 //!   reaches a payment provider.
 //!
-//! Architecture invariant: the api keeps no state of its own between requests. Every booking rule
-//! is decided inside the state machine; the api validates input, routes commands to their group,
-//! and translates outcomes to HTTP.
+//! Architecture invariant: the api keeps no state another instance needs. Every booking rule is
+//! decided inside the state machine; the api validates input, routes commands to their group, and
+//! translates outcomes to HTTP. What it does keep (waiting-room blocks and views) is soft: lost on
+//! restart, rebuilt from the store, never consulted by another instance.
 
 mod cluster;
 #[cfg(not(madsim))]
@@ -29,12 +30,16 @@ mod pagination;
 #[cfg(not(madsim))]
 mod payments;
 #[cfg(not(madsim))]
+mod queue;
+#[cfg(not(madsim))]
 mod routes;
 mod search;
 #[cfg(not(madsim))]
 mod state;
 #[cfg(not(madsim))]
 mod token;
+#[cfg(not(madsim))]
+mod waiting_room;
 
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::dto::*;
-use crate::routes::{auth, booking, events, ops, orders, search, seats, venues};
+use crate::routes::{auth, booking, events, ops, orders, queue, search, seats, venues};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,6 +29,8 @@ use crate::routes::{auth, booking, events, ops, orders, search, seats, venues};
         orders::mine,
         orders::my_tickets,
         search::search,
+        queue::join,
+        queue::status,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -38,6 +40,7 @@ use crate::routes::{auth, booking, events, ops, orders, search, seats, venues};
         MoneyJson, ProblemJson, VenueBody, VenueJson, SectionJson, RowJson, LocationJson, EventBody, EventPatchBody,
         EventJson, EventSummaryJson, SeatMapJson, HoldBody, HoldJson, CheckoutBody, OrderJson, TicketJson,
         DevTokenBody, DevTokenJson, ReadinessJson, search::SearchItemJson, search::SearchPageJson,
+        queue::QueueStatusJson, queue::JoinedJson,
     )),
     modifiers(&BearerAuth),
     tags(
@@ -45,6 +48,7 @@ use crate::routes::{auth, booking, events, ops, orders, search, seats, venues};
         (name = "venues"),
         (name = "events"),
         (name = "booking", description = "Holds, checkout, orders and tickets"),
+        (name = "waiting room", description = "Queues of high-traffic events: join, wait, get an access token"),
         (name = "operations"),
     )
 )]

@@ -10,6 +10,7 @@ use crate::config::ApiConfig;
 use crate::payments::PaymentGateway;
 use crate::search::SearchBackend;
 use crate::token::TokenVerifier;
+use crate::waiting_room::WaitingRoom;
 
 /// Renders the process's metrics in the Prometheus text format; the binary installs the
 /// recorder and passes its render function.
@@ -27,6 +28,7 @@ struct Inner {
     metrics: MetricsRender,
     tokens: TokenVerifier,
     search: Option<Arc<dyn SearchBackend>>,
+    waiting_room: WaitingRoom,
 }
 
 impl ApiState {
@@ -43,7 +45,8 @@ impl ApiState {
         }
         assert!(cluster.shard_count() > 0, "a cluster has at least one shard");
         let tokens = TokenVerifier::new(&config.jwt_secret);
-        ApiState { inner: Arc::new(Inner { cluster, config, payments, metrics, tokens, search: None }) }
+        let waiting_room = WaitingRoom::new(cluster.clone(), &config.jwt_secret);
+        ApiState { inner: Arc::new(Inner { cluster, config, payments, metrics, tokens, search: None, waiting_room }) }
     }
 
     /// Serves `GET /v1/search` from this backend (without one it answers 503). Start-up only:
@@ -78,6 +81,10 @@ impl ApiState {
 
     pub(crate) fn render_metrics(&self) -> String {
         (self.inner.metrics)()
+    }
+
+    pub(crate) fn waiting_room(&self) -> &WaitingRoom {
+        &self.inner.waiting_room
     }
 
     pub(crate) fn tokens(&self) -> &TokenVerifier {

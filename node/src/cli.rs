@@ -243,6 +243,8 @@ enum BenchCommand {
     Search(SearchBenchArgs),
     /// One hot event, many buyers racing for seats; every hold durable before it is acknowledged.
     FlashSale(FlashSaleArgs),
+    /// The waiting room's front door: queue joins and status polls per second on one api instance.
+    Queue(QueueBenchArgs),
     /// A cluster of three mid-sale loses the leader of the event's shard to SIGKILL: how long
     /// bookings stop, and whether every acknowledged hold survives.
     Failover(FailoverArgs),
@@ -266,6 +268,19 @@ struct SearchBenchArgs {
     hold_rate: f64,
     /// Length of each of the two runs.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+}
+
+#[derive(Args)]
+struct QueueBenchArgs {
+    /// A running server with dev tokens on; by default the bench starts `boxoffice dev` itself.
+    #[arg(long)]
+    url: Option<String>,
+    /// Concurrent clients in each run.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Length of each of the two runs (joins, then polls).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
 }
 
@@ -473,6 +488,20 @@ async fn run_search_bench(a: SearchBenchArgs) -> Result<(), String> {
     Ok(())
 }
 
+async fn run_queue_bench(a: QueueBenchArgs) -> Result<(), String> {
+    let target = match &a.url {
+        Some(url) => bench::Target::existing(url),
+        None => {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            bench::Target::spawn(&exe, &[]).await.map_err(|e| e.to_string())?
+        }
+    };
+    let config = bench::QueueBenchConfig { clients: a.clients, duration: a.duration };
+    let report = bench::queue(std::sync::Arc::new(target), config).await.map_err(|e| e.to_string())?;
+    report.print();
+    Ok(())
+}
+
 async fn run_flash_sale(a: FlashSaleArgs) -> Result<(), String> {
     if !(0.0..=1.0).contains(&a.checkout_ratio) {
         return Err("--checkout-ratio is between 0 and 1".into());
@@ -545,6 +574,7 @@ pub fn main() -> ExitCode {
             }
             Command::Bench(BenchCommand::FlashSale(a)) => run_flash_sale(a).await,
             Command::Bench(BenchCommand::Search(a)) => run_search_bench(a).await,
+            Command::Bench(BenchCommand::Queue(a)) => run_queue_bench(a).await,
             Command::Bench(BenchCommand::Failover(a)) => run_failover(a).await,
             command => {
                 let metrics = telemetry::install_metrics().map_err(|e| format!("metrics: {e}"))?;

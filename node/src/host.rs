@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 
+use crate::admission::{Controller, ADMISSION_TICK};
 use crate::clock::Clock;
 use crate::network::NetworkFactory;
 use crate::wire::{GroupStatus, LeaderHint, NodeClient, NodeStatusReply, WireError};
@@ -257,6 +258,8 @@ impl Node {
         if !id.is_meta() {
             let duty = expire_duty(self.id, raft.clone(), state.clone(), batcher.clone(), self.clock.clone());
             tasks.push(tokio::spawn(duty));
+            let duty = admission_duty(self.id, raft.clone(), state.clone(), batcher.clone(), self.clock.clone());
+            tasks.push(tokio::spawn(duty));
         }
         Ok(Arc::new(Group {
             id,
@@ -367,7 +370,7 @@ impl Node {
     ) -> Result<Outcome, ProposeError> {
         let target = self.hosted(group)?;
         let name = command.name();
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let result = submit_to_batcher(&target.batcher, group, Proposal { request_id, fingerprint, command }).await;
         metrics::histogram!("boxoffice_propose_seconds", "command" => name).record(started.elapsed().as_secs_f64());
         result
@@ -740,6 +743,50 @@ async fn expire_duty(
             }
             Ok(other) => tracing::warn!(%group, ?other, "unexpected expire outcome"),
             Err(e) => tracing::debug!(%group, error = %e, "expire not proposed"),
+        }
+    }
+}
+
+/// Runs the admission controller of every open waiting room of the shard while this node leads
+/// it: reads the queue views from the local state (current on the leader) and proposes the
+/// advances, feeding each proposal's commit latency back into its event's controller.
+async fn admission_duty(
+    node_id: NodeId,
+    raft: Raft,
+    state: Arc<GroupState>,
+    batcher: mpsc::Sender<Pending>,
+    clock: Clock,
+) {
+    let group = state.group();
+    let mut controllers: BTreeMap<raft_store::EventId, Controller> = BTreeMap::new();
+    loop {
+        tokio::time::sleep(ADMISSION_TICK).await;
+        if raft.metrics().borrow().current_leader != Some(node_id) {
+            // A new leader starts from the initial rate: it has not measured anything yet.
+            controllers.clear();
+            continue;
+        }
+        let now_ms = clock.now_ms();
+        let views = match state.read().machine.query(&Query::Queues, now_ms) {
+            Answer::Queues(views) => views,
+            _ => continue,
+        };
+        controllers.retain(|id, _| views.iter().any(|v| v.event_id == *id));
+        for view in views {
+            let controller = controllers.entry(view.event_id.clone()).or_default();
+            let Some(to) = controller.next(&view, now_ms) else { continue };
+            let command = Command::AdvanceQueue { event_id: view.event_id.clone(), to };
+            let started = tokio::time::Instant::now();
+            match submit_to_batcher(&batcher, group, Proposal { request_id: None, fingerprint: 0, command }).await {
+                Ok(Outcome::Queue(after)) => {
+                    controller.observe(started.elapsed());
+                    metrics::gauge!("boxoffice_queue_watermark", "event" => view.event_id.to_string())
+                        .set(after.queue.watermark as f64);
+                    tracing::debug!(%group, event_id = %view.event_id, watermark = after.queue.watermark, "admitted");
+                }
+                Ok(other) => tracing::warn!(%group, ?other, "unexpected advance outcome"),
+                Err(e) => tracing::debug!(%group, error = %e, "advance not proposed"),
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The Boxoffice server: hosts Raft groups on one database, routes the api to them, and runs the
 //! cluster's own operations (initialization, replica moves).
 
+mod admission;
 mod clock;
 #[cfg(not(madsim))]
 pub mod config;

@@ -136,6 +136,9 @@ pub enum Command {
     LeaseQueueBlock {
         event_id: EventId,
         size: u64,
+        /// The unused tail `start..end` of the instance's previous block, which it no longer
+        /// hands out: positions nobody holds, which admission must not count as buyers.
+        unused: Option<(u64, u64)>,
     },
     /// The admission controller lets queue positions below `to` in.
     AdvanceQueue {
@@ -275,11 +278,12 @@ pub struct QueueView {
     pub event_id: EventId,
     pub high_traffic: bool,
     pub on_sale_at_ms: i64,
+    pub starts_at_ms: i64,
     pub queue: QueueCounters,
     /// Admissions available now, over every section.
     pub available: u32,
-    /// Active holds and orders awaiting payment on the event.
-    pub holds_in_flight: u32,
+    /// Admissions in active holds and in orders awaiting payment: buyers in the middle of buying.
+    pub held: u32,
     /// Everything is sold: the queue is closed for good.
     pub sold_out: bool,
 }
@@ -356,6 +360,9 @@ pub enum Query {
     },
     /// The waiting room of a high-traffic event.
     Queue(EventId),
+    /// The waiting rooms of the shard's high-traffic events that have not started: what its
+    /// admission controller paces.
+    Queues,
     /// When a queue position was admitted (to date its access pass).
     QueueAdmission {
         event_id: EventId,
@@ -377,6 +384,7 @@ pub enum Answer {
     Tickets(Vec<(i64, TicketView)>),
     Changes(ChangesPage),
     Queue(Option<QueueView>),
+    Queues(Vec<QueueView>),
     /// When the position was admitted; `None` while it waits.
     Admission(Option<i64>),
     /// A page of whole events, and the log index the page was read at.

@@ -38,6 +38,9 @@ pub const LIST_LIMIT_MAX: usize = 100;
 
 /// How long an access pass from the waiting room stays valid after its holder is admitted.
 pub const PASS_TTL_MS: i64 = 5 * 60_000;
+/// The admission controller counts admitted passes not yet redeemed over this window: a buyer who
+/// has not held within it no longer holds admission back (the pass itself stays valid).
+pub const ADMISSION_WINDOW_MS: i64 = 30_000;
 /// Queue sequence numbers in one leased block at most.
 pub const QUEUE_BLOCK_MAX: u64 = 10_000;
 /// Watermark advances remembered per event (for admission times).

@@ -5,7 +5,7 @@
 //! derived from the order alone, so concurrent or retried checkouts record one result.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use raft_store::{Answer, Command, EventId, HoldId, OrderStatus, OrderView, Outcome, Query};
 
@@ -17,6 +17,7 @@ use crate::extract::{Caller, IdPath, Posted};
 use crate::identity::{self, payment_request_id};
 use crate::payments::{Charge, PaymentError, Refund};
 use crate::routes::orders::read_order;
+use crate::routes::queue::access_pass;
 use crate::state::ApiState;
 
 /// Holds seats (or a general-admission quantity) for the caller, all or nothing.
@@ -26,6 +27,7 @@ use crate::state::ApiState;
     params(
         ("event_id" = String, Path),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry"),
+        ("X-Queue-Access" = Option<String>, Header, description = "The access token from the waiting room (high-traffic events)"),
     ),
     responses(
         (status = 201, body = HoldJson),
@@ -42,13 +44,15 @@ pub(crate) async fn hold(
     State(state): State<ApiState>,
     caller: Caller,
     IdPath(event_id): IdPath<EventId>,
+    headers: HeaderMap,
     posted: Posted<HoldBody>,
 ) -> Result<(StatusCode, Json<HoldJson>), ApiError> {
     let (request_id, fingerprint) = (posted.request_id(&caller.user), posted.fingerprint());
     let selection = posted.body.into_selection()?;
     let ttl_ms = state.config().hold_ttl_ms();
-    // The waiting room is not built yet: no access pass, so apply refuses high-traffic events.
-    let command = Command::Hold { event_id, user: caller.user, selection, ttl_ms, access: None };
+    // High-traffic events refuse a hold without a pass in apply; other events ignore one.
+    let access = access_pass(&state, &headers, &caller.user, &event_id)?;
+    let command = Command::Hold { event_id, user: caller.user, selection, ttl_ms, access };
     match submit(&state, command, request_id, fingerprint).await? {
         Outcome::Hold(hold) => Ok((StatusCode::CREATED, Json(HoldJson::from(&hold)))),
         other => Err(unexpected(other)),

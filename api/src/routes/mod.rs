@@ -5,6 +5,7 @@ pub(crate) mod booking;
 pub(crate) mod events;
 pub(crate) mod ops;
 pub(crate) mod orders;
+pub(crate) mod queue;
 pub(crate) mod search;
 pub(crate) mod seats;
 pub(crate) mod venues;
@@ -37,6 +38,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/orders/{order_id}/cancel", post(orders::cancel))
         .route("/v1/me/orders", get(orders::mine))
         .route("/v1/me/tickets", get(orders::my_tickets))
+        .route("/v1/events/{event_id}/queue", get(queue::status).post(queue::join))
         .route("/v1/search", get(search::search))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

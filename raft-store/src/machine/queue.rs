@@ -8,13 +8,16 @@
 //! - The admission watermark only moves forward; its history lets an admission's time (and with it
 //!   an access pass's expiry) be derived by any api instance.
 //! - A pass is single-use: its redemption (a successful hold) is recorded here.
+//! - The admission controller paces on what was admitted lately and not yet redeemed: counted over
+//!   a short window ([`ADMISSION_WINDOW_MS`]), so buyers who walk away stop holding admission back
+//!   once the window has passed, while their passes stay valid for the whole pass lifetime.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
 use crate::command::AccessPass;
-use crate::limits::{PASS_TTL_MS, QUEUE_ADVANCES_RETAINED_MAX, QUEUE_BLOCK_MAX};
+use crate::limits::{ADMISSION_WINDOW_MS, PASS_TTL_MS, QUEUE_ADVANCES_RETAINED_MAX, QUEUE_BLOCK_MAX};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct QueueState {
@@ -29,8 +32,14 @@ pub(crate) struct QueueState {
     /// Redeemed passes by their expiry: forgotten once expired, since apply refuses them then.
     redeemed: BTreeMap<[u8; 16], i64>,
     redeemed_by_expiry: BTreeSet<(i64, [u8; 16])>,
-    /// When passes were redeemed, oldest first, within the last pass lifetime.
-    redemptions: VecDeque<i64>,
+    /// Redemptions counted by the admission time of their pass, within the admission window.
+    redemptions: BTreeMap<i64, u64>,
+    /// Leased early sequences no api instance handed out; spread over the early positions by the
+    /// shuffle, so admission counts them by proportion.
+    early_unused: u64,
+    /// Leased later sequences (= positions) no api instance handed out, `start -> end`; forgotten
+    /// once admission has passed them by more than the window.
+    unused: BTreeMap<u64, u64>,
 }
 
 /// A leased block of queue sequence numbers: `start..end`.
@@ -47,12 +56,35 @@ impl QueueState {
         if size == 0 || size > QUEUE_BLOCK_MAX {
             return Err(format!("a queue block has 1 to {QUEUE_BLOCK_MAX} numbers"));
         }
-        if on_sale && self.early_bound.is_none() {
-            self.early_bound = Some(self.next_seq);
+        if on_sale {
+            self.open();
         }
         let start = self.next_seq;
         self.next_seq += size;
         Ok(QueueBlock { start, end: self.next_seq, early: self.early_bound.is_none() })
+    }
+
+    /// The sale has opened: sequences leased from now on keep their order.
+    pub(crate) fn open(&mut self) {
+        if self.early_bound.is_none() {
+            self.early_bound = Some(self.next_seq);
+        }
+    }
+
+    /// Records a leased range that was never handed out. Ranges wholly early or wholly late only
+    /// (a block is one or the other); anything else is ignored.
+    pub(crate) fn forgo(&mut self, start: u64, end: u64) {
+        if start >= end || end > self.next_seq {
+            return;
+        }
+        match self.early_bound {
+            None => self.early_unused += end - start,
+            Some(bound) if end <= bound => self.early_unused += end - start,
+            Some(bound) if start >= bound => {
+                self.unused.insert(start, end);
+            }
+            Some(_) => {}
+        }
     }
 
     /// Admits positions below `to` (never past what was leased; never backwards).
@@ -66,6 +98,10 @@ impl QueueState {
         while self.advances.len() > QUEUE_ADVANCES_RETAINED_MAX {
             self.advances.pop_front();
         }
+        let counted_from = self.watermark_at(now_ms - ADMISSION_WINDOW_MS);
+        while self.unused.first_key_value().is_some_and(|(_, end)| *end <= counted_from) {
+            self.unused.pop_first();
+        }
     }
 
     pub(crate) fn is_redeemed(&self, pass: &AccessPass) -> bool {
@@ -76,13 +112,13 @@ impl QueueState {
         if self.redeemed.insert(pass.pass_id, pass.expires_at_ms).is_none() {
             self.redeemed_by_expiry.insert((pass.expires_at_ms, pass.pass_id));
         }
-        self.redemptions.push_back(now_ms);
+        *self.redemptions.entry(pass.expires_at_ms - PASS_TTL_MS).or_insert(0) += 1;
         self.forget_old(now_ms);
     }
 
     fn forget_old(&mut self, now_ms: i64) {
-        while self.redemptions.front().is_some_and(|t| *t <= now_ms - PASS_TTL_MS) {
-            self.redemptions.pop_front();
+        while self.redemptions.first_key_value().is_some_and(|(t, _)| *t <= now_ms - ADMISSION_WINDOW_MS) {
+            self.redemptions.pop_first();
         }
         while let Some(&(expires, pass_id)) = self.redeemed_by_expiry.first() {
             if expires > now_ms {
@@ -103,14 +139,36 @@ impl QueueState {
         Some(self.advances.get(i).map_or(0, |(t, _)| *t))
     }
 
-    /// Positions admitted within the last pass lifetime before `now_ms`.
+    /// The watermark as it was at `at_ms`.
+    fn watermark_at(&self, at_ms: i64) -> u64 {
+        self.advances.iter().rev().find(|(t, _)| *t <= at_ms).map_or(0, |(_, w)| *w)
+    }
+
+    /// Buyers admitted within the admission window before `now_ms`: the positions admitted, less
+    /// those nobody held.
     fn admitted_since(&self, now_ms: i64) -> u64 {
-        let before = self.advances.iter().rev().find(|(t, _)| *t <= now_ms - PASS_TTL_MS).map_or(0, |(_, w)| *w);
-        self.watermark - before.min(self.watermark)
+        let from = self.watermark_at(now_ms - ADMISSION_WINDOW_MS).min(self.watermark);
+        let to = self.watermark;
+        let bound = self.early_bound.unwrap_or(self.next_seq);
+        let early_admitted = to.min(bound).saturating_sub(from);
+        let early_unused = if bound == 0 {
+            0
+        } else {
+            (u128::from(early_admitted) * u128::from(self.early_unused.min(bound)) / u128::from(bound)) as u64
+        };
+        let mut late_unused = 0;
+        for (start, end) in self.unused.range(..to).rev() {
+            if *end <= from {
+                break;
+            }
+            late_unused += (*end).min(to) - (*start).max(from);
+        }
+        (to - from).saturating_sub(early_unused + late_unused)
     }
 
     pub(crate) fn view(&self, now_ms: i64) -> QueueCounters {
-        let redeemed_recently = self.redemptions.iter().filter(|t| **t > now_ms - PASS_TTL_MS).count() as u64;
+        let since = now_ms - ADMISSION_WINDOW_MS;
+        let redeemed_recently = self.redemptions.range(since + 1..).map(|(_, n)| n).sum();
         QueueCounters {
             next_seq: self.next_seq,
             early_bound: self.early_bound,
@@ -127,9 +185,9 @@ pub struct QueueCounters {
     pub next_seq: u64,
     pub early_bound: Option<u64>,
     pub watermark: u64,
-    /// Positions admitted within the last pass lifetime.
+    /// Positions admitted within the admission window.
     pub admitted_recently: u64,
-    /// Passes redeemed within the last pass lifetime.
+    /// Of those, how many redeemed their pass.
     pub redeemed_recently: u64,
 }
 
@@ -163,18 +221,48 @@ mod tests {
     }
 
     #[test]
-    fn recent_admissions_and_redemptions_are_counted_within_the_pass_lifetime() {
+    fn recent_admissions_and_their_redemptions_are_counted_within_the_window() {
         let mut q = QueueState::default();
         q.lease(1_000, true).unwrap();
-        q.advance(100, 0);
-        q.advance(300, PASS_TTL_MS + 10);
-        let early = AccessPass { pass_id: [1; 16], expires_at_ms: PASS_TTL_MS + 25 };
-        let late = AccessPass { pass_id: [2; 16], expires_at_ms: 2 * PASS_TTL_MS };
-        q.redeem(&early, 5);
-        q.redeem(&late, PASS_TTL_MS + 20);
-        let v = q.view(PASS_TTL_MS + 30);
-        assert_eq!((v.admitted_recently, v.redeemed_recently), (200, 1));
-        assert!(q.is_redeemed(&early) && q.is_redeemed(&late));
+        let (first, second) = (1_000, 1_000 + ADMISSION_WINDOW_MS + 10);
+        q.advance(100, first);
+        q.advance(300, second);
+        let pass = |b: u8, admitted_at: i64| AccessPass { pass_id: [b; 16], expires_at_ms: admitted_at + PASS_TTL_MS };
+        // Admitted before the window: still a valid pass, but no longer counted.
+        q.redeem(&pass(1, first), second + 5);
+        q.redeem(&pass(2, second), second + 20);
+        q.redeem(&pass(3, second), second + 25);
+        let v = q.view(second + 30);
+        assert_eq!((v.admitted_recently, v.redeemed_recently), (200, 2));
+        assert!(q.is_redeemed(&pass(1, first)) && q.is_redeemed(&pass(2, second)));
+        let v = q.view(second + ADMISSION_WINDOW_MS);
+        assert_eq!((v.admitted_recently, v.redeemed_recently), (0, 0));
+    }
+
+    #[test]
+    fn positions_nobody_was_handed_are_not_counted_as_admitted_buyers() {
+        let mut q = QueueState::default();
+        q.lease(100, false).unwrap();
+        q.lease(100, false).unwrap();
+        q.forgo(150, 200); // an early block's tail, dropped at the opening
+        q.lease(100, true).unwrap(); // 200..300, late
+        q.lease(100, true).unwrap(); // 300..400
+        q.forgo(250, 300);
+        q.forgo(390, 500); // beyond what was leased: ignored
+        q.forgo(199, 201); // straddles the opening: ignored
+        assert_eq!(q.early_unused, 50);
+        // Half the early positions admitted: a quarter of the 50 early holes on average.
+        q.advance(100, 1_000);
+        assert_eq!(q.view(1_000).admitted_recently, 100 - 25);
+        q.advance(280, 2_000);
+        assert_eq!(q.view(2_000).admitted_recently, 280 - 50 - 30);
+        let later = 2_000 + ADMISSION_WINDOW_MS + 1;
+        q.advance(400, later);
+        assert_eq!(q.view(later).admitted_recently, 120 - 20);
+        // Once the window has passed them, the holes are forgotten.
+        q.lease(100, true).unwrap();
+        q.advance(450, later + ADMISSION_WINDOW_MS + 1);
+        assert!(q.unused.is_empty());
     }
 
     #[test]

@@ -159,7 +159,9 @@ impl ShardState {
             }
             Command::CancelOrder { order_id, actor } => self.cancel(ctx, order_id, actor),
             Command::Expire => Outcome::Expired { holds: 0, orders: 0 },
-            Command::LeaseQueueBlock { event_id, size } => self.lease_queue_block(ctx, event_id, *size),
+            Command::LeaseQueueBlock { event_id, size, unused } => {
+                self.lease_queue_block(ctx, event_id, *size, *unused)
+            }
             Command::AdvanceQueue { event_id, to } => self.advance_queue(ctx, event_id, *to),
             Command::CreateVenue(_)
             | Command::InitLayout { .. }
@@ -505,7 +507,7 @@ impl ShardState {
     // -----------------------------------------------------------------------------------------
     // Waiting room
 
-    fn lease_queue_block(&mut self, ctx: Ctx, event_id: &EventId, size: u64) -> Outcome {
+    fn lease_queue_block(&mut self, ctx: Ctx, event_id: &EventId, size: u64, unused: Option<(u64, u64)>) -> Outcome {
         let Some(event) = self.events.get_mut(event_id) else {
             return refused(Refusal::not_found(format!("event {event_id}")));
         };
@@ -513,17 +515,27 @@ impl ShardState {
             return refused(Refusal::Invalid { detail: "this event has no waiting room".into() });
         }
         let on_sale = ctx.now_ms >= event.spec.on_sale_at_ms;
+        if let Some((start, end)) = unused {
+            event.queue.forgo(start, end);
+        }
         match event.queue.lease(size, on_sale) {
             Ok(block) => Outcome::QueueBlock(block),
             Err(detail) => refused(Refusal::Invalid { detail }),
         }
     }
 
+    /// Admits queue positions below `to`; nothing is admitted before the sale opens.
     fn advance_queue(&mut self, ctx: Ctx, event_id: &EventId, to: u64) -> Outcome {
         let Some(event) = self.events.get_mut(event_id) else {
             return refused(Refusal::not_found(format!("event {event_id}")));
         };
-        event.queue.advance(to, ctx.now_ms);
+        if !event.spec.high_traffic {
+            return refused(Refusal::Invalid { detail: "this event has no waiting room".into() });
+        }
+        if ctx.now_ms >= event.spec.on_sale_at_ms {
+            event.queue.open();
+            event.queue.advance(to, ctx.now_ms);
+        }
         match self.queue_view(event_id, ctx.now_ms) {
             Some(view) => Outcome::Queue(view),
             None => refused(Refusal::not_found(format!("event {event_id}"))),
@@ -535,24 +547,14 @@ impl ShardState {
         let view = self.event_view(event_id, now_ms)?;
         let capacity: u32 = view.sections.iter().map(|s| s.capacity).sum();
         let sold: u32 = view.sections.iter().map(|s| s.sold).sum();
-        let holds_in_flight = self
-            .deadlines
-            .iter()
-            .filter(|(due, d)| {
-                *due > now_ms
-                    && match d {
-                        Deadline::Hold(seq) => self.holds[seq].event_id == *event_id,
-                        Deadline::Payment(seq) => self.orders[seq].event_id == *event_id,
-                    }
-            })
-            .count() as u32;
         Some(QueueView {
             event_id: event_id.clone(),
             high_traffic: event.spec.high_traffic,
             on_sale_at_ms: event.spec.on_sale_at_ms,
+            starts_at_ms: event.spec.starts_at_ms,
             queue: event.queue.view(now_ms),
             available: view.sections.iter().map(|s| s.available).sum(),
-            holds_in_flight,
+            held: view.sections.iter().map(|s| s.held).sum(),
             sold_out: sold >= capacity,
         })
     }
@@ -635,6 +637,13 @@ impl ShardState {
                 Answer::AllEvents { events, last_index }
             }
             Query::Queue(id) => Answer::Queue(self.queue_view(id, now_ms)),
+            Query::Queues => Answer::Queues(
+                self.events
+                    .iter()
+                    .filter(|(_, e)| e.spec.high_traffic && e.spec.starts_at_ms > now_ms)
+                    .filter_map(|(id, _)| self.queue_view(id, now_ms))
+                    .collect(),
+            ),
             Query::QueueAdmission { event_id, position } => {
                 Answer::Admission(self.events.get(event_id).and_then(|e| e.queue.admitted_at(*position)))
             }

@@ -535,7 +535,7 @@ fn a_waiting_room_pass_buys_one_hold_only() {
 #[test]
 fn queue_blocks_are_leased_and_the_watermark_admits_in_order() {
     let mut h = Harness::new();
-    let lease = |h: &Harness, size| Command::LeaseQueueBlock { event_id: h.event.clone(), size };
+    let lease = |h: &Harness, size| Command::LeaseQueueBlock { event_id: h.event.clone(), size, unused: None };
     assert!(matches!(refusal(h.run(T0 - 100, lease(&h, 10))), Refusal::Invalid { .. }), "no waiting room yet");
     let patch = EventPatch { high_traffic: Some(true), on_sale_at_ms: Some(T0 + 1_000), ..EventPatch::default() };
     h.run(T0, Command::UpdateEvent { event_id: h.event.clone(), patch });
@@ -556,6 +556,40 @@ fn queue_blocks_are_leased_and_the_watermark_admits_in_order() {
     else {
         panic!()
     };
+}
+
+#[test]
+fn nothing_is_admitted_before_the_sale_opens_and_the_controller_sees_every_open_queue() {
+    let mut h = Harness::new();
+    let advance = |h: &Harness, to| Command::AdvanceQueue { event_id: h.event.clone(), to };
+    assert!(matches!(refusal(h.run(T0, advance(&h, 1))), Refusal::Invalid { .. }), "no waiting room");
+    let Answer::Queues(queues) = h.m.query(&Query::Queues, T0) else { panic!() };
+    assert!(queues.is_empty());
+    let patch = EventPatch { high_traffic: Some(true), on_sale_at_ms: Some(T0 + 1_000), ..EventPatch::default() };
+    h.run(T0, Command::UpdateEvent { event_id: h.event.clone(), patch });
+    h.run(T0, Command::LeaseQueueBlock { event_id: h.event.clone(), size: 50, unused: None });
+    let Outcome::Queue(view) = h.run(T0 + 10, advance(&h, 50)) else { panic!() };
+    assert_eq!((view.queue.watermark, view.queue.early_bound), (0, None), "before the opening");
+    // The first advance at the opening closes the early group, even with no lease since.
+    let Outcome::Queue(view) = h.run(T0 + 1_000, advance(&h, 20)) else { panic!() };
+    assert_eq!((view.queue.watermark, view.queue.early_bound), (20, Some(50)));
+    held(h.run(
+        T0 + 1_000,
+        Command::Hold {
+            event_id: h.event.clone(),
+            user: user("u1"),
+            selection: Selection::Seats(vec!["FLOOR-A-1".into()]),
+            ttl_ms: TTL_MS,
+            access: Some(crate::command::AccessPass {
+                pass_id: [1; 16],
+                expires_at_ms: T0 + 1_000 + crate::PASS_TTL_MS,
+            }),
+        },
+    ));
+    let Answer::Queues(queues) = h.m.query(&Query::Queues, T0 + 1_001) else { panic!() };
+    assert_eq!(queues.len(), 1);
+    let q = &queues[0];
+    assert_eq!((q.queue.admitted_recently, q.queue.redeemed_recently, q.held), (20, 1, 1));
 }
 
 // ---- Checkout, payment, cancel ----------------------------------------------------------------
