@@ -17,4 +17,4 @@ mod workload;
 
 pub use nemesis::FaultPlan;
 pub use raft_store::planted::Bug;
-pub use run::{run_seed, Report, Scenario};
+pub use run::{run_seed, run_seed_in_child, trace_line, ChildRun, Report, Scenario};

@@ -72,7 +72,54 @@ fn lock(c: &Mutex<SimCluster>) -> std::sync::MutexGuard<'_, SimCluster> {
     c.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What a seed run in a child process printed, and whether it kept every invariant.
+#[derive(Debug, Clone)]
+pub struct ChildRun {
+    pub seed: u64,
+    pub ok: bool,
+    /// `(trace hash, client operations)` from the child's `SIM_TRACE` line.
+    pub trace: Option<(u64, usize)>,
+    pub output: String,
+}
+
+/// The line a child run prints for its parent: `SIM_TRACE <seed> <trace hash> <operations>`.
+pub fn trace_line(report: &Report) -> String {
+    format!("SIM_TRACE {} {:016x} {}", report.seed, report.trace_hash, report.ops)
+}
+
+/// Runs one seed in a child process: this test binary again, running only `test` with
+/// `SIM_SEED=seed`. A run's history must depend on its seed alone, and in one process it does
+/// not quite: dependencies keep process-wide state that earlier runs moved (tokio's `select!`
+/// draws its fairness from a process-wide counter, and openraft's core loop uses it). A child
+/// per seed makes every run what a replay of that seed is, so a failure found among many seeds
+/// replays exactly.
+pub fn run_seed_in_child(test: &str, seed: u64) -> ChildRun {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return ChildRun { seed, ok: false, trace: None, output: format!("no test binary: {e}") },
+    };
+    let output = std::process::Command::new(exe)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env("SIM_SEED", seed.to_string())
+        .output();
+    let output = match output {
+        Ok(o) => o,
+        Err(e) => return ChildRun { seed, ok: false, trace: None, output: format!("cannot run the child: {e}") },
+    };
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let trace = text.lines().find_map(|line| {
+        // The test harness may print its own text before it on the same line.
+        let mut parts = line.split_once("SIM_TRACE ")?.1.split_whitespace();
+        let _seed = parts.next()?;
+        let hash = u64::from_str_radix(parts.next()?, 16).ok()?;
+        let ops = parts.next()?.parse().ok()?;
+        Some((hash, ops))
+    });
+    ChildRun { seed, ok: output.status.success() && trace.is_some(), trace, output: text }
+}
+
 /// Runs one seed on a fresh OS thread (so nothing thread-local leaks between runs) and reports.
+/// Process-wide state still does: see [`run_seed_in_child`].
 pub fn run_seed(seed: u64, scenario: &Scenario) -> Report {
     let scenario = scenario.clone();
     let fault_log: Arc<Mutex<Vec<String>>> = Arc::default();
