@@ -9,6 +9,8 @@
 //! is decided inside the state machine; the api validates input, routes commands to their group,
 //! and translates outcomes to HTTP.
 
+#[cfg(not(madsim))]
+mod cache;
 mod cluster;
 #[cfg(not(madsim))]
 mod config;
@@ -20,6 +22,8 @@ mod error;
 mod extract;
 #[cfg(not(madsim))]
 mod identity;
+#[cfg(not(madsim))]
+mod limits;
 #[cfg(not(madsim))]
 mod middleware;
 #[cfg(not(madsim))]
@@ -41,7 +45,7 @@ mod tests;
 
 pub use cluster::{BoxFuture, Cluster, ClusterError, Consistency, GroupHealth, Readiness, Submit};
 #[cfg(not(madsim))]
-pub use config::ApiConfig;
+pub use config::{ApiConfig, LimitsConfig, ReadCacheConfig};
 #[cfg(not(madsim))]
 pub use error::ApiError;
 #[cfg(not(madsim))]
@@ -53,6 +57,6 @@ pub use search::{
     SEARCH_TEXT_LEN_MAX,
 };
 #[cfg(not(madsim))]
-pub use state::{ApiState, MetricsRender};
+pub use state::{ApiState, Background, MetricsRender};
 #[cfg(not(madsim))]
 pub use token::{mint_token, Role};

@@ -44,6 +44,7 @@ pub(crate) async fn hold(
     IdPath(event_id): IdPath<EventId>,
     posted: Posted<HoldBody>,
 ) -> Result<(StatusCode, Json<HoldJson>), ApiError> {
+    state.limits().check_hold(&caller.user)?;
     let (request_id, fingerprint) = (posted.request_id(&caller.user), posted.fingerprint());
     let selection = posted.body.into_selection()?;
     let ttl_ms = state.config().hold_ttl_ms();
