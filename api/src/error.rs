@@ -44,6 +44,9 @@ pub enum ApiError {
     /// The store cannot be reached now; the request may be retried.
     #[error("{0}")]
     Unavailable(String),
+    /// An abuse limit refused the request (429); the client may retry after `retry_after_s`.
+    #[error("{detail}")]
+    RateLimited { detail: String, retry_after_s: u64 },
     /// A bug or a broken invariant; the message is logged, never sent.
     #[error("{0}")]
     Internal(String),
@@ -143,6 +146,10 @@ impl ApiError {
                 "Service unavailable",
                 "the store is unavailable; retry shortly",
             ),
+            ApiError::RateLimited { detail, retry_after_s } => {
+                Problem::new(S::TOO_MANY_REQUESTS, "rate_limited", "Too many requests", detail)
+                    .with("retry_after_s", json!(retry_after_s))
+            }
             ApiError::Internal(_) => internal_problem(),
         }
     }
@@ -233,6 +240,10 @@ fn order_not_cancellable(status: OrderStatus, reason: &str) -> Problem {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = self.problem().into_response();
+        if let ApiError::RateLimited { retry_after_s, .. } = &self {
+            // Whole seconds, at least one (RFC 9110 `delay-seconds`).
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from((*retry_after_s).max(1)));
+        }
         let detail = match &self {
             ApiError::Internal(detail) | ApiError::Unavailable(detail) => Some(detail.clone()),
             ApiError::Refused(Refusal::WrongGroup) => Some("a command reached a group that does not own it".into()),

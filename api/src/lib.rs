@@ -10,6 +10,8 @@
 //! translates outcomes to HTTP. What it does keep (waiting-room blocks and views) is soft: lost on
 //! restart, rebuilt from the store, never consulted by another instance.
 
+#[cfg(not(madsim))]
+mod cache;
 mod cluster;
 #[cfg(not(madsim))]
 mod config;
@@ -21,6 +23,8 @@ mod error;
 mod extract;
 #[cfg(not(madsim))]
 mod identity;
+#[cfg(not(madsim))]
+mod limits;
 #[cfg(not(madsim))]
 mod middleware;
 #[cfg(not(madsim))]
@@ -46,7 +50,7 @@ mod tests;
 
 pub use cluster::{BoxFuture, Cluster, ClusterError, Consistency, GroupHealth, Readiness, Submit};
 #[cfg(not(madsim))]
-pub use config::ApiConfig;
+pub use config::{ApiConfig, LimitsConfig, ReadCacheConfig};
 #[cfg(not(madsim))]
 pub use error::ApiError;
 #[cfg(not(madsim))]
@@ -58,6 +62,6 @@ pub use search::{
     SEARCH_TEXT_LEN_MAX,
 };
 #[cfg(not(madsim))]
-pub use state::{ApiState, MetricsRender};
+pub use state::{ApiState, Background, MetricsRender};
 #[cfg(not(madsim))]
 pub use token::{mint_token, Role};

@@ -3,10 +3,13 @@
 
 use std::sync::Arc;
 
-use raft_store::{shard_of, EventId, GroupId};
+use raft_store::{shard_of, Command, EventId, GroupId, Outcome, UserId};
 
+use crate::cache::ReadCache;
 use crate::cluster::Cluster;
 use crate::config::ApiConfig;
+use crate::error::ApiError;
+use crate::limits::{Limits, LIMITS_PRUNE_INTERVAL};
 use crate::payments::PaymentGateway;
 use crate::search::SearchBackend;
 use crate::token::TokenVerifier;
@@ -29,6 +32,8 @@ struct Inner {
     tokens: TokenVerifier,
     search: Option<Arc<dyn SearchBackend>>,
     waiting_room: WaitingRoom,
+    read_cache: Arc<ReadCache>,
+    limits: Arc<Limits>,
 }
 
 impl ApiState {
@@ -46,7 +51,11 @@ impl ApiState {
         assert!(cluster.shard_count() > 0, "a cluster has at least one shard");
         let tokens = TokenVerifier::new(&config.jwt_secret);
         let waiting_room = WaitingRoom::new(cluster.clone(), &config.jwt_secret);
-        ApiState { inner: Arc::new(Inner { cluster, config, payments, metrics, tokens, search: None, waiting_room }) }
+        let read_cache = Arc::new(ReadCache::new(&config.read_cache));
+        let limits = Arc::new(Limits::new(&config.limits));
+        let inner =
+            Inner { cluster, config, payments, metrics, tokens, search: None, waiting_room, read_cache, limits };
+        ApiState { inner: Arc::new(inner) }
     }
 
     /// Serves `GET /v1/search` from this backend (without one it answers 503). Start-up only:
@@ -91,6 +100,51 @@ impl ApiState {
         &self.inner.tokens
     }
 
+    pub(crate) fn read_cache(&self) -> &ReadCache {
+        &self.inner.read_cache
+    }
+
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Starts the tasks this instance runs beside its requests: one change-feed follower per
+    /// shard that invalidates the read cache, and the pruning of the rate limiters' keys. They
+    /// tolerate an unreachable cluster and run until the returned guard is dropped. Without them
+    /// the api still serves; cached documents then change only on expiry and on writes through
+    /// this instance.
+    pub fn start_background(&self) -> Background {
+        let mut tasks = Vec::new();
+        if self.read_cache().enabled() {
+            tasks.push(tokio::spawn(crate::cache::follow_feeds(self.inner.read_cache.clone(), self.cluster_arc())));
+        }
+        if self.limits().any() {
+            let limits = self.inner.limits.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(LIMITS_PRUNE_INTERVAL).await;
+                    limits.prune();
+                }
+            }));
+        }
+        Background { tasks }
+    }
+
+    /// After a command through this instance: a write drops the cached documents of its event,
+    /// and a release spends the user's churn budget. A refusal changed nothing; an error may
+    /// have, and the change feed will tell.
+    pub(crate) async fn after_write(&self, result: &Result<Outcome, ApiError>, written: Written) {
+        if matches!(result, Ok(Outcome::Refused(_)) | Err(_)) {
+            return;
+        }
+        if let Some(event_id) = &written.event_id {
+            self.read_cache().invalidate(event_id, "write").await;
+        }
+        if let Some(user) = &written.releaser {
+            self.limits().note_release(user);
+        }
+    }
+
     /// The shard that owns an event.
     pub(crate) fn shard_of(&self, event_id: &EventId) -> u32 {
         shard_of(event_id, self.cluster().shard_count())
@@ -99,5 +153,36 @@ impl ApiState {
     /// The group that owns an event.
     pub(crate) fn group_of(&self, event_id: &EventId) -> GroupId {
         GroupId::shard(self.shard_of(event_id))
+    }
+}
+
+/// What a command touches, taken before it is sent (the command moves into the request).
+pub(crate) struct Written {
+    event_id: Option<EventId>,
+    /// The user, for a release.
+    releaser: Option<UserId>,
+}
+
+impl Written {
+    pub(crate) fn of(command: &Command) -> Written {
+        let releaser = match command {
+            Command::ReleaseHold { user, .. } => Some(user.clone()),
+            _ => None,
+        };
+        Written { event_id: command.event_id().cloned(), releaser }
+    }
+}
+
+/// The api's background tasks (see [`ApiState::start_background`]); dropping it stops them.
+#[must_use = "dropping the guard stops the background tasks"]
+pub struct Background {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }

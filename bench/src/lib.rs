@@ -2,6 +2,7 @@
 
 #![cfg(not(madsim))]
 
+mod browse;
 mod cluster;
 mod failover;
 mod flash_sale;
@@ -11,6 +12,7 @@ mod report;
 mod search;
 mod target;
 
+pub use browse::{run as browse, BrowseBenchConfig};
 pub use cluster::{Cluster, GroupRow, CLUSTER_NODES_MAX};
 pub use failover::{run as failover, FailoverConfig, FAILOVER_NODES};
 pub use flash_sale::{run as flash_sale, FlashSaleConfig};
@@ -19,3 +21,9 @@ pub use queue::{run as queue, QueueBenchConfig};
 pub use report::{Latencies, Report};
 pub use search::{run as search, SearchBenchConfig};
 pub use target::{Target, TargetError};
+
+/// Arguments that turn the server's abuse limits off (`boxoffice dev`, `boxoffice api`): a
+/// bench's few users make thousands of requests a second, and it measures the store and the
+/// api, not the limits.
+pub const SERVER_ARGS_NO_LIMITS: &[&str] =
+    &["--rate-limit-user-per-s", "0", "--rate-limit-ip-per-s", "0", "--churn-releases-max", "0"];

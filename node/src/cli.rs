@@ -65,6 +65,57 @@ struct DevArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "BOXOFFICE_BODY_LIMIT_BYTES", default_value_t = 1 << 20)]
     body_limit_bytes: usize,
+    #[command(flatten)]
+    read_limits: ReadLimitArgs,
+}
+
+/// The api's read cache and abuse limits (`boxoffice dev` and `boxoffice api`).
+#[derive(Args)]
+struct ReadLimitArgs {
+    /// How long event details and seat maps are served from the api's memory; `0s` turns the
+    /// cache off.
+    #[arg(long, env = "BOXOFFICE_READ_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
+    read_cache_ttl: Duration,
+    /// Memory for the read cache, in MiB.
+    #[arg(long, env = "BOXOFFICE_READ_CACHE_MB", default_value_t = 64)]
+    read_cache_mb: u64,
+    /// Requests per second each user (token) may make, sustained; 0 turns the limit off.
+    #[arg(long, env = "BOXOFFICE_RATE_LIMIT_USER_PER_S", default_value_t = 50)]
+    rate_limit_user_per_s: u32,
+    /// Requests a user may make at once above the sustained rate.
+    #[arg(long, env = "BOXOFFICE_RATE_LIMIT_USER_BURST", default_value_t = 100)]
+    rate_limit_user_burst: u32,
+    /// Requests per second each client address may make, sustained; 0 (the default) turns the
+    /// limit off. Leave it off behind a proxy: every client then has the proxy's address.
+    #[arg(long, env = "BOXOFFICE_RATE_LIMIT_IP_PER_S", default_value_t = 0)]
+    rate_limit_ip_per_s: u32,
+    /// Requests a client address may make at once above the sustained rate.
+    #[arg(long, env = "BOXOFFICE_RATE_LIMIT_IP_BURST", default_value_t = 200)]
+    rate_limit_ip_burst: u32,
+    /// Holds a user may release per `--churn-window` before their new holds answer 429 for a
+    /// while; 0 turns the limit off.
+    #[arg(long, env = "BOXOFFICE_CHURN_RELEASES_MAX", default_value_t = 10)]
+    churn_releases_max: u32,
+    /// The window of `--churn-releases-max`; the budget refills evenly over it.
+    #[arg(long, env = "BOXOFFICE_CHURN_WINDOW", default_value = "10m", value_parser = humantime::parse_duration)]
+    churn_window: Duration,
+}
+
+impl ReadLimitArgs {
+    fn read_cache(&self) -> api::ReadCacheConfig {
+        api::ReadCacheConfig { ttl: self.read_cache_ttl, capacity_bytes: self.read_cache_mb.saturating_mul(1 << 20) }
+    }
+
+    fn limits(&self) -> api::LimitsConfig {
+        api::LimitsConfig {
+            user_per_s: self.rate_limit_user_per_s,
+            user_burst: self.rate_limit_user_burst,
+            ip_per_s: self.rate_limit_ip_per_s,
+            ip_burst: self.rate_limit_ip_burst,
+            churn_releases_max: self.churn_releases_max,
+            churn_window: self.churn_window,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -122,6 +173,8 @@ struct ApiArgs {
     search_url: Option<String>,
     #[command(flatten)]
     elastic: ElasticArgs,
+    #[command(flatten)]
+    read_limits: ReadLimitArgs,
 }
 
 /// Elasticsearch, when a deployment has outgrown the embedded index.
@@ -248,6 +301,31 @@ enum BenchCommand {
     /// A cluster of three mid-sale loses the leader of the event's shard to SIGKILL: how long
     /// bookings stop, and whether every acknowledged hold survives.
     Failover(FailoverArgs),
+    /// Many events, a 100:1 mix of browsing (event details, seat maps) and holds, with some
+    /// events hot: peak reads per second, latency below the peak, and the read cache's hit ratio.
+    Browse(BrowseBenchArgs),
+}
+
+#[derive(Args)]
+struct BrowseBenchArgs {
+    /// A running server with dev tokens on (and limits off); by default the bench starts
+    /// `boxoffice dev` itself.
+    #[arg(long)]
+    url: Option<String>,
+    #[arg(long, default_value_t = 1_000)]
+    events: usize,
+    /// Clients of the closed-loop run that finds the peak.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Reads per write.
+    #[arg(long, default_value_t = 100)]
+    reads_per_write: u32,
+    /// Length of each of the two runs.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Extra `boxoffice dev` arguments, e.g. `--read-cache-ttl=0s` to measure without the cache.
+    #[arg(long, allow_hyphen_values = true)]
+    server_arg: Vec<String>,
 }
 
 #[derive(Args)]
@@ -359,6 +437,8 @@ async fn run_dev(a: DevArgs, metrics: api::MetricsRender) -> Result<(), String> 
         shards: a.shards,
         jwt_secret: a.jwt_secret,
         body_limit_bytes: a.body_limit_bytes,
+        read_cache: a.read_limits.read_cache(),
+        limits: a.read_limits.limits(),
     };
     node::dev::run(opts, metrics).await.map_err(|e| e.to_string())
 }
@@ -419,6 +499,8 @@ async fn run_api(a: ApiArgs, metrics: api::MetricsRender) -> Result<(), String> 
             (None, Some(config)) => node::serve::SearchSource::Elastic(config),
             (None, None) => node::serve::SearchSource::None,
         },
+        read_cache: a.read_limits.read_cache(),
+        limits: a.read_limits.limits(),
     };
     node::serve::run_api(opts, metrics).await.map_err(|e| e.to_string())
 }
@@ -472,7 +554,7 @@ async fn run_search_bench(a: SearchBenchArgs) -> Result<(), String> {
         Some(url) => bench::Target::existing(url),
         None => {
             let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-            bench::Target::spawn(&exe, &[]).await.map_err(|e| e.to_string())?
+            bench::Target::spawn(&exe, bench::SERVER_ARGS_NO_LIMITS).await.map_err(|e| e.to_string())?
         }
     };
     let config = bench::SearchBenchConfig {
@@ -493,7 +575,7 @@ async fn run_queue_bench(a: QueueBenchArgs) -> Result<(), String> {
         Some(url) => bench::Target::existing(url),
         None => {
             let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-            bench::Target::spawn(&exe, &[]).await.map_err(|e| e.to_string())?
+            bench::Target::spawn(&exe, bench::SERVER_ARGS_NO_LIMITS).await.map_err(|e| e.to_string())?
         }
     };
     let config = bench::QueueBenchConfig { clients: a.clients, duration: a.duration };
@@ -511,8 +593,8 @@ async fn run_flash_sale(a: FlashSaleArgs) -> Result<(), String> {
         None => {
             let exe = std::env::current_exe().map_err(|e| e.to_string())?;
             let started = match a.nodes {
-                1 => bench::Target::spawn(&exe, &[]).await,
-                n => bench::Target::spawn_cluster(&exe, n as usize, BENCH_SHARDS, &[]).await,
+                1 => bench::Target::spawn(&exe, bench::SERVER_ARGS_NO_LIMITS).await,
+                n => bench::Target::spawn_cluster(&exe, n as usize, BENCH_SHARDS, bench::SERVER_ARGS_NO_LIMITS).await,
             };
             started.map_err(|e| e.to_string())?
         }
@@ -528,6 +610,28 @@ async fn run_flash_sale(a: FlashSaleArgs) -> Result<(), String> {
     Ok(())
 }
 
+async fn run_browse(a: BrowseBenchArgs) -> Result<(), String> {
+    let target = match &a.url {
+        Some(url) => bench::Target::existing(url),
+        None => {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let mut args: Vec<&str> = bench::SERVER_ARGS_NO_LIMITS.to_vec();
+            args.extend(a.server_arg.iter().map(String::as_str));
+            bench::Target::spawn(&exe, &args).await.map_err(|e| e.to_string())?
+        }
+    };
+    let config = bench::BrowseBenchConfig {
+        events: a.events,
+        clients: a.clients,
+        reads_per_write: a.reads_per_write,
+        duration: a.duration,
+        ..bench::BrowseBenchConfig::default()
+    };
+    let report = bench::browse(std::sync::Arc::new(target), config).await.map_err(|e| e.to_string())?;
+    report.print();
+    Ok(())
+}
+
 async fn run_failover(a: FailoverArgs) -> Result<(), String> {
     let config = bench::FailoverConfig {
         buyers: a.buyers,
@@ -538,7 +642,7 @@ async fn run_failover(a: FailoverArgs) -> Result<(), String> {
     };
     config.check()?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let target = bench::Target::spawn_cluster(&exe, bench::FAILOVER_NODES, BENCH_SHARDS, &[])
+    let target = bench::Target::spawn_cluster(&exe, bench::FAILOVER_NODES, BENCH_SHARDS, bench::SERVER_ARGS_NO_LIMITS)
         .await
         .map_err(|e| e.to_string())?;
     if a.keep_files {
@@ -576,6 +680,7 @@ pub fn main() -> ExitCode {
             Command::Bench(BenchCommand::Search(a)) => run_search_bench(a).await,
             Command::Bench(BenchCommand::Queue(a)) => run_queue_bench(a).await,
             Command::Bench(BenchCommand::Failover(a)) => run_failover(a).await,
+            Command::Bench(BenchCommand::Browse(a)) => run_browse(a).await,
             command => {
                 let metrics = telemetry::install_metrics().map_err(|e| format!("metrics: {e}"))?;
                 match command {

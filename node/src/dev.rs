@@ -27,6 +27,8 @@ pub struct DevOptions {
     pub shards: u32,
     pub jwt_secret: Option<String>,
     pub body_limit_bytes: usize,
+    pub read_cache: api::ReadCacheConfig,
+    pub limits: api::LimitsConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,11 +102,14 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), DevErro
         dev_tokens: true,
         hold_ttl: opts.hold_ttl,
         body_limit_bytes: opts.body_limit_bytes,
+        read_cache: opts.read_cache.clone(),
+        limits: opts.limits.clone(),
         ..ApiConfig::new(jwt_secret)
     };
     let metrics = crate::telemetry::with_node_gauges(&node, metrics);
     let state = ApiState::new(cluster, config, Arc::new(SandboxPayments), metrics).with_search(index);
-    let app = api::router(state);
+    let app = api::router(state.clone());
+    let background = state.start_background();
 
     tracing::info!(
         %addr,
@@ -113,6 +118,8 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), DevErro
         hold_ttl = %humantime::format_duration(opts.hold_ttl),
         jwt_secret = "****",
         demo = opts.demo,
+        read_cache = ?opts.read_cache,
+        limits = ?opts.limits,
         "boxoffice dev configuration"
     );
     print_banner(addr, &opts);
@@ -120,6 +127,7 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), DevErro
     let served = axum::serve(crate::serve::no_delay(listener), app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await;
+    drop(background);
     follower.stop().await;
     node.shutdown().await;
     served.map_err(DevError::Serve)

@@ -101,6 +101,8 @@ pub struct ApiOptions {
     pub hold_ttl: Duration,
     pub body_limit_bytes: usize,
     pub search: SearchSource,
+    pub read_cache: api::ReadCacheConfig,
+    pub limits: api::LimitsConfig,
 }
 
 pub async fn run_api(opts: ApiOptions, metrics: MetricsRender) -> Result<(), ServeError> {
@@ -119,6 +121,8 @@ pub async fn run_api(opts: ApiOptions, metrics: MetricsRender) -> Result<(), Ser
         dev_tokens: opts.dev_tokens,
         hold_ttl: opts.hold_ttl,
         body_limit_bytes: opts.body_limit_bytes,
+        read_cache: opts.read_cache.clone(),
+        limits: opts.limits.clone(),
         ..ApiConfig::new(opts.jwt_secret.clone())
     };
     let state = ApiState::new(router, config, Arc::new(SandboxPayments), metrics);
@@ -139,13 +143,17 @@ pub async fn run_api(opts: ApiOptions, metrics: MetricsRender) -> Result<(), Ser
         dev_tokens = opts.dev_tokens,
         search = ?search_name(&opts.search),
         hold_ttl = %humantime::format_duration(opts.hold_ttl),
+        read_cache = ?opts.read_cache,
+        limits = ?opts.limits,
         cluster_secret = "****",
         jwt_secret = "****",
         "boxoffice api configuration"
     );
     println!("boxoffice: api listening on http://{bound}");
     flush_stdout();
-    let app = api::router(state);
+    let app = api::router(state.clone());
+    // The feed followers and limiter pruning run as long as the api serves.
+    let _background = state.start_background();
     axum::serve(no_delay(listener), app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(crate::dev::shutdown_signal())
         .await

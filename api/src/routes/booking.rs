@@ -47,6 +47,7 @@ pub(crate) async fn hold(
     headers: HeaderMap,
     posted: Posted<HoldBody>,
 ) -> Result<(StatusCode, Json<HoldJson>), ApiError> {
+    state.limits().check_hold(&caller.user)?;
     let (request_id, fingerprint) = (posted.request_id(&caller.user), posted.fingerprint());
     let selection = posted.body.into_selection()?;
     let ttl_ms = state.config().hold_ttl_ms();

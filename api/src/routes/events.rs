@@ -1,12 +1,15 @@
-//! Events: create and update (admin), list upcoming over every shard, read one.
+//! Events: create and update (admin), list upcoming over every shard, read one (through the
+//! read cache, with an ETag).
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::Json;
 use raft_store::{Answer, Command, EventId, EventSummary, EventView, GroupId, Outcome, Query, Venue, VenueId};
 use serde::Deserialize;
 
 use super::{submit, unexpected};
+use crate::cache::{Doc, Rendered};
 use crate::cluster::Consistency;
 use crate::dto::{now_ms, parse_time, EventBody, EventJson, EventPatchBody, EventSummaryJson, Page, ProblemJson};
 use crate::error::ApiError;
@@ -163,19 +166,38 @@ fn cursor_event_id(id: &str) -> Result<EventId, ApiError> {
     EventId::parse(id).ok_or_else(|| ApiError::BadRequest("`cursor` is not a cursor this list returned".into()))
 }
 
-/// One event, with per-section `available`, `held`, `sold` and price.
+/// One event, with per-section `available`, `held`, `sold` and price. Served from the read
+/// cache (about a second old at most, and dropped at once by writes through this instance), with
+/// an `ETag`: `If-None-Match` with the current tag answers 304 without a body.
 #[utoipa::path(
     get, path = "/v1/events/{event_id}", operation_id = "get_event", tag = "events",
-    params(("event_id" = String, Path)),
+    params(
+        ("event_id" = String, Path),
+        ("If-None-Match" = Option<String>, Header, description = "An ETag of an earlier answer"),
+    ),
     responses(
-        (status = 200, body = EventJson),
+        (status = 200, body = EventJson, headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 304, description = "Not modified: the tag in `If-None-Match` is current"),
         (status = 404, body = ProblemJson, content_type = "application/problem+json"),
+        (status = 429, description = "rate_limited", body = ProblemJson, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn get(
     State(state): State<ApiState>,
     IdPath(event_id): IdPath<EventId>,
-) -> Result<Json<EventJson>, ApiError> {
-    let view = read_event(&state, &event_id, Consistency::Stale).await?;
-    Ok(Json(EventJson::from(view.as_ref())))
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let load = || async {
+        let view = read_event(&state, &event_id, Consistency::Stale).await?;
+        render_event(&view)
+    };
+    let rendered = state.read_cache().get(Doc::Event, &event_id, load).await?;
+    Ok(rendered.respond(Doc::Event, &headers, state.read_cache().cache_control()))
+}
+
+/// The event's JSON; its tag covers the whole body (nothing in it depends on when it was read).
+fn render_event(view: &EventView) -> Result<Rendered, ApiError> {
+    let body = serde_json::to_vec(&EventJson::from(view))
+        .map_err(|e| ApiError::Internal(format!("rendering an event: {e}")))?;
+    Ok(Rendered::new(body.clone(), |w| w.write_all(&body)))
 }

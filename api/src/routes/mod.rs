@@ -10,7 +10,7 @@ pub(crate) mod search;
 pub(crate) mod seats;
 pub(crate) mod venues;
 
-use axum::middleware::from_fn;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use axum::Router;
 use raft_store::{Command, Outcome, RequestId};
@@ -53,6 +53,8 @@ pub fn router(state: ApiState) -> Router {
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .route_layer(from_fn(middleware::label_route))
         .fallback(middleware::not_found)
+        // Before routing, so unknown paths count too; inside the log and problem layers.
+        .layer(from_fn_with_state(state.clone(), crate::limits::rate_limit))
         .with_state(state)
         .layer(from_fn(middleware::problemize))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
@@ -67,6 +69,7 @@ pub(crate) async fn submit(
     fingerprint: u64,
 ) -> Result<Outcome, ApiError> {
     let name = command.name();
+    let written = crate::state::Written::of(&command);
     let result = state.cluster().submit(Submit { command, request_id, fingerprint }).await;
     let label = match &result {
         Ok(Outcome::Refused(_)) => "refused",
@@ -74,6 +77,8 @@ pub(crate) async fn submit(
         Err(_) => "error",
     };
     metrics::counter!("api_commands_total", "command" => name, "result" => label).increment(1);
+    let result = result.map_err(ApiError::from);
+    state.after_write(&result, written).await;
     match result? {
         Outcome::Refused(refusal) => Err(refusal.into()),
         outcome => Ok(outcome),

@@ -1,5 +1,8 @@
 //! The seat map of an event and its live stream (server-sent events).
 //!
+//! The map is served from the read cache (see `cache.rs`) with an ETag and `Cache-Control`; the
+//! stream reads the store directly, since it must start exactly where its changes continue.
+//!
 //! The stream starts with a `snapshot` (the seat map, at a log index), then follows the shard's
 //! change feed after that index and sends the records of this event as `change` events whose
 //! `id` is the log index. A client that reconnects with `Last-Event-ID` continues after it; a
@@ -12,12 +15,13 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::Json;
+use axum::response::Response;
 use futures_util::stream::{self, Stream, StreamExt};
 use raft_store::{Answer, Change, ChangeKind, ChangesPage, EventId, GroupId, Query, SeatMap};
 use serde_json::{json, Value};
 
 use super::unexpected;
+use crate::cache::{Doc, Rendered};
 use crate::cluster::{Cluster, Consistency};
 use crate::config::{STREAM_KEEP_ALIVE, STREAM_POLL_WAIT};
 use crate::dto::{ProblemJson, SeatMapJson, SeatStatusJson};
@@ -30,20 +34,39 @@ const FEED_BATCH_RECORDS_MAX: usize = 256;
 /// How soon a disconnected client should reconnect.
 const STREAM_RETRY: Duration = Duration::from_secs(2);
 
+/// The seat map, from the read cache; `If-None-Match` with the current `ETag` answers 304.
 #[utoipa::path(
     get, path = "/v1/events/{event_id}/seats", operation_id = "get_seat_map", tag = "events",
-    params(("event_id" = String, Path)),
+    params(
+        ("event_id" = String, Path),
+        ("If-None-Match" = Option<String>, Header, description = "An ETag of an earlier answer"),
+    ),
     responses(
-        (status = 200, body = SeatMapJson),
+        (status = 200, body = SeatMapJson, headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 304, description = "Not modified: the tag in `If-None-Match` is current"),
         (status = 404, body = ProblemJson, content_type = "application/problem+json"),
+        (status = 429, description = "rate_limited", body = ProblemJson, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn map(
     State(state): State<ApiState>,
     IdPath(event_id): IdPath<EventId>,
-) -> Result<Json<SeatMapJson>, ApiError> {
-    let map = read_seat_map(state.cluster(), state.group_of(&event_id), &event_id).await?;
-    Ok(Json(SeatMapJson::from(&map)))
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let group = state.group_of(&event_id);
+    let load = || async { render_seat_map(&read_seat_map(state.cluster(), group, &event_id).await?) };
+    let rendered = state.read_cache().get(Doc::Seats, &event_id, load).await?;
+    Ok(rendered.respond(Doc::Seats, &headers, state.read_cache().cache_control()))
+}
+
+/// The map's JSON; its tag covers the event id, seats and general sections, not the read
+/// position (`as_of`, `as_of_index`): see `cache.rs`.
+fn render_seat_map(map: &SeatMap) -> Result<Rendered, ApiError> {
+    let json = SeatMapJson::from(map);
+    let body = serde_json::to_vec(&json).map_err(|e| ApiError::Internal(format!("rendering a seat map: {e}")))?;
+    Ok(Rendered::new(body, |w| {
+        serde_json::to_writer(w, &(&json.event_id, &json.seats, &json.general)).map_err(Into::into)
+    }))
 }
 
 async fn read_seat_map(cluster: &dyn Cluster, group: GroupId, event_id: &EventId) -> Result<SeatMap, ApiError> {

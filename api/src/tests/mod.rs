@@ -4,10 +4,12 @@
 
 mod auth;
 mod booking;
+mod caching;
 mod catalog;
 mod cluster;
 mod errors;
 mod idempotency;
+mod limits;
 mod lists;
 mod ops;
 mod payments;
