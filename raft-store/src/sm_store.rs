@@ -139,7 +139,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             (data, applied.last_applied, applied.membership.clone())
         };
         let snapshot_id = match last_applied {
-            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.leader_id.node_id, l.index),
+            // One leader per term (openraft's `single-term-leader`): the term names the leader.
+            Some(l) => format!("{}-{}", l.leader_id.term, l.index),
             None => "empty".to_owned(),
         };
         let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id };
