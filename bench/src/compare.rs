@@ -94,9 +94,14 @@ impl Comparison {
         }
         for row in &self.rows {
             let f = &row.figures;
+            let sale = if f.ninety_reached {
+                format!("90% sold in {:.2} s", f.sale_s)
+            } else {
+                format!("90% NOT sold in the run: holds/s over {:.2} s", f.sale_s)
+            };
             println!(
-                "  {}: 90% sold in {:.2} s; {} holds, {} conflicts, {} checkouts; {} of {} seats taken",
-                row.name, f.sale_s, f.holds, f.conflicts, f.checkouts, f.taken, f.seats
+                "  {}: {sale}; {} holds, {} conflicts, {} checkouts; {} of {} seats taken",
+                row.name, f.holds, f.conflicts, f.checkouts, f.taken, f.seats
             );
         }
     }

@@ -126,7 +126,7 @@ impl SaleStore for EtcdStore {
     type Buyer = EtcdBuyer;
 
     fn describe(&self) -> String {
-        format!("etcd, {} members", self.urls.len())
+        format!("{} members", self.urls.len())
     }
 
     /// Seat keys are created by the holds: a seat is free while its key does not exist.

@@ -144,7 +144,7 @@ impl SaleStore for PostgresStore {
 
     fn describe(&self) -> String {
         let at = self.url.rsplit('@').next().unwrap_or(&self.url);
-        format!("PostgreSQL at {at}, {} connections", self.connections.len())
+        format!("{at}, {} connections", self.connections.len())
     }
 
     async fn setup(&self, seats: u32) -> Result<String, TargetError> {

@@ -116,8 +116,10 @@ pub struct SaleFigures {
     pub store: String,
     pub seats: u32,
     pub buyers: usize,
-    /// From the start until 90% of the seats were held.
+    /// From the start until 90% of the seats were held (until the last successful hold when
+    /// 90% was never reached: see `ninety_reached`).
     pub sale_s: f64,
+    pub ninety_reached: bool,
     pub elapsed_s: f64,
     /// Successful holds per second until 90% of the seats were held.
     pub holds_per_s: f64,
@@ -222,6 +224,7 @@ pub async fn run_sale<S: SaleStore>(store: Arc<S>, cfg: &FlashSaleConfig) -> Res
     }
     let elapsed_s = started.elapsed().as_secs_f64();
     let (holds_to_90, t90) = until_ninety_percent(&mut total.successes, cfg.seats, total.last_success);
+    let ninety_reached = total.successes.iter().map(|(_, won)| won).sum::<usize>() >= cfg.seats as usize * 9 / 10;
     let sale_s = t90.as_secs_f64().max(0.001);
     let taken = store.taken(&event).await?;
     Ok(SaleFigures {
@@ -229,6 +232,7 @@ pub async fn run_sale<S: SaleStore>(store: Arc<S>, cfg: &FlashSaleConfig) -> Res
         seats: cfg.seats,
         buyers: cfg.buyers,
         sale_s,
+        ninety_reached,
         elapsed_s,
         holds_per_s: holds_to_90 as f64 / sale_s,
         holds: total.holds,
