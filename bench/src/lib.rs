@@ -4,21 +4,29 @@
 
 mod browse;
 mod cluster;
+mod compare;
+mod etcd;
 mod failover;
 mod flash_sale;
 mod pace;
+mod postgres;
 mod queue;
 mod report;
+mod sale;
 mod search;
 mod target;
 
 pub use browse::{run as browse, BrowseBenchConfig};
 pub use cluster::{Cluster, GroupRow, CLUSTER_NODES_MAX};
+pub use compare::{run as compare, CompareConfig, Comparison};
+pub use etcd::EtcdStore;
 pub use failover::{run as failover, FailoverConfig, FAILOVER_NODES};
-pub use flash_sale::{run as flash_sale, FlashSaleConfig};
+pub use flash_sale::{run as flash_sale, BoxofficeStore};
 pub use pace::{open_loop, Paced};
+pub use postgres::{PostgresStore, POSTGRES_CONNECTIONS_MAX};
 pub use queue::{run as queue, QueueBenchConfig};
 pub use report::{Latencies, Report};
+pub use sale::{run_sale, FlashSaleConfig, HoldOutcome, SaleFigures, SaleStore};
 pub use search::{run as search, SearchBenchConfig};
 pub use target::{Target, TargetError};
 

@@ -304,6 +304,30 @@ enum BenchCommand {
     /// Many events, a 100:1 mix of browsing (event details, seat maps) and holds, with some
     /// events hot: peak reads per second, latency below the peak, and the read cache's hit ratio.
     Browse(BrowseBenchArgs),
+    /// The flash sale against Boxoffice and the peer baselines (PostgreSQL, etcd; see
+    /// `scripts/baselines`), one after another, with the ratios.
+    Compare(CompareArgs),
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// PostgreSQL to sell the seats in, e.g. `postgresql://bench@127.0.0.1:55432/bench`;
+    /// skipped when absent.
+    #[arg(long)]
+    postgres_url: Option<String>,
+    /// etcd members' client URLs, comma-separated; skipped when absent.
+    #[arg(long, value_delimiter = ',')]
+    etcd_urls: Vec<String>,
+    /// Boxoffice nodes the bench starts: 1 is `boxoffice dev`; more are `boxoffice node`s
+    /// (replication min(3, N)) behind one `boxoffice api`.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=bench::CLUSTER_NODES_MAX as u64))]
+    nodes: u64,
+    #[arg(long, default_value_t = 20_000)]
+    seats: u32,
+    #[arg(long, default_value_t = 128)]
+    buyers: usize,
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    duration: Duration,
 }
 
 #[derive(Args)]
@@ -610,6 +634,28 @@ async fn run_flash_sale(a: FlashSaleArgs) -> Result<(), String> {
     Ok(())
 }
 
+async fn run_compare(a: CompareArgs) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let started = match a.nodes {
+        1 => bench::Target::spawn(&exe, bench::SERVER_ARGS_NO_LIMITS).await,
+        n => bench::Target::spawn_cluster(&exe, n as usize, BENCH_SHARDS, bench::SERVER_ARGS_NO_LIMITS).await,
+    };
+    let target = started.map_err(|e| e.to_string())?;
+    let config = bench::CompareConfig {
+        sale: bench::FlashSaleConfig {
+            seats: a.seats,
+            buyers: a.buyers,
+            duration: a.duration,
+            ..bench::FlashSaleConfig::default()
+        },
+        postgres_url: a.postgres_url,
+        etcd_urls: a.etcd_urls.into_iter().filter(|u| !u.is_empty()).collect(),
+    };
+    let mut comparison = bench::compare(target, config).await.map_err(|e| e.to_string())?;
+    comparison.print();
+    Ok(())
+}
+
 async fn run_browse(a: BrowseBenchArgs) -> Result<(), String> {
     let target = match &a.url {
         Some(url) => bench::Target::existing(url),
@@ -681,6 +727,7 @@ pub fn main() -> ExitCode {
             Command::Bench(BenchCommand::Queue(a)) => run_queue_bench(a).await,
             Command::Bench(BenchCommand::Failover(a)) => run_failover(a).await,
             Command::Bench(BenchCommand::Browse(a)) => run_browse(a).await,
+            Command::Bench(BenchCommand::Compare(a)) => run_compare(a).await,
             command => {
                 let metrics = telemetry::install_metrics().map_err(|e| format!("metrics: {e}"))?;
                 match command {

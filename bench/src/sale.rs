@@ -1,0 +1,289 @@
+//! The flash-sale workload, independent of the store that sells the seats: one hot event, many
+//! buyers holding 1–4 random seats all-or-nothing, some of them checking out. Boxoffice and the
+//! peer baselines (PostgreSQL, etcd) implement [`SaleStore`]; the buyers, the clock and the
+//! figures are the same code for all of them.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+use crate::report::Latencies;
+use crate::target::TargetError;
+
+#[derive(Clone, Debug)]
+pub struct FlashSaleConfig {
+    /// Seats of the hot event: `rows` rows of 200 (the last row may be shorter).
+    pub seats: u32,
+    pub buyers: usize,
+    pub duration: Duration,
+    /// Fraction of successful holds that go on to checkout.
+    pub checkout_ratio: f64,
+}
+
+impl Default for FlashSaleConfig {
+    fn default() -> Self {
+        FlashSaleConfig { seats: 20_000, buyers: 128, duration: Duration::from_secs(20), checkout_ratio: 0.5 }
+    }
+}
+
+/// Seats per row of the hot event's one section.
+pub const ROW_SEATS: u32 = 200;
+
+/// Consecutive conflicts after which a buyer asks whether the event has sold out.
+const CONFLICTS_BEFORE_CHECK: u32 = 16;
+
+/// Seats one hold asks for, at most.
+pub const HOLD_SEATS_MAX: usize = 4;
+
+pub fn row_id(r: u32) -> String {
+    format!("R{r}")
+}
+
+/// The seat ids of the hot event, as Boxoffice names them (`MAIN-R0-1` …); the baselines use
+/// the same names.
+pub fn seat_ids(seats: u32) -> Vec<String> {
+    (0..seats).map(|i| format!("MAIN-{}-{}", row_id(i / ROW_SEATS), i % ROW_SEATS + 1)).collect()
+}
+
+/// What a store answered to one hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HoldOutcome {
+    /// Every seat asked for is now held; the id names the hold for checkout.
+    Held(String),
+    /// At least one seat was taken: nothing was held.
+    Conflict,
+    /// The store failed to answer (timeout, connection, server error).
+    Error,
+}
+
+/// A store that sells the hot event's seats. Each call is durable before it returns success,
+/// with the store's own default durability.
+pub trait SaleStore: Send + Sync + 'static {
+    /// One buyer's session (a token, a connection's index, a hold counter).
+    type Buyer: Send;
+
+    /// For report titles.
+    fn describe(&self) -> String;
+
+    /// Creates the hot event with `seats` seats named by [`seat_ids`]; returns its id.
+    fn setup(&self, seats: u32) -> impl Future<Output = Result<String, TargetError>> + Send;
+
+    fn buyer(&self, n: usize) -> impl Future<Output = Result<Self::Buyer, TargetError>> + Send;
+
+    /// Holds all of `seats` or none of them.
+    fn hold(&self, buyer: &mut Self::Buyer, event: &str, seats: &[String]) -> impl Future<Output = HoldOutcome> + Send;
+
+    /// Turns a hold (of `seats`) into an order; true if the order is durable.
+    fn checkout(
+        &self,
+        buyer: &mut Self::Buyer,
+        event: &str,
+        hold_id: &str,
+        seats: &[String],
+    ) -> impl Future<Output = bool> + Send;
+
+    /// Seats of the event that are held or sold, for the I1 check.
+    fn taken(&self, event: &str) -> impl Future<Output = Result<usize, TargetError>> + Send;
+
+    /// Whether no seat of the event (of `seats`) is left; false when unsure.
+    fn sold_out(&self, event: &str, seats: u32) -> impl Future<Output = bool> + Send {
+        async move { self.taken(event).await.is_ok_and(|t| t >= seats as usize) }
+    }
+}
+
+#[derive(Default)]
+struct BuyerResult {
+    /// When this buyer's last hold succeeded, from the start of the sale.
+    last_success: Duration,
+    /// (time from the start, seats won) of every successful hold.
+    successes: Vec<(Duration, usize)>,
+    holds: u64,
+    conflicts: u64,
+    errors: u64,
+    checkouts: u64,
+    hold_latency: Latencies,
+    checkout_latency: Latencies,
+    /// Seat ids won, for the I1 check.
+    won: Vec<String>,
+}
+
+/// One sale's figures, whatever the store.
+pub struct SaleFigures {
+    pub store: String,
+    pub seats: u32,
+    pub buyers: usize,
+    /// From the start until 90% of the seats were held (until the last successful hold when
+    /// 90% was never reached: see `ninety_reached`).
+    pub sale_s: f64,
+    pub ninety_reached: bool,
+    pub elapsed_s: f64,
+    /// Successful holds per second until 90% of the seats were held.
+    pub holds_per_s: f64,
+    pub holds: u64,
+    pub conflicts: u64,
+    pub checkouts: u64,
+    pub errors: u64,
+    pub hold_latency: Latencies,
+    pub checkout_latency: Latencies,
+    pub taken: usize,
+    pub acknowledged: usize,
+    pub double_sold: u64,
+}
+
+impl SaleFigures {
+    /// I1 on the final state: the store shows exactly the seats clients were told they got.
+    pub fn i1_ok(&self) -> bool {
+        self.double_sold == 0 && self.taken == self.acknowledged
+    }
+}
+
+async fn buyer<S: SaleStore>(
+    store: Arc<S>,
+    event: String,
+    n: usize,
+    cfg: FlashSaleConfig,
+    started: Instant,
+    deadline: Instant,
+) -> Result<BuyerResult, TargetError> {
+    let mut session = store.buyer(n).await?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(n as u64);
+    let mut seats = seat_ids(cfg.seats);
+    seats.shuffle(&mut rng);
+    let mut next = 0;
+    let mut r = BuyerResult::default();
+    let mut conflicts_in_a_row = 0;
+    while Instant::now() < deadline && next < seats.len() {
+        let want = rng.gen_range(1..=HOLD_SEATS_MAX).min(seats.len() - next);
+        let pick = &seats[next..next + want];
+        next += want;
+        let started_hold = Instant::now();
+        match store.hold(&mut session, &event, pick).await {
+            HoldOutcome::Held(hold_id) => {
+                r.hold_latency.record(started_hold.elapsed());
+                r.last_success = started.elapsed();
+                r.successes.push((r.last_success, pick.len()));
+                conflicts_in_a_row = 0;
+                r.holds += 1;
+                r.won.extend(pick.iter().cloned());
+                if rng.gen_bool(cfg.checkout_ratio) {
+                    let started = Instant::now();
+                    if store.checkout(&mut session, &event, &hold_id, pick).await {
+                        r.checkouts += 1;
+                        r.checkout_latency.record(started.elapsed());
+                    } else {
+                        r.errors += 1;
+                    }
+                }
+            }
+            HoldOutcome::Conflict => {
+                r.conflicts += 1;
+                conflicts_in_a_row += 1;
+                if conflicts_in_a_row >= CONFLICTS_BEFORE_CHECK {
+                    if store.sold_out(&event, cfg.seats).await {
+                        break;
+                    }
+                    conflicts_in_a_row = 0;
+                }
+            }
+            HoldOutcome::Error => r.errors += 1,
+        }
+    }
+    Ok(r)
+}
+
+/// Runs the sale against `store` and checks I1 on its final state.
+pub async fn run_sale<S: SaleStore>(store: Arc<S>, cfg: &FlashSaleConfig) -> Result<SaleFigures, TargetError> {
+    let event = store.setup(cfg.seats).await?;
+    let started = Instant::now();
+    let deadline = started + cfg.duration;
+    let tasks: Vec<_> = (0..cfg.buyers)
+        .map(|n| tokio::spawn(buyer(store.clone(), event.clone(), n, cfg.clone(), started, deadline)))
+        .collect();
+    let mut total = BuyerResult::default();
+    let mut owners: BTreeMap<String, usize> = BTreeMap::new();
+    let mut double_sold = 0u64;
+    for (n, t) in tasks.into_iter().enumerate() {
+        let r = t.await.map_err(|e| TargetError::Spawn(e.to_string()))??;
+        total.last_success = total.last_success.max(r.last_success);
+        total.successes.extend(r.successes);
+        total.holds += r.holds;
+        total.conflicts += r.conflicts;
+        total.errors += r.errors;
+        total.checkouts += r.checkouts;
+        total.hold_latency.merge(r.hold_latency);
+        total.checkout_latency.merge(r.checkout_latency);
+        for seat in r.won {
+            if owners.insert(seat, n).is_some() {
+                double_sold += 1;
+            }
+        }
+    }
+    let elapsed_s = started.elapsed().as_secs_f64();
+    let (holds_to_90, t90) = until_ninety_percent(&mut total.successes, cfg.seats, total.last_success);
+    let ninety_reached = total.successes.iter().map(|(_, won)| won).sum::<usize>() >= cfg.seats as usize * 9 / 10;
+    let sale_s = t90.as_secs_f64().max(0.001);
+    let taken = store.taken(&event).await?;
+    Ok(SaleFigures {
+        store: store.describe(),
+        seats: cfg.seats,
+        buyers: cfg.buyers,
+        sale_s,
+        ninety_reached,
+        elapsed_s,
+        holds_per_s: holds_to_90 as f64 / sale_s,
+        holds: total.holds,
+        conflicts: total.conflicts,
+        checkouts: total.checkouts,
+        errors: total.errors,
+        hold_latency: total.hold_latency,
+        checkout_latency: total.checkout_latency,
+        taken,
+        acknowledged: owners.len(),
+        double_sold,
+    })
+}
+
+/// Throughput over the sale proper, until 90% of the seats are taken: after that, the last few
+/// free seats are found only by chance and the rate measures luck, not the store. Returns the
+/// successful holds until then and when that was (`last` if 90% was never reached).
+fn until_ninety_percent(successes: &mut [(Duration, usize)], seats: u32, last: Duration) -> (usize, Duration) {
+    successes.sort();
+    let ninety_percent = seats as usize * 9 / 10;
+    let mut seats_so_far = 0;
+    let mut holds_to_90 = 0usize;
+    for (at, won) in successes.iter() {
+        seats_so_far += won;
+        holds_to_90 += 1;
+        if seats_so_far >= ninety_percent {
+            return (holds_to_90, *at);
+        }
+    }
+    (holds_to_90, last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seat_ids_follow_boxoffice_rows_of_200() {
+        let ids = seat_ids(401);
+        assert_eq!(ids[0], "MAIN-R0-1");
+        assert_eq!(ids[199], "MAIN-R0-200");
+        assert_eq!(ids[200], "MAIN-R1-1");
+        assert_eq!(ids[400], "MAIN-R2-1");
+    }
+
+    #[test]
+    fn ninety_percent_stops_at_the_hold_that_crosses_it() {
+        let ms = Duration::from_millis;
+        let mut s = vec![(ms(30), 4), (ms(10), 3), (ms(20), 2), (ms(40), 1)];
+        assert_eq!(until_ninety_percent(&mut s, 10, ms(40)), (3, ms(30)));
+        let mut s = vec![(ms(10), 1)];
+        assert_eq!(until_ninety_percent(&mut s, 10, ms(99)), (1, ms(99)));
+    }
+}
