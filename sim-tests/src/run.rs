@@ -125,6 +125,9 @@ pub fn run_seed(seed: u64, scenario: &Scenario) -> Report {
     let fault_log: Arc<Mutex<Vec<String>>> = Arc::default();
     let log = fault_log.clone();
     let outcome = std::thread::spawn(move || {
+        if std::env::var("SIM_LOG").is_ok() {
+            madsim::runtime::init_logger();
+        }
         let mut runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
         runtime.set_time_limit(RUN_TIME_LIMIT);
         let result =
