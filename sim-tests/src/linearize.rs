@@ -142,6 +142,12 @@ fn seat_ops(ops: &[Op], seats: &[String]) -> BTreeMap<String, Vec<SeatOp>> {
                     push(s, Effect::Release { hold: hold.seq }, false);
                 }
             }
+            // A release whose answer was lost may have happened: its seats may be free since.
+            (OpKind::Release { hold }, OpResult::Unknown(_)) => {
+                for s in hold_seats(ops, hold.seq) {
+                    push(&s, Effect::Release { hold: hold.seq }, true);
+                }
+            }
             (OpKind::Checkout { hold, .. }, OpResult::Order(o)) => {
                 let effect = match o.status {
                     OrderStatus::Confirmed => Effect::Sell { hold: hold.seq, order: o.order_id.seq },
