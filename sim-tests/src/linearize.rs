@@ -174,6 +174,12 @@ fn seat_ops(ops: &[Op], seats: &[String]) -> BTreeMap<String, Vec<SeatOp>> {
                     push(&s, Effect::CheckoutUnknown { hold: hold.seq }, true);
                 }
             }
+            // A cancel whose answer was lost may have happened: its seats may be on sale again.
+            (OpKind::Cancel { order }, OpResult::Unknown(_)) => {
+                for s in order_seats(ops, order.seq) {
+                    push(&s, Effect::Unsell { order: order.seq }, true);
+                }
+            }
             (OpKind::Cancel { order }, OpResult::Order(o)) if o.status == OrderStatus::Cancelled => {
                 for t in &o.tickets {
                     if let Some(seat) = &t.seat {
@@ -193,6 +199,18 @@ fn seat_ops(ops: &[Op], seats: &[String]) -> BTreeMap<String, Vec<SeatOp>> {
         list.sort_by_key(|o| (o.invoked_ms, o.index));
     }
     by_seat
+}
+
+/// The seats of an order the history saw with tickets.
+fn order_seats(ops: &[Op], seq: u64) -> Vec<String> {
+    ops.iter()
+        .find_map(|op| match &op.result {
+            OpResult::Order(o) if o.order_id.seq == seq && !o.tickets.is_empty() => {
+                Some(o.tickets.iter().filter_map(|t| t.seat.clone()).collect())
+            }
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 /// The seats of a hold the history saw acknowledged.

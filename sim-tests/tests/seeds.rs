@@ -9,9 +9,9 @@ const DEFAULT_SEEDS: std::ops::Range<u64> = 1..51;
 /// Seeds that once found a bug, run with the default set. 1234: a candidate with a shorter log
 /// won an election in openraft's default "advanced" leader-id mode (two leaders may share a term,
 /// and the vote compared log ids by leader node before index), so a committed entry could be
-/// lost; fixed by `single-term-leader`. 87: a release whose answer was lost had happened, and the
-/// linearizability check did not allow for it.
-const REGRESSION_SEEDS: [u64; 2] = [87, 1234];
+/// lost; fixed by `single-term-leader`. 87, 214, 292: a release or a cancel whose answer was lost
+/// had happened, and the linearizability check did not allow for it.
+const REGRESSION_SEEDS: [u64; 4] = [87, 214, 292, 1234];
 
 fn seeds() -> Vec<u64> {
     let Ok(text) = std::env::var("SIM_SEEDS") else { return DEFAULT_SEEDS.chain(REGRESSION_SEEDS).collect() };
