@@ -29,7 +29,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
@@ -38,6 +38,7 @@ use raft_store::UserId;
 
 use crate::config::LimitsConfig;
 use crate::error::ApiError;
+use crate::extract::{bearer_token, Caller};
 use crate::state::ApiState;
 use crate::token::{Role, TokenVerifier};
 
@@ -149,7 +150,7 @@ pub(crate) fn retry_after_s(wait: Duration) -> u64 {
 
 /// The layer: per-address, then per-user limits, before routing. Runs inside the request log and
 /// problem layers, so refusals are logged, counted and rendered like any error.
-pub(crate) async fn rate_limit(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+pub(crate) async fn rate_limit(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
     let limits = state.limits();
     if !limits.any() || UNLIMITED_PATHS.contains(&req.uri().path()) {
         return next.run(req).await;
@@ -159,26 +160,23 @@ pub(crate) async fn rate_limit(State(state): State<ApiState>, req: Request, next
             return e.into_response();
         }
     }
-    if let Some(user) = limited_user(req.headers(), state.tokens()) {
-        if let Err(e) = limits.check_user(&user) {
-            return e.into_response();
+    if let Some(caller) = verified_caller(req.headers(), state.tokens()) {
+        if caller.role == Role::User {
+            if let Err(e) = limits.check_user(&caller.user) {
+                return e.into_response();
+            }
         }
+        // Verified once: the handler's `Caller` extractor takes it from here.
+        req.extensions_mut().insert(caller);
     }
     next.run(req).await
 }
 
-/// The user a request is limited as: a valid bearer token's user, unless an admin. A request
-/// without a valid token is anonymous here (the handler answers 401 where a token is needed).
-fn limited_user(headers: &HeaderMap, tokens: &TokenVerifier) -> Option<UserId> {
-    let text = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = text.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    match tokens.verify(token.trim()) {
-        Ok((user, Role::User)) => Some(user),
-        Ok((_, Role::Admin)) | Err(_) => None,
-    }
+/// The caller of a request with a valid bearer token. A request without one is anonymous here
+/// (the handler answers 401 where a token is needed); admins are not limited.
+fn verified_caller(headers: &HeaderMap, tokens: &TokenVerifier) -> Option<Caller> {
+    let (user, role) = tokens.verify(bearer_token(headers).ok()?).ok()?;
+    Some(Caller { user, role })
 }
 
 /// The churn budget: a GCRA per user over releases. `tat` (theoretical arrival time) runs ahead

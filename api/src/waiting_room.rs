@@ -203,9 +203,17 @@ impl Room {
         let mut rx = self.seen.subscribe();
         let wait = tokio::time::timeout(FIRST_VIEW_WAIT, rx.wait_for(Option::is_some)).await;
         match wait {
-            Ok(Ok(seen)) => Ok(seen.clone().unwrap_or_else(|| unreachable_seen(&self.event_id))),
+            Ok(Ok(seen)) => seen.clone().ok_or_else(|| ApiError::Internal("a waiting room view vanished".into())),
             _ => Err(ApiError::Unavailable("the waiting room's state could not be read in time".into())),
         }
+    }
+
+    pub(crate) fn group(&self) -> GroupId {
+        self.group
+    }
+
+    pub(crate) fn event_id(&self) -> &EventId {
+        &self.event_id
     }
 
     /// Follows the room's view: the receiver sees each new one.
@@ -213,30 +221,6 @@ impl Room {
         self.touch();
         self.seen.subscribe()
     }
-}
-
-/// `wait_for(Option::is_some)` only returns a `Some`; this satisfies the type without a panic.
-fn unreachable_seen(event_id: &EventId) -> Arc<Seen> {
-    tracing::error!(%event_id, "a waiting room view vanished");
-    Arc::new(Seen {
-        view: QueueView {
-            event_id: event_id.clone(),
-            high_traffic: true,
-            on_sale_at_ms: i64::MAX,
-            starts_at_ms: i64::MAX,
-            queue: raft_store::QueueCounters {
-                next_seq: 0,
-                early_bound: None,
-                watermark: 0,
-                admitted_recently: 0,
-                redeemed_recently: 0,
-            },
-            available: 0,
-            held: 0,
-            sold_out: false,
-        },
-        rate_per_s: 0.0,
-    })
 }
 
 pub(crate) async fn read_view(
@@ -262,16 +246,6 @@ pub(crate) async fn admitted_at(
     match cluster.query(group, query, Consistency::Stale).await? {
         Answer::Admission(at) => Ok(at),
         other => Err(unexpected(other)),
-    }
-}
-
-impl Room {
-    pub(crate) fn group(&self) -> GroupId {
-        self.group
-    }
-
-    pub(crate) fn event_id(&self) -> &EventId {
-        &self.event_id
     }
 }
 

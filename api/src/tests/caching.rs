@@ -1,85 +1,25 @@
 //! The read cache: coalescing, expiry, invalidation by writes and by the change feed, ETags.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use raft_store::{Answer, ChangesPage, GroupId, Outcome, Query};
 use serde_json::json;
 
 use super::cluster::TestCluster;
-use super::payments::RecordingPayments;
-use super::{TestApp, SECRET, SHARDS};
-use crate::cluster::{BoxFuture, Cluster, ClusterError, Readiness, Submit};
-use crate::{router, ApiConfig, ApiState, Consistency, MetricsRender};
+use super::{TestApp, SHARDS};
+use crate::ApiConfig;
 
-/// A `TestCluster` that counts the reads the cache stands in front of, and makes them slow
-/// enough for concurrent requests to overlap.
-struct Counting {
-    inner: Arc<TestCluster>,
-    reads: AtomicUsize,
-    read_delay: Duration,
-}
-
-impl Counting {
-    fn reads(&self) -> usize {
-        self.reads.load(Ordering::SeqCst)
-    }
-}
-
-impl Cluster for Counting {
-    fn shard_count(&self) -> u32 {
-        self.inner.shard_count()
-    }
-
-    fn submit(&self, submit: Submit) -> BoxFuture<'_, Result<Outcome, ClusterError>> {
-        self.inner.submit(submit)
-    }
-
-    fn query(
-        &self,
-        group: GroupId,
-        query: Query,
-        consistency: Consistency,
-    ) -> BoxFuture<'_, Result<Answer, ClusterError>> {
-        Box::pin(async move {
-            if matches!(query, Query::Event(_) | Query::Seats(_)) {
-                self.reads.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(self.read_delay).await;
-            }
-            self.inner.query(group, query, consistency).await
-        })
-    }
-
-    fn changes(
-        &self,
-        shard: u32,
-        after_index: u64,
-        limit: usize,
-        wait: Duration,
-    ) -> BoxFuture<'_, Result<ChangesPage, ClusterError>> {
-        self.inner.changes(shard, after_index, limit, wait)
-    }
-
-    fn readiness(&self) -> BoxFuture<'_, Readiness> {
-        self.inner.readiness()
-    }
-}
-
-/// An api instance over `cluster` whose browsing reads are counted.
-fn counted_app(cluster: Arc<TestCluster>, adjust: impl FnOnce(&mut ApiConfig)) -> (TestApp, Arc<Counting>) {
-    let counting = Arc::new(Counting { inner: cluster.clone(), reads: AtomicUsize::new(0), read_delay: ms(20) });
-    let mut config = ApiConfig::new(SECRET);
-    config.dev_tokens = true;
-    // Long enough that nothing expires by itself during a test.
-    config.read_cache.ttl = Duration::from_secs(30);
-    adjust(&mut config);
-    let metrics: MetricsRender = Arc::new(String::new);
-    let payments = Arc::new(RecordingPayments::default());
-    let state = ApiState::new(counting.clone(), config, payments.clone(), metrics);
-    (TestApp { router: router(state.clone()), state, cluster, payments }, counting)
+/// An api instance over `cluster` whose browsing reads are slow enough for concurrent requests
+/// to overlap (the cluster counts them).
+fn counted_app(cluster: Arc<TestCluster>, adjust: impl FnOnce(&mut ApiConfig)) -> TestApp {
+    cluster.set_browsing_read_delay(ms(20));
+    TestApp::on(cluster, |config| {
+        // Long enough that nothing expires by itself during a test.
+        config.read_cache.ttl = Duration::from_secs(30);
+        adjust(config);
+    })
 }
 
 fn ms(n: u64) -> Duration {
@@ -92,11 +32,11 @@ fn get_with(path: &str, if_none_match: &str) -> Request<Body> {
 
 #[tokio::test]
 async fn concurrent_misses_on_one_seat_map_cost_one_cluster_read() {
-    let (app, counting) = counted_app(TestCluster::new(SHARDS), |_| {});
+    let app = counted_app(TestCluster::new(SHARDS), |_| {});
     let event_id = app.event_id(json!({})).await;
     let path = format!("/v1/events/{event_id}/seats");
     let replies = futures_util::future::join_all((0..50).map(|_| app.get(&path, None))).await;
-    assert_eq!(counting.reads(), 1, "fifty concurrent misses, one read");
+    assert_eq!(app.cluster.browsing_reads(), 1, "fifty concurrent misses, one read");
     let etag = &replies[0].headers[header::ETAG];
     for reply in &replies {
         assert_eq!(reply.ok(StatusCode::OK)["event_id"], event_id.as_str());
@@ -105,19 +45,19 @@ async fn concurrent_misses_on_one_seat_map_cost_one_cluster_read() {
     let details = format!("/v1/events/{event_id}");
     let again = futures_util::future::join_all((0..50).map(|_| app.get(&details, None))).await;
     assert!(again.iter().all(|r| r.status == StatusCode::OK));
-    assert_eq!(counting.reads(), 2, "the event's details are one more read");
+    assert_eq!(app.cluster.browsing_reads(), 2, "the event's details are one more read");
 }
 
 #[tokio::test]
 async fn reads_within_the_ttl_are_served_from_the_cache_and_a_zero_ttl_turns_it_off() {
-    let (app, counting) = counted_app(TestCluster::new(SHARDS), |_| {});
+    let app = counted_app(TestCluster::new(SHARDS), |_| {});
     let event_id = app.event_id(json!({})).await;
     for _ in 0..5 {
         app.get(&format!("/v1/events/{event_id}/seats"), None).await.ok(StatusCode::OK);
     }
-    assert_eq!(counting.reads(), 1);
+    assert_eq!(app.cluster.browsing_reads(), 1);
 
-    let (app, counting) = counted_app(TestCluster::new(SHARDS), |c| c.read_cache.ttl = Duration::ZERO);
+    let app = counted_app(TestCluster::new(SHARDS), |c| c.read_cache.ttl = Duration::ZERO);
     let event_id = app.event_id(json!({})).await;
     for _ in 0..5 {
         let reply = app.get(&format!("/v1/events/{event_id}/seats"), None).await;
@@ -125,12 +65,12 @@ async fn reads_within_the_ttl_are_served_from_the_cache_and_a_zero_ttl_turns_it_
         assert!(reply.headers.contains_key(header::ETAG), "tags do not need the cache");
         assert_eq!(reply.headers[header::CACHE_CONTROL], "public, no-cache");
     }
-    assert_eq!(counting.reads(), 5);
+    assert_eq!(app.cluster.browsing_reads(), 5);
 }
 
 #[tokio::test]
 async fn writes_through_this_instance_show_in_its_next_read() {
-    let (app, counting) = counted_app(TestCluster::new(SHARDS), |_| {});
+    let app = counted_app(TestCluster::new(SHARDS), |_| {});
     let event_id = app.event_id(json!({})).await;
     let user = app.user("u1");
     assert_eq!(app.seat_status(&event_id, "FLOOR-A-1").await, "available");
@@ -160,19 +100,19 @@ async fn writes_through_this_instance_show_in_its_next_read() {
     assert_eq!(event["name"], "Renamed");
     // A refused hold changes nothing and keeps the cache.
     app.seat_status(&event_id, "FLOOR-A-1").await;
-    let before = counting.reads();
+    let before = app.cluster.browsing_reads();
     app.hold(&event_id, &app.user("u2"), json!({ "seats": ["FLOOR-A-2"] }))
         .await
         .problem(StatusCode::CONFLICT, "seats_unavailable");
     app.seat_status(&event_id, "FLOOR-A-1").await;
-    assert_eq!(counting.reads(), before);
+    assert_eq!(app.cluster.browsing_reads(), before);
 }
 
 #[tokio::test]
 async fn the_feed_follower_shows_writes_made_through_another_instance() {
     let cluster = TestCluster::new(SHARDS);
-    let (reader, _) = counted_app(cluster.clone(), |_| {});
-    let (writer, _) = counted_app(cluster.clone(), |_| {});
+    let reader = counted_app(cluster.clone(), |_| {});
+    let writer = counted_app(cluster.clone(), |_| {});
     let _background = reader.state.start_background();
     let event_id = writer.event_id(json!({})).await;
     assert_eq!(reader.seat_status(&event_id, "FLOOR-A-1").await, "available");
@@ -186,7 +126,7 @@ async fn the_feed_follower_shows_writes_made_through_another_instance() {
 
 #[tokio::test]
 async fn if_none_match_with_the_current_tag_answers_304_without_a_body() {
-    let (app, _) = counted_app(TestCluster::new(SHARDS), |c| c.read_cache.ttl = Duration::from_secs(1));
+    let app = counted_app(TestCluster::new(SHARDS), |c| c.read_cache.ttl = Duration::from_secs(1));
     let event_id = app.event_id(json!({})).await;
     for path in [format!("/v1/events/{event_id}"), format!("/v1/events/{event_id}/seats")] {
         let first = app.get(&path, None).await;
@@ -214,32 +154,32 @@ async fn if_none_match_with_the_current_tag_answers_304_without_a_body() {
 
 #[tokio::test]
 async fn a_seat_map_read_again_after_expiry_keeps_its_tag_when_nothing_changed() {
-    let (app, counting) = counted_app(TestCluster::new(SHARDS), |c| c.read_cache.ttl = ms(50));
+    let app = counted_app(TestCluster::new(SHARDS), |c| c.read_cache.ttl = ms(50));
     let event_id = app.event_id(json!({})).await;
     let seats = format!("/v1/events/{event_id}/seats");
     let etag = app.get(&seats, None).await.headers[header::ETAG].clone();
     tokio::time::sleep(ms(120)).await;
     let again = app.send(get_with(&seats, etag.to_str().unwrap())).await;
     assert_eq!(again.status, StatusCode::NOT_MODIFIED, "as_of moved, the seats did not");
-    assert_eq!(counting.reads(), 2, "the entry expired and was read again");
+    assert_eq!(app.cluster.browsing_reads(), 2, "the entry expired and was read again");
 }
 
 #[tokio::test]
 async fn unknown_events_stay_404_and_are_not_cached() {
-    let (app, counting) = counted_app(TestCluster::new(SHARDS), |_| {});
+    let app = counted_app(TestCluster::new(SHARDS), |_| {});
     let id = "ev0000000000000001";
     for _ in 0..3 {
         app.get(&format!("/v1/events/{id}"), None).await.problem(StatusCode::NOT_FOUND, "not_found");
         app.get(&format!("/v1/events/{id}/seats"), None).await.problem(StatusCode::NOT_FOUND, "not_found");
     }
-    assert_eq!(counting.reads(), 6);
+    assert_eq!(app.cluster.browsing_reads(), 6);
     app.get("/v1/events/nonsense/seats", None).await.problem(StatusCode::NOT_FOUND, "not_found");
-    assert_eq!(counting.reads(), 6, "a malformed id never reaches the store");
+    assert_eq!(app.cluster.browsing_reads(), 6, "a malformed id never reaches the store");
 }
 
 #[tokio::test]
 async fn a_store_error_reaches_every_coalesced_request_and_is_not_cached() {
-    let (app, counting) = counted_app(TestCluster::new(SHARDS), |_| {});
+    let app = counted_app(TestCluster::new(SHARDS), |_| {});
     let event_id = app.event_id(json!({})).await;
     app.cluster.set_fault(Some(super::cluster::Fault::Unavailable));
     let path = format!("/v1/events/{event_id}/seats");
@@ -249,5 +189,5 @@ async fn a_store_error_reaches_every_coalesced_request_and_is_not_cached() {
     }
     app.cluster.set_fault(None);
     app.get(&path, None).await.ok(StatusCode::OK);
-    assert!(counting.reads() >= 2, "the failure was not cached");
+    assert!(app.cluster.browsing_reads() >= 2, "the failure was not cached");
 }

@@ -2,7 +2,7 @@
 //! a counter for log indexes, and the test's clock. Raft itself is tested in raft-store and node;
 //! here the api meets the real booking rules.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -31,6 +31,10 @@ pub(crate) struct TestCluster {
     clock_offset_ms: AtomicI64,
     fault: Mutex<Option<Fault>>,
     submits: AtomicUsize,
+    /// Reads of event details and seat maps (what the read cache stands in front of).
+    browsing_reads: AtomicUsize,
+    /// Each such read takes this long, so concurrent requests overlap.
+    browsing_read_delay_ms: AtomicU64,
     /// The next feed read answers `Compacted` once.
     compact_next_feed: AtomicBool,
     ready: AtomicBool,
@@ -47,6 +51,8 @@ impl TestCluster {
             clock_offset_ms: AtomicI64::new(0),
             fault: Mutex::new(None),
             submits: AtomicUsize::new(0),
+            browsing_reads: AtomicUsize::new(0),
+            browsing_read_delay_ms: AtomicU64::new(0),
             compact_next_feed: AtomicBool::new(false),
             ready: AtomicBool::new(true),
         })
@@ -76,6 +82,15 @@ impl TestCluster {
     /// Commands that reached the store so far, refused ones included.
     pub(crate) fn submits(&self) -> usize {
         self.submits.load(Ordering::SeqCst)
+    }
+
+    /// Reads of event details and seat maps so far.
+    pub(crate) fn browsing_reads(&self) -> usize {
+        self.browsing_reads.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_browsing_read_delay(&self, delay: Duration) {
+        self.browsing_read_delay_ms.store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     fn group(&self, group: GroupId) -> MutexGuard<'_, Machine> {
@@ -159,7 +174,16 @@ impl Cluster for TestCluster {
         query: Query,
         _consistency: Consistency,
     ) -> BoxFuture<'_, Result<Answer, ClusterError>> {
-        Box::pin(async move { self.read(group, &query) })
+        Box::pin(async move {
+            if matches!(query, Query::Event(_) | Query::Seats(_)) {
+                self.browsing_reads.fetch_add(1, Ordering::SeqCst);
+                let delay = self.browsing_read_delay_ms.load(Ordering::SeqCst);
+                if delay > 0 {
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                }
+            }
+            self.read(group, &query)
+        })
     }
 
     fn changes(

@@ -79,7 +79,11 @@ impl TestApp {
     }
 
     pub(crate) fn with(adjust: impl FnOnce(&mut ApiConfig)) -> TestApp {
-        let cluster = TestCluster::new(SHARDS);
+        TestApp::on(TestCluster::new(SHARDS), adjust)
+    }
+
+    /// An api instance over a cluster other instances may share.
+    pub(crate) fn on(cluster: Arc<TestCluster>, adjust: impl FnOnce(&mut ApiConfig)) -> TestApp {
         let mut config = ApiConfig::new(SECRET);
         config.dev_tokens = true;
         adjust(&mut config);
