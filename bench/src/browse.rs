@@ -190,15 +190,8 @@ async fn load(target: &Arc<Target>, cfg: &BrowseBenchConfig) -> Result<(Vec<Stri
 
 /// The server's read-cache counters: (hits, misses), summed over both caches.
 async fn cache_counters(target: &Target) -> (f64, f64) {
-    let Ok(resp) = target.http.get(format!("{}/metrics", target.url)).send().await else { return (0.0, 0.0) };
-    let text = resp.text().await.unwrap_or_default();
-    let sum = |result: &str| -> f64 {
-        let label = format!("result=\"{result}\"");
-        text.lines()
-            .filter(|l| l.starts_with("api_cache_requests_total") && l.contains(&label))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
+    let Ok(metrics) = target.metrics().await else { return (0.0, 0.0) };
+    let sum = |result: &str| metrics.sum("api_cache_requests_total", Some(&format!("result=\"{result}\"")));
     (sum("hit"), sum("miss"))
 }
 

@@ -49,19 +49,6 @@ async fn setup(target: &Target) -> Result<String, TargetError> {
     Ok(event["event_id"].as_str().unwrap_or_default().to_owned())
 }
 
-/// Counter `name` summed over its label sets in a Prometheus text page.
-fn counter(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-async fn metrics_page(target: &Target) -> Result<String, TargetError> {
-    Ok(target.http.get(format!("{}/metrics", target.url)).send().await?.text().await?)
-}
-
 struct Run {
     done: u64,
     errors: u64,
@@ -121,7 +108,7 @@ pub async fn run(target: Arc<Target>, cfg: QueueBenchConfig) -> Result<Report, T
         tokens.push(target.token(&format!("queue-bench-{c}"), "user").await?);
     }
     let tokens = Arc::new(tokens);
-    let leases_before = counter(&metrics_page(&target).await?, "api_queue_leases_total");
+    let leases_before = target.metrics().await?.sum("api_queue_leases_total", None);
 
     let kept: Arc<Mutex<Vec<(usize, String)>>> = Arc::new(Mutex::new(Vec::new()));
     let joins = {
@@ -145,7 +132,7 @@ pub async fn run(target: Arc<Target>, cfg: QueueBenchConfig) -> Result<Report, T
         })
         .await
     };
-    let leases = counter(&metrics_page(&target).await?, "api_queue_leases_total") - leases_before;
+    let leases = target.metrics().await?.sum("api_queue_leases_total", None) - leases_before;
 
     let kept = std::mem::take(&mut *kept.lock().map_err(|_| TargetError::Scenario("poisoned".into()))?);
     // Each client polls the tokens it got itself (a queue token is bound to its user).

@@ -192,17 +192,9 @@ fn time_after_days(days: i64) -> String {
 async fn wait_indexed(target: &Target, events: usize) -> Result<f64, TargetError> {
     let started = Instant::now();
     loop {
-        let text = target.http.get(format!("{}/metrics", target.url)).send().await?.text().await?;
-        let lag: f64 = text
-            .lines()
-            .filter(|l| l.starts_with("boxoffice_indexer_lag_entries"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
-        let written: f64 = text
-            .lines()
-            .filter(|l| l.starts_with("boxoffice_indexer_documents_total"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
+        let metrics = target.metrics().await?;
+        let lag = metrics.sum("boxoffice_indexer_lag_entries", None);
+        let written = metrics.sum("boxoffice_indexer_documents_total", None);
         if lag == 0.0 && written >= events as f64 {
             return Ok(started.elapsed().as_secs_f64());
         }

@@ -137,6 +137,11 @@ impl Target {
         serde_json::from_str(&text).map_err(|e| TargetError::Answer(status, e.to_string()))
     }
 
+    /// The server's `/metrics` page.
+    pub async fn metrics(&self) -> Result<Metrics, TargetError> {
+        Ok(Metrics(self.http.get(format!("{}/metrics", self.url)).send().await?.text().await?))
+    }
+
     pub async fn get(&self, path: &str) -> Result<Value, TargetError> {
         let resp = self.http.get(format!("{}{}", self.url, path)).send().await?;
         let status = resp.status().as_u16();
@@ -145,6 +150,22 @@ impl Target {
             return Err(TargetError::Answer(status, text));
         }
         serde_json::from_str(&text).map_err(|e| TargetError::Answer(status, e.to_string()))
+    }
+}
+
+/// A Prometheus text page, as the server rendered it.
+pub struct Metrics(pub String);
+
+impl Metrics {
+    /// The sum of metric `name` over every label set that contains `label` (`key="value"`), or
+    /// over all of them.
+    pub fn sum(&self, name: &str, label: Option<&str>) -> f64 {
+        self.0
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .filter(|l| label.is_none_or(|label| l.contains(label)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 }
 
@@ -159,4 +180,28 @@ impl Drop for Target {
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(1024).build().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Metrics;
+
+    #[test]
+    fn metrics_are_summed_by_exact_name_and_label() {
+        let page = Metrics(
+            [
+                "# TYPE api_cache_requests_total counter",
+                "api_cache_requests_total{cache=\"seats\",result=\"hit\"} 7",
+                "api_cache_requests_total{cache=\"event\",result=\"hit\"} 3",
+                "api_cache_requests_total{cache=\"event\",result=\"miss\"} 2",
+                "api_cache_requests_total_other 100",
+                "api_queue_leases_total 5",
+            ]
+            .join("\n"),
+        );
+        assert_eq!(page.sum("api_cache_requests_total", Some("result=\"hit\"")), 10.0);
+        assert_eq!(page.sum("api_cache_requests_total", None), 12.0);
+        assert_eq!(page.sum("api_queue_leases_total", None), 5.0);
+        assert_eq!(page.sum("absent", None), 0.0);
+    }
 }

@@ -573,14 +573,24 @@ async fn run_cluster(command: ClusterCommand) -> Result<(), String> {
     Ok(())
 }
 
-async fn run_search_bench(a: SearchBenchArgs) -> Result<(), String> {
-    let target = match &a.url {
-        Some(url) => bench::Target::existing(url),
-        None => {
-            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-            bench::Target::spawn(&exe, bench::SERVER_ARGS_NO_LIMITS).await.map_err(|e| e.to_string())?
-        }
+/// What a bench runs against: the server at `url`, or one it starts with the limits off — `boxoffice
+/// dev` for one node, a cluster of `nodes` behind one api otherwise — with `extra` server arguments.
+async fn bench_target(url: Option<&str>, nodes: u64, extra: &[String]) -> Result<bench::Target, String> {
+    if let Some(url) = url {
+        return Ok(bench::Target::existing(url));
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut args: Vec<&str> = bench::SERVER_ARGS_NO_LIMITS.to_vec();
+    args.extend(extra.iter().map(String::as_str));
+    let started = match nodes {
+        1 => bench::Target::spawn(&exe, &args).await,
+        n => bench::Target::spawn_cluster(&exe, n as usize, BENCH_SHARDS, &args).await,
     };
+    started.map_err(|e| e.to_string())
+}
+
+async fn run_search_bench(a: SearchBenchArgs) -> Result<(), String> {
+    let target = bench_target(a.url.as_deref(), 1, &[]).await?;
     let config = bench::SearchBenchConfig {
         events: a.events,
         searchers: a.searchers,
@@ -595,13 +605,7 @@ async fn run_search_bench(a: SearchBenchArgs) -> Result<(), String> {
 }
 
 async fn run_queue_bench(a: QueueBenchArgs) -> Result<(), String> {
-    let target = match &a.url {
-        Some(url) => bench::Target::existing(url),
-        None => {
-            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-            bench::Target::spawn(&exe, bench::SERVER_ARGS_NO_LIMITS).await.map_err(|e| e.to_string())?
-        }
-    };
+    let target = bench_target(a.url.as_deref(), 1, &[]).await?;
     let config = bench::QueueBenchConfig { clients: a.clients, duration: a.duration };
     let report = bench::queue(std::sync::Arc::new(target), config).await.map_err(|e| e.to_string())?;
     report.print();
@@ -612,17 +616,7 @@ async fn run_flash_sale(a: FlashSaleArgs) -> Result<(), String> {
     if !(0.0..=1.0).contains(&a.checkout_ratio) {
         return Err("--checkout-ratio is between 0 and 1".into());
     }
-    let target = match &a.url {
-        Some(url) => bench::Target::existing(url),
-        None => {
-            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-            let started = match a.nodes {
-                1 => bench::Target::spawn(&exe, bench::SERVER_ARGS_NO_LIMITS).await,
-                n => bench::Target::spawn_cluster(&exe, n as usize, BENCH_SHARDS, bench::SERVER_ARGS_NO_LIMITS).await,
-            };
-            started.map_err(|e| e.to_string())?
-        }
-    };
+    let target = bench_target(a.url.as_deref(), a.nodes, &[]).await?;
     let config = bench::FlashSaleConfig {
         seats: a.seats,
         buyers: a.buyers,
@@ -635,12 +629,7 @@ async fn run_flash_sale(a: FlashSaleArgs) -> Result<(), String> {
 }
 
 async fn run_compare(a: CompareArgs) -> Result<(), String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let started = match a.nodes {
-        1 => bench::Target::spawn(&exe, bench::SERVER_ARGS_NO_LIMITS).await,
-        n => bench::Target::spawn_cluster(&exe, n as usize, BENCH_SHARDS, bench::SERVER_ARGS_NO_LIMITS).await,
-    };
-    let target = started.map_err(|e| e.to_string())?;
+    let target = bench_target(None, a.nodes, &[]).await?;
     let config = bench::CompareConfig {
         sale: bench::FlashSaleConfig {
             seats: a.seats,
@@ -657,15 +646,7 @@ async fn run_compare(a: CompareArgs) -> Result<(), String> {
 }
 
 async fn run_browse(a: BrowseBenchArgs) -> Result<(), String> {
-    let target = match &a.url {
-        Some(url) => bench::Target::existing(url),
-        None => {
-            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-            let mut args: Vec<&str> = bench::SERVER_ARGS_NO_LIMITS.to_vec();
-            args.extend(a.server_arg.iter().map(String::as_str));
-            bench::Target::spawn(&exe, &args).await.map_err(|e| e.to_string())?
-        }
-    };
+    let target = bench_target(a.url.as_deref(), 1, &a.server_arg).await?;
     let config = bench::BrowseBenchConfig {
         events: a.events,
         clients: a.clients,
@@ -687,10 +668,7 @@ async fn run_failover(a: FailoverArgs) -> Result<(), String> {
         after_restart: a.after_restart,
     };
     config.check()?;
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let target = bench::Target::spawn_cluster(&exe, bench::FAILOVER_NODES, BENCH_SHARDS, bench::SERVER_ARGS_NO_LIMITS)
-        .await
-        .map_err(|e| e.to_string())?;
+    let target = bench_target(None, bench::FAILOVER_NODES as u64, &[]).await?;
     if a.keep_files {
         if let Some(cluster) = target.cluster() {
             cluster.keep_files();

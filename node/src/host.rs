@@ -256,10 +256,15 @@ impl Node {
         let (batcher, queue) = mpsc::channel(PROPOSAL_QUEUE_MAX);
         let mut tasks = vec![tokio::spawn(run_batcher(id, raft.clone(), queue, self.clock.clone()))];
         if !id.is_meta() {
-            let duty = expire_duty(self.id, raft.clone(), state.clone(), batcher.clone(), self.clock.clone());
-            tasks.push(tokio::spawn(duty));
-            let duty = admission_duty(self.id, raft.clone(), state.clone(), batcher.clone(), self.clock.clone());
-            tasks.push(tokio::spawn(duty));
+            let duty = LeaderDuty {
+                node_id: self.id,
+                raft: raft.clone(),
+                state: state.clone(),
+                batcher: batcher.clone(),
+                clock: self.clock.clone(),
+            };
+            tasks.push(tokio::spawn(expire_duty(duty.clone())));
+            tasks.push(tokio::spawn(admission_duty(duty)));
         }
         Ok(Arc::new(Group {
             id,
@@ -718,24 +723,38 @@ async fn run_batcher(group: GroupId, raft: Raft, mut queue: mpsc::Receiver<Pendi
     }
 }
 
-/// Proposes `Expire` whenever this node leads the shard and a hold or payment is due, so expired
-/// seats reach the change feed even when no other command arrives.
-async fn expire_duty(
+/// What a shard leader's periodic duties work with: they act only while this node leads, and
+/// propose through the group's batcher like any client command.
+#[derive(Clone)]
+struct LeaderDuty {
     node_id: NodeId,
     raft: Raft,
     state: Arc<GroupState>,
     batcher: mpsc::Sender<Pending>,
     clock: Clock,
-) {
-    let group = state.group();
+}
+
+impl LeaderDuty {
+    fn leading(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.node_id)
+    }
+
+    async fn propose(&self, command: Command) -> Result<Outcome, ProposeError> {
+        let proposal = Proposal { request_id: None, fingerprint: 0, command };
+        submit_to_batcher(&self.batcher, self.state.group(), proposal).await
+    }
+}
+
+/// Proposes `Expire` whenever this node leads the shard and a hold or payment is due, so expired
+/// seats reach the change feed even when no other command arrives.
+async fn expire_duty(duty: LeaderDuty) {
+    let group = duty.state.group();
     loop {
         tokio::time::sleep(Duration::from_millis(EXPIRE_TICK_MS)).await;
-        let leading = raft.metrics().borrow().current_leader == Some(node_id);
-        if !leading || !state.read().machine.has_due_deadlines(clock.now_ms()) {
+        if !duty.leading() || !duty.state.read().machine.has_due_deadlines(duty.clock.now_ms()) {
             continue;
         }
-        let proposal = Proposal { request_id: None, fingerprint: 0, command: Command::Expire };
-        match submit_to_batcher(&batcher, group, proposal).await {
+        match duty.propose(Command::Expire).await {
             Ok(Outcome::Expired { holds, orders }) => {
                 tracing::debug!(%group, holds, orders, "expired");
                 metrics::counter!("boxoffice_expired_holds_total").increment(u64::from(holds));
@@ -750,24 +769,18 @@ async fn expire_duty(
 /// Runs the admission controller of every open waiting room of the shard while this node leads
 /// it: reads the queue views from the local state (current on the leader) and proposes the
 /// advances, feeding each proposal's commit latency back into its event's controller.
-async fn admission_duty(
-    node_id: NodeId,
-    raft: Raft,
-    state: Arc<GroupState>,
-    batcher: mpsc::Sender<Pending>,
-    clock: Clock,
-) {
-    let group = state.group();
+async fn admission_duty(duty: LeaderDuty) {
+    let group = duty.state.group();
     let mut controllers: BTreeMap<raft_store::EventId, Controller> = BTreeMap::new();
     loop {
         tokio::time::sleep(ADMISSION_TICK).await;
-        if raft.metrics().borrow().current_leader != Some(node_id) {
+        if !duty.leading() {
             // A new leader starts from the initial rate: it has not measured anything yet.
             controllers.clear();
             continue;
         }
-        let now_ms = clock.now_ms();
-        let views = match state.read().machine.query(&Query::Queues, now_ms) {
+        let now_ms = duty.clock.now_ms();
+        let views = match duty.state.read().machine.query(&Query::Queues, now_ms) {
             Answer::Queues(views) => views,
             _ => continue,
         };
@@ -777,7 +790,7 @@ async fn admission_duty(
             let Some(to) = controller.next(&view, now_ms) else { continue };
             let command = Command::AdvanceQueue { event_id: view.event_id.clone(), to };
             let started = tokio::time::Instant::now();
-            match submit_to_batcher(&batcher, group, Proposal { request_id: None, fingerprint: 0, command }).await {
+            match duty.propose(command).await {
                 Ok(Outcome::Queue(after)) => {
                     controller.observe(started.elapsed());
                     metrics::gauge!("boxoffice_queue_watermark", "event" => view.event_id.to_string())

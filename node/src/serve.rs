@@ -105,14 +105,24 @@ pub struct ApiOptions {
     pub limits: api::LimitsConfig,
 }
 
-pub async fn run_api(opts: ApiOptions, metrics: MetricsRender) -> Result<(), ServeError> {
-    if opts.nodes.is_empty() {
+/// What a process in front of a cluster starts with: its listener, the address it got, and a
+/// router over the nodes it was given (not refreshed yet).
+async fn listen_and_connect(
+    listen: SocketAddr,
+    nodes: &[String],
+    cluster_secret: &str,
+) -> Result<(tokio::net::TcpListener, SocketAddr, Arc<Router>), ServeError> {
+    if nodes.is_empty() {
         return Err(ServeError::Config("give at least one node address (--nodes)".into()));
     }
-    let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(|e| ServeError::Listen(opts.listen, e))?;
-    let bound = listener.local_addr().map_err(|e| ServeError::Listen(opts.listen, e))?;
-    let client = Arc::new(HttpNodeClient::new(&opts.cluster_secret).map_err(ServeError::Config)?);
-    let router = Router::new(client, opts.nodes.clone());
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| ServeError::Listen(listen, e))?;
+    let bound = listener.local_addr().map_err(|e| ServeError::Listen(listen, e))?;
+    let client = Arc::new(HttpNodeClient::new(cluster_secret).map_err(ServeError::Config)?);
+    Ok((listener, bound, Router::new(client, nodes.to_vec())))
+}
+
+pub async fn run_api(opts: ApiOptions, metrics: MetricsRender) -> Result<(), ServeError> {
+    let (listener, bound, router) = listen_and_connect(opts.listen, &opts.nodes, &opts.cluster_secret).await?;
     if let Err(e) = router.refresh().await {
         tracing::warn!(error = %e, "the cluster is not reachable yet; retrying in the background");
     }
@@ -201,13 +211,7 @@ pub struct IndexerOptions {
 /// `boxoffice indexer`: follows every shard's change feed into the search index, and answers api
 /// instances' searches.
 pub async fn run_indexer(opts: IndexerOptions, metrics: MetricsRender) -> Result<(), ServeError> {
-    if opts.nodes.is_empty() {
-        return Err(ServeError::Config("give at least one node address (--nodes)".into()));
-    }
-    let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(|e| ServeError::Listen(opts.listen, e))?;
-    let bound = listener.local_addr().map_err(|e| ServeError::Listen(opts.listen, e))?;
-    let client = Arc::new(HttpNodeClient::new(&opts.cluster_secret).map_err(ServeError::Config)?);
-    let router = Router::new(client, opts.nodes.clone());
+    let (listener, bound, router) = listen_and_connect(opts.listen, &opts.nodes, &opts.cluster_secret).await?;
     // The follower needs the shard count: wait for the cluster rather than guess.
     while router.refresh().await.is_err() || router.layout().is_none() {
         tracing::warn!("waiting for the cluster to answer");

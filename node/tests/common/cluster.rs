@@ -39,6 +39,21 @@ fn spawn(args: &[String]) -> (Child, String) {
     (child, first)
 }
 
+/// Spawns `boxoffice api` with dev tokens in front of the nodes at `node_addrs` (comma-separated);
+/// returns the process and its URL.
+fn spawn_api(node_addrs: &str, extra: &[&str]) -> (Child, String) {
+    let args =
+        ["api", "--listen", "127.0.0.1:0", "--nodes", node_addrs, "--cluster-secret", SECRET, "--jwt-secret", JWT]
+            .iter()
+            .chain(&["--dev-tokens"])
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>();
+    let (child, first) = spawn(&args);
+    let url = first.strip_prefix("boxoffice: api listening on ").expect("api address line").trim().to_owned();
+    (child, url)
+}
+
 pub struct NodeProc {
     pub id: u64,
     pub addr: String,
@@ -124,24 +139,7 @@ impl Cluster {
             &replication,
         ]);
         let addrs: Vec<String> = nodes.values().map(|p| p.addr.clone()).collect();
-        let args: Vec<String> = [
-            "api",
-            "--listen",
-            "127.0.0.1:0",
-            "--nodes",
-            &addrs.join(","),
-            "--cluster-secret",
-            SECRET,
-            "--jwt-secret",
-            JWT,
-            "--dev-tokens",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let (api, first_line) = spawn(&args);
-        let api_url =
-            first_line.strip_prefix("boxoffice: api listening on ").expect("api address line").trim().to_owned();
+        let (api, api_url) = spawn_api(&addrs.join(","), &[]);
         let cluster = Cluster { nodes, api_url, api: Some(api), shards, tmp, http: client(), extra_apis: Vec::new() };
         cluster.wait_ready().await;
         cluster
@@ -209,24 +207,7 @@ impl Cluster {
 
     /// Starts another api, with extra arguments (say `--search-url`), and waits until it is ready.
     pub async fn start_api(&mut self, extra: &[&str]) -> super::Server {
-        let mut args: Vec<String> = [
-            "api",
-            "--listen",
-            "127.0.0.1:0",
-            "--nodes",
-            &self.node_addrs(),
-            "--cluster-secret",
-            SECRET,
-            "--jwt-secret",
-            JWT,
-            "--dev-tokens",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let (child, first) = spawn(&args);
-        let url = first.strip_prefix("boxoffice: api listening on ").expect("api address line").trim().to_owned();
+        let (child, url) = spawn_api(&self.node_addrs(), extra);
         self.extra_apis.push(child);
         let server = super::Server::attach(&url);
         let deadline = Instant::now() + START_TIMEOUT;
