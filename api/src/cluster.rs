@@ -22,6 +22,10 @@ pub struct Submit {
     /// Hash of the HTTP request (method, path, canonical body): a reused key with another
     /// fingerprint is refused by the state machine.
     pub fingerprint: u64,
+    /// The client sent an `Idempotency-Key`, so every outcome, refusals included, must be
+    /// remembered for its retries. Without one, a refusal may come from the leader's confirmed
+    /// state without a log entry.
+    pub keyed: bool,
 }
 
 /// How fresh a read must be.

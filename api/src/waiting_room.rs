@@ -164,7 +164,7 @@ impl WaitingRoom {
         // Hand the dropped block's tail back, so admission does not wait for buyers it never had.
         let unused = leasing.block.as_ref().filter(|b| b.next < b.end).map(|b| (b.next, b.end));
         let command = Command::LeaseQueueBlock { event_id: room.event_id.clone(), size, unused };
-        let submit = Submit { command, request_id: RequestId(rand::random()), fingerprint: 0 };
+        let submit = Submit { command, request_id: RequestId(rand::random()), fingerprint: 0, keyed: true };
         let block = match self.inner.cluster.submit(submit).await? {
             Outcome::QueueBlock(block) => block,
             Outcome::Refused(refusal) => return Err(refusal.into()),

@@ -81,7 +81,8 @@ impl Cli {
     async fn propose_meta(&self, layout: &Layout, command: Command) -> Result<Layout, String> {
         let candidates: Vec<(NodeId, String)> = layout.active().map(|n| (n.id, n.addr.clone())).collect();
         let proposal = Proposal { request_id: None, fingerprint: 0, command };
-        let request = move || NodeRequest::Propose { group: GroupId::META, proposal: proposal.clone() };
+        let request =
+            move || NodeRequest::Propose { group: GroupId::META, proposal: proposal.clone(), quick_refusal: false };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let noop = |_: NodeId, _: Option<String>| {};
         let (_, reply) = call_leader(&self.client, GroupId::META, &candidates, &request, CALL_TIMEOUT, deadline, &noop)

@@ -72,7 +72,8 @@ pub async fn init_cluster(
     let deadline = tokio::time::Instant::now() + Duration::from_millis(INIT_TIMEOUT_MS);
     let command = Command::InitLayout { shard_count, replication, nodes: nodes.clone() };
     let proposal = raft_store::Proposal { request_id: None, fingerprint: 0, command };
-    let request = move || NodeRequest::Propose { group: GroupId::META, proposal: proposal.clone() };
+    let request =
+        move || NodeRequest::Propose { group: GroupId::META, proposal: proposal.clone(), quick_refusal: false };
     let noop = |_: NodeId, _: Option<String>| {};
     let (_, reply) = call_leader(client.as_ref(), GroupId::META, &candidates, &request, timeout, deadline, &noop)
         .await
@@ -280,7 +281,8 @@ async fn drop_copy(node: &Arc<Node>, layout: &Layout, group: GroupId, leaving: N
 }
 
 async fn propose_meta(node: &Arc<Node>, command: Command) -> Result<(), WireError> {
-    match node.propose(GroupId::META, None, 0, command).await? {
+    match node.propose(GroupId::META, raft_store::Proposal { request_id: None, fingerprint: 0, command }, false).await?
+    {
         Outcome::Layout(_) => Ok(()),
         Outcome::Refused(Refusal::Invalid { detail } | Refusal::Conflict { detail }) => Err(WireError::Invalid(detail)),
         other => Err(WireError::Fatal(format!("unexpected outcome {other:?}"))),

@@ -184,7 +184,7 @@ pub enum SeedError {
 }
 
 async fn create(cluster: &dyn Cluster, key: &str, command: Command) -> Result<bool, SeedError> {
-    let submit = Submit { command, request_id: request_id(key), fingerprint: demo_id(key) };
+    let submit = Submit { command, request_id: request_id(key), fingerprint: demo_id(key), keyed: true };
     match cluster.submit(submit).await? {
         Outcome::Refused(Refusal::Conflict { .. }) => Ok(false),
         Outcome::Refused(r) => Err(SeedError::Refused(key.into(), r)),

@@ -14,8 +14,8 @@ use std::time::Duration;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState, SnapshotPolicy};
 use raft_store::{
-    Answer, ChangesPage, Command, GroupId, GroupState, Kv, LogStore, NodeId, Outcome, Proposal, Query, Raft, Request,
-    RequestId, StateMachineStore,
+    Answer, ChangesPage, Command, GroupId, GroupState, Kv, LogStore, NodeId, Outcome, Proposal, Query, Raft, Refusal,
+    Request, StateMachineStore,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -103,6 +103,8 @@ pub struct Group {
     pub raft: Raft,
     pub state: Arc<GroupState>,
     batcher: mpsc::Sender<Pending>,
+    /// Waiters for the next confirmation of leadership (see `run_read_barrier`).
+    barrier: mpsc::Sender<oneshot::Sender<Result<(), ProposeError>>>,
     tasks: Vec<JoinHandle<()>>,
     /// When this replica last accepted an append (heartbeats included) from a leader.
     last_leader_contact_ms: std::sync::atomic::AtomicI64,
@@ -254,7 +256,11 @@ impl Node {
         let network = NetworkFactory::new(id, self.client.clone());
         let raft = Raft::new(self.id, self.config.clone(), network, log, sm).await.map_err(fatal)?;
         let (batcher, queue) = mpsc::channel(PROPOSAL_QUEUE_MAX);
-        let mut tasks = vec![tokio::spawn(run_batcher(id, raft.clone(), queue, self.clock.clone()))];
+        let (barrier, waiters) = mpsc::channel(PROPOSAL_QUEUE_MAX);
+        let mut tasks = vec![
+            tokio::spawn(run_batcher(id, raft.clone(), queue, self.clock.clone())),
+            tokio::spawn(run_read_barrier(id, raft.clone(), waiters)),
+        ];
         if !id.is_meta() {
             let duty = LeaderDuty {
                 node_id: self.id,
@@ -271,6 +277,7 @@ impl Node {
             raft,
             state,
             batcher,
+            barrier,
             tasks,
             last_leader_contact_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
         }))
@@ -339,7 +346,7 @@ impl Node {
         self.wait_for_leaders(Duration::from_secs(30)).await?;
         let layout =
             Command::InitLayout { shard_count, replication: 1, nodes: vec![(self.id, self.advertise_addr.clone())] };
-        match self.propose(GroupId::META, None, 0, layout).await {
+        match self.propose(GroupId::META, Proposal { request_id: None, fingerprint: 0, command: layout }, false).await {
             Ok(Outcome::Layout(_)) => Ok(()),
             Ok(other) => Err(NodeError::Raft(format!("unexpected layout outcome {other:?}"))),
             Err(e) => Err(NodeError::Raft(e.to_string())),
@@ -366,43 +373,66 @@ impl Node {
 
     /// Proposes a command as this group's leader and waits for its outcome. The command joins the
     /// group's next log entry, which the leader stamps with its clock.
+    ///
+    /// With `quick_refusal` (the client did not ask for the outcome to be remembered, and this is
+    /// the first attempt), a command that the confirmed, current state refuses is answered without
+    /// a log entry: the refusal changes nothing, so there is nothing to replicate or flush.
     pub async fn propose(
         &self,
         group: GroupId,
-        request_id: Option<RequestId>,
-        fingerprint: u64,
-        command: Command,
+        proposal: Proposal,
+        quick_refusal: bool,
     ) -> Result<Outcome, ProposeError> {
         let target = self.hosted(group)?;
-        let name = command.name();
+        let name = proposal.command.name();
         let started = tokio::time::Instant::now();
-        let result = submit_to_batcher(&target.batcher, group, Proposal { request_id, fingerprint, command }).await;
+        let refused = if quick_refusal { self.confirmed_refusal(&target, &proposal).await? } else { None };
+        let result = match refused {
+            Some(refusal) => {
+                metrics::counter!("boxoffice_quick_refusals_total", "command" => name).increment(1);
+                Ok(Outcome::Refused(refusal))
+            }
+            None => submit_to_batcher(&target.batcher, group, proposal).await,
+        };
         metrics::histogram!("boxoffice_propose_seconds", "command" => name).record(started.elapsed().as_secs_f64());
         result
+    }
+
+    /// The refusal the state machine would give `proposal` as the next command, judged on state
+    /// that reflects every write acknowledged before this call (leadership confirmed by a quorum,
+    /// everything committed applied): a linearizable read, at the cost of a heartbeat round shared
+    /// with every other waiter instead of a log entry and a flush on every replica. The local state
+    /// is asked first, so a command it would accept goes straight to the log.
+    async fn confirmed_refusal(&self, target: &Group, proposal: &Proposal) -> Result<Option<Refusal>, ProposeError> {
+        if target.state.read().machine.refusal(proposal, self.clock.now_ms()).is_none() {
+            return Ok(None);
+        }
+        self.confirm_leadership(target).await?;
+        Ok(target.state.read().machine.refusal(proposal, self.clock.now_ms()))
+    }
+
+    /// Returns once this node has confirmed it still leads `target` (a quorum answered a heartbeat
+    /// sent after this call began) and has applied everything committed before it. Concurrent
+    /// callers share one round.
+    async fn confirm_leadership(&self, target: &Group) -> Result<(), ProposeError> {
+        #[cfg(madsim)]
+        if raft_store::planted::is_planted(raft_store::planted::Bug::TrustStaleLeader) {
+            return Ok(());
+        }
+        let (reply, confirmed) = oneshot::channel();
+        let stopped = || fatal(format!("the read barrier of {} stopped", target.id));
+        target.barrier.send(reply).await.map_err(|_| stopped())?;
+        confirmed.await.unwrap_or_else(|_| Err(stopped()))
     }
 
     /// Reads from a group's applied state; `linearizable` first confirms leadership and waits for
     /// everything committed before the read to be applied.
     pub async fn read(&self, group: GroupId, query: &Query, linearizable: bool) -> Result<Answer, ProposeError> {
         let target = self.hosted(group)?;
-        if !linearizable {
-            self.check_staleness(&target)?;
-        }
-        #[cfg(madsim)]
-        let linearizable = linearizable && !raft_store::planted::is_planted(raft_store::planted::Bug::TrustStaleLeader);
         if linearizable {
-            if let Err(e) = target.raft.ensure_linearizable().await {
-                return Err(match e {
-                    RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f)) => {
-                        not_leader(group, f.leader_id, f.leader_node)
-                    }
-                    RaftError::APIError(other) => {
-                        tracing::debug!(%group, error = %other, "linearizable read refused");
-                        not_leader(group, None, None)
-                    }
-                    RaftError::Fatal(e) => fatal(e),
-                });
-            }
+            self.confirm_leadership(&target).await?;
+        } else {
+            self.check_staleness(&target)?;
         }
         let applied = target.state.read();
         Ok(applied.machine.query(query, self.clock.now_ms()))
@@ -720,6 +750,37 @@ async fn run_batcher(group: GroupId, raft: Raft, mut queue: mpsc::Receiver<Pendi
                 }
             }
         });
+    }
+}
+
+/// Confirms leadership for linearizable reads and refusals. Each round calls openraft's
+/// `ensure_linearizable` (a heartbeat to every voter, then waiting for the read index to be
+/// applied) for every waiter queued before the round began, so a burst of readers costs one round,
+/// not one each; waiters arriving during a round wait for the next, which starts after them.
+async fn run_read_barrier(
+    group: GroupId,
+    raft: Raft,
+    mut waiters: mpsc::Receiver<oneshot::Sender<Result<(), ProposeError>>>,
+) {
+    while let Some(first) = waiters.recv().await {
+        let mut round = vec![first];
+        while let Ok(more) = waiters.try_recv() {
+            round.push(more);
+        }
+        metrics::histogram!("boxoffice_read_barrier_waiters").record(round.len() as f64);
+        let result = raft.ensure_linearizable().await.map(|_| ()).map_err(|e| match e {
+            RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f)) => {
+                not_leader(group, f.leader_id, f.leader_node)
+            }
+            RaftError::APIError(other) => {
+                tracing::debug!(%group, error = %other, "leadership not confirmed");
+                not_leader(group, None, None)
+            }
+            RaftError::Fatal(e) => fatal(e),
+        });
+        for waiter in round {
+            let _ = waiter.send(result.clone());
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api::{BoxFuture, Cluster, ClusterError, Consistency, Readiness, Submit};
-use raft_store::{Answer, ChangesPage, GroupId, Outcome, Query};
+use raft_store::{Answer, ChangesPage, GroupId, Outcome, Proposal, Query};
 
 use crate::host::{Node, ProposeError};
 
@@ -64,10 +64,15 @@ impl Cluster for LocalCluster {
     fn submit(&self, submit: Submit) -> BoxFuture<'_, Result<Outcome, ClusterError>> {
         Box::pin(async move {
             let group = submit.command.group(self.shard_count());
-            with_retries(|| {
-                self.node.propose(group, Some(submit.request_id), submit.fingerprint, submit.command.clone())
-            })
-            .await
+            let proposal = Proposal {
+                request_id: Some(submit.request_id),
+                fingerprint: submit.fingerprint,
+                command: submit.command,
+            };
+            // Only the first attempt may be refused without a log entry: a retry must find
+            // whatever the first one did.
+            let mut quick_refusal = !submit.keyed;
+            with_retries(|| self.node.propose(group, proposal.clone(), std::mem::take(&mut quick_refusal))).await
         })
     }
 

@@ -7,6 +7,7 @@
 //! a retry never applies twice: the state machine answers it with the first outcome.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -308,7 +309,14 @@ impl Cluster for Router {
                 fingerprint: submit.fingerprint,
                 command: submit.command,
             };
-            let request = move || NodeRequest::Propose { group, proposal: proposal.clone() };
+            // Only the first attempt may be refused without a log entry: a retry must find
+            // whatever the first one did.
+            let first = AtomicBool::new(!submit.keyed);
+            let request = move || NodeRequest::Propose {
+                group,
+                proposal: proposal.clone(),
+                quick_refusal: first.swap(false, Ordering::Relaxed),
+            };
             match self.on_leader(group, &request).await? {
                 NodeReply::Outcome(outcome) => Ok(outcome),
                 other => Err(unexpected(other)),

@@ -15,10 +15,9 @@ impl Node {
     pub async fn handle(self: &Arc<Self>, request: NodeRequest) -> NodeReply {
         let reply = match request {
             NodeRequest::Raft(rpc) => return NodeReply::Raft(self.handle_raft(rpc).await),
-            NodeRequest::Propose { group, proposal } => self
-                .propose(group, proposal.request_id, proposal.fingerprint, proposal.command)
-                .await
-                .map(NodeReply::Outcome),
+            NodeRequest::Propose { group, proposal, quick_refusal } => {
+                self.propose(group, proposal, quick_refusal).await.map(NodeReply::Outcome)
+            }
             NodeRequest::Read { group, query, linearizable } => {
                 self.read(group, &query, linearizable).await.map(NodeReply::Answer)
             }

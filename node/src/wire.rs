@@ -18,6 +18,10 @@ pub enum NodeRequest {
     Propose {
         group: GroupId,
         proposal: Proposal,
+        /// The leader may answer a refusal from its confirmed state without a log entry: the
+        /// client sent no `Idempotency-Key` and this is the request's first attempt (a retry must
+        /// find the first attempt's outcome, which only the log knows).
+        quick_refusal: bool,
     },
     Read {
         group: GroupId,

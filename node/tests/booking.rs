@@ -280,3 +280,41 @@ async fn a_replayed_idempotency_key_returns_the_first_answer_and_books_once() {
     let (_, orders) = server.get("/v1/me/orders", Some(&alice)).await;
     assert_eq!(orders["items"].as_array().unwrap().len(), 1);
 }
+
+/// The value of a counter in the server's `/metrics`, 0 when absent.
+async fn counter(server: &Server, line_start: &str) -> f64 {
+    let text = server.http.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
+    text.lines().find_map(|l| l.strip_prefix(line_start).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_refused_hold_without_a_key_writes_nothing_and_with_a_key_is_remembered() {
+    let server = Server::start(&[]).await;
+    let admin = server.token("admin", "admin").await;
+    let event = server.create_event(&admin, 1, 5, 5, json!({})).await;
+    let (alice, bob) = (server.token("alice", "user").await, server.token("bob", "user").await);
+    let holds = format!("/v1/events/{event}/holds");
+    let seat = json!({"seats": ["FLOOR-A-1"]});
+    let quick = r#"boxoffice_quick_refusals_total{command="hold"}"#;
+
+    let (s, alices) = server.call("POST", &holds, Some(&alice), Some(seat.clone()), None).await;
+    assert_eq!(s, 201, "{alices}");
+    let before = counter(&server, quick).await;
+    // Without a key: refused from the leader's confirmed state, the same problem document.
+    let (s, body) = server.call("POST", &holds, Some(&bob), Some(seat.clone()), None).await;
+    common::assert_problem(s, &body, 409, "seats_unavailable");
+    assert_eq!(body["unavailable"], json!(["FLOOR-A-1"]), "{body}");
+    assert_eq!(counter(&server, quick).await, before + 1.0, "answered without a log entry");
+    // With a key: the refusal goes through the log, so a retry gets it back even after the seat
+    // was freed.
+    let keyed = server.call("POST", &holds, Some(&bob), Some(seat.clone()), Some("bob-1")).await;
+    common::assert_problem(keyed.0, &keyed.1, 409, "seats_unavailable");
+    assert_eq!(counter(&server, quick).await, before + 1.0, "a keyed refusal is written");
+    let path = format!("/v1/holds/{}", alices["hold_id"].as_str().unwrap());
+    let (s, body) = server.call("DELETE", &path, Some(&alice), None, None).await;
+    assert!(s == 200 || s == 204, "{s} {body}");
+    assert_eq!(server.call("POST", &holds, Some(&bob), Some(seat.clone()), Some("bob-1")).await, keyed);
+    // A new request without a key sees the seat free.
+    let (s, body) = server.call("POST", &holds, Some(&bob), Some(seat), None).await;
+    assert_eq!(s, 201, "{body}");
+}

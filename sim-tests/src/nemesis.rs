@@ -276,7 +276,7 @@ impl Nemesis {
             return true;
         }
         let command = Command::AddNode { id, addr: node_addr(id) };
-        let submit = Submit { command, request_id: RequestId([id as u8; 16]), fingerprint: 1 };
+        let submit = Submit { command, request_id: RequestId([id as u8; 16]), fingerprint: 1, keyed: true };
         match self.router.submit(submit).await {
             Ok(o) => self.note(format!("node {id} added: {}", short(&o))),
             Err(e) => self.note(format!("adding node {id} failed: {e}")),
@@ -287,8 +287,12 @@ impl Nemesis {
     async fn drain(&self) -> bool {
         let victim = *[1, 2, 3].choose(&mut madsim::rand::thread_rng()).expect("three nodes");
         self.note(format!("drain node {victim}"));
-        let submit =
-            Submit { command: Command::DrainNode { id: victim }, request_id: RequestId([200; 16]), fingerprint: 2 };
+        let submit = Submit {
+            command: Command::DrainNode { id: victim },
+            request_id: RequestId([200; 16]),
+            fingerprint: 2,
+            keyed: true,
+        };
         match self.router.submit(submit).await {
             Ok(o) => self.note(format!("drain of node {victim}: {}", short(&o))),
             Err(e) => self.note(format!("drain of node {victim} failed: {e}")),

@@ -296,7 +296,8 @@ async fn liveness(cluster: &Arc<Mutex<SimCluster>>, router: &Router, shop: &Shop
         access: None,
     };
     loop {
-        let submit = Submit { command: command.clone(), request_id: RequestId([0xee; 16]), fingerprint: 9 };
+        let submit =
+            Submit { command: command.clone(), request_id: RequestId([0xee; 16]), fingerprint: 9, keyed: true };
         match router.submit(submit).await {
             Ok(Outcome::Hold(_) | Outcome::Refused(_)) => return Ok(()),
             Ok(other) => return Err(format!("liveness: a booking answered {other:?}")),

@@ -49,6 +49,7 @@ async fn submit_until_done(router: &Router, key: &str, command: Command) -> Resu
         command,
         request_id: RequestId([fnv1a64(key.as_bytes()) as u8; 16]),
         fingerprint: fnv1a64(key.as_bytes()),
+        keyed: true,
     };
     for _ in 0..60 {
         match router.submit(submit.clone()).await {
@@ -128,10 +129,14 @@ impl Client {
         Client { n, router, history, user, holds: Vec::new(), orders: Vec::new(), sent: Vec::new() }
     }
 
+    /// Sends a new request. Half of them (by a bit of the random request id, so the run draws no
+    /// more random numbers) are sent as without an `Idempotency-Key`: the leader may then refuse
+    /// them without a log entry, and they are never retried.
     async fn send(&mut self, kind: OpKind, command: Command) -> (usize, OpResult) {
         let request_id = random_request_id();
         let fingerprint = madsim::rand::thread_rng().gen::<u64>();
-        self.send_as(kind, request_id, fingerprint, command).await
+        let keyed = request_id.0[0] & 1 == 0;
+        self.send_as(kind, request_id, fingerprint, command, keyed).await
     }
 
     async fn send_as(
@@ -140,9 +145,10 @@ impl Client {
         request_id: RequestId,
         fingerprint: u64,
         command: Command,
+        keyed: bool,
     ) -> (usize, OpResult) {
         let invoked_ms = now_ms();
-        let submit = Submit { command: command.clone(), request_id, fingerprint };
+        let submit = Submit { command: command.clone(), request_id, fingerprint, keyed };
         let result = match self.router.submit(submit).await {
             Ok(outcome) => OpResult::from(outcome),
             Err(e) => OpResult::Unknown(e.to_string()),
@@ -156,7 +162,9 @@ impl Client {
             result: result.clone(),
         };
         let index = self.history.record(op);
-        self.sent.push(index);
+        if keyed {
+            self.sent.push(index);
+        }
         (index, result)
     }
 
@@ -212,7 +220,7 @@ impl Client {
         let invoked_ms = now_ms();
         let request_id = random_request_id();
         let command = Command::Checkout { hold_id: hold, user: self.user.clone() };
-        let submit = Submit { command: command.clone(), request_id, fingerprint: 1 };
+        let submit = Submit { command: command.clone(), request_id, fingerprint: 1, keyed: true };
         let first = match self.router.submit(submit).await {
             Ok(o) => OpResult::from(o),
             Err(e) => OpResult::Unknown(e.to_string()),
@@ -229,7 +237,7 @@ impl Client {
                 };
                 match self
                     .router
-                    .submit(Submit { command: pay, request_id: RequestId(request_id), fingerprint: 0 })
+                    .submit(Submit { command: pay, request_id: RequestId(request_id), fingerprint: 0, keyed: true })
                     .await
                 {
                     Ok(o) => OpResult::from(o),
@@ -310,6 +318,6 @@ impl Client {
     async fn retry(&mut self) {
         let Some(&of) = self.sent.choose(&mut madsim::rand::thread_rng()) else { return };
         let Some((request_id, fingerprint, command)) = self.history.op(of).and_then(|op| op.request) else { return };
-        self.send_as(OpKind::Retry { of }, request_id, fingerprint, command).await;
+        self.send_as(OpKind::Retry { of }, request_id, fingerprint, command, true).await;
     }
 }

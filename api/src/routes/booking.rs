@@ -9,8 +9,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use raft_store::{Answer, Command, EventId, HoldId, OrderStatus, OrderView, Outcome, Query};
 
-use super::{submit, unexpected};
-use crate::cluster::Consistency;
+use super::{submit, submit_as, unexpected};
+use crate::cluster::{Consistency, Submit};
 use crate::dto::{CheckoutBody, HoldBody, HoldJson, OrderJson, ProblemJson};
 use crate::error::ApiError;
 use crate::extract::{Caller, IdPath, Posted};
@@ -48,13 +48,15 @@ pub(crate) async fn hold(
     posted: Posted<HoldBody>,
 ) -> Result<(StatusCode, Json<HoldJson>), ApiError> {
     state.limits().check_hold(&caller.user)?;
-    let (request_id, fingerprint) = (posted.request_id(&caller.user), posted.fingerprint());
+    let (request_id, fingerprint, keyed) = (posted.request_id(&caller.user), posted.fingerprint(), posted.has_key());
     let selection = posted.body.into_selection()?;
     let ttl_ms = state.config().hold_ttl_ms();
     // High-traffic events refuse a hold without a pass in apply; other events ignore one.
     let access = access_pass(&state, &headers, &caller.user, &event_id)?;
     let command = Command::Hold { event_id, user: caller.user, selection, ttl_ms, access };
-    match submit(&state, command, request_id, fingerprint).await? {
+    // Without an `Idempotency-Key` a refusal need not be remembered, so the leader may answer one
+    // from its confirmed state without writing it.
+    match submit_as(&state, Submit { command, request_id, fingerprint, keyed }).await? {
         Outcome::Hold(hold) => Ok((StatusCode::CREATED, Json(HoldJson::from(&hold)))),
         other => Err(unexpected(other)),
     }

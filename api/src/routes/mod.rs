@@ -68,9 +68,15 @@ pub(crate) async fn submit(
     request_id: RequestId,
     fingerprint: u64,
 ) -> Result<Outcome, ApiError> {
-    let name = command.name();
-    let written = crate::state::Written::of(&command);
-    let result = state.cluster().submit(Submit { command, request_id, fingerprint }).await;
+    submit_as(state, Submit { command, request_id, fingerprint, keyed: true }).await
+}
+
+/// Submits a command, says whether it was applied or refused in the metrics, lets the read
+/// caches know, and turns a refusal into its problem document.
+pub(crate) async fn submit_as(state: &ApiState, submit: Submit) -> Result<Outcome, ApiError> {
+    let name = submit.command.name();
+    let written = crate::state::Written::of(&submit.command);
+    let result = state.cluster().submit(submit).await;
     let label = match &result {
         Ok(Outcome::Refused(_)) => "refused",
         Ok(_) => "applied",

@@ -130,6 +130,25 @@ impl Machine {
         }
     }
 
+    /// The refusal apply would give `proposal` if it were the next command at `now_ms` (the
+    /// leader's clock), when that is certain without applying it. Only holds are judged; `None`
+    /// for anything else, for a hold that would succeed or that only apply can judge, and for a
+    /// request seen before (its outcome is the remembered one). A leader that has confirmed its
+    /// leadership and applied everything committed may answer such a refusal without a log entry:
+    /// it changes nothing.
+    pub fn refusal(&self, proposal: &Proposal, now_ms: i64) -> Option<Refusal> {
+        if proposal.request_id.is_some_and(|id| self.dedup.get(&id).is_some()) {
+            return None;
+        }
+        let GroupState::Shard(shard) = &self.state else { return None };
+        let Command::Hold { event_id, user, selection, ttl_ms, access } = &proposal.command else { return None };
+        if proposal.command.group(self.shard_count) != self.group {
+            return None;
+        }
+        let hold = shard::HoldAsk { event_id, user, selection, ttl_ms: *ttl_ms, access: access.as_ref() };
+        shard.hold_refusal(now_ms.max(self.last_time_ms), &hold)
+    }
+
     /// Answers a read as of `now_ms`, the reader's clock: holds past their expiry read as expired
     /// even before an `Expire` command compacts them.
     pub fn query(&self, query: &Query, now_ms: i64) -> Answer {

@@ -139,6 +139,25 @@ pub struct ShardState {
     changes_dropped_through: u64,
 }
 
+/// A hold as apply sees it, for the checks it must pass.
+#[derive(Clone, Copy)]
+pub(crate) struct HoldAsk<'a> {
+    pub event_id: &'a EventId,
+    pub user: &'a UserId,
+    pub selection: &'a Selection,
+    pub ttl_ms: i64,
+    pub access: Option<&'a AccessPass>,
+}
+
+/// Whether what is due at the time of a check has been expired already.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expiry {
+    /// In apply: every command first expires what is due.
+    Done,
+    /// Outside apply: holds and orders past their time still occupy their slots.
+    Pending,
+}
+
 fn refused(r: Refusal) -> Outcome {
     Outcome::Refused(r)
 }
@@ -248,66 +267,14 @@ impl ShardState {
         ttl_ms: i64,
         access: Option<&AccessPass>,
     ) -> Outcome {
-        if !(HOLD_TTL_MS_MIN..=HOLD_TTL_MS_MAX).contains(&ttl_ms) {
-            return refused(Refusal::Invalid {
-                detail: format!("hold ttl must be {HOLD_TTL_MS_MIN}..={HOLD_TTL_MS_MAX} ms"),
-            });
-        }
-        let Some(event) = self.events.get(event_id) else {
-            return refused(Refusal::not_found(format!("event {event_id}")));
-        };
-        let taken = match resolve_selection(&event.spec, selection) {
+        let hold = HoldAsk { event_id, user, selection, ttl_ms, access };
+        // Apply has expired everything due at `ctx.now_ms` already.
+        let taken = match self.judge_hold(ctx.now_ms, &hold, Expiry::Done) {
             Ok(taken) => taken,
             Err(refusal) => return refused(refusal),
         };
-        let spec = &event.spec;
-        if ctx.now_ms < spec.on_sale_at_ms || ctx.now_ms >= spec.starts_at_ms {
-            return refused(Refusal::NotOnSale { on_sale_at_ms: spec.on_sale_at_ms, starts_at_ms: spec.starts_at_ms });
-        }
-        if spec.high_traffic {
-            match access {
-                Some(pass) if pass.expires_at_ms > ctx.now_ms => {
-                    if event.queue.is_redeemed(pass) {
-                        return refused(Refusal::AccessUsed);
-                    }
-                }
-                _ => return refused(Refusal::QueueRequired),
-            }
-        }
+        let spec = &self.events[event_id].spec;
         let requested = taken.count();
-        if let Some(limit) = spec.per_user_limit {
-            let current = event.per_user.get(user).copied().unwrap_or(0);
-            if current + requested > limit {
-                return refused(Refusal::LimitExceeded { limit, current, requested });
-            }
-        }
-        #[cfg(madsim)]
-        let check = !crate::planted::is_planted(crate::planted::Bug::SkipAvailabilityCheck);
-        #[cfg(not(madsim))]
-        let check = true;
-        match &taken {
-            Taken::Seats(_) | Taken::General { .. } if !check => {}
-            Taken::Seats(seats) => {
-                let unavailable: Vec<String> = seats
-                    .iter()
-                    .filter(|s| {
-                        event.sections[s.section as usize].rows[s.row as usize][s.number as usize - 1] != Slot::Free
-                    })
-                    .map(|s| seat_id(spec, *s))
-                    .collect();
-                if !unavailable.is_empty() {
-                    return refused(Refusal::SeatsUnavailable { seats: unavailable });
-                }
-            }
-            Taken::General { section, quantity } => {
-                let available = event.sections[*section as usize].available();
-                if available < *quantity {
-                    let section = spec.venue.sections[*section as usize].id.clone();
-                    return refused(Refusal::SoldOut { section, available });
-                }
-            }
-        }
-
         let total = price_of(spec, &taken);
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -336,6 +303,90 @@ impl ShardState {
         self.deadlines.insert((expires_at_ms, Deadline::Hold(seq)));
         self.record(ctx, event_id, change);
         Outcome::Hold(self.hold_view(seq, ctx.now_ms))
+    }
+
+    /// The refusal apply would give this hold if it were the next command at `now_ms`, judged
+    /// without changing anything; `None` when it would succeed or when only apply can tell. Holds
+    /// and unpaid orders past their time count as free here, as apply would expire them first; a
+    /// per-user limit is left to apply, whose counts drop when it expires them.
+    pub(crate) fn hold_refusal(&self, now_ms: i64, hold: &HoldAsk<'_>) -> Option<Refusal> {
+        match self.judge_hold(now_ms, hold, Expiry::Pending) {
+            Ok(_) | Err(Refusal::LimitExceeded { .. }) => None,
+            Err(refusal) => Some(refusal),
+        }
+    }
+
+    /// Every rule a hold must pass, in apply's order, without changing anything: the seats it
+    /// would take, or why not. With `Expiry::Pending`, what is due at `now_ms` has not been
+    /// expired yet and counts as free.
+    fn judge_hold(&self, now_ms: i64, hold: &HoldAsk<'_>, expiry: Expiry) -> Result<Taken, Refusal> {
+        let HoldAsk { event_id, user, selection, ttl_ms, access } = *hold;
+        if !(HOLD_TTL_MS_MIN..=HOLD_TTL_MS_MAX).contains(&ttl_ms) {
+            return Err(Refusal::Invalid {
+                detail: format!("hold ttl must be {HOLD_TTL_MS_MIN}..={HOLD_TTL_MS_MAX} ms"),
+            });
+        }
+        let Some(event) = self.events.get(event_id) else {
+            return Err(Refusal::not_found(format!("event {event_id}")));
+        };
+        let taken = resolve_selection(&event.spec, selection)?;
+        let spec = &event.spec;
+        if now_ms < spec.on_sale_at_ms || now_ms >= spec.starts_at_ms {
+            return Err(Refusal::NotOnSale { on_sale_at_ms: spec.on_sale_at_ms, starts_at_ms: spec.starts_at_ms });
+        }
+        if spec.high_traffic {
+            match access {
+                Some(pass) if pass.expires_at_ms > now_ms => {
+                    if event.queue.is_redeemed(pass) {
+                        return Err(Refusal::AccessUsed);
+                    }
+                }
+                _ => return Err(Refusal::QueueRequired),
+            }
+        }
+        let requested = taken.count();
+        if let Some(limit) = spec.per_user_limit {
+            let current = event.per_user.get(user).copied().unwrap_or(0);
+            if current + requested > limit {
+                return Err(Refusal::LimitExceeded { limit, current, requested });
+            }
+        }
+        #[cfg(madsim)]
+        let check = !crate::planted::is_planted(crate::planted::Bug::SkipAvailabilityCheck);
+        #[cfg(not(madsim))]
+        let check = true;
+        let free = |slot: Slot| match (slot, expiry) {
+            (Slot::Free, _) => true,
+            (Slot::Held(seq), Expiry::Pending) => self.lapsed(seq, now_ms),
+            _ => false,
+        };
+        match &taken {
+            Taken::Seats(_) | Taken::General { .. } if !check => {}
+            Taken::Seats(seats) => {
+                let unavailable: Vec<String> = seats
+                    .iter()
+                    .filter(|s| !free(event.sections[s.section as usize].rows[s.row as usize][s.number as usize - 1]))
+                    .map(|s| seat_id(spec, *s))
+                    .collect();
+                if !unavailable.is_empty() {
+                    return Err(Refusal::SeatsUnavailable { seats: unavailable });
+                }
+            }
+            Taken::General { section, quantity } => {
+                let lapsed = match expiry {
+                    Expiry::Done => 0,
+                    Expiry::Pending => {
+                        self.lapsed_by_section(event_id, now_ms).get(&(*section as usize)).copied().unwrap_or(0)
+                    }
+                };
+                let available = event.sections[*section as usize].available() + lapsed;
+                if available < *quantity {
+                    let section = spec.venue.sections[*section as usize].id.clone();
+                    return Err(Refusal::SoldOut { section, available });
+                }
+            }
+        }
+        Ok(taken)
     }
 
     /// The hold `id` if it exists and belongs to `user`; another user's hold is "not found".

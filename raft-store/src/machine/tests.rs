@@ -48,6 +48,7 @@ struct Harness {
     event: EventId,
     /// Recount the whole inventory after every command (quadratic: off for long runs).
     checking: bool,
+    limit: Option<u32>,
 }
 
 impl Harness {
@@ -58,7 +59,13 @@ impl Harness {
     fn with_limit(per_user_limit: Option<u32>) -> Harness {
         let event = EventId::from_u64(42);
         let group = GroupId::shard(shard_of(&event, SHARDS));
-        let mut h = Harness { m: Machine::new(group, SHARDS), index: 0, event: event.clone(), checking: true };
+        let mut h = Harness {
+            m: Machine::new(group, SHARDS),
+            index: 0,
+            event: event.clone(),
+            checking: true,
+            limit: per_user_limit,
+        };
         let spec = EventSpec {
             event_id: event,
             name: "Concert".into(),
@@ -84,10 +91,22 @@ impl Harness {
         self.run_with(time_ms, None, 0, command)
     }
 
+    /// Applies `command` as the next entry. Before, asks the machine which refusal it would
+    /// predict without applying: a prediction must be exactly apply's answer, and with no
+    /// per-user limit (the one rule left to apply), every refused hold must have been predicted.
     fn run_with(&mut self, time_ms: i64, request_id: Option<RequestId>, fingerprint: u64, command: Command) -> Outcome {
         self.index += 1;
         let proposal = Proposal { request_id, fingerprint, command };
+        let predicted = self.m.refusal(&proposal, time_ms);
+        let seen = request_id.is_some_and(|id| self.m.dedup.get(&id).is_some());
+        let is_hold = matches!(proposal.command, Command::Hold { .. });
         let out = self.m.apply(self.index, &Request::single(time_ms, proposal)).remove(0);
+        if let Some(refusal) = predicted {
+            assert_eq!(out, Outcome::Refused(refusal), "the predicted refusal differs from apply's answer");
+        } else if let (true, false, None, Outcome::Refused(r)) = (is_hold, seen, self.limit, &out) {
+            // Only a command sent to the wrong group is left to apply.
+            assert_eq!(*r, Refusal::WrongGroup, "apply refused a hold that was predicted to succeed");
+        }
         if self.checking {
             self.m.check_invariants().unwrap_or_else(|e| panic!("invariant broken after {out:?}: {e}"));
         }
@@ -254,6 +273,49 @@ fn overlapping_hold_takes_nothing_and_names_the_taken_seats() {
     assert_eq!(h.seat_status(T0 + 1, "FLOOR-A-1"), SeatStatus::Available);
     assert_eq!(h.seat_status(T0 + 1, "FLOOR-A-4"), SeatStatus::Available);
     assert_eq!(h.section(T0 + 1, "FLOOR").held, 2);
+}
+
+#[test]
+fn a_refusal_is_predicted_without_applying_only_when_it_is_certain() {
+    let mut h = Harness::with_limit(Some(3));
+    let first = held(h.hold_seats(T0, "u1", &["FLOOR-A-1", "FLOOR-A-2"]));
+    held(h.hold_general(T0, "u1", 1));
+    held(h.hold_general(T0, "u3", 3));
+    let event = h.event.clone();
+    let ask = |who: &str, selection: Selection, id: Option<RequestId>| Proposal {
+        request_id: id,
+        fingerprint: 1,
+        command: Command::Hold { event_id: event.clone(), user: user(who), selection, ttl_ms: TTL_MS, access: None },
+    };
+    let seats = |ids: &[&str]| Selection::Seats(ids.iter().map(|s| s.to_string()).collect());
+    let lawn = |quantity| Selection::General { section: "LAWN".into(), quantity };
+    // Taken seats and a short section: certain, and named as apply names them.
+    let taken = ask("u2", seats(&["FLOOR-A-2", "FLOOR-A-3"]), None);
+    assert_eq!(h.m.refusal(&taken, T0 + 1), Some(Refusal::SeatsUnavailable { seats: vec!["FLOOR-A-2".into()] }));
+    assert_eq!(
+        h.m.refusal(&ask("u2", lawn(2), None), T0 + 1),
+        Some(Refusal::SoldOut { section: "LAWN".into(), available: 1 })
+    );
+    // Free seats: only apply decides.
+    assert_eq!(h.m.refusal(&ask("u2", seats(&["FLOOR-A-3"]), None), T0 + 1), None);
+    // Past their expiry the seats count as free, as apply expires them first.
+    assert_eq!(h.m.refusal(&taken, T0 + TTL_MS), None);
+    assert_eq!(h.m.refusal(&ask("u2", lawn(2), None), T0 + TTL_MS), None);
+    // u1 is at the limit (3 of 3) and asks for taken seats: apply would say `limit_exceeded`,
+    // but once u1's holds lapse it would not, so the limit is left to apply.
+    assert_eq!(h.m.refusal(&ask("u1", seats(&["FLOOR-A-1"]), None), T0 + 1), None);
+    // A request the machine has seen gets its remembered outcome from apply, never a prediction.
+    let id = RequestId([9; 16]);
+    h.run_with(T0 + 2, Some(id), 1, Command::Expire);
+    assert_eq!(h.m.refusal(&ask("u2", seats(&["FLOOR-A-1"]), Some(id)), T0 + 3), None);
+    assert!(h.m.refusal(&ask("u2", seats(&["FLOOR-A-1"]), Some(RequestId([8; 16]))), T0 + 3).is_some());
+    // Other commands are never predicted.
+    let release = Proposal {
+        request_id: None,
+        fingerprint: 0,
+        command: Command::ReleaseHold { hold_id: first.hold_id, user: user("u2") },
+    };
+    assert_eq!(h.m.refusal(&release, T0 + 3), None);
 }
 
 #[test]
@@ -842,9 +904,10 @@ fn change_feed_reports_compaction_when_records_were_dropped() {
 
 #[test]
 fn random_commands_never_oversell_and_keep_counters_exact() {
-    for seed in 0..20u64 {
+    // With a per-user limit, and without one (then every refused hold must have been predicted).
+    for seed in 0..30u64 {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let mut h = Harness::with_limit(Some(6));
+        let mut h = Harness::with_limit(if seed < 20 { Some(6) } else { None });
         let mut holds: Vec<(String, HoldId)> = Vec::new();
         let mut orders: Vec<(String, OrderId)> = Vec::new();
         let mut now = T0;
