@@ -283,7 +283,8 @@ async fn a_replayed_idempotency_key_returns_the_first_answer_and_books_once() {
 
 /// The value of a counter in the server's `/metrics`, 0 when absent.
 async fn counter(server: &Server, line_start: &str) -> f64 {
-    let text = server.http.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
+    let response = server.http.get(format!("{}/metrics", server.url)).send().await.expect("GET /metrics");
+    let text = response.text().await.expect("metrics text");
     text.lines().find_map(|l| l.strip_prefix(line_start).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
 }
 
