@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use raft_store::{Command, GroupId, Layout, NodeId, NodeStatus, Outcome, Proposal};
 
-use crate::http::HttpNodeClient;
 use crate::router::call_leader;
+use crate::rpc::RpcNodeClient;
 use crate::wire::{NodeClient, NodeReply, NodeRequest, NodeStatusReply};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const INIT_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub struct Cli {
-    client: HttpNodeClient,
+    client: RpcNodeClient,
     /// The node the operator talks to.
     node: String,
 }
@@ -28,7 +28,7 @@ fn unexpected(reply: NodeReply) -> String {
 
 impl Cli {
     pub fn new(node: &str, secret: &str) -> Result<Cli, String> {
-        Ok(Cli { client: HttpNodeClient::new(secret)?, node: node.to_owned() })
+        Ok(Cli { client: RpcNodeClient::new(secret), node: node.to_owned() })
     }
 
     async fn call(&self, addr: &str, request: NodeRequest, timeout: Duration) -> Result<NodeReply, String> {

@@ -1,126 +1,43 @@
-//! The HTTP edges of node-to-node traffic: a [`NodeClient`] over reqwest, and the internal server
-//! every node runs. HTTP/2 with prior knowledge: all groups' messages to one peer share one
-//! connection. Every call carries the cluster secret.
+//! The HTTP side of a node's port (`/healthz`, `/readyz`, `/metrics`; calls between processes use
+//! `rpc.rs` on the same port), and of the indexer's (`/internal/search`, which api instances call
+//! with the cluster secret).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use api::{BoxFuture, MetricsRender};
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::host::Node;
-use crate::wire::{NodeClient, NodeReply, NodeRequest, TransportError};
 
-/// Header carrying the cluster secret on internal calls.
+/// Header carrying the cluster secret on calls to the indexer.
 pub const SECRET_HEADER: &str = "x-boxoffice-cluster-secret";
-/// Largest internal message, in bytes: a whole shard's snapshot travels in one.
-const INTERNAL_BODY_BYTES_MAX: usize = 1 << 30;
 const CONNECT_TIMEOUT_MS: u64 = 1_000;
-
-pub struct HttpNodeClient {
-    http: reqwest::Client,
-    secret: String,
-}
-
-impl HttpNodeClient {
-    pub fn new(secret: &str) -> Result<HttpNodeClient, String> {
-        let http = reqwest::Client::builder()
-            .http2_prior_knowledge()
-            .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .map_err(|e| e.to_string())?;
-        Ok(HttpNodeClient { http, secret: secret.to_owned() })
-    }
-}
-
-impl NodeClient for HttpNodeClient {
-    fn call(
-        &self,
-        addr: &str,
-        request: NodeRequest,
-        timeout: Duration,
-    ) -> BoxFuture<'_, Result<NodeReply, TransportError>> {
-        let addr = addr.to_owned();
-        Box::pin(async move {
-            let body =
-                raft_store::encode(&request).map_err(|e| TransportError::BadReply(addr.clone(), e.to_string()))?;
-            let response = self
-                .http
-                .post(format!("http://{addr}/internal/rpc"))
-                .header(SECRET_HEADER, &self.secret)
-                .header("content-type", "application/octet-stream")
-                .timeout(timeout)
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| {
-                    if e.is_timeout() {
-                        TransportError::Timeout(addr.clone())
-                    } else {
-                        TransportError::Unreachable(addr.clone(), e.to_string())
-                    }
-                })?;
-            let status = response.status();
-            let bytes = response.bytes().await.map_err(|e| TransportError::Unreachable(addr.clone(), e.to_string()))?;
-            if !status.is_success() {
-                let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
-                return Err(TransportError::BadReply(addr, format!("{status}: {text}")));
-            }
-            raft_store::decode(&bytes).map_err(|e| TransportError::BadReply(addr, e.to_string()))
-        })
-    }
-}
 
 #[derive(Clone)]
 struct Internal {
     node: Arc<Node>,
-    secret: Arc<[u8]>,
     metrics: MetricsRender,
 }
 
 /// Compares in time independent of where the inputs differ, so the secret cannot be guessed a
 /// byte at a time from response timings.
-fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+pub(crate) fn same_secret(given: &[u8], expected: &[u8]) -> bool {
     given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
-/// The node's own server: `/internal/rpc` for peers, api instances and the CLI, plus
-/// `/healthz`, `/readyz` and `/metrics` for operators.
-pub fn internal_routes(node: Arc<Node>, secret: &str, metrics: MetricsRender) -> axum::Router {
-    let state = Internal { node, secret: secret.as_bytes().into(), metrics };
+/// The node's HTTP routes, for operators: `/healthz`, `/readyz` and `/metrics`.
+pub fn internal_routes(node: Arc<Node>, metrics: MetricsRender) -> axum::Router {
+    let state = Internal { node, metrics };
     axum::Router::new()
-        .route("/internal/rpc", post(rpc))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(render_metrics))
-        .layer(DefaultBodyLimit::max(INTERNAL_BODY_BYTES_MAX))
         .with_state(state)
-}
-
-async fn rpc(State(s): State<Internal>, headers: HeaderMap, body: Bytes) -> Response {
-    let given = headers.get(SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
-    if !same_secret(given, &s.secret) {
-        metrics::counter!("boxoffice_internal_rejected_total").increment(1);
-        return (StatusCode::UNAUTHORIZED, "cluster secret missing or wrong").into_response();
-    }
-    let request: NodeRequest = match raft_store::decode(&body) {
-        Ok(r) => r,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("undecodable request: {e}")).into_response(),
-    };
-    let kind = request.kind();
-    let started = std::time::Instant::now();
-    let reply = s.node.handle(request).await;
-    metrics::histogram!("boxoffice_internal_seconds", "kind" => kind).record(started.elapsed().as_secs_f64());
-    match raft_store::encode(&reply) {
-        Ok(bytes) => ([("content-type", "application/octet-stream")], bytes).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    }
 }
 
 async fn ready(State(s): State<Internal>) -> Response {

@@ -22,6 +22,8 @@ pub mod dev;
 #[cfg(not(madsim))]
 mod http;
 #[cfg(not(madsim))]
+mod rpc;
+#[cfg(not(madsim))]
 pub mod serve;
 #[cfg(not(madsim))]
 pub mod telemetry;
@@ -30,10 +32,12 @@ pub use clock::{now_ms, Clock};
 pub use coordinator::{init_cluster, rebalance_duty, rebalance_once};
 pub use host::{Group, Node, NodeError, NodeSetup, ProposeError, RaftTuning};
 #[cfg(not(madsim))]
-pub use http::{internal_routes, HttpNodeClient};
+pub use http::internal_routes;
 pub use local::LocalCluster;
 pub use network::{NetworkFactory, NoPeers, RaftRpc, RaftRpcReply};
 pub use router::{call_leader, CallError, Router};
+#[cfg(not(madsim))]
+pub use rpc::RpcNodeClient;
 pub use wire::{
     GroupStatus, LeaderHint, NodeClient, NodeReply, NodeRequest, NodeStatusReply, RoutingReply, TransportError,
     WireError,

@@ -9,8 +9,9 @@ use api::{ApiConfig, ApiState, MetricsRender, SandboxPayments};
 use raft_store::{NodeId, SledKv};
 
 use crate::host::{Node, NodeSetup, RaftTuning};
-use crate::http::{internal_routes, HttpNodeClient};
+use crate::http::internal_routes;
 use crate::router::Router;
+use crate::rpc::{Handler, RpcNodeClient, SplitListener};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -50,7 +51,7 @@ pub async fn run_node(opts: NodeOptions, metrics: MetricsRender) -> Result<(), S
     let advertise = opts.advertise.clone().unwrap_or_else(|| bound.to_string());
     let kv =
         SledKv::open(&opts.data_dir.join("db"), opts.cache_bytes).map_err(|e| ServeError::Storage(e.to_string()))?;
-    let client = Arc::new(HttpNodeClient::new(&opts.cluster_secret).map_err(ServeError::Config)?);
+    let client = Arc::new(RpcNodeClient::new(&opts.cluster_secret));
     let node = Node::start(NodeSetup {
         node_id: opts.node_id,
         advertise_addr: advertise.clone(),
@@ -73,8 +74,17 @@ pub async fn run_node(opts: NodeOptions, metrics: MetricsRender) -> Result<(), S
     println!("boxoffice: node {} listening on {bound}", opts.node_id);
     flush_stdout();
     let metrics = crate::telemetry::with_node_gauges(&node, metrics);
-    let app = internal_routes(node.clone(), &opts.cluster_secret, metrics);
-    let served = axum::serve(no_delay(listener), app).with_graceful_shutdown(crate::dev::shutdown_signal()).await;
+    let app = internal_routes(node.clone(), metrics);
+    let handler: Handler = {
+        let node = node.clone();
+        Arc::new(move |request| {
+            let node = node.clone();
+            Box::pin(async move { node.handle(request).await })
+        })
+    };
+    // Peers, api instances and the CLI call on this port (`rpc.rs`); operators' HTTP too.
+    let listener = SplitListener::new(listener, &opts.cluster_secret, handler).map_err(ServeError::Serve)?;
+    let served = axum::serve(listener, app).with_graceful_shutdown(crate::dev::shutdown_signal()).await;
     node.shutdown().await;
     served.map_err(ServeError::Serve)
 }
@@ -117,7 +127,7 @@ async fn listen_and_connect(
     }
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| ServeError::Listen(listen, e))?;
     let bound = listener.local_addr().map_err(|e| ServeError::Listen(listen, e))?;
-    let client = Arc::new(HttpNodeClient::new(cluster_secret).map_err(ServeError::Config)?);
+    let client = Arc::new(RpcNodeClient::new(cluster_secret));
     Ok((listener, bound, Router::new(client, nodes.to_vec())))
 }
 
