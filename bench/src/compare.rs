@@ -1,21 +1,36 @@
 //! `boxoffice bench compare`: the flash sale against Boxoffice and the peer baselines, one after
-//! another on the same machine, and one table with the ratios.
+//! another on the same machine, and one table with the ratios. Each store first runs the sale as
+//! fast as its buyers can go (a closed loop: its peak), then again with hold commands offered at a
+//! share of that peak (an open loop: its latency under a load it can carry).
 
 use std::sync::Arc;
 
 use crate::etcd::EtcdStore;
 use crate::flash_sale::BoxofficeStore;
 use crate::postgres::PostgresStore;
-use crate::sale::{run_sale, FlashSaleConfig, SaleFigures, SaleStore};
+use crate::sale::{run_paced_sale, run_sale, FlashSaleConfig, PacedSaleFigures, SaleFigures, SaleStore};
 use crate::target::{Target, TargetError};
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct CompareConfig {
     pub sale: FlashSaleConfig,
+    /// Share of each store's own peak (hold commands per second) offered in its latency run.
+    pub latency_load_of_peak: f64,
     /// Skipped when absent.
     pub postgres_url: Option<String>,
     /// Skipped when empty.
     pub etcd_urls: Vec<String>,
+}
+
+impl Default for CompareConfig {
+    fn default() -> Self {
+        CompareConfig {
+            sale: FlashSaleConfig::default(),
+            latency_load_of_peak: 0.7,
+            postgres_url: None,
+            etcd_urls: Vec::new(),
+        }
+    }
 }
 
 /// Runs the sale against `boxoffice` (stopped before the baselines run, so that they do not
@@ -23,54 +38,104 @@ pub struct CompareConfig {
 pub async fn run(boxoffice: Target, cfg: CompareConfig) -> Result<Comparison, TargetError> {
     let mut rows = Vec::new();
     let store = Arc::new(BoxofficeStore::new(Arc::new(boxoffice)));
-    rows.push(labelled("Boxoffice", store, &cfg.sale).await?);
+    rows.push(labelled("Boxoffice", store, &cfg).await?);
     if let Some(url) = &cfg.postgres_url {
         let store = Arc::new(PostgresStore::connect(url, cfg.sale.buyers).await?);
-        rows.push(labelled("PostgreSQL", store, &cfg.sale).await?);
+        rows.push(labelled("PostgreSQL", store, &cfg).await?);
     }
     if !cfg.etcd_urls.is_empty() {
         let store = Arc::new(EtcdStore::new(&cfg.etcd_urls)?);
-        rows.push(labelled("etcd", store, &cfg.sale).await?);
+        rows.push(labelled("etcd", store, &cfg).await?);
     }
-    Ok(Comparison { sale: cfg.sale, rows })
+    Ok(Comparison { sale: cfg.sale, share: cfg.latency_load_of_peak, rows })
 }
 
-/// The store is dropped (and what it started stopped) when this returns.
-async fn labelled<S: SaleStore>(name: &str, store: Arc<S>, cfg: &FlashSaleConfig) -> Result<Row, TargetError> {
-    let figures = run_sale(store, cfg).await?;
-    Ok(Row { name: name.to_owned(), figures })
+/// The peak run, then the latency run at a share of the peak, each on an event of its own. The
+/// store is dropped (and what it started stopped) when this returns.
+async fn labelled<S: SaleStore>(name: &str, store: Arc<S>, cfg: &CompareConfig) -> Result<Row, TargetError> {
+    let figures = run_sale(store.clone(), &cfg.sale).await?;
+    let peak_commands_per_s = (figures.holds + figures.conflicts) as f64 / figures.elapsed_s.max(0.001);
+    let paced = run_paced_sale(store, &cfg.sale, peak_commands_per_s * cfg.latency_load_of_peak).await?;
+    Ok(Row { name: name.to_owned(), figures, peak_commands_per_s, paced })
 }
 
 struct Row {
     name: String,
     figures: SaleFigures,
+    /// Hold commands (successes and refusals) per second in the peak run.
+    peak_commands_per_s: f64,
+    paced: PacedSaleFigures,
 }
 
 pub struct Comparison {
     sale: FlashSaleConfig,
+    share: f64,
     rows: Vec<Row>,
 }
 
 impl Comparison {
+    /// The stretch of the sale every store's rate is measured over: until 90% of the seats were
+    /// won, or fewer if a store did not get that far in its run. A store that stopped early would
+    /// otherwise be measured on the easy start only, when blind picks mostly succeed.
+    pub fn compared_seats(&self) -> usize {
+        let ninety = crate::sale::ninety_percent(self.sale.seats);
+        self.rows.iter().map(|r| r.figures.seats_won()).fold(ninety, usize::min)
+    }
+
     /// The table's lines: a header, then one line per store; Boxoffice comes first and the
     /// last column is Boxoffice's durable holds/s divided by the row's.
     pub fn lines(&mut self) -> Vec<Vec<String>> {
-        let reference = self.rows.first().map_or(0.0, |r| r.figures.holds_per_s);
+        let seats = self.compared_seats();
+        let rate = |f: &SaleFigures| f.holds_per_s_until(seats).unwrap_or(0.0);
+        let reference = self.rows.first().map_or(0.0, |r| rate(&r.figures));
         let mut lines =
             vec![["store", "durable holds/s", "hold p50", "p99", "p999", "errors", "I1", "Boxoffice ÷ this"]
                 .map(str::to_owned)
                 .to_vec()];
         for row in &mut self.rows {
+            let rate = rate(&row.figures);
             let f = &mut row.figures;
             lines.push(vec![
                 format!("{} ({})", row.name, f.store),
-                format!("{:.0}", f.holds_per_s),
+                format!("{rate:.0}"),
                 format!("{:.1} ms", f.hold_latency.quantile_ms(0.5)),
                 format!("{:.1} ms", f.hold_latency.quantile_ms(0.99)),
                 format!("{:.1} ms", f.hold_latency.quantile_ms(0.999)),
                 f.errors.to_string(),
                 if f.i1_ok() { "ok".to_owned() } else { "VIOLATED".to_owned() },
-                ratio(reference, f.holds_per_s),
+                ratio(reference, rate),
+            ]);
+        }
+        lines
+    }
+
+    /// The latency run's table: a header, then one line per store.
+    pub fn latency_lines(&mut self) -> Vec<Vec<String>> {
+        let mut lines = vec![[
+            "store",
+            "hold cmds/s offered",
+            "answered p50",
+            "p99",
+            "p999",
+            "held p99",
+            "not started",
+            "errors",
+            "I1",
+        ]
+        .map(str::to_owned)
+        .to_vec()];
+        for row in &mut self.rows {
+            let p = &mut row.paced;
+            lines.push(vec![
+                row.name.clone(),
+                format!("{:.0} ({:.0}% of {:.0})", p.offered_per_s, self.share * 100.0, row.peak_commands_per_s),
+                format!("{:.1} ms", p.answered.latencies.quantile_ms(0.5)),
+                format!("{:.1} ms", p.answered.latencies.quantile_ms(0.99)),
+                format!("{:.1} ms", p.answered.latencies.quantile_ms(0.999)),
+                format!("{:.1} ms", p.held_latency.quantile_ms(0.99)),
+                p.answered.skipped.to_string(),
+                (p.answered.errors + p.checkout_errors).to_string(),
+                if p.i1_ok() { "ok".to_owned() } else { "VIOLATED".to_owned() },
             ]);
         }
         lines
@@ -84,14 +149,12 @@ impl Comparison {
             self.sale.duration.as_secs(),
             self.sale.checkout_ratio
         );
-        let lines = self.lines();
-        let columns = lines.first().map_or(0, Vec::len);
-        let widths: Vec<usize> =
-            (0..columns).map(|c| lines.iter().map(|l| l[c].chars().count()).max().unwrap_or(0)).collect();
-        for line in &lines {
-            let cells: Vec<String> = line.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}", w = *w)).collect();
-            println!("  {}", cells.join("  ").trim_end());
-        }
+        let seats = self.compared_seats();
+        println!(
+            "  (durable holds/s: successful holds per second until {seats} seats ({:.0}%) were taken, the same stretch for every store)",
+            100.0 * seats as f64 / f64::from(self.sale.seats.max(1))
+        );
+        print_table(&self.lines());
         for row in &self.rows {
             let f = &row.figures;
             let sale = if f.ninety_reached {
@@ -104,6 +167,29 @@ impl Comparison {
                 row.name, f.holds, f.conflicts, f.checkouts, f.taken, f.seats
             );
         }
+        println!(
+            "== flash sale at {:.0}% of each store's peak (open loop, latency from when each hold was due) ==",
+            self.share * 100.0
+        );
+        print_table(&self.latency_lines());
+        for row in &self.rows {
+            let p = &row.paced;
+            println!(
+                "  {}: {} holds, {} checkouts; {} of {} seats taken",
+                row.name, p.holds, p.checkouts, p.taken, self.sale.seats
+            );
+        }
+    }
+}
+
+/// Prints `lines` as aligned columns.
+pub fn print_table(lines: &[Vec<String>]) {
+    let columns = lines.first().map_or(0, Vec::len);
+    let widths: Vec<usize> =
+        (0..columns).map(|c| lines.iter().map(|l| l.get(c).map_or(0, |s| s.chars().count())).max().unwrap_or(0)).collect();
+    for line in lines {
+        let cells: Vec<String> = line.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}", w = *w)).collect();
+        println!("  {}", cells.join("  ").trim_end());
     }
 }
 

@@ -5,12 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
+use crate::pace::{open_loop, Paced};
 use crate::report::Latencies;
 use crate::target::TargetError;
 
@@ -132,9 +133,24 @@ pub struct SaleFigures {
     pub taken: usize,
     pub acknowledged: usize,
     pub double_sold: u64,
+    /// (time from the start, seats won) of every successful hold, in time order.
+    pub successes: Vec<(Duration, usize)>,
 }
 
 impl SaleFigures {
+    /// Seats won in the run.
+    pub fn seats_won(&self) -> usize {
+        self.successes.iter().map(|(_, won)| won).sum()
+    }
+
+    /// Successful holds per second until `seats` seats were won; `None` if they never were. Runs
+    /// compared on the same stretch of the sale face the same odds: the emptier the hall, the
+    /// likelier a blind pick succeeds.
+    pub fn holds_per_s_until(&self, seats: usize) -> Option<f64> {
+        let (holds, at) = until_sold(&self.successes, seats)?;
+        Some(holds as f64 / at.as_secs_f64().max(0.001))
+    }
+
     /// I1 on the final state: the store shows exactly the seats clients were told they got.
     pub fn i1_ok(&self) -> bool {
         self.double_sold == 0 && self.taken == self.acknowledged
@@ -223,8 +239,10 @@ pub async fn run_sale<S: SaleStore>(store: Arc<S>, cfg: &FlashSaleConfig) -> Res
         }
     }
     let elapsed_s = started.elapsed().as_secs_f64();
-    let (holds_to_90, t90) = until_ninety_percent(&mut total.successes, cfg.seats, total.last_success);
-    let ninety_reached = total.successes.iter().map(|(_, won)| won).sum::<usize>() >= cfg.seats as usize * 9 / 10;
+    total.successes.sort();
+    let reached = until_sold(&total.successes, ninety_percent(cfg.seats));
+    let ninety_reached = reached.is_some();
+    let (holds_to_90, t90) = reached.unwrap_or((total.successes.len(), total.last_success));
     let sale_s = t90.as_secs_f64().max(0.001);
     let taken = store.taken(&event).await?;
     Ok(SaleFigures {
@@ -244,25 +262,174 @@ pub async fn run_sale<S: SaleStore>(store: Arc<S>, cfg: &FlashSaleConfig) -> Res
         taken,
         acknowledged: owners.len(),
         double_sold,
+        successes: total.successes,
     })
 }
 
-/// Throughput over the sale proper, until 90% of the seats are taken: after that, the last few
-/// free seats are found only by chance and the rate measures luck, not the store. Returns the
-/// successful holds until then and when that was (`last` if 90% was never reached).
-fn until_ninety_percent(successes: &mut [(Duration, usize)], seats: u32, last: Duration) -> (usize, Duration) {
-    successes.sort();
-    let ninety_percent = seats as usize * 9 / 10;
-    let mut seats_so_far = 0;
-    let mut holds_to_90 = 0usize;
-    for (at, won) in successes.iter() {
-        seats_so_far += won;
-        holds_to_90 += 1;
-        if seats_so_far >= ninety_percent {
-            return (holds_to_90, *at);
+/// What a sale offered at a fixed rate measured: latency at a load the store can carry, rather
+/// than its saturated queue.
+pub struct PacedSaleFigures {
+    /// Hold commands started per second (successes and refusals alike).
+    pub offered_per_s: f64,
+    /// Every hold answered (held or refused), from when it was due.
+    pub answered: Paced,
+    /// The successful holds among them.
+    pub held_latency: Latencies,
+    pub holds: u64,
+    pub checkouts: u64,
+    pub checkout_errors: u64,
+    pub taken: usize,
+    pub acknowledged: usize,
+    pub double_sold: u64,
+}
+
+impl PacedSaleFigures {
+    pub fn i1_ok(&self) -> bool {
+        self.double_sold == 0 && self.taken == self.acknowledged
+    }
+}
+
+/// Offers hold commands at `rate` per second for `cfg.duration` on a fresh event, each for 1–4
+/// random seats, whether or not earlier ones were answered (an open loop: latency counts from when
+/// each hold was due). The same share of successful holds checks out as in [`run_sale`], off the
+/// hold's clock. Checks I1 on the final state.
+pub async fn run_paced_sale<S: SaleStore>(
+    store: Arc<S>,
+    cfg: &FlashSaleConfig,
+    rate: f64,
+) -> Result<PacedSaleFigures, TargetError> {
+    let event = store.setup(cfg.seats).await?;
+    let mut sessions = Vec::with_capacity(cfg.buyers.max(1));
+    for n in 0..cfg.buyers.max(1) {
+        sessions.push(tokio::sync::Mutex::new(store.buyer(n).await?));
+    }
+    let shared = Arc::new(PacedShared {
+        store,
+        event,
+        seats: seat_ids(cfg.seats),
+        sessions,
+        checkout_ratio: cfg.checkout_ratio,
+        won: Mutex::new(Won::default()),
+    });
+    let in_flight_max = PACED_IN_FLIGHT_PER_BUYER * shared.sessions.len();
+    let answered = {
+        let shared = shared.clone();
+        open_loop(rate, cfg.duration, in_flight_max, move |n| paced_hold(shared.clone(), n)).await
+    };
+    // Checkouts started by the last holds finish before the final state is read.
+    while shared.won().checkouts_running > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let taken = shared.store.taken(&shared.event).await?;
+    let won = std::mem::take(&mut *shared.won());
+    Ok(PacedSaleFigures {
+        offered_per_s: rate,
+        answered,
+        held_latency: won.latency,
+        holds: won.holds,
+        checkouts: won.checkouts,
+        checkout_errors: won.checkout_errors,
+        taken,
+        acknowledged: won.owners.len(),
+        double_sold: won.double_sold,
+    })
+}
+
+/// Holds in flight per buyer session at most; beyond, the store has fallen behind the offered rate.
+const PACED_IN_FLIGHT_PER_BUYER: usize = 4;
+
+struct PacedShared<S: SaleStore> {
+    store: Arc<S>,
+    event: String,
+    seats: Vec<String>,
+    sessions: Vec<tokio::sync::Mutex<S::Buyer>>,
+    checkout_ratio: f64,
+    won: Mutex<Won>,
+}
+
+impl<S: SaleStore> PacedShared<S> {
+    fn won(&self) -> std::sync::MutexGuard<'_, Won> {
+        self.won.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[derive(Default)]
+struct Won {
+    latency: Latencies,
+    holds: u64,
+    checkouts: u64,
+    checkout_errors: u64,
+    checkouts_running: u64,
+    /// Seat → the hold that won it, for the I1 check.
+    owners: BTreeMap<String, String>,
+    double_sold: u64,
+}
+
+/// The `n`th hold of the open loop, on buyer session `n % sessions`; true when the store answered.
+async fn paced_hold<S: SaleStore>(shared: Arc<PacedShared<S>>, n: u64) -> bool {
+    let due = Instant::now();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(n);
+    let want = rng.gen_range(1..=HOLD_SEATS_MAX).min(shared.seats.len());
+    let pick: Vec<String> = shared.seats.choose_multiple(&mut rng, want).cloned().collect();
+    let session = n as usize % shared.sessions.len();
+    let outcome = {
+        let mut buyer = shared.sessions[session].lock().await;
+        shared.store.hold(&mut buyer, &shared.event, &pick).await
+    };
+    match outcome {
+        HoldOutcome::Held(hold_id) => {
+            let checkout = rng.gen_bool(shared.checkout_ratio);
+            {
+                let mut won = shared.won();
+                won.latency.record(due.elapsed());
+                won.holds += 1;
+                for seat in &pick {
+                    if won.owners.insert(seat.clone(), hold_id.clone()).is_some() {
+                        won.double_sold += 1;
+                    }
+                }
+                won.checkouts_running += u64::from(checkout);
+            }
+            if checkout {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let ok = {
+                        let mut buyer = shared.sessions[session].lock().await;
+                        shared.store.checkout(&mut buyer, &shared.event, &hold_id, &pick).await
+                    };
+                    let mut won = shared.won();
+                    won.checkouts_running -= 1;
+                    if ok {
+                        won.checkouts += 1;
+                    } else {
+                        won.checkout_errors += 1;
+                    }
+                });
+            }
+            true
+        }
+        HoldOutcome::Conflict => true,
+        HoldOutcome::Error => false,
+    }
+}
+
+/// Where the sale proper ends: after 90% of the seats are taken, the last few free seats are
+/// found only by chance and the rate measures luck, not the store.
+pub fn ninety_percent(seats: u32) -> usize {
+    seats as usize * 9 / 10
+}
+
+/// The successful holds (in time order) until `seats` seats were won, and when that was; `None`
+/// if they never were.
+fn until_sold(successes: &[(Duration, usize)], seats: usize) -> Option<(usize, Duration)> {
+    let mut so_far = 0;
+    for (n, (at, won)) in successes.iter().enumerate() {
+        so_far += won;
+        if so_far >= seats {
+            return Some((n + 1, *at));
         }
     }
-    (holds_to_90, last)
+    None
 }
 
 #[cfg(test)]
@@ -279,11 +446,11 @@ mod tests {
     }
 
     #[test]
-    fn ninety_percent_stops_at_the_hold_that_crosses_it() {
+    fn the_sale_stretch_stops_at_the_hold_that_crosses_it() {
         let ms = Duration::from_millis;
-        let mut s = vec![(ms(30), 4), (ms(10), 3), (ms(20), 2), (ms(40), 1)];
-        assert_eq!(until_ninety_percent(&mut s, 10, ms(40)), (3, ms(30)));
-        let mut s = vec![(ms(10), 1)];
-        assert_eq!(until_ninety_percent(&mut s, 10, ms(99)), (1, ms(99)));
+        let s = vec![(ms(10), 3), (ms(20), 2), (ms(30), 4), (ms(40), 1)];
+        assert_eq!(until_sold(&s, ninety_percent(10)), Some((3, ms(30))));
+        assert_eq!(until_sold(&s, 5), Some((2, ms(20))));
+        assert_eq!(until_sold(&s[..1], ninety_percent(10)), None);
     }
 }

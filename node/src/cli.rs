@@ -639,6 +639,7 @@ async fn run_compare(a: CompareArgs) -> Result<(), String> {
         },
         postgres_url: a.postgres_url,
         etcd_urls: a.etcd_urls.into_iter().filter(|u| !u.is_empty()).collect(),
+        ..bench::CompareConfig::default()
     };
     let mut comparison = bench::compare(target, config).await.map_err(|e| e.to_string())?;
     comparison.print();
