@@ -185,8 +185,9 @@ impl Comparison {
 /// Prints `lines` as aligned columns.
 pub fn print_table(lines: &[Vec<String>]) {
     let columns = lines.first().map_or(0, Vec::len);
-    let widths: Vec<usize> =
-        (0..columns).map(|c| lines.iter().map(|l| l.get(c).map_or(0, |s| s.chars().count())).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| lines.iter().map(|l| l.get(c).map_or(0, |s| s.chars().count())).max().unwrap_or(0))
+        .collect();
     for line in lines {
         let cells: Vec<String> = line.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}", w = *w)).collect();
         println!("  {}", cells.join("  ").trim_end());
