@@ -172,10 +172,20 @@ impl<T: DeserializeOwned> FromRequest<ApiState> for Posted<T> {
         let key = parts.headers.get(IDEMPOTENCY_KEY_HEADER).map(|v| IdempotencyKey::parse(v.as_bytes())).transpose()?;
         let bytes = read_body(body, &parts.headers, state.config().body_limit_bytes).await?;
         let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
-        // Syntax first, so malformed JSON is reported as such before any type mismatch.
-        let value: Value = serde_json::from_slice(text).map_err(|e| json_error(&e))?;
-        let parsed: T = serde_json::from_slice(text).map_err(|e| json_error(&e))?;
-        let fingerprint = identity::fingerprint(parts.method.as_str(), parts.uri.path(), &value);
+        let parsed: T = match serde_json::from_slice(text) {
+            Ok(parsed) => parsed,
+            // Syntax first, so malformed JSON is reported as such before any type mismatch.
+            Err(e) => return Err(json_error(&serde_json::from_slice::<Value>(text).err().unwrap_or(e))),
+        };
+        // Only a keyed request can come again with another body, which the fingerprint tells;
+        // without a key the request id is random and the fingerprint unused.
+        let fingerprint = match &key {
+            Some(_) => {
+                let value: Value = serde_json::from_slice(text).map_err(|e| json_error(&e))?;
+                identity::fingerprint(parts.method.as_str(), parts.uri.path(), &value)
+            }
+            None => 0,
+        };
         Ok(Posted { body: parsed, key, fingerprint })
     }
 }
