@@ -14,6 +14,14 @@ use super::{Batch, FlushDone, FlushStats, Kv, KvResult, KvTree};
 
 type Tree = BTreeMap<Vec<u8>, Vec<u8>>;
 
+/// One write not yet durable.
+enum Write {
+    /// A key set (`Some`) or removed (`None`) in a tree.
+    Key(String, Vec<u8>, Option<Vec<u8>>),
+    /// A whole tree removed: once durable, a restarted process does not find it at all.
+    DropTree(String),
+}
+
 #[derive(Default)]
 struct State {
     /// What reads see.
@@ -21,7 +29,7 @@ struct State {
     /// What survives a crash.
     durable: BTreeMap<String, Tree>,
     /// Writes not yet durable, in order.
-    journal: std::collections::VecDeque<(String, Vec<u8>, Option<Vec<u8>>)>,
+    journal: std::collections::VecDeque<Write>,
     /// Position of `journal[0]` among all writes ever made: flushes that finish out of order
     /// persist up to their own position, never past it.
     journal_start: u64,
@@ -102,12 +110,19 @@ impl MemKv {
     fn persist(state: &mut State, upto: u64) {
         let count = upto.saturating_sub(state.journal_start).min(state.journal.len() as u64) as usize;
         let State { durable, journal, .. } = state;
-        for (tree, key, value) in journal.drain(..count) {
-            let t = durable.entry(tree).or_default();
-            match value {
-                Some(v) => t.insert(key, v),
-                None => t.remove(&key),
-            };
+        for write in journal.drain(..count) {
+            match write {
+                Write::Key(tree, key, value) => {
+                    let t = durable.entry(tree).or_default();
+                    match value {
+                        Some(v) => t.insert(key, v),
+                        None => t.remove(&key),
+                    };
+                }
+                Write::DropTree(tree) => {
+                    durable.remove(&tree);
+                }
+            }
         }
         state.journal_start += count as u64;
     }
@@ -125,11 +140,9 @@ impl Kv for MemKv {
 
     fn drop_tree(&self, name: &str) -> KvResult<()> {
         let mut state = self.lock();
-        // Journaled as deletes, so a crash before the next flush brings the tree back whole.
-        let keys: Vec<Vec<u8>> = state.current.get(name).map(|t| t.keys().cloned().collect()).unwrap_or_default();
-        for key in keys {
-            state.journal.push_back((name.to_owned(), key, None));
-        }
+        // Journaled, so a crash before the next flush brings the tree back whole, and one after
+        // it finds no tree (not an empty one), as with sled.
+        state.journal.push_back(Write::DropTree(name.to_owned()));
         state.current.remove(name);
         Ok(())
     }
@@ -200,7 +213,7 @@ impl KvTree for MemTree {
                 Some(v) => tree.insert(key.clone(), v.clone()),
                 None => tree.remove(&key),
             };
-            state.journal.push_back((self.name.clone(), key, value));
+            state.journal.push_back(Write::Key(self.name.clone(), key, value));
         }
         Ok(())
     }
@@ -246,5 +259,25 @@ mod tests {
         let tree = restarted.tree("t").unwrap();
         assert_eq!(tree.get(b"a").unwrap(), Some(b"1".to_vec()));
         assert_eq!(tree.get(b"b").unwrap(), None, "unflushed write lost");
+    }
+
+    #[test]
+    fn a_dropped_tree_is_gone_after_a_flush_and_whole_before_it() {
+        let kv = MemKv::deferred();
+        let mut b = Batch::default();
+        b.put(b"a".to_vec(), b"1".to_vec());
+        kv.tree("t").unwrap().write(b).unwrap();
+        kv.flush(Box::new(|r| r.unwrap()));
+        kv.complete_flushes();
+
+        kv.drop_tree("t").unwrap();
+        assert!(kv.tree_names().unwrap().is_empty());
+        let before_flush = kv.crash();
+        assert_eq!(before_flush.tree_names().unwrap(), vec!["t".to_owned()]);
+        assert_eq!(before_flush.tree("t").unwrap().get(b"a").unwrap(), Some(b"1".to_vec()));
+
+        kv.flush(Box::new(|r| r.unwrap()));
+        kv.complete_flushes();
+        assert!(kv.crash().tree_names().unwrap().is_empty(), "no empty tree left behind");
     }
 }
