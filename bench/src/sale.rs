@@ -299,8 +299,11 @@ pub async fn run_paced_sale<S: SaleStore>(
     rate: f64,
 ) -> Result<PacedSaleFigures, TargetError> {
     let event = store.setup(cfg.seats).await?;
-    let mut sessions = Vec::with_capacity(cfg.buyers.max(1));
-    for n in 0..cfg.buyers.max(1) {
+    // A session per hold that may be in flight, so holds never wait for each other's session
+    // (a store's own limits, such as PostgreSQL's connections, still apply).
+    let in_flight_max = PACED_IN_FLIGHT_PER_BUYER * cfg.buyers.max(1);
+    let mut sessions = Vec::with_capacity(in_flight_max);
+    for n in 0..in_flight_max {
         sessions.push(tokio::sync::Mutex::new(store.buyer(n).await?));
     }
     let shared = Arc::new(PacedShared {
@@ -311,7 +314,6 @@ pub async fn run_paced_sale<S: SaleStore>(
         checkout_ratio: cfg.checkout_ratio,
         won: Mutex::new(Won::default()),
     });
-    let in_flight_max = PACED_IN_FLIGHT_PER_BUYER * shared.sessions.len();
     let answered = {
         let shared = shared.clone();
         open_loop(rate, cfg.duration, in_flight_max, move |n| paced_hold(shared.clone(), n)).await
@@ -335,7 +337,8 @@ pub async fn run_paced_sale<S: SaleStore>(
     })
 }
 
-/// Holds in flight per buyer session at most; beyond, the store has fallen behind the offered rate.
+/// Holds in flight at most, per buyer of the peak run; beyond, the store has fallen behind the
+/// offered rate.
 const PACED_IN_FLIGHT_PER_BUYER: usize = 4;
 
 struct PacedShared<S: SaleStore> {
