@@ -61,6 +61,12 @@ enum Effect {
     Release {
         hold: u64,
     },
+    /// Checked out: from here the hold awaits its payment and no longer expires. The workload's
+    /// checkout is two commands (checkout, then the payment's result), so a sale or a decline is
+    /// preceded by this point, which may come much earlier in the operation's window.
+    CheckedOut {
+        hold: u64,
+    },
     /// Checked out and paid.
     Sell {
         hold: u64,
@@ -157,16 +163,20 @@ fn seat_ops(ops: &[Op], seats: &[String]) -> BTreeMap<String, Vec<SeatOp>> {
                     OrderStatus::PaymentFailed => Effect::Decline { hold: hold.seq },
                     OrderStatus::PendingPayment => Effect::CheckoutUnknown { hold: hold.seq },
                 };
-                for t in &o.tickets {
-                    if let Some(seat) = &t.seat {
-                        push(seat, effect.clone(), false);
-                    }
-                }
+                let checked_out = match effect {
+                    Effect::Sell { .. } | Effect::Decline { .. } => Some(Effect::CheckedOut { hold: hold.seq }),
+                    _ => None,
+                };
+                let mut seats: Vec<String> = o.tickets.iter().filter_map(|t| t.seat.clone()).collect();
                 if o.tickets.is_empty() {
                     // A declined order has no tickets: its seats are its hold's.
-                    for s in hold_seats(ops, hold.seq) {
-                        push(&s, effect.clone(), false);
+                    seats = hold_seats(ops, hold.seq);
+                }
+                for seat in &seats {
+                    if let Some(checked_out) = &checked_out {
+                        push(seat, checked_out.clone(), false);
                     }
+                    push(seat, effect.clone(), false);
                 }
             }
             (OpKind::Checkout { hold, .. }, OpResult::Unknown(_)) => {
@@ -258,6 +268,12 @@ fn step(seat: Seat, op: &SeatOp) -> Vec<Seat> {
             (Effect::Free, _) => {}
             (Effect::Release { hold }, Seat::Held { by: Owner::Hold(h), .. }) if h == *hold => out.push(Seat::Free),
             (Effect::Release { .. }, other) => out.push(other),
+            (Effect::CheckedOut { hold }, Seat::Held { by: Owner::Hold(h), .. }) if h == *hold => {
+                out.push(Seat::Held { by: Owner::Hold(h), expires_min: i64::MAX, expires_max: i64::MAX })
+            }
+            // Already paid or declined (the other point of the same operation came first), or an
+            // answer about an order made before (a second checkout of the hold).
+            (Effect::CheckedOut { .. }, other) => out.push(other),
             (Effect::Sell { hold, order }, Seat::Held { by: Owner::Hold(h), .. }) if h == *hold => {
                 out.push(Seat::Sold { order: Some(*order) })
             }
@@ -448,6 +464,25 @@ mod tests {
             op(100, 110, Effect::Observe(SeatStatus::Available)),
         ];
         assert!(matches!(check_seat(&ops), Verdict::Linearizable));
+    }
+
+    #[test]
+    fn a_checkout_paid_after_the_hold_would_have_expired_kept_the_seat_held_meanwhile() {
+        // Checked out early in its window, paid at its end, past the hold's expiry: a read in
+        // between sees the seat held (awaiting payment), then sold.
+        let end = HOLD_TTL_MS + MAX_SKEW_MS + 1_000;
+        let checkout = |effect| op(20, end, effect);
+        let ops = vec![
+            op(0, 10, take(1, 5)),
+            checkout(Effect::CheckedOut { hold: 1 }),
+            checkout(Effect::Sell { hold: 1, order: 2 }),
+            op(end - 100, end - 90, Effect::Observe(SeatStatus::Held)),
+            op(end + 10, end + 20, Effect::Observe(SeatStatus::Sold)),
+        ];
+        assert!(matches!(check_seat(&ops), Verdict::Linearizable));
+        // Without the checkout the hold expires: held past its expiry is a violation.
+        let ops = vec![op(0, 10, take(1, 5)), op(end - 100, end - 90, Effect::Observe(SeatStatus::Held))];
+        assert!(matches!(check_seat(&ops), Verdict::Violation(_)));
     }
 
     #[test]
