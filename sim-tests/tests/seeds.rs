@@ -10,8 +10,10 @@ const DEFAULT_SEEDS: std::ops::Range<u64> = 1..51;
 /// won an election in openraft's default "advanced" leader-id mode (two leaders may share a term,
 /// and the vote compared log ids by leader node before index), so a committed entry could be
 /// lost; fixed by `single-term-leader`. 87, 214, 292: a release or a cancel whose answer was lost
-/// had happened, and the linearizability check did not allow for it.
-const REGRESSION_SEEDS: [u64; 4] = [87, 214, 292, 1234];
+/// had happened, and the linearizability check did not allow for it. 346, 2924: a checkout paid
+/// (or declined) long after it checked out, with reads between seeing the seat held past the
+/// hold's expiry, which the check did not allow for.
+const REGRESSION_SEEDS: [u64; 6] = [87, 214, 292, 346, 1234, 2924];
 
 fn seeds() -> Vec<u64> {
     let Ok(text) = std::env::var("SIM_SEEDS") else { return DEFAULT_SEEDS.chain(REGRESSION_SEEDS).collect() };
