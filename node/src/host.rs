@@ -272,6 +272,11 @@ impl Node {
             tasks.push(tokio::spawn(expire_duty(duty.clone())));
             tasks.push(tokio::spawn(admission_duty(duty)));
         }
+        tasks.push(tokio::spawn(election_nudge(
+            self.id,
+            raft.clone(),
+            Duration::from_millis(self.config.election_timeout_max),
+        )));
         Ok(Arc::new(Group {
             id,
             raft,
@@ -861,6 +866,28 @@ async fn admission_duty(duty: LeaderDuty) {
                 Ok(other) => tracing::warn!(%group, ?other, "unexpected advance outcome"),
                 Err(e) => tracing::debug!(%group, error = %e, "advance not proposed"),
             }
+        }
+    }
+}
+
+/// Stands for election at a random moment while this replica knows no leader.
+///
+/// openraft 0.9 draws each replica's election timeout once, when the group starts, and checks it
+/// on a tick shared by nothing but the start time. Replicas that start together (a whole cluster
+/// restarted at once) can then time out on the same tick, term after term, each voting for
+/// itself: the simulation found a meta group leaderless for minutes that way. A nudge at a
+/// freshly drawn moment, off the tick, breaks the tie; a replica that hears from a leader never
+/// nudges.
+async fn election_nudge(node_id: NodeId, raft: Raft, election_max: Duration) {
+    use rand::Rng;
+    loop {
+        let wait = election_max + election_max.mul_f64(rand::thread_rng().gen_range(0.0..1.0));
+        tokio::time::sleep(wait).await;
+        let m = raft.metrics().borrow().clone();
+        let voter = m.membership_config.membership().voter_ids().any(|v| v == node_id);
+        if m.current_leader.is_none() && voter && m.state != ServerState::Shutdown {
+            tracing::info!(node = node_id, "no leader known: standing for election");
+            let _ = raft.trigger().elect().await;
         }
     }
 }
