@@ -54,7 +54,7 @@ pub async fn run(boxoffice: Target, cfg: CompareConfig) -> Result<Comparison, Ta
 /// store is dropped (and what it started stopped) when this returns.
 async fn labelled<S: SaleStore>(name: &str, store: Arc<S>, cfg: &CompareConfig) -> Result<Row, TargetError> {
     let figures = run_sale(store.clone(), &cfg.sale).await?;
-    let peak_commands_per_s = (figures.holds + figures.conflicts) as f64 / figures.elapsed_s.max(0.001);
+    let peak_commands_per_s = figures.commands_per_s_until(crate::sale::ninety_percent(cfg.sale.seats));
     let paced = run_paced_sale(store, &cfg.sale, peak_commands_per_s * cfg.latency_load_of_peak).await?;
     Ok(Row { name: name.to_owned(), figures, peak_commands_per_s, paced })
 }
@@ -62,7 +62,8 @@ async fn labelled<S: SaleStore>(name: &str, store: Arc<S>, cfg: &CompareConfig) 
 struct Row {
     name: String,
     figures: SaleFigures,
-    /// Hold commands (successes and refusals) per second in the peak run.
+    /// Hold commands (successes and refusals) per second in the peak run, until 90% of the seats
+    /// were taken.
     peak_commands_per_s: f64,
     paced: PacedSaleFigures,
 }

@@ -110,6 +110,8 @@ struct BuyerResult {
     checkout_latency: Latencies,
     /// Seat ids won, for the I1 check.
     won: Vec<String>,
+    /// When each hold was answered (held or refused), from the start of the sale.
+    answered: Vec<Duration>,
 }
 
 /// One sale's figures, whatever the store.
@@ -135,9 +137,20 @@ pub struct SaleFigures {
     pub double_sold: u64,
     /// (time from the start, seats won) of every successful hold, in time order.
     pub successes: Vec<(Duration, usize)>,
+    /// When each hold was answered (held or refused), in time order.
+    pub answered: Vec<Duration>,
 }
 
 impl SaleFigures {
+    /// Hold commands answered per second (successes and refusals) until `seats` seats were won,
+    /// or over the whole run if they never were: the store's pace while the sale was on, not
+    /// while it refused holds of a sold-out hall.
+    pub fn commands_per_s_until(&self, seats: usize) -> f64 {
+        let end = until_sold(&self.successes, seats).map_or(Duration::from_secs_f64(self.elapsed_s), |(_, at)| at);
+        let answered = self.answered.partition_point(|at| *at <= end);
+        answered as f64 / end.as_secs_f64().max(0.001)
+    }
+
     /// Seats won in the run.
     pub fn seats_won(&self) -> usize {
         self.successes.iter().map(|(_, won)| won).sum()
@@ -177,7 +190,11 @@ async fn buyer<S: SaleStore>(
         let pick = &seats[next..next + want];
         next += want;
         let started_hold = Instant::now();
-        match store.hold(&mut session, &event, pick).await {
+        let outcome = store.hold(&mut session, &event, pick).await;
+        if outcome != HoldOutcome::Error {
+            r.answered.push(started.elapsed());
+        }
+        match outcome {
             HoldOutcome::Held(hold_id) => {
                 r.hold_latency.record(started_hold.elapsed());
                 r.last_success = started.elapsed();
@@ -231,6 +248,7 @@ pub async fn run_sale<S: SaleStore>(store: Arc<S>, cfg: &FlashSaleConfig) -> Res
         total.errors += r.errors;
         total.checkouts += r.checkouts;
         total.hold_latency.merge(r.hold_latency);
+        total.answered.extend(r.answered);
         total.checkout_latency.merge(r.checkout_latency);
         for seat in r.won {
             if owners.insert(seat, n).is_some() {
@@ -263,6 +281,10 @@ pub async fn run_sale<S: SaleStore>(store: Arc<S>, cfg: &FlashSaleConfig) -> Res
         acknowledged: owners.len(),
         double_sold,
         successes: total.successes,
+        answered: {
+            total.answered.sort();
+            total.answered
+        },
     })
 }
 
