@@ -879,9 +879,12 @@ async fn admission_duty(duty: LeaderDuty) {
 /// freshly drawn moment, off the tick, breaks the tie; a replica that hears from a leader never
 /// nudges.
 async fn election_nudge(node_id: NodeId, raft: Raft, election_max: Duration) {
+    use openraft::AsyncRuntime;
     use rand::Rng;
+    // The runtime's generator: under the simulation it is the seeded one, so runs replay.
+    type Runtime = <raft_store::TypeConfig as openraft::RaftTypeConfig>::AsyncRuntime;
     loop {
-        let wait = election_max + election_max.mul_f64(rand::thread_rng().gen_range(0.0..1.0));
+        let wait = election_max + election_max.mul_f64(Runtime::thread_rng().gen_range(0.0..1.0));
         tokio::time::sleep(wait).await;
         let m = raft.metrics().borrow().clone();
         let voter = m.membership_config.membership().voter_ids().any(|v| v == node_id);
