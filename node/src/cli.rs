@@ -141,6 +141,10 @@ struct NodeArgs {
     /// sled's page cache, in MiB [default: 512].
     #[arg(long, env = "BOXOFFICE_CACHE_MB")]
     cache_mb: Option<u64>,
+    /// The largest difference between any two nodes' clocks (keep them in sync with NTP): reads
+    /// show a hold expired only once every clock is past its expiry [default: 500ms].
+    #[arg(long, env = "BOXOFFICE_MAX_CLOCK_OFFSET", value_parser = humantime::parse_duration)]
+    max_clock_offset: Option<Duration>,
 }
 
 #[derive(Args)]
@@ -483,6 +487,14 @@ async fn run_node(a: NodeArgs, metrics: api::MetricsRender) -> Result<(), String
     tuning.election_min_ms = file.election_min_ms.unwrap_or(tuning.election_min_ms);
     tuning.election_max_ms = file.election_max_ms.unwrap_or(tuning.election_max_ms);
     tuning.snapshot_every_logs = file.snapshot_every_logs.unwrap_or(tuning.snapshot_every_logs);
+    let max_clock_offset = match (a.max_clock_offset, file.max_clock_offset) {
+        (Some(o), _) => o,
+        (None, Some(o)) => humantime::parse_duration(&o).map_err(|e| format!("max_clock_offset: {e}"))?,
+        (None, None) => Duration::from_millis(node::MAX_OFFSET_MS_DEFAULT as u64),
+    };
+    if max_clock_offset > Duration::from_secs(60) {
+        return Err("the max clock offset is at most 60s".into());
+    }
     let opts = node::serve::NodeOptions {
         node_id,
         listen,
@@ -494,6 +506,7 @@ async fn run_node(a: NodeArgs, metrics: api::MetricsRender) -> Result<(), String
         cluster_secret: a.cluster_secret.or(file.cluster_secret).ok_or("give the cluster secret (--cluster-secret)")?,
         cache_bytes: a.cache_mb.or(file.cache_mb).unwrap_or(512) << 20,
         tuning,
+        max_clock_offset_ms: max_clock_offset.as_millis() as i64,
     };
     node::serve::run_node(opts, metrics).await.map_err(|e| e.to_string())
 }

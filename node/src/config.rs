@@ -27,6 +27,7 @@ pub struct NodeFile {
     pub election_min_ms: Option<u64>,
     pub election_max_ms: Option<u64>,
     pub snapshot_every_logs: Option<u64>,
+    pub max_clock_offset: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -78,7 +78,8 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), DevErro
         kv,
         client: Arc::new(NoPeers),
         tuning: RaftTuning::default(),
-        clock: crate::clock::Clock::default(),
+        // One node, one clock: nothing to allow for.
+        clock: crate::clock::Clock::new(0),
     })
     .await?;
     node.bootstrap_single(opts.shards).await?;

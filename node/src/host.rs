@@ -440,7 +440,7 @@ impl Node {
             self.check_staleness(&target)?;
         }
         let applied = target.state.read();
-        Ok(applied.machine.query(query, self.clock.now_ms()))
+        Ok(applied.machine.query(query, self.clock.passed_ms()))
     }
 
     /// A follower that has not heard from a leader lately refuses browsing reads, so the caller
@@ -470,7 +470,8 @@ impl Node {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let page =
-                match target.state.read().machine.query(&Query::Changes { after_index, limit }, self.clock.now_ms()) {
+                match target.state.read().machine.query(&Query::Changes { after_index, limit }, self.clock.passed_ms())
+                {
                     Answer::Changes(page) => page,
                     other => return Err(fatal(format!("unexpected answer {other:?}"))),
                 };
@@ -845,6 +846,7 @@ async fn admission_duty(duty: LeaderDuty) {
             controllers.clear();
             continue;
         }
+        // The leader's own clock: it judges the queues as the command it proposes will be.
         let now_ms = duty.clock.now_ms();
         let views = match duty.state.read().machine.query(&Query::Queues, now_ms) {
             Answer::Queues(views) => views,

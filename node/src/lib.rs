@@ -28,7 +28,7 @@ pub mod serve;
 #[cfg(not(madsim))]
 pub mod telemetry;
 
-pub use clock::{now_ms, Clock};
+pub use clock::{now_ms, Clock, MAX_OFFSET_MS_DEFAULT};
 pub use coordinator::{init_cluster, rebalance_duty, rebalance_once};
 pub use host::{Group, Node, NodeError, NodeSetup, ProposeError, RaftTuning};
 #[cfg(not(madsim))]

@@ -39,6 +39,8 @@ pub struct NodeOptions {
     pub cluster_secret: String,
     pub cache_bytes: u64,
     pub tuning: RaftTuning,
+    /// The largest difference between two nodes' clocks the cluster assumes (see `Clock`).
+    pub max_clock_offset_ms: i64,
 }
 
 pub async fn run_node(opts: NodeOptions, metrics: MetricsRender) -> Result<(), ServeError> {
@@ -58,7 +60,7 @@ pub async fn run_node(opts: NodeOptions, metrics: MetricsRender) -> Result<(), S
         kv,
         client,
         tuning: opts.tuning.clone(),
-        clock: crate::clock::Clock::default(),
+        clock: crate::clock::Clock::new(opts.max_clock_offset_ms),
     })
     .await?;
     tokio::spawn(crate::coordinator::rebalance_duty(Arc::downgrade(&node)));

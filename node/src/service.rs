@@ -56,7 +56,7 @@ impl Node {
     pub fn local_layout(&self) -> Option<Box<Layout>> {
         let meta = self.group(GroupId::META)?;
         let applied = meta.state.read();
-        match applied.machine.query(&Query::Layout, self.clock().now_ms()) {
+        match applied.machine.query(&Query::Layout, self.clock().passed_ms()) {
             Answer::Layout(layout) => layout,
             _ => None,
         }

@@ -13,6 +13,9 @@ use raft_store::{GroupId, MemKv, NodeId};
 use crate::net::{node_addr, node_ip, serve, SimClient};
 
 /// Flushes take this long in the simulation, so a crash can fall between a write and its flush.
+/// Every node's clock is within `MAX_SKEW_MS` of true time, so two clocks are at most twice that
+/// apart: the offset the nodes are told to allow for.
+const CLOCK_OFFSET_MAX_MS: i64 = 2 * crate::nemesis::MAX_SKEW_MS;
 const FLUSH_DELAY_MIN: Duration = Duration::from_micros(200);
 const FLUSH_DELAY_MAX: Duration = Duration::from_millis(15);
 
@@ -58,7 +61,7 @@ impl SimCluster {
     /// Starts a node process (empty store), not yet part of any cluster.
     pub fn add_node(&mut self, id: NodeId) {
         lock(&self.storage).insert(id, MemKv::with_flush_delay(FLUSH_DELAY_MIN, FLUSH_DELAY_MAX));
-        let (storage, live, clock) = (self.storage.clone(), self.live.clone(), Clock::default());
+        let (storage, live, clock) = (self.storage.clone(), self.live.clone(), Clock::new(CLOCK_OFFSET_MAX_MS));
         let boot_clock = clock.clone();
         let handle = self
             .handle

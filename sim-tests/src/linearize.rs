@@ -9,7 +9,8 @@
 //!
 //! The model's seat is free, held by a hold, or sold to an order. Two subtleties:
 //! - Expiry: a held seat may go free at any point after its expiry (leader time, so earlier by up
-//!   to the clock skew), and must have gone free by its expiry plus the skew.
+//!   to the clock skew), and must have gone free by its expiry plus three times the skew (reads
+//!   allow for the offset between two clocks, twice the skew, and the reader's own skew).
 //! - Unknown outcomes (timeouts): such an operation may or may not have taken effect, and is
 //!   optional in the search. A later retry that got an answer resolves it.
 
@@ -235,7 +236,9 @@ fn hold_seats(ops: &[Op], seq: u64) -> Vec<String> {
 
 fn held(by: Owner, expires_at_ms: Option<i64>, invoked_ms: i64) -> Seat {
     match expires_at_ms {
-        Some(at) => Seat::Held { by, expires_min: at - MAX_SKEW_MS, expires_max: at + MAX_SKEW_MS },
+        // A read shows it expired once the reader's clock, less the offset between clocks (twice
+        // the skew), is past `at`: by true time `at` + 3 × skew at the latest.
+        Some(at) => Seat::Held { by, expires_min: at - MAX_SKEW_MS, expires_max: at + 3 * MAX_SKEW_MS },
         // Unknown apply time: it cannot have expired before the ttl from its invocation.
         None => Seat::Held { by, expires_min: invoked_ms + HOLD_TTL_MS - MAX_SKEW_MS, expires_max: i64::MAX },
     }
@@ -470,7 +473,7 @@ mod tests {
     fn a_checkout_paid_after_the_hold_would_have_expired_kept_the_seat_held_meanwhile() {
         // Checked out early in its window, paid at its end, past the hold's expiry: a read in
         // between sees the seat held (awaiting payment), then sold.
-        let end = HOLD_TTL_MS + MAX_SKEW_MS + 1_000;
+        let end = HOLD_TTL_MS + 3 * MAX_SKEW_MS + 1_000;
         let checkout = |effect| op(20, end, effect);
         let ops = vec![
             op(0, 10, take(1, 5)),

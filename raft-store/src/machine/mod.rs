@@ -149,12 +149,18 @@ impl Machine {
         shard.hold_refusal(now_ms.max(self.last_time_ms), &hold)
     }
 
-    /// Answers a read as of `now_ms`, the reader's clock: holds past their expiry read as expired
-    /// even before an `Expire` command compacts them.
-    pub fn query(&self, query: &Query, now_ms: i64) -> Answer {
+    /// Answers a read as of `passed_ms` or the time of the last command applied, whichever is
+    /// later. `passed_ms` must be a time that every clock able to stamp a later command has
+    /// passed (a reader's clock less the largest offset between clocks; a leader's own clock for
+    /// the command it prepares). Holds past their expiry at that time read as expired even before
+    /// an `Expire` command compacts them, and then no later command can find them active: a
+    /// reader whose clock runs ahead of the leader's would otherwise show a seat free that the
+    /// leader still lets its holder check out.
+    pub fn query(&self, query: &Query, passed_ms: i64) -> Answer {
+        let at_ms = passed_ms.max(self.last_time_ms);
         match &self.state {
             GroupState::Meta(meta) => meta.query(query),
-            GroupState::Shard(shard) => shard.query(query, now_ms, self.last_index),
+            GroupState::Shard(shard) => shard.query(query, at_ms, self.last_index),
         }
     }
 

@@ -408,6 +408,20 @@ fn expired_seats_are_free_to_any_command_and_to_reads_before_compaction() {
 }
 
 #[test]
+fn a_read_judges_expiry_no_earlier_than_the_last_command_applied() {
+    let mut h = Harness::new();
+    held(h.hold_seats(T0, "u1", &["FLOOR-A-1"]));
+    let due = T0 + TTL_MS;
+    // A reader whose clock (less the offset) is behind still sees the hold until a command
+    // stamped at or after its expiry has been applied; from then on every read shows it expired,
+    // whatever time the reader gives.
+    assert_eq!(h.seat_status(due - 1, "FLOOR-A-1"), SeatStatus::Held);
+    held(h.hold_seats(due, "u2", &["FLOOR-B-1"]));
+    assert_eq!(h.seat_status(due - 1, "FLOOR-A-1"), SeatStatus::Available);
+    assert_eq!(h.seat_status(0, "FLOOR-A-1"), SeatStatus::Available);
+}
+
+#[test]
 fn periodic_expire_compacts_due_holds_and_records_the_change() {
     let mut h = Harness::new();
     let hold = held(h.hold_seats(T0, "u1", &["FLOOR-A-1", "FLOOR-A-2"]));
