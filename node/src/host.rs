@@ -409,11 +409,15 @@ impl Node {
     /// with every other waiter instead of a log entry and a flush on every replica. The local state
     /// is asked first, so a command it would accept goes straight to the log.
     async fn confirmed_refusal(&self, target: &Group, proposal: &Proposal) -> Result<Option<Refusal>, ProposeError> {
-        if target.state.read().machine.refusal(proposal, self.clock.now_ms()).is_none() {
+        let refusal = |node: &Node| {
+            let clock = &node.clock;
+            target.state.read().machine.refusal(proposal, clock.now_ms(), clock.passed_ms())
+        };
+        if refusal(self).is_none() {
             return Ok(None);
         }
         self.confirm_leadership(target).await?;
-        Ok(target.state.read().machine.refusal(proposal, self.clock.now_ms()))
+        Ok(refusal(self))
     }
 
     /// Returns once this node has confirmed it still leads `target` (a quorum answered a heartbeat

@@ -136,7 +136,13 @@ impl Machine {
     /// request seen before (its outcome is the remembered one). A leader that has confirmed its
     /// leadership and applied everything committed may answer such a refusal without a log entry:
     /// it changes nothing.
-    pub fn refusal(&self, proposal: &Proposal, now_ms: i64) -> Option<Refusal> {
+    ///
+    /// The answer must also be the one a read would give, and reads judge expiry at `passed_ms`
+    /// (see [`Machine::query`]): a refusal judged at the leader's clock alone could imply a seat
+    /// free (not among the unavailable) whose hold a read, a moment later, still shows. So the
+    /// refusal is given only if it is the same at both times; otherwise the hold goes to the log,
+    /// whose entry records its time for every later read.
+    pub fn refusal(&self, proposal: &Proposal, now_ms: i64, passed_ms: i64) -> Option<Refusal> {
         if proposal.request_id.is_some_and(|id| self.dedup.get(&id).is_some()) {
             return None;
         }
@@ -146,7 +152,9 @@ impl Machine {
             return None;
         }
         let hold = shard::HoldAsk { event_id, user, selection, ttl_ms: *ttl_ms, access: access.as_ref() };
-        shard.hold_refusal(now_ms.max(self.last_time_ms), &hold)
+        let at_leader = shard.hold_refusal(now_ms.max(self.last_time_ms), &hold)?;
+        let as_read = shard.hold_refusal(passed_ms.max(self.last_time_ms), &hold)?;
+        (at_leader == as_read).then_some(at_leader)
     }
 
     /// Answers a read as of `passed_ms` or the time of the last command applied, whichever is

@@ -97,7 +97,7 @@ impl Harness {
     fn run_with(&mut self, time_ms: i64, request_id: Option<RequestId>, fingerprint: u64, command: Command) -> Outcome {
         self.index += 1;
         let proposal = Proposal { request_id, fingerprint, command };
-        let predicted = self.m.refusal(&proposal, time_ms);
+        let predicted = self.m.refusal(&proposal, time_ms, time_ms);
         let seen = request_id.is_some_and(|id| self.m.dedup.get(&id).is_some());
         let is_hold = matches!(proposal.command, Command::Hold { .. });
         let out = self.m.apply(self.index, &Request::single(time_ms, proposal)).remove(0);
@@ -291,31 +291,49 @@ fn a_refusal_is_predicted_without_applying_only_when_it_is_certain() {
     let lawn = |quantity| Selection::General { section: "LAWN".into(), quantity };
     // Taken seats and a short section: certain, and named as apply names them.
     let taken = ask("u2", seats(&["FLOOR-A-2", "FLOOR-A-3"]), None);
-    assert_eq!(h.m.refusal(&taken, T0 + 1), Some(Refusal::SeatsUnavailable { seats: vec!["FLOOR-A-2".into()] }));
     assert_eq!(
-        h.m.refusal(&ask("u2", lawn(2), None), T0 + 1),
+        h.m.refusal(&taken, T0 + 1, T0 + 1),
+        Some(Refusal::SeatsUnavailable { seats: vec!["FLOOR-A-2".into()] })
+    );
+    assert_eq!(
+        h.m.refusal(&ask("u2", lawn(2), None), T0 + 1, T0 + 1),
         Some(Refusal::SoldOut { section: "LAWN".into(), available: 1 })
     );
     // Free seats: only apply decides.
-    assert_eq!(h.m.refusal(&ask("u2", seats(&["FLOOR-A-3"]), None), T0 + 1), None);
+    assert_eq!(h.m.refusal(&ask("u2", seats(&["FLOOR-A-3"]), None), T0 + 1, T0 + 1), None);
     // Past their expiry the seats count as free, as apply expires them first.
-    assert_eq!(h.m.refusal(&taken, T0 + TTL_MS), None);
-    assert_eq!(h.m.refusal(&ask("u2", lawn(2), None), T0 + TTL_MS), None);
+    assert_eq!(h.m.refusal(&taken, T0 + TTL_MS, T0 + TTL_MS), None);
+    // A refusal is given only if a read (judging expiry at an earlier time every clock has
+    // passed) would agree: here a read still shows held, the leader's clock not.
+    assert_eq!(h.m.refusal(&taken, T0 + TTL_MS, T0 + TTL_MS - 500), None);
+    let after = ask("u2", seats(&["FLOOR-A-2", "FLOOR-B-1"]), None);
+    held(h.hold_seats(T0 + 10, "u4", &["FLOOR-B-1"]));
+    assert_eq!(
+        h.m.refusal(&after, T0 + TTL_MS, T0 + TTL_MS - 500),
+        None,
+        "B-1 is taken at both times, A-2 only as a read sees it"
+    );
+    assert_eq!(
+        h.m.refusal(&after, T0 + TTL_MS - 600, T0 + TTL_MS - 1_100),
+        Some(Refusal::SeatsUnavailable { seats: vec!["FLOOR-A-2".into(), "FLOOR-B-1".into()] }),
+        "before the expiry both times agree"
+    );
+    assert_eq!(h.m.refusal(&ask("u2", lawn(2), None), T0 + TTL_MS, T0 + TTL_MS), None);
     // u1 is at the limit (3 of 3) and asks for taken seats: apply would say `limit_exceeded`,
     // but once u1's holds lapse it would not, so the limit is left to apply.
-    assert_eq!(h.m.refusal(&ask("u1", seats(&["FLOOR-A-1"]), None), T0 + 1), None);
+    assert_eq!(h.m.refusal(&ask("u1", seats(&["FLOOR-A-1"]), None), T0 + 1, T0 + 1), None);
     // A request the machine has seen gets its remembered outcome from apply, never a prediction.
     let id = RequestId([9; 16]);
     h.run_with(T0 + 2, Some(id), 1, Command::Expire);
-    assert_eq!(h.m.refusal(&ask("u2", seats(&["FLOOR-A-1"]), Some(id)), T0 + 3), None);
-    assert!(h.m.refusal(&ask("u2", seats(&["FLOOR-A-1"]), Some(RequestId([8; 16]))), T0 + 3).is_some());
+    assert_eq!(h.m.refusal(&ask("u2", seats(&["FLOOR-A-1"]), Some(id)), T0 + 3, T0 + 3), None);
+    assert!(h.m.refusal(&ask("u2", seats(&["FLOOR-A-1"]), Some(RequestId([8; 16]))), T0 + 3, T0 + 3).is_some());
     // Other commands are never predicted.
     let release = Proposal {
         request_id: None,
         fingerprint: 0,
         command: Command::ReleaseHold { hold_id: first.hold_id, user: user("u2") },
     };
-    assert_eq!(h.m.refusal(&release, T0 + 3), None);
+    assert_eq!(h.m.refusal(&release, T0 + 3, T0 + 3), None);
 }
 
 #[test]
