@@ -112,8 +112,14 @@ impl Rendered {
     }
 
     /// 200 with the body, or 304 without one when `If-None-Match` names this tag; both with the
-    /// tag and `Cache-Control`.
-    pub(crate) fn respond(&self, doc: Doc, request: &HeaderMap, cache_control: &HeaderValue) -> Response {
+    /// tag, `Cache-Control` and `X-Cache` (whether this instance answered from memory).
+    pub(crate) fn respond(
+        &self,
+        doc: Doc,
+        source: Source,
+        request: &HeaderMap,
+        cache_control: &HeaderValue,
+    ) -> Response {
         let mut response = if if_none_match(request, &self.etag) {
             metrics::counter!("api_cache_not_modified_total", "cache" => doc.label()).increment(1);
             StatusCode::NOT_MODIFIED.into_response()
@@ -124,7 +130,28 @@ impl Rendered {
         let headers = response.headers_mut();
         headers.insert(header::ETAG, self.etag.clone());
         headers.insert(header::CACHE_CONTROL, cache_control.clone());
+        headers.insert(X_CACHE, HeaderValue::from_static(source.label()));
         response
+    }
+}
+
+/// Says whether a cached document came from memory; clients and benchmarks can tell hits apart.
+pub(crate) const X_CACHE: header::HeaderName = header::HeaderName::from_static("x-cache");
+
+/// Where a document came from: memory (`hit`, including a wait on another request's read) or a
+/// read of the store (`miss`, always with the cache off).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Source {
+    Hit,
+    Miss,
+}
+
+impl Source {
+    fn label(self) -> &'static str {
+        match self {
+            Source::Hit => "hit",
+            Source::Miss => "miss",
+        }
     }
 }
 
@@ -203,14 +230,19 @@ impl ReadCache {
 
     /// The document of `event_id`: from the cache, or from `load` (one load for any number of
     /// concurrent requests). `load` reads the store and renders.
-    pub(crate) async fn get<F, Fut>(&self, doc: Doc, event_id: &EventId, load: F) -> Result<Arc<Rendered>, ApiError>
+    pub(crate) async fn get<F, Fut>(
+        &self,
+        doc: Doc,
+        event_id: &EventId,
+        load: F,
+    ) -> Result<(Arc<Rendered>, Source), ApiError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<Rendered, ApiError>>,
     {
         let Some(cache) = self.cache(doc) else {
-            count(doc, "miss");
-            return load().await.map(Arc::new);
+            count(doc, Source::Miss);
+            return load().await.map(|r| (Arc::new(r), Source::Miss));
         };
         let mut reloads = 0;
         loop {
@@ -223,14 +255,15 @@ impl ReadCache {
             let result = cache.try_get_with_by_ref(event_id, init).await;
             // A request that caused a read is a miss; one served without (a hit, or a wait on
             // another request's read) is a hit.
-            count(doc, if loaded.load(Ordering::Relaxed) { "miss" } else { "hit" });
+            let source = if loaded.load(Ordering::Relaxed) { Source::Miss } else { Source::Hit };
+            count(doc, source);
             let rendered = result.map_err(|e| shared_error(&e))?;
             if reloads < STALE_RELOADS_MAX && self.predates_invalidation(event_id, rendered.epoch).await {
                 reloads += 1;
                 cache.invalidate(event_id).await;
                 continue;
             }
-            return Ok(rendered);
+            return Ok((rendered, source));
         }
     }
 
@@ -268,8 +301,8 @@ impl ReadCache {
     }
 }
 
-fn count(doc: Doc, result: &'static str) {
-    metrics::counter!("api_cache_requests_total", "cache" => doc.label(), "result" => result).increment(1);
+fn count(doc: Doc, source: Source) {
+    metrics::counter!("api_cache_requests_total", "cache" => doc.label(), "result" => source.label()).increment(1);
 }
 
 /// The loaders fail only with these; any other kind becomes an internal error.

@@ -191,8 +191,8 @@ pub(crate) async fn get(
         let view = read_event(&state, &event_id, Consistency::Stale).await?;
         render_event(&view)
     };
-    let rendered = state.read_cache().get(Doc::Event, &event_id, load).await?;
-    Ok(rendered.respond(Doc::Event, &headers, state.read_cache().cache_control()))
+    let (rendered, source) = state.read_cache().get(Doc::Event, &event_id, load).await?;
+    Ok(rendered.respond(Doc::Event, source, &headers, state.read_cache().cache_control()))
 }
 
 /// The event's JSON; its tag covers the whole body (nothing in it depends on when it was read).

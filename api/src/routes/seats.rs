@@ -55,8 +55,8 @@ pub(crate) async fn map(
 ) -> Result<Response, ApiError> {
     let group = state.group_of(&event_id);
     let load = || async { render_seat_map(&read_seat_map(state.cluster(), group, &event_id).await?) };
-    let rendered = state.read_cache().get(Doc::Seats, &event_id, load).await?;
-    Ok(rendered.respond(Doc::Seats, &headers, state.read_cache().cache_control()))
+    let (rendered, source) = state.read_cache().get(Doc::Seats, &event_id, load).await?;
+    Ok(rendered.respond(Doc::Seats, source, &headers, state.read_cache().cache_control()))
 }
 
 /// The map's JSON; its tag covers the event id, seats and general sections, not the read

@@ -52,8 +52,10 @@ async fn concurrent_misses_on_one_seat_map_cost_one_cluster_read() {
 async fn reads_within_the_ttl_are_served_from_the_cache_and_a_zero_ttl_turns_it_off() {
     let app = counted_app(TestCluster::new(SHARDS), |_| {});
     let event_id = app.event_id(json!({})).await;
-    for _ in 0..5 {
-        app.get(&format!("/v1/events/{event_id}/seats"), None).await.ok(StatusCode::OK);
+    for i in 0..5 {
+        let reply = app.get(&format!("/v1/events/{event_id}/seats"), None).await;
+        reply.ok(StatusCode::OK);
+        assert_eq!(reply.headers["x-cache"], if i == 0 { "miss" } else { "hit" });
     }
     assert_eq!(app.cluster.browsing_reads(), 1);
 
@@ -64,6 +66,7 @@ async fn reads_within_the_ttl_are_served_from_the_cache_and_a_zero_ttl_turns_it_
         reply.ok(StatusCode::OK);
         assert!(reply.headers.contains_key(header::ETAG), "tags do not need the cache");
         assert_eq!(reply.headers[header::CACHE_CONTROL], "public, no-cache");
+        assert_eq!(reply.headers["x-cache"], "miss");
     }
     assert_eq!(app.cluster.browsing_reads(), 5);
 }
