@@ -1,6 +1,7 @@
 //! A cluster the bench starts and owns: `boxoffice node` processes on free loopback ports with
 //! their own data directories, created with `boxoffice cluster init`, and one `boxoffice api` in
-//! front. Scenarios can kill a node with SIGKILL and start it again on the same address and data.
+//! front, and on request a `boxoffice indexer` that the api sends its searches to. Scenarios can
+//! kill a node with SIGKILL and start it again on the same address and data.
 //! Every child is killed when the cluster is dropped.
 
 use std::fs::File;
@@ -52,6 +53,7 @@ pub struct Cluster {
     shard_count: u32,
     nodes: Mutex<Vec<NodeProcess>>,
     api: Mutex<Option<Child>>,
+    indexer: Mutex<Option<Child>>,
     root: Mutex<Option<tempfile::TempDir>>,
     root_path: PathBuf,
     keep_files: AtomicBool,
@@ -116,6 +118,15 @@ pub(crate) fn kill_and_reap(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// Whether a started cluster answers searches.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Search {
+    /// `GET /v1/search` answers 503: nothing indexes the change feed.
+    Off,
+    /// One `boxoffice indexer` follows the feed into its embedded index; the api asks it.
+    Indexer,
+}
+
 impl Cluster {
     /// Starts `nodes` nodes, creates the cluster (`shards` shards, replication min(3, nodes)) and
     /// starts one api with dev tokens and `extra_api_args`. Returns the cluster and the api's URL;
@@ -125,6 +136,27 @@ impl Cluster {
         nodes: usize,
         shards: u32,
         extra_api_args: &[&str],
+    ) -> Result<(Cluster, String), TargetError> {
+        Cluster::start_with(exe, nodes, shards, extra_api_args, Search::Off).await
+    }
+
+    /// As [`Cluster::start`], plus a `boxoffice indexer` (embedded index, its own data
+    /// directory) that the api answers `GET /v1/search` through (`--search-url`).
+    pub async fn start_searchable(
+        exe: &Path,
+        nodes: usize,
+        shards: u32,
+        extra_api_args: &[&str],
+    ) -> Result<(Cluster, String), TargetError> {
+        Cluster::start_with(exe, nodes, shards, extra_api_args, Search::Indexer).await
+    }
+
+    async fn start_with(
+        exe: &Path,
+        nodes: usize,
+        shards: u32,
+        extra_api_args: &[&str],
+        search: Search,
     ) -> Result<(Cluster, String), TargetError> {
         if !(1..=CLUSTER_NODES_MAX).contains(&nodes) {
             return Err(spawn_error(format!("a bench cluster has 1 to {CLUSTER_NODES_MAX} nodes, not {nodes}")));
@@ -136,6 +168,7 @@ impl Cluster {
             shard_count: shards,
             nodes: Mutex::new(Vec::new()),
             api: Mutex::new(None),
+            indexer: Mutex::new(None),
             root_path: root.path().to_owned(),
             root: Mutex::new(Some(root)),
             keep_files: AtomicBool::new(false),
@@ -158,8 +191,35 @@ impl Cluster {
         ]);
         run_to_end(init, "boxoffice cluster init").await?;
 
-        let url = cluster.spawn_api(&addrs, extra_api_args).await?;
+        let mut api_args = extra_api_args.to_vec();
+        let search_url = match search {
+            Search::Off => None,
+            Search::Indexer => Some(cluster.spawn_indexer(&addrs).await?),
+        };
+        if let Some(url) = &search_url {
+            api_args.extend(["--search-url", url]);
+        }
+        let url = cluster.spawn_api(&addrs, &api_args).await?;
         Ok((cluster, url))
+    }
+
+    /// Starts the indexer; returns the URL it answers the api's searches on.
+    async fn spawn_indexer(&self, addrs: &[(u64, String)]) -> Result<String, TargetError> {
+        let nodes: Vec<&str> = addrs.iter().map(|(_, a)| a.as_str()).collect();
+        let stderr = File::create(self.root_path.join("indexer.log")).map_err(spawn_error)?;
+        let mut command = self.command();
+        command
+            .args(["indexer", "--listen", "127.0.0.1:0", "--nodes", &nodes.join(","), "--data-dir"])
+            .arg(self.root_path.join("indexer"))
+            .stderr(stderr);
+        let (mut child, line) = spawn_until_first_line(command, "the indexer").await?;
+        let Some(url) = line.strip_prefix("boxoffice: indexer listening on ") else {
+            kill_and_reap(&mut child);
+            return Err(spawn_error(format!("the indexer: unexpected first line {line:?}")));
+        };
+        let url = url.trim().to_owned();
+        *lock(&self.indexer) = Some(child);
+        Ok(url)
     }
 
     /// A `boxoffice` command that knows the cluster secret (through the environment, not argv).
@@ -320,6 +380,9 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         if let Some(mut api) = lock(&self.api).take() {
             kill_and_reap(&mut api);
+        }
+        if let Some(mut indexer) = lock(&self.indexer).take() {
+            kill_and_reap(&mut indexer);
         }
         for node in lock(&self.nodes).iter_mut() {
             if let Some(mut child) = node.child.take() {

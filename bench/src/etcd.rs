@@ -88,7 +88,7 @@ pub fn range_count(answer: &Value) -> Option<usize> {
 pub struct EtcdStore {
     urls: Vec<String>,
     http: reqwest::Client,
-    next_hold: AtomicU64,
+    pub(crate) next_hold: AtomicU64,
 }
 
 /// A buyer talks to member `n % members`.
@@ -106,7 +106,7 @@ impl EtcdStore {
         Ok(EtcdStore { urls, http, next_hold: AtomicU64::new(0) })
     }
 
-    async fn call(&self, member: usize, path: &str, body: &Value) -> Result<Value, TargetError> {
+    pub(crate) async fn call(&self, member: usize, path: &str, body: &Value) -> Result<Value, TargetError> {
         let url = format!("{}{path}", self.urls[member % self.urls.len()]);
         let resp = self.http.post(url).json(body).send().await?;
         let status = resp.status().as_u16();
@@ -117,7 +117,7 @@ impl EtcdStore {
         serde_json::from_str(&text).map_err(|e| TargetError::Answer(status, e.to_string()))
     }
 
-    async fn txn(&self, member: usize, body: &Value) -> Option<bool> {
+    pub(crate) async fn txn(&self, member: usize, body: &Value) -> Option<bool> {
         txn_succeeded(&self.call(member, "/v3/kv/txn", body).await.ok()?)
     }
 }

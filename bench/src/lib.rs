@@ -5,23 +5,32 @@
 mod browse;
 mod cluster;
 mod compare;
+mod compare_mix;
 mod etcd;
+mod etcd_browse;
 mod failover;
 mod flash_sale;
+mod mix;
 mod pace;
 mod postgres;
+mod postgres_browse;
 mod queue;
 mod report;
 mod sale;
 mod search;
 mod target;
 
-pub use browse::{run as browse, BrowseBenchConfig};
+pub use browse::{run as browse, BoxofficeBrowse, BrowseBenchConfig};
 pub use cluster::{Cluster, GroupRow, CLUSTER_NODES_MAX};
 pub use compare::{run as compare, CompareConfig, Comparison};
+pub use compare_mix::{compare_browse, compare_mixed, MixComparison};
 pub use etcd::EtcdStore;
 pub use failover::{run as failover, FailoverConfig, FAILOVER_NODES};
 pub use flash_sale::{run as flash_sale, BoxofficeStore};
+pub use mix::{
+    catalogue, run_mix, BrowseStore, EventSpec, I1Check, MixFigures, Popularity, RunFigures, SearchQuery,
+    MIXED_SEARCH_SHARE,
+};
 pub use pace::{open_loop, Paced};
 pub use postgres::{PostgresStore, POSTGRES_CONNECTIONS_MAX};
 pub use queue::{run as queue, QueueBenchConfig};

@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, MutexGuard};
 use tokio_postgres::{Client, NoTls};
 
 use crate::sale::{seat_ids, HoldOutcome, SaleStore};
@@ -42,6 +42,35 @@ CREATE TABLE IF NOT EXISTS orders (
     created_at timestamptz NOT NULL DEFAULT now()
 );";
 
+/// The browse and mixed workloads' tables, added beside the flash sale's: an `events` row per
+/// event (its sections as JSON), found by a generated `tsvector` behind a GIN index and by btree
+/// indexes on city, category and date; seats keep their rows in `seats`, whose section is
+/// derived from the seat id; a released hold is stamped, not deleted.
+pub const BROWSE_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    event_id    text PRIMARY KEY,
+    name        text NOT NULL,
+    description text NOT NULL,
+    category    text NOT NULL,
+    performers  text NOT NULL,
+    venue       text NOT NULL,
+    city        text NOT NULL,
+    starts_at   timestamptz NOT NULL,
+    sections    text NOT NULL,
+    search      tsvector GENERATED ALWAYS AS (to_tsvector('english',
+                    name || ' ' || description || ' ' || performers || ' ' || venue || ' ' || city)) STORED
+);
+CREATE INDEX IF NOT EXISTS events_search ON events USING gin (search);
+CREATE INDEX IF NOT EXISTS events_city ON events (city);
+CREATE INDEX IF NOT EXISTS events_category ON events (category);
+CREATE INDEX IF NOT EXISTS events_starts_at ON events (starts_at);
+ALTER TABLE seats ADD COLUMN IF NOT EXISTS section text GENERATED ALWAYS AS (split_part(seat_id, '-', 1)) STORED;
+ALTER TABLE holds ADD COLUMN IF NOT EXISTS released_at timestamptz;";
+
+/// Key of the advisory lock that makes creating the tables one at a time: `CREATE … IF NOT
+/// EXISTS` from two connections at once can still collide in the catalogue.
+const SCHEMA_LOCK_KEY: i64 = 0x626f_786f;
+
 pub const LOCK_SEATS: &str = "SELECT seat_id, status FROM seats WHERE event = $1 AND seat_id = ANY($2) FOR UPDATE";
 pub const MARK_HELD: &str = "UPDATE seats SET status = 'held', hold_id = $3 WHERE event = $1 AND seat_id = ANY($2)";
 pub const INSERT_HOLD: &str = "INSERT INTO holds (hold_id, event, buyer, seats) VALUES ($1, $2, $3, $4)";
@@ -65,7 +94,7 @@ pub fn all_available<'a>(locked: impl IntoIterator<Item = &'a str>, asked: usize
 pub struct PostgresStore {
     url: String,
     connections: Vec<Mutex<Client>>,
-    next_hold: AtomicU64,
+    pub(crate) next_hold: AtomicU64,
 }
 
 /// A buyer uses connection `n % connections`.
@@ -73,7 +102,7 @@ pub struct PostgresBuyer {
     n: usize,
 }
 
-fn db_error(e: tokio_postgres::Error) -> TargetError {
+pub(crate) fn db_error(e: tokio_postgres::Error) -> TargetError {
     TargetError::Scenario(format!("postgres: {e}"))
 }
 
@@ -89,12 +118,27 @@ impl PostgresStore {
             connections.push(Mutex::new(client));
         }
         let store = PostgresStore { url: url.to_owned(), connections, next_hold: AtomicU64::new(0) };
-        store.connections[0].lock().await.batch_execute(SCHEMA).await.map_err(db_error)?;
+        let schema =
+            format!("BEGIN; SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY}); {SCHEMA} {BROWSE_SCHEMA} COMMIT;");
+        store.connections[0].lock().await.batch_execute(&schema).await.map_err(db_error)?;
         Ok(store)
     }
 
     fn connection(&self, buyer: &PostgresBuyer) -> &Mutex<Client> {
         &self.connections[buyer.n % self.connections.len()]
+    }
+
+    /// A connection for one request, as a pool hands them out: the first idle one from
+    /// `client`'s own, else a wait for `client`'s own.
+    pub(crate) async fn pooled(&self, client: u64) -> MutexGuard<'_, Client> {
+        let n = self.connections.len();
+        let first = client as usize % n;
+        for i in 0..n {
+            if let Ok(guard) = self.connections[(first + i) % n].try_lock() {
+                return guard;
+            }
+        }
+        self.connections[first].lock().await
     }
 
     async fn try_hold(
@@ -105,17 +149,7 @@ impl PostgresStore {
         hold_id: &str,
     ) -> Result<bool, tokio_postgres::Error> {
         let mut client = self.connection(buyer).lock().await;
-        let tx = client.transaction().await?;
-        let locked = tx.query(LOCK_SEATS, &[&event, &seats]).await?;
-        let statuses: Vec<&str> = locked.iter().map(|row| row.get::<_, &str>(1)).collect();
-        if !all_available(statuses.iter().copied(), seats.len()) {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        tx.execute(MARK_HELD, &[&event, &seats, &hold_id]).await?;
-        tx.execute(INSERT_HOLD, &[&hold_id, &event, &(buyer.n as i32), &seats]).await?;
-        tx.commit().await?;
-        Ok(true)
+        hold_on(&mut client, buyer.n as i32, event, seats, hold_id).await
     }
 
     async fn try_checkout(
@@ -177,10 +211,36 @@ impl SaleStore for PostgresStore {
     }
 
     async fn taken(&self, event: &str) -> Result<usize, TargetError> {
-        let client = self.connections[0].lock().await;
-        let row = client.query_one(COUNT_TAKEN, &[&event]).await.map_err(db_error)?;
-        Ok(row.get::<_, i64>(0) as usize)
+        count_taken(&*self.connections[0].lock().await, event).await
     }
+}
+
+/// The flash sale's hold transaction on `client`: lock the seats, check that all are available,
+/// mark them held, record the hold, commit.
+pub(crate) async fn hold_on(
+    client: &mut Client,
+    buyer: i32,
+    event: &str,
+    seats: &[String],
+    hold_id: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    let locked = tx.query(LOCK_SEATS, &[&event, &seats]).await?;
+    let statuses: Vec<&str> = locked.iter().map(|row| row.get::<_, &str>(1)).collect();
+    if !all_available(statuses.iter().copied(), seats.len()) {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    tx.execute(MARK_HELD, &[&event, &seats, &hold_id]).await?;
+    tx.execute(INSERT_HOLD, &[&hold_id, &event, &buyer, &seats]).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Seats of `event` held or sold.
+pub(crate) async fn count_taken(client: &Client, event: &str) -> Result<usize, TargetError> {
+    let row = client.query_one(COUNT_TAKEN, &[&event]).await.map_err(db_error)?;
+    Ok(row.get::<_, i64>(0) as usize)
 }
 
 /// An event id no earlier run used: the baselines' servers outlive a run.

@@ -70,3 +70,39 @@ impl Report {
         }
     }
 }
+
+/// Prints `lines` as a table: each column as wide as its widest cell, two spaces between.
+pub fn print_table(lines: &[Vec<String>]) {
+    for line in table(lines) {
+        println!("  {line}");
+    }
+}
+
+fn table(lines: &[Vec<String>]) -> Vec<String> {
+    let columns = lines.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| lines.iter().filter_map(|l| l.get(c)).map(|cell| cell.chars().count()).max().unwrap_or(0))
+        .collect();
+    lines
+        .iter()
+        .map(|line| {
+            let cells: Vec<String> = line.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}", w = *w)).collect();
+            cells.join("  ").trim_end().to_owned()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_columns_are_as_wide_as_their_widest_cell() {
+        let lines = vec![
+            vec!["store".to_owned(), "reads/s".to_owned()],
+            vec!["PostgreSQL".to_owned(), "7".to_owned()],
+            vec!["etcd".to_owned()],
+        ];
+        assert_eq!(table(&lines), vec!["store       reads/s", "PostgreSQL  7", "etcd"]);
+    }
+}

@@ -47,7 +47,7 @@ impl Default for SearchBenchConfig {
     }
 }
 
-const CITIES: &[(&str, f64, f64)] = &[
+pub(crate) const CITIES: &[(&str, f64, f64)] = &[
     ("Lisbon", 38.72, -9.14),
     ("Porto", 41.15, -8.61),
     ("Madrid", 40.42, -3.70),
@@ -69,11 +69,11 @@ const CITIES: &[(&str, f64, f64)] = &[
     ("Munich", 48.14, 11.58),
     ("Zurich", 47.38, 8.54),
 ];
-const ADJECTIVES: &[&str] = &[
+pub(crate) const ADJECTIVES: &[&str] = &[
     "Electric", "Midnight", "Golden", "Silent", "Wild", "Crimson", "Velvet", "Northern", "Lunar", "Urban", "Secret",
     "Royal", "Broken", "Neon", "Summer", "Winter", "Hidden", "Radiant", "Distant", "Savage",
 ];
-const NOUNS: &[&str] = &[
+pub(crate) const NOUNS: &[&str] = &[
     "Harbor",
     "Garden",
     "Echo",
@@ -95,8 +95,8 @@ const NOUNS: &[&str] = &[
     "Quartet",
     "Rodeo",
 ];
-const CATEGORIES: &[&str] = &["music", "theatre", "comedy", "sports", "conference", "family"];
-const PERFORMERS: &[&str] = &[
+pub(crate) const CATEGORIES: &[&str] = &["music", "theatre", "comedy", "sports", "conference", "family"];
+pub(crate) const PERFORMERS: &[&str] = &[
     "Aurora Skies",
     "The Midnight Echo",
     "Marta Ribeiro",
@@ -170,9 +170,17 @@ async fn load(target: &Arc<Target>, cfg: &SearchBenchConfig) -> Result<(Vec<Stri
 }
 
 /// An RFC 3339 time `days` days from now.
-fn time_after_days(days: i64) -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
-    let t = now + days * 86_400;
+pub(crate) fn time_after_days(days: i64) -> String {
+    rfc3339(unix_now_s() + days * 86_400)
+}
+
+/// Seconds since the Unix epoch, now.
+pub(crate) fn unix_now_s() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs() as i64
+}
+
+/// `t` (seconds since the Unix epoch) in RFC 3339, UTC.
+pub(crate) fn rfc3339(t: i64) -> String {
     let (d, rem) = (t.div_euclid(86_400), t.rem_euclid(86_400));
     // Civil date from days since the epoch (Howard Hinnant's algorithm).
     let z = d + 719_468;

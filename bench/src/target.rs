@@ -80,6 +80,20 @@ impl Target {
         Ok(target)
     }
 
+    /// As [`Target::spawn_cluster`], with a `boxoffice indexer` that the api answers
+    /// `GET /v1/search` through; it is stopped with the target.
+    pub async fn spawn_searchable_cluster(
+        exe: &Path,
+        nodes: usize,
+        shards: u32,
+        extra_api_args: &[&str],
+    ) -> Result<Target, TargetError> {
+        let (cluster, url) = Cluster::start_searchable(exe, nodes, shards, extra_api_args).await?;
+        let target = Target { url, http: client(), server: Server::Cluster(cluster) };
+        target.wait_ready().await?;
+        Ok(target)
+    }
+
     /// A server that is already running, with dev tokens on.
     pub fn existing(url: &str) -> Target {
         Target { url: url.trim_end_matches('/').to_owned(), http: client(), server: Server::Existing }

@@ -1,13 +1,17 @@
 //! The baselines against real servers: skipped unless `BOXOFFICE_TEST_POSTGRES_URL` or
 //! `BOXOFFICE_TEST_ETCD_URLS` (comma-separated) is set, e.g. to what `scripts/baselines start`
-//! prints.
+//! prints. Each baseline runs a short flash sale, a short browse run and (PostgreSQL) a short
+//! mixed run with searches.
 
 #![cfg(not(madsim))]
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bench::{run_sale, EtcdStore, FlashSaleConfig, HoldOutcome, PostgresStore, SaleStore};
+use bench::{
+    run_mix, run_sale, BrowseBenchConfig, BrowseStore, EtcdStore, FlashSaleConfig, HoldOutcome, PostgresStore,
+    SaleStore,
+};
 
 fn small_sale() -> FlashSaleConfig {
     FlashSaleConfig { seats: 400, buyers: 8, duration: Duration::from_secs(5), checkout_ratio: 0.5 }
@@ -52,4 +56,56 @@ async fn etcd_baseline_holds_all_or_nothing_and_keeps_i1() {
     let urls: Vec<String> = urls.split(',').map(str::to_owned).collect();
     let store = EtcdStore::new(&urls).expect("client");
     holds_are_all_or_nothing_and_a_sale_keeps_i1(Arc::new(store)).await;
+}
+
+fn small_browse(search_share: f64) -> BrowseBenchConfig {
+    BrowseBenchConfig {
+        events: 40,
+        clients: 4,
+        reads_per_write: 10,
+        duration: Duration::from_secs(2),
+        search_share,
+        ..BrowseBenchConfig::default()
+    }
+}
+
+/// A short browse (and, where the store can search, mixed) run: reads return data, writes
+/// happen, and I1 holds on the final state.
+async fn browse_and_mixed_runs_return_data_and_keep_i1<S: BrowseStore>(store: Arc<S>) {
+    let shares: &[f64] = if store.searches() { &[0.0, 0.5] } else { &[0.0] };
+    for &share in shares {
+        let mut figures = run_mix(store.clone(), &small_browse(share)).await.expect("run");
+        assert!(figures.peak.reads.len() > 20, "reads in the closed loop: {}", figures.peak.reads.len());
+        assert!(!figures.peak.writes.is_empty(), "writes in the closed loop");
+        assert_eq!(figures.peak.empty_reads, 0, "details and seat maps answer with data");
+        assert_eq!(figures.errors(), 0);
+        assert!(figures.i1.ok(), "{:?}", figures.i1);
+        assert!(figures.paced.reads.quantile_ms(0.5) > 0.0);
+        if share > 0.0 {
+            let searches = figures.peak.searches.len() as u64;
+            assert!(searches > 0 && figures.peak.empty_searches < searches, "some searches find events");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_baseline_browses_and_searches_with_i1() {
+    let Ok(url) = std::env::var("BOXOFFICE_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: BOXOFFICE_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let store = PostgresStore::connect(&url, 4).await.expect("connect");
+    browse_and_mixed_runs_return_data_and_keep_i1(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_baseline_browses_with_i1_and_has_no_search() {
+    let Ok(urls) = std::env::var("BOXOFFICE_TEST_ETCD_URLS") else {
+        eprintln!("skipped: BOXOFFICE_TEST_ETCD_URLS is not set");
+        return;
+    };
+    let urls: Vec<String> = urls.split(',').map(str::to_owned).collect();
+    let store = EtcdStore::new(&urls).expect("client");
+    assert!(!store.searches(), "etcd has no query language");
+    browse_and_mixed_runs_return_data_and_keep_i1(Arc::new(store)).await;
 }

@@ -354,6 +354,20 @@ struct BrowseBenchArgs {
     /// Extra `boxoffice dev` arguments, e.g. `--read-cache-ttl=0s` to measure without the cache.
     #[arg(long, allow_hyphen_values = true)]
     server_arg: Vec<String>,
+    /// Nodes the bench starts: 1 is `boxoffice dev`; more are `boxoffice node`s (replication
+    /// min(3, N)) behind one `boxoffice api` (and a `boxoffice indexer` with `--mixed`).
+    #[arg(long, default_value_t = 1, conflicts_with = "url", value_parser = clap::value_parser!(u64).range(1..=bench::CLUSTER_NODES_MAX as u64))]
+    nodes: u64,
+    /// Also run the workload against this PostgreSQL (e.g.
+    /// `postgresql://bench@127.0.0.1:55432/bench`) and print the stores side by side.
+    #[arg(long)]
+    postgres_url: Option<String>,
+    /// Also run the workload against these etcd members (client URLs, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    etcd_urls: Vec<String>,
+    /// The mixed workload: a tenth of the reads are searches; prints the comparison table.
+    #[arg(long)]
+    mixed: bool,
 }
 
 #[derive(Args)]
@@ -660,7 +674,19 @@ async fn run_compare(a: CompareArgs) -> Result<(), String> {
 }
 
 async fn run_browse(a: BrowseBenchArgs) -> Result<(), String> {
-    let target = bench_target(a.url.as_deref(), 1, &a.server_arg).await?;
+    let etcd_urls: Vec<String> = a.etcd_urls.into_iter().filter(|u| !u.is_empty()).collect();
+    let compare = a.mixed || a.postgres_url.is_some() || !etcd_urls.is_empty();
+    let target = if a.mixed && a.url.is_none() && a.nodes > 1 {
+        // A cluster answers searches only through an indexer.
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut args: Vec<&str> = bench::SERVER_ARGS_NO_LIMITS.to_vec();
+        args.extend(a.server_arg.iter().map(String::as_str));
+        bench::Target::spawn_searchable_cluster(&exe, a.nodes as usize, BENCH_SHARDS, &args)
+            .await
+            .map_err(|e| e.to_string())?
+    } else {
+        bench_target(a.url.as_deref(), a.nodes, &a.server_arg).await?
+    };
     let config = bench::BrowseBenchConfig {
         events: a.events,
         clients: a.clients,
@@ -668,8 +694,20 @@ async fn run_browse(a: BrowseBenchArgs) -> Result<(), String> {
         duration: a.duration,
         ..bench::BrowseBenchConfig::default()
     };
-    let report = bench::browse(std::sync::Arc::new(target), config).await.map_err(|e| e.to_string())?;
-    report.print();
+    let target = std::sync::Arc::new(target);
+    if !compare {
+        let report = bench::browse(target, config).await.map_err(|e| e.to_string())?;
+        report.print();
+        return Ok(());
+    }
+    let postgres_url = a.postgres_url.as_deref();
+    let mut comparison = if a.mixed {
+        bench::compare_mixed(target, postgres_url, &etcd_urls, &config).await
+    } else {
+        bench::compare_browse(target, postgres_url, &etcd_urls, &config).await
+    }
+    .map_err(|e| e.to_string())?;
+    comparison.print();
     Ok(())
 }
 
