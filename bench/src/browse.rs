@@ -97,10 +97,6 @@ impl BoxofficeBrowse {
         Ok(BoxofficeBrowse { target, sale, tokens, load_concurrency, wait_searchable })
     }
 
-    pub fn target(&self) -> &Arc<Target> {
-        &self.target
-    }
-
     fn token(&self, client: u64) -> &str {
         self.tokens.get(client as usize % self.tokens.len().max(1)).map_or("", String::as_str)
     }
@@ -125,7 +121,7 @@ impl BoxofficeBrowse {
                              {"id": GENERAL_SECTION, "name": "Lawn", "kind": "general", "capacity": GENERAL_CAPACITY}]
             });
             let venue = self.target.post("/v1/venues", Some(admin), venue, 201).await?;
-            venues.insert(*city, venue["venue_id"].as_str().unwrap_or_default().to_owned());
+            venues.insert(*city, id_in(&venue, "venue_id")?);
         }
         Ok(venues)
     }
@@ -202,7 +198,7 @@ impl BrowseStore for BoxofficeBrowse {
                                    {"section": GENERAL_SECTION, "price": {"amount": GENERAL_PRICE, "currency": "USD"}}]
                     });
                     let event = target.post("/v1/events", Some(&admin), body, 201).await?;
-                    ids.push((n, event["event_id"].as_str().unwrap_or_default().to_owned()));
+                    ids.push((n, id_in(&event, "event_id")?));
                 }
             }));
         }
@@ -245,6 +241,14 @@ impl BrowseStore for BoxofficeBrowse {
 
     async fn taken(&self, event: &str) -> Result<usize, TargetError> {
         self.sale.taken(event).await
+    }
+}
+
+/// The id a 201 answer names in `field`; an answer without one is the server's error.
+fn id_in(answer: &serde_json::Value, field: &str) -> Result<String, TargetError> {
+    match answer[field].as_str() {
+        Some(id) if !id.is_empty() => Ok(id.to_owned()),
+        _ => Err(TargetError::Scenario(format!("a 201 answer without `{field}`: {answer}"))),
     }
 }
 

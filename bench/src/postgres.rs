@@ -44,8 +44,9 @@ CREATE TABLE IF NOT EXISTS orders (
 
 /// The browse and mixed workloads' tables, added beside the flash sale's: an `events` row per
 /// event (its sections as JSON), found by a generated `tsvector` behind a GIN index and by btree
-/// indexes on city, category and date; seats keep their rows in `seats`, whose section is
-/// derived from the seat id; a released hold is stamped, not deleted.
+/// indexes on city, category and date; seats keep their rows in the flash sale's `seats`, left
+/// as the flash sale measures it (a seat's section is the first part of its id, derived in the
+/// queries); a released hold is stamped, not deleted.
 pub const BROWSE_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
     event_id    text PRIMARY KEY,
@@ -64,7 +65,6 @@ CREATE INDEX IF NOT EXISTS events_search ON events USING gin (search);
 CREATE INDEX IF NOT EXISTS events_city ON events (city);
 CREATE INDEX IF NOT EXISTS events_category ON events (category);
 CREATE INDEX IF NOT EXISTS events_starts_at ON events (starts_at);
-ALTER TABLE seats ADD COLUMN IF NOT EXISTS section text GENERATED ALWAYS AS (split_part(seat_id, '-', 1)) STORED;
 ALTER TABLE holds ADD COLUMN IF NOT EXISTS released_at timestamptz;";
 
 /// Key of the advisory lock that makes creating the tables one at a time: `CREATE … IF NOT

@@ -34,14 +34,14 @@ SELECT e.event_id, e.name, e.description, e.category, e.performers, e.venue, e.c
        s.section, s.available, s.held, s.sold
 FROM events e
 LEFT JOIN LATERAL (
-    SELECT section,
+    SELECT split_part(seat_id, '-', 1) AS section,
            count(*) FILTER (WHERE status = 'available') AS available,
            count(*) FILTER (WHERE status = 'held') AS held,
            count(*) FILTER (WHERE status = 'sold') AS sold
-    FROM seats WHERE event = e.event_id GROUP BY section
+    FROM seats WHERE event = e.event_id GROUP BY 1
 ) s ON true
 WHERE e.event_id = $1";
-pub const SEAT_MAP: &str = "SELECT seat_id, section, status FROM seats WHERE event = $1";
+pub const SEAT_MAP: &str = "SELECT seat_id, split_part(seat_id, '-', 1) AS section, status FROM seats WHERE event = $1";
 /// Frees the seats a hold still holds.
 pub const FREE_SEATS: &str =
     "UPDATE seats SET status = 'available', hold_id = NULL WHERE event = $1 AND hold_id = $2 AND status = 'held'";
@@ -248,7 +248,7 @@ mod tests {
 
     #[test]
     fn details_aggregate_per_section_and_a_release_frees_only_its_holds_seats() {
-        assert!(EVENT_DETAILS.contains("GROUP BY section"));
+        assert!(EVENT_DETAILS.contains("split_part(seat_id, '-', 1) AS section"));
         assert!(EVENT_DETAILS.contains("WHERE e.event_id = $1"));
         assert!(FREE_SEATS.contains("hold_id = $2 AND status = 'held'"));
         assert!(MARK_RELEASED.contains("released_at IS NULL"));
