@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::etcd::EtcdStore;
 use crate::flash_sale::BoxofficeStore;
 use crate::postgres::PostgresStore;
+use crate::report::print_table;
 use crate::sale::{run_paced_sale, run_sale, FlashSaleConfig, PacedSaleFigures, SaleFigures, SaleStore};
 use crate::target::{Target, TargetError};
 
@@ -180,18 +181,6 @@ impl Comparison {
                 row.name, p.holds, p.checkouts, p.taken, self.sale.seats
             );
         }
-    }
-}
-
-/// Prints `lines` as aligned columns.
-pub fn print_table(lines: &[Vec<String>]) {
-    let columns = lines.first().map_or(0, Vec::len);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| lines.iter().map(|l| l.get(c).map_or(0, |s| s.chars().count())).max().unwrap_or(0))
-        .collect();
-    for line in lines {
-        let cells: Vec<String> = line.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}", w = *w)).collect();
-        println!("  {}", cells.join("  ").trim_end());
     }
 }
 
