@@ -222,6 +222,11 @@ impl Cluster {
         Ok(url)
     }
 
+    /// Whether a `boxoffice indexer` answers the api's searches.
+    pub fn has_indexer(&self) -> bool {
+        lock(&self.indexer).is_some()
+    }
+
     /// A `boxoffice` command that knows the cluster secret (through the environment, not argv).
     /// Children log at `CHILD_LOG_FILTER` unless `BOXOFFICE_LOG` asks for more.
     fn command(&self) -> Command {

@@ -10,7 +10,7 @@ use crate::flash_sale::BoxofficeStore;
 use crate::postgres::PostgresStore;
 use crate::report::print_table;
 use crate::sale::{run_paced_sale, run_sale, FlashSaleConfig, PacedSaleFigures, SaleFigures, SaleStore};
-use crate::target::{Target, TargetError};
+use crate::target::{stop, Target, TargetError};
 
 #[derive(Clone, Debug)]
 pub struct CompareConfig {
@@ -37,9 +37,9 @@ impl Default for CompareConfig {
 /// Runs the sale against `boxoffice` (stopped before the baselines run, so that they do not
 /// share the cores with it), then against each baseline given.
 pub async fn run(boxoffice: Target, cfg: CompareConfig) -> Result<Comparison, TargetError> {
-    let mut rows = Vec::new();
-    let store = Arc::new(BoxofficeStore::new(Arc::new(boxoffice)));
-    rows.push(labelled("Boxoffice", store, &cfg).await?);
+    let boxoffice = Arc::new(boxoffice);
+    let mut rows = vec![labelled("Boxoffice", Arc::new(BoxofficeStore::new(boxoffice.clone())), &cfg).await?];
+    stop(boxoffice)?;
     if let Some(url) = &cfg.postgres_url {
         let store = Arc::new(PostgresStore::connect(url, cfg.sale.buyers).await?);
         rows.push(labelled("PostgreSQL", store, &cfg).await?);

@@ -11,11 +11,11 @@ use crate::etcd::EtcdStore;
 use crate::mix::{run_mix, BrowseStore, MixFigures, MIXED_SEARCH_SHARE};
 use crate::postgres::PostgresStore;
 use crate::report::print_table;
-use crate::target::{Target, TargetError};
+use crate::target::{stop, Target, TargetError};
 
 /// Browse (b): reads are event details and seat maps only.
 pub async fn compare_browse(
-    boxoffice: Arc<Target>,
+    boxoffice: Target,
     postgres_url: Option<&str>,
     etcd_urls: &[String],
     cfg: &BrowseBenchConfig,
@@ -24,32 +24,32 @@ pub async fn compare_browse(
     compare(boxoffice, postgres_url, etcd_urls, cfg).await
 }
 
-/// Mixed with search (c): `cfg.search_share` of the reads are searches ([`MIXED_SEARCH_SHARE`]
-/// when it is 0). Boxoffice's target must answer `GET /v1/search` (`boxoffice dev`, or a cluster
-/// started with an indexer); etcd's row says "not supported".
+/// Mixed with search (c): [`MIXED_SEARCH_SHARE`] of the reads are searches. `boxoffice` must
+/// answer `GET /v1/search` (`boxoffice dev`, or a cluster started with an indexer); etcd's row
+/// says "not supported".
 pub async fn compare_mixed(
-    boxoffice: Arc<Target>,
+    boxoffice: Target,
     postgres_url: Option<&str>,
     etcd_urls: &[String],
     cfg: &BrowseBenchConfig,
 ) -> Result<MixComparison, TargetError> {
-    let search_share = if cfg.search_share > 0.0 { cfg.search_share } else { MIXED_SEARCH_SHARE };
-    compare(boxoffice, postgres_url, etcd_urls, BrowseBenchConfig { search_share, ..cfg.clone() }).await
+    let cfg = BrowseBenchConfig { search_share: MIXED_SEARCH_SHARE, ..cfg.clone() };
+    compare(boxoffice, postgres_url, etcd_urls, cfg).await
 }
 
-/// Runs Boxoffice, then each baseline given. The caller's `boxoffice` is the last reference to
-/// the target if it wants the servers stopped before the baselines run (so that they do not
-/// share the cores): this drops its own as soon as Boxoffice's run ends.
+/// Runs Boxoffice, stops its servers (so that they do not share the cores with the baselines),
+/// then runs each baseline given.
 async fn compare(
-    boxoffice: Arc<Target>,
+    boxoffice: Target,
     postgres_url: Option<&str>,
     etcd_urls: &[String],
     cfg: BrowseBenchConfig,
 ) -> Result<MixComparison, TargetError> {
     let searching = cfg.search_share > 0.0;
-    let mut rows = Vec::new();
-    let store = Arc::new(BoxofficeBrowse::new(boxoffice, cfg.load_concurrency, searching).await?);
-    rows.push(run_row("Boxoffice", store, &cfg).await?);
+    let boxoffice = Arc::new(boxoffice);
+    let store = Arc::new(BoxofficeBrowse::new(boxoffice.clone(), cfg.load_concurrency, searching).await?);
+    let mut rows = vec![run_row("Boxoffice", store, &cfg).await?];
+    stop(boxoffice)?;
     if let Some(url) = postgres_url {
         let store = Arc::new(PostgresStore::connect(url, cfg.clients).await?);
         rows.push(run_row("PostgreSQL", store, &cfg).await?);
@@ -61,7 +61,7 @@ async fn compare(
     Ok(MixComparison { cfg, rows })
 }
 
-/// The store is dropped (and what it started stopped, if nobody else holds it) on return.
+/// The store is dropped on return.
 async fn run_row<S: BrowseStore>(name: &str, store: Arc<S>, cfg: &BrowseBenchConfig) -> Result<Row, TargetError> {
     let name = name.to_owned();
     if cfg.search_share > 0.0 && !store.searches() {
@@ -133,8 +133,8 @@ impl MixComparison {
         for row in &mut self.rows {
             let mut line = vec![format!("{} ({})", row.name, row.store)];
             match &mut row.result {
-                RowResult::NotSupported(why) => {
-                    line.push(format!("not supported ({why})"));
+                RowResult::NotSupported(_) => {
+                    line.push("not supported".to_owned());
                     line.resize(columns, "–".to_owned());
                 }
                 RowResult::Ran(f) => {
@@ -177,8 +177,9 @@ impl MixComparison {
         );
         print_table(&self.lines());
         for row in &mut self.rows {
-            if let RowResult::Ran(f) = &mut row.result {
-                println!("  {}: {}", row.name, notes(f));
+            match &mut row.result {
+                RowResult::Ran(f) => println!("  {}: {}", row.name, notes(f)),
+                RowResult::NotSupported(why) => println!("  {}: not supported: {why}", row.name),
             }
         }
     }
@@ -294,7 +295,7 @@ mod tests {
         assert!(lines[0].contains(&"search p50".to_owned()));
         assert_eq!(lines[1][3], "2", "searches/s");
         assert_eq!(lines[1][10], "3.0 ms", "search p50");
-        assert_eq!(lines[2][1], "not supported (no query language)");
+        assert_eq!(lines[2][1], "not supported");
         assert_eq!(lines[2].len(), 16);
         assert!(comparison.figures("etcd").is_none());
         assert_eq!(comparison.workload(), "mixed with search");

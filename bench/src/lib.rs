@@ -20,17 +20,14 @@ mod sale;
 mod search;
 mod target;
 
-pub use browse::{run as browse, BoxofficeBrowse, BrowseBenchConfig};
+pub use browse::{run as browse, BrowseBenchConfig};
 pub use cluster::{Cluster, GroupRow, CLUSTER_NODES_MAX};
 pub use compare::{run as compare, CompareConfig, Comparison};
 pub use compare_mix::{compare_browse, compare_mixed, MixComparison};
 pub use etcd::EtcdStore;
 pub use failover::{run as failover, FailoverConfig, FAILOVER_NODES};
 pub use flash_sale::{run as flash_sale, BoxofficeStore};
-pub use mix::{
-    catalogue, run_mix, BrowseStore, EventSpec, I1Check, MixFigures, Popularity, RunFigures, SearchQuery,
-    MIXED_SEARCH_SHARE,
-};
+pub use mix::{run_mix, BrowseStore, EventSpec, I1Check, MixFigures, RunFigures, SearchQuery};
 pub use pace::{open_loop, Paced};
 pub use postgres::{PostgresStore, POSTGRES_CONNECTIONS_MAX};
 pub use queue::{run as queue, QueueBenchConfig};

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -112,6 +113,7 @@ impl Target {
         match &self.server {
             Server::Existing => format!("server at {}", self.url),
             Server::Dev { .. } => "one node".to_owned(),
+            Server::Cluster(c) if c.has_indexer() => format!("{} nodes and an indexer", c.node_addrs().len()),
             Server::Cluster(c) => format!("{} nodes", c.node_addrs().len()),
         }
     }
@@ -180,6 +182,18 @@ impl Metrics {
             .filter(|l| label.is_none_or(|label| l.contains(label)))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+}
+
+/// Stops the servers `target` started (dropping it kills them), and checks that nothing else
+/// still holds it: a comparison runs the next store only once Boxoffice's processes are gone.
+pub fn stop(target: Arc<Target>) -> Result<(), TargetError> {
+    match Arc::try_unwrap(target) {
+        Ok(target) => {
+            drop(target);
+            Ok(())
+        }
+        Err(_) => Err(TargetError::Scenario("Boxoffice's servers are still in use after its run".into())),
     }
 }
 

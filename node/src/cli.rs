@@ -308,9 +308,26 @@ enum BenchCommand {
     /// Many events, a 100:1 mix of browsing (event details, seat maps) and holds, with some
     /// events hot: peak reads per second, latency below the peak, and the read cache's hit ratio.
     Browse(BrowseBenchArgs),
-    /// The flash sale against Boxoffice and the peer baselines (PostgreSQL, etcd; see
-    /// `scripts/baselines`), one after another, with the ratios.
+    /// Boxoffice against the peer baselines (PostgreSQL, etcd; see `scripts/baselines`), one
+    /// store after another, on the flash sale, browsing, and browsing mixed with searches; a
+    /// table per scenario with the ratios.
     Compare(CompareArgs),
+}
+
+/// A scenario of `bench compare`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Scenario {
+    /// One hot event, buyers racing for seats.
+    FlashSale,
+    /// 100 reads (event details, seat maps) per write across many events.
+    Browse,
+    /// As browse, with a tenth of the reads searches.
+    Mixed,
+}
+
+impl Scenario {
+    /// The order `bench compare` runs them in, whatever order they were asked in.
+    const ALL: [Scenario; 3] = [Scenario::FlashSale, Scenario::Browse, Scenario::Mixed];
 }
 
 #[derive(Args)]
@@ -326,12 +343,29 @@ struct CompareArgs {
     /// (replication min(3, N)) behind one `boxoffice api`.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=bench::CLUSTER_NODES_MAX as u64))]
     nodes: u64,
+    /// Scenarios to run, comma-separated; they run in the order flash-sale, browse, mixed, each
+    /// on a fresh Boxoffice that is stopped before the baselines run.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "flash-sale,browse,mixed")]
+    scenarios: Vec<Scenario>,
+    /// Flash sale: seats of the hot event.
     #[arg(long, default_value_t = 20_000)]
     seats: u32,
+    /// Flash sale: buyers racing for them.
     #[arg(long, default_value_t = 128)]
     buyers: usize,
+    /// Length of each run: every store runs every scenario twice (its peak, then its latency at
+    /// 70% of that peak).
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     duration: Duration,
+    /// Browse and mixed: events in the catalogue.
+    #[arg(long, default_value_t = 1_000)]
+    events: usize,
+    /// Browse and mixed: clients of the closed-loop run that finds each store's peak.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Browse and mixed: reads per write.
+    #[arg(long, default_value_t = 100)]
+    reads_per_write: u32,
 }
 
 #[derive(Args)]
@@ -355,19 +389,9 @@ struct BrowseBenchArgs {
     #[arg(long, allow_hyphen_values = true)]
     server_arg: Vec<String>,
     /// Nodes the bench starts: 1 is `boxoffice dev`; more are `boxoffice node`s (replication
-    /// min(3, N)) behind one `boxoffice api` (and a `boxoffice indexer` with `--mixed`).
+    /// min(3, N)) behind one `boxoffice api`.
     #[arg(long, default_value_t = 1, conflicts_with = "url", value_parser = clap::value_parser!(u64).range(1..=bench::CLUSTER_NODES_MAX as u64))]
     nodes: u64,
-    /// Also run the workload against this PostgreSQL (e.g.
-    /// `postgresql://bench@127.0.0.1:55432/bench`) and print the stores side by side.
-    #[arg(long)]
-    postgres_url: Option<String>,
-    /// Also run the workload against these etcd members (client URLs, comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    etcd_urls: Vec<String>,
-    /// The mixed workload: a tenth of the reads are searches; prints the comparison table.
-    #[arg(long)]
-    mixed: bool,
 }
 
 #[derive(Args)]
@@ -656,37 +680,61 @@ async fn run_flash_sale(a: FlashSaleArgs) -> Result<(), String> {
 }
 
 async fn run_compare(a: CompareArgs) -> Result<(), String> {
-    let target = bench_target(None, a.nodes, &[]).await?;
-    let config = bench::CompareConfig {
-        sale: bench::FlashSaleConfig {
-            seats: a.seats,
-            buyers: a.buyers,
-            duration: a.duration,
-            ..bench::FlashSaleConfig::default()
-        },
-        postgres_url: a.postgres_url,
-        etcd_urls: a.etcd_urls.into_iter().filter(|u| !u.is_empty()).collect(),
-        ..bench::CompareConfig::default()
+    let etcd_urls: Vec<String> = a.etcd_urls.into_iter().filter(|u| !u.is_empty()).collect();
+    let postgres_url = a.postgres_url.as_deref();
+    let browse = bench::BrowseBenchConfig {
+        events: a.events,
+        clients: a.clients,
+        reads_per_write: a.reads_per_write,
+        duration: a.duration,
+        ..bench::BrowseBenchConfig::default()
     };
-    let mut comparison = bench::compare(target, config).await.map_err(|e| e.to_string())?;
-    comparison.print();
+    for scenario in Scenario::ALL.into_iter().filter(|s| a.scenarios.contains(s)) {
+        match scenario {
+            Scenario::FlashSale => {
+                let config = bench::CompareConfig {
+                    sale: bench::FlashSaleConfig {
+                        seats: a.seats,
+                        buyers: a.buyers,
+                        duration: a.duration,
+                        ..bench::FlashSaleConfig::default()
+                    },
+                    postgres_url: a.postgres_url.clone(),
+                    etcd_urls: etcd_urls.clone(),
+                    ..bench::CompareConfig::default()
+                };
+                let target = bench_target(None, a.nodes, &[]).await?;
+                bench::compare(target, config).await.map_err(|e| e.to_string())?.print();
+            }
+            Scenario::Browse => {
+                let target = bench_target(None, a.nodes, &[]).await?;
+                let compared = bench::compare_browse(target, postgres_url, &etcd_urls, &browse).await;
+                compared.map_err(|e| e.to_string())?.print();
+            }
+            Scenario::Mixed => {
+                let target = searchable_bench_target(a.nodes).await?;
+                let compared = bench::compare_mixed(target, postgres_url, &etcd_urls, &browse).await;
+                compared.map_err(|e| e.to_string())?.print();
+            }
+        }
+        println!();
+    }
     Ok(())
 }
 
+/// A Boxoffice that answers searches: `boxoffice dev` has its index built in; a cluster gets a
+/// `boxoffice indexer` beside it.
+async fn searchable_bench_target(nodes: u64) -> Result<bench::Target, String> {
+    if nodes == 1 {
+        return bench_target(None, 1, &[]).await;
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let args = bench::SERVER_ARGS_NO_LIMITS;
+    bench::Target::spawn_searchable_cluster(&exe, nodes as usize, BENCH_SHARDS, args).await.map_err(|e| e.to_string())
+}
+
 async fn run_browse(a: BrowseBenchArgs) -> Result<(), String> {
-    let etcd_urls: Vec<String> = a.etcd_urls.into_iter().filter(|u| !u.is_empty()).collect();
-    let compare = a.mixed || a.postgres_url.is_some() || !etcd_urls.is_empty();
-    let target = if a.mixed && a.url.is_none() && a.nodes > 1 {
-        // A cluster answers searches only through an indexer.
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let mut args: Vec<&str> = bench::SERVER_ARGS_NO_LIMITS.to_vec();
-        args.extend(a.server_arg.iter().map(String::as_str));
-        bench::Target::spawn_searchable_cluster(&exe, a.nodes as usize, BENCH_SHARDS, &args)
-            .await
-            .map_err(|e| e.to_string())?
-    } else {
-        bench_target(a.url.as_deref(), a.nodes, &a.server_arg).await?
-    };
+    let target = bench_target(a.url.as_deref(), a.nodes, &a.server_arg).await?;
     let config = bench::BrowseBenchConfig {
         events: a.events,
         clients: a.clients,
@@ -694,20 +742,8 @@ async fn run_browse(a: BrowseBenchArgs) -> Result<(), String> {
         duration: a.duration,
         ..bench::BrowseBenchConfig::default()
     };
-    let target = std::sync::Arc::new(target);
-    if !compare {
-        let report = bench::browse(target, config).await.map_err(|e| e.to_string())?;
-        report.print();
-        return Ok(());
-    }
-    let postgres_url = a.postgres_url.as_deref();
-    let mut comparison = if a.mixed {
-        bench::compare_mixed(target, postgres_url, &etcd_urls, &config).await
-    } else {
-        bench::compare_browse(target, postgres_url, &etcd_urls, &config).await
-    }
-    .map_err(|e| e.to_string())?;
-    comparison.print();
+    let report = bench::browse(std::sync::Arc::new(target), config).await.map_err(|e| e.to_string())?;
+    report.print();
     Ok(())
 }
 
