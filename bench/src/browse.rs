@@ -15,8 +15,8 @@ use serde_json::json;
 
 use crate::flash_sale::BoxofficeStore;
 use crate::mix::{
-    occurrences, row_name, venue_name, BrowseStore, EventSpec, SearchQuery, Workload, GENERAL_CAPACITY, GENERAL_PRICE,
-    GENERAL_SECTION, ROWS, SEATED_PRICE, SEATED_SECTION, SEATS_PER_ROW,
+    occurrences, row_name, venue_name, Answered, BrowseStore, EventSpec, SearchQuery, Workload, GENERAL_CAPACITY,
+    GENERAL_PRICE, GENERAL_SECTION, ROWS, SEATED_PRICE, SEATED_SECTION, SEATS_PER_ROW,
 };
 use crate::report::Report;
 use crate::sale::{HoldOutcome, SaleStore};
@@ -102,12 +102,15 @@ impl BoxofficeBrowse {
     }
 
     /// GETs `path`; the number of times `item` occurs in a 200 answer.
-    async fn count(&self, path: &str, item: &[u8]) -> Option<usize> {
+    /// GETs `path` and counts `item` in the body; `X-Cache: hit` says the api answered from its
+    /// read cache.
+    async fn count(&self, path: &str, item: &[u8]) -> Option<Answered> {
         let resp = self.target.http.get(format!("{}{path}", self.target.url)).send().await.ok()?;
         if resp.status() != 200 {
             return None;
         }
-        Some(occurrences(&resp.bytes().await.ok()?, item))
+        let cached = resp.headers().get("x-cache").is_some_and(|v| v.as_bytes() == b"hit");
+        Some(Answered { items: occurrences(&resp.bytes().await.ok()?, item), cached })
     }
 
     /// One venue per city, each with the seated and the general section.
@@ -214,18 +217,18 @@ impl BrowseStore for BoxofficeBrowse {
     }
 
     /// Each section of the details carries its `held` count.
-    async fn details(&self, _client: u64, event: &str) -> Option<usize> {
+    async fn details(&self, _client: u64, event: &str) -> Option<Answered> {
         self.count(&format!("/v1/events/{event}"), br#""held""#).await
     }
 
     /// Each seat of the map carries its `status`.
-    async fn seat_map(&self, _client: u64, event: &str) -> Option<usize> {
+    async fn seat_map(&self, _client: u64, event: &str) -> Option<Answered> {
         self.count(&format!("/v1/events/{event}/seats"), br#""status""#).await
     }
 
     /// Each result carries its `score`.
     async fn search(&self, _client: u64, query: &SearchQuery) -> Option<usize> {
-        self.count(&format!("/v1/search?{}", query.url_query()), br#""score""#).await
+        self.count(&format!("/v1/search?{}", query.url_query()), br#""score""#).await.map(|a| a.items)
     }
 
     async fn hold(&self, client: u64, event: &str, seat: &str) -> HoldOutcome {
@@ -293,6 +296,7 @@ pub async fn run(target: Arc<Target>, cfg: BrowseBenchConfig) -> Result<Report, 
     );
     report.latencies("peak: read", &mut peak.reads);
     report.latencies("peak: write", &mut peak.writes);
+    report.latencies("peak: read answered from the cache (X-Cache: hit)", &mut peak.cached_reads);
     report.line("peak: cache hit ratio", hit_ratio(before, after_peak));
     report.line(
         "latency run (open loop)",
@@ -305,6 +309,7 @@ pub async fn run(target: Arc<Target>, cfg: BrowseBenchConfig) -> Result<Report, 
     );
     report.latencies("latency run: read", &mut paced.reads);
     report.latencies("latency run: write", &mut paced.writes);
+    report.latencies("latency run: read answered from the cache (X-Cache: hit)", &mut paced.cached_reads);
     report.line("latency run: errors", format!("{} reads, {} writes", paced.read_errors, paced.write_errors));
     report.line("latency run: not started (server behind)", paced.not_started);
     report.line("latency run: cache hit ratio", hit_ratio(after_peak, after_latency));

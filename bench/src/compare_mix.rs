@@ -203,6 +203,15 @@ fn notes(f: &mut MixFigures) -> String {
         i1.events_mismatched,
         i1.held_twice
     );
+    if !f.paced.cached_reads.is_empty() {
+        let (cached, reads) = (f.paced.cached_reads.len(), f.paced.reads.len());
+        notes.push_str(&format!(
+            "; open loop: {cached} of {reads} reads answered from the read cache, p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms",
+            f.paced.cached_reads.quantile_ms(0.5),
+            f.paced.cached_reads.quantile_ms(0.99),
+            f.paced.cached_reads.quantile_ms(0.999)
+        ));
+    }
     if f.peak.empty_reads > 0 {
         notes.push_str(&format!("; {} reads answered without data", f.peak.empty_reads));
     }

@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 
 use crate::etcd::{b64, held_value, hold_txn, range_count, seat_range, txn_succeeded, EtcdStore};
 use crate::mix::{
-    BrowseStore, EventSpec, GENERAL_CAPACITY, GENERAL_PRICE, GENERAL_SECTION, ROWS, SEATED_PRICE, SEATED_SECTION,
-    SEATS_PER_EVENT, SEATS_PER_ROW,
+    Answered, BrowseStore, EventSpec, GENERAL_CAPACITY, GENERAL_PRICE, GENERAL_SECTION, ROWS, SEATED_PRICE,
+    SEATED_SECTION, SEATS_PER_EVENT, SEATS_PER_ROW,
 };
 use crate::postgres::unique_event_id;
 use crate::sale::{HoldOutcome, SaleStore};
@@ -122,15 +122,15 @@ impl BrowseStore for EtcdStore {
         Ok(ids)
     }
 
-    async fn details(&self, client: u64, event: &str) -> Option<usize> {
+    async fn details(&self, client: u64, event: &str) -> Option<Answered> {
         let answer = self.call(client as usize, "/v3/kv/txn", &details_txn(event)).await.ok()?;
-        details_sections(&answer)
+        details_sections(&answer).map(Answered::from)
     }
 
-    async fn seat_map(&self, client: u64, event: &str) -> Option<usize> {
+    async fn seat_map(&self, client: u64, event: &str) -> Option<Answered> {
         let (start, end) = seat_range(event);
         let body = json!({"key": b64(&start), "range_end": b64(&end)});
-        seat_map_seats(&self.call(client as usize, "/v3/kv/range", &body).await.ok()?)
+        seat_map_seats(&self.call(client as usize, "/v3/kv/range", &body).await.ok()?).map(Answered::from)
     }
 
     async fn hold(&self, client: u64, event: &str, seat: &str) -> HoldOutcome {

@@ -171,6 +171,21 @@ impl SearchQuery {
 /// success, with the store's own default durability. `client` says which of the bench's
 /// clients asks (a store maps it to a connection, a member, a buyer's token); a release comes
 /// from the client that made the hold.
+/// What a read of details or a seat map answered: how many items, and whether the store said it
+/// served them from a cache (Boxoffice's `X-Cache: hit`), so cached reads get their own latency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answered {
+    pub items: usize,
+    pub cached: bool,
+}
+
+impl From<usize> for Answered {
+    /// An answer read from the store itself.
+    fn from(items: usize) -> Answered {
+        Answered { items, cached: false }
+    }
+}
+
 pub trait BrowseStore: Send + Sync + 'static {
     /// For report titles.
     fn describe(&self) -> String;
@@ -186,10 +201,10 @@ pub trait BrowseStore: Send + Sync + 'static {
 
     /// An event's details with available counts per section; the number of sections answered,
     /// `None` when the store failed to answer.
-    fn details(&self, client: u64, event: &str) -> impl Future<Output = Option<usize>> + Send;
+    fn details(&self, client: u64, event: &str) -> impl Future<Output = Option<Answered>> + Send;
 
     /// An event's seat map; the number of seats in it, `None` on failure.
-    fn seat_map(&self, client: u64, event: &str) -> impl Future<Output = Option<usize>> + Send;
+    fn seat_map(&self, client: u64, event: &str) -> impl Future<Output = Option<Answered>> + Send;
 
     /// A search; the number of results, `None` on failure (and from stores that cannot).
     fn search(&self, _client: u64, _query: &SearchQuery) -> impl Future<Output = Option<usize>> + Send {
@@ -372,6 +387,8 @@ enum Kind {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Outcome {
     Ok,
+    /// Ok, and served from the store's cache.
+    Cached,
     Empty,
     Failed,
 }
@@ -397,6 +414,8 @@ pub struct RunFigures {
     pub writes: Latencies,
     /// The searches among `reads`.
     pub searches: Latencies,
+    /// The reads among `reads` that the store answered from its cache.
+    pub cached_reads: Latencies,
     pub read_errors: u64,
     pub write_errors: u64,
     /// Details or seat maps that answered with nothing in them.
@@ -420,6 +439,9 @@ impl RunFigures {
             }
             (_, outcome) => {
                 self.empty_reads += u64::from(outcome == Outcome::Empty);
+                if outcome == Outcome::Cached {
+                    self.cached_reads.record(latency);
+                }
                 self.reads.record(latency);
             }
         }
@@ -429,6 +451,7 @@ impl RunFigures {
         self.reads.merge(other.reads);
         self.writes.merge(other.writes);
         self.searches.merge(other.searches);
+        self.cached_reads.merge(other.cached_reads);
         self.read_errors += other.read_errors;
         self.write_errors += other.write_errors;
         self.empty_reads += other.empty_reads;
@@ -441,9 +464,10 @@ impl RunFigures {
     }
 }
 
-fn read_outcome(items: Option<usize>) -> Outcome {
-    match items {
-        Some(0) => Outcome::Empty,
+fn read_outcome(answered: Option<Answered>) -> Outcome {
+    match answered {
+        Some(Answered { items: 0, .. }) => Outcome::Empty,
+        Some(Answered { cached: true, .. }) => Outcome::Cached,
         Some(_) => Outcome::Ok,
         None => Outcome::Failed,
     }
@@ -497,7 +521,7 @@ impl<S: BrowseStore> Workload<S> {
             Kind::SeatMap => read_outcome(self.store.seat_map(client, id).await),
             Kind::Search => {
                 let query = SearchQuery::random(rng, self.now_s);
-                read_outcome(self.store.search(client, &query).await)
+                read_outcome(self.store.search(client, &query).await.map(Answered::from))
             }
             Kind::Write => self.write(client, event, rng).await,
         }
@@ -819,10 +843,12 @@ mod tests {
         let ms = Duration::from_millis(1);
         figures.record(Kind::Search, Outcome::Empty, ms);
         figures.record(Kind::SeatMap, Outcome::Ok, ms);
+        figures.record(Kind::SeatMap, Outcome::Cached, ms);
         figures.record(Kind::Details, Outcome::Empty, ms);
         figures.record(Kind::Write, Outcome::Failed, ms);
         figures.record(Kind::Details, Outcome::Failed, ms);
-        assert_eq!((figures.reads.len(), figures.searches.len(), figures.writes.len()), (3, 1, 0));
+        assert_eq!((figures.reads.len(), figures.searches.len(), figures.writes.len()), (4, 1, 0));
+        assert_eq!(figures.cached_reads.len(), 1);
         assert_eq!((figures.empty_reads, figures.empty_searches, figures.errors()), (1, 1, 2));
     }
 

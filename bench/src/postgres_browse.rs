@@ -13,8 +13,8 @@ use serde_json::json;
 use tokio_postgres::types::ToSql;
 
 use crate::mix::{
-    event_seat_ids, BrowseStore, EventSpec, SearchQuery, GENERAL_CAPACITY, GENERAL_PRICE, GENERAL_SECTION, ROWS,
-    SEARCH_RESULTS, SEATED_PRICE, SEATED_SECTION, SEATS_PER_ROW,
+    event_seat_ids, Answered, BrowseStore, EventSpec, SearchQuery, GENERAL_CAPACITY, GENERAL_PRICE, GENERAL_SECTION,
+    ROWS, SEARCH_RESULTS, SEATED_PRICE, SEATED_SECTION, SEATS_PER_ROW,
 };
 use crate::postgres::{count_taken, db_error, hold_on, unique_event_id, PostgresStore};
 use crate::sale::{HoldOutcome, SaleStore};
@@ -171,15 +171,15 @@ impl BrowseStore for PostgresStore {
     }
 
     /// One row per seated section with its counts.
-    async fn details(&self, client: u64, event: &str) -> Option<usize> {
+    async fn details(&self, client: u64, event: &str) -> Option<Answered> {
         let connection = self.pooled(client).await;
         let rows = connection.query(EVENT_DETAILS, &[&event]).await.ok()?;
-        Some(rows.iter().filter(|row| row.get::<_, Option<&str>>(9).is_some()).count())
+        Some(rows.iter().filter(|row| row.get::<_, Option<&str>>(9).is_some()).count().into())
     }
 
-    async fn seat_map(&self, client: u64, event: &str) -> Option<usize> {
+    async fn seat_map(&self, client: u64, event: &str) -> Option<Answered> {
         let connection = self.pooled(client).await;
-        connection.query(SEAT_MAP, &[&event]).await.ok().map(|rows| rows.len())
+        connection.query(SEAT_MAP, &[&event]).await.ok().map(|rows| rows.len().into())
     }
 
     async fn search(&self, client: u64, query: &SearchQuery) -> Option<usize> {
