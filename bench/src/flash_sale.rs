@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::report::Report;
-use crate::sale::{row_id, run_sale, FlashSaleConfig, HoldOutcome, SaleFigures, SaleStore, ROW_SEATS};
+use crate::sale::{row_id, run_paced_sale, run_sale, FlashSaleConfig, HoldOutcome, SaleFigures, SaleStore, ROW_SEATS};
 use crate::target::{Target, TargetError};
 
 /// Boxoffice over its public HTTP api.
@@ -99,6 +99,29 @@ pub async fn run(target: Arc<Target>, cfg: FlashSaleConfig) -> Result<Report, Ta
     let store = Arc::new(BoxofficeStore::new(target));
     let figures = run_sale(store, &cfg).await?;
     Ok(report(figures, &cfg))
+}
+
+/// The sale at a fixed offered rate of hold commands (an open loop), for latency below the peak.
+pub async fn run_paced(target: Arc<Target>, cfg: FlashSaleConfig, rate: f64) -> Result<Report, TargetError> {
+    let store = Arc::new(BoxofficeStore::new(target));
+    let mut f = run_paced_sale(store, &cfg, rate).await?;
+    let mut report = Report::new(&format!("flash sale at {rate:.0} hold commands/s (open loop)"));
+    report.line("seats / sessions", format!("{} / {}", cfg.seats, crate::sale::paced_sessions(&cfg)));
+    report.latencies("answered (from when due)", &mut f.answered.latencies);
+    report.latencies("held (from when due)", &mut f.held_latency);
+    report.line("holds / checkouts", format!("{} / {}", f.holds, f.checkouts));
+    report.line("not started", format!("{} (in flight at the bound: the server fell behind)", f.answered.skipped));
+    report.line("errors", f.answered.errors + f.checkout_errors);
+    report.line("seats taken", format!("{} of {}", f.taken, cfg.seats));
+    report.line(
+        "I1 (no seat twice)",
+        if f.i1_ok() {
+            "ok".to_owned()
+        } else {
+            format!("VIOLATED ({} double, {} taken vs {} acknowledged)", f.double_sold, f.taken, f.acknowledged)
+        },
+    );
+    Ok(report)
 }
 
 fn report(mut f: SaleFigures, cfg: &FlashSaleConfig) -> Report {

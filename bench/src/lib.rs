@@ -26,7 +26,7 @@ pub use compare::{run as compare, CompareConfig, Comparison};
 pub use compare_mix::{compare_browse, compare_mixed, MixComparison};
 pub use etcd::EtcdStore;
 pub use failover::{run as failover, FailoverConfig, FAILOVER_NODES};
-pub use flash_sale::{run as flash_sale, BoxofficeStore};
+pub use flash_sale::{run as flash_sale, run_paced as flash_sale_paced, BoxofficeStore};
 pub use mix::{run_mix, BrowseStore, EventSpec, I1Check, MixFigures, RunFigures, SearchQuery};
 pub use pace::{open_loop, Paced};
 pub use postgres::{PostgresStore, POSTGRES_CONNECTIONS_MAX};

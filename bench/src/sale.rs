@@ -323,7 +323,7 @@ pub async fn run_paced_sale<S: SaleStore>(
     let event = store.setup(cfg.seats).await?;
     // A session per hold that may be in flight, so holds never wait for each other's session
     // (a store's own limits, such as PostgreSQL's connections, still apply).
-    let in_flight_max = PACED_IN_FLIGHT_PER_BUYER * cfg.buyers.max(1);
+    let in_flight_max = paced_sessions(cfg);
     let mut sessions = Vec::with_capacity(in_flight_max);
     for n in 0..in_flight_max {
         sessions.push(tokio::sync::Mutex::new(store.buyer(n).await?));
@@ -357,6 +357,11 @@ pub async fn run_paced_sale<S: SaleStore>(
         acknowledged: won.owners.len(),
         double_sold: won.double_sold,
     })
+}
+
+/// Buyer sessions of a paced sale, one per hold that may be in flight.
+pub fn paced_sessions(cfg: &FlashSaleConfig) -> usize {
+    PACED_IN_FLIGHT_PER_BUYER * cfg.buyers.max(1)
 }
 
 /// Holds in flight at most, per buyer of the peak run; beyond, the store has fallen behind the

@@ -446,6 +446,10 @@ struct FlashSaleArgs {
     /// Fraction of successful holds that check out.
     #[arg(long, default_value_t = 0.5)]
     checkout_ratio: f64,
+    /// Offer hold commands at this rate per second whether or not earlier ones were answered (an
+    /// open loop, latency counted from when each was due) instead of buyers racing flat out.
+    #[arg(long)]
+    rate: Option<f64>,
 }
 
 #[derive(Args)]
@@ -667,6 +671,9 @@ async fn run_flash_sale(a: FlashSaleArgs) -> Result<(), String> {
     if !(0.0..=1.0).contains(&a.checkout_ratio) {
         return Err("--checkout-ratio is between 0 and 1".into());
     }
+    if a.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        return Err("--rate is a number of hold commands per second above 0".into());
+    }
     let target = bench_target(a.url.as_deref(), a.nodes, &[]).await?;
     let config = bench::FlashSaleConfig {
         seats: a.seats,
@@ -674,7 +681,12 @@ async fn run_flash_sale(a: FlashSaleArgs) -> Result<(), String> {
         duration: a.duration,
         checkout_ratio: a.checkout_ratio,
     };
-    let report = bench::flash_sale(std::sync::Arc::new(target), config).await.map_err(|e| e.to_string())?;
+    let target = std::sync::Arc::new(target);
+    let report = match a.rate {
+        Some(rate) => bench::flash_sale_paced(target, config, rate).await,
+        None => bench::flash_sale(target, config).await,
+    };
+    let report = report.map_err(|e| e.to_string())?;
     report.print();
     Ok(())
 }

@@ -392,14 +392,15 @@ impl Node {
         let name = proposal.command.name();
         let started = tokio::time::Instant::now();
         let refused = if quick_refusal { self.confirmed_refusal(&target, &proposal).await? } else { None };
-        let result = match refused {
+        let (result, path) = match refused {
             Some(refusal) => {
                 metrics::counter!("boxoffice_quick_refusals_total", "command" => name).increment(1);
-                Ok(Outcome::Refused(refusal))
+                (Ok(Outcome::Refused(refusal)), "quick")
             }
-            None => submit_to_batcher(&target.batcher, group, proposal).await,
+            None => (submit_to_batcher(&target.batcher, group, proposal).await, "log"),
         };
-        metrics::histogram!("boxoffice_propose_seconds", "command" => name).record(started.elapsed().as_secs_f64());
+        metrics::histogram!("boxoffice_propose_seconds", "command" => name, "path" => path)
+            .record(started.elapsed().as_secs_f64());
         result
     }
 

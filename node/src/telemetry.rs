@@ -24,8 +24,10 @@ pub fn init_tracing(format: LogFormat, filter: &str) {
 }
 
 /// Latency buckets in seconds, from 100 µs to 10 s.
-const LATENCY_BUCKETS_S: &[f64] =
-    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const LATENCY_BUCKETS_S: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25,
+    0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// Proposals per log entry.
 const PROPOSALS_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];

@@ -125,6 +125,20 @@ async fn write_snapshot(kv: &dyn Kv, tree: &dyn KvTree, stored: &StoredSnapshot)
     flushed(kv).await.map_err(|e| snap_err(ErrorVerb::Write, e))
 }
 
+/// Runs CPU-heavy work on a blocking thread, so it does not hold up a runtime worker. The
+/// simulation forbids threads and has no workers to hold up: it runs the work in place.
+#[cfg(not(madsim))]
+async fn off_runtime<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> Result<R, StorageError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| snap_err(ErrorVerb::Write, std::io::Error::other(e.to_string())))
+}
+
+#[cfg(madsim)]
+async fn off_runtime<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> Result<R, StorageError> {
+    Ok(work())
+}
+
 pub struct SnapshotBuilder {
     state: Arc<GroupState>,
     kv: Arc<dyn Kv>,
@@ -132,21 +146,36 @@ pub struct SnapshotBuilder {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    /// The machine is copied under the read lock and encoded on a blocking thread without it:
+    /// encoding a large shard takes hundreds of milliseconds on a loaded machine, and every
+    /// replica builds at the same index, so holding the lock meanwhile stopped apply (and every
+    /// client write) on all of them at once.
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let (data, last_applied, membership) = {
+        let started = tokio::time::Instant::now();
+        let (machine, last_applied, membership) = {
             let applied = self.state.read();
-            let data = codec::encode(&applied.machine).map_err(|e| snap_err(ErrorVerb::Write, e))?;
-            (data, applied.last_applied, applied.membership.clone())
+            (applied.machine.clone(), applied.last_applied, applied.membership.clone())
         };
+        let copied_ms = started.elapsed().as_millis();
+        let data = off_runtime(move || codec::encode(&machine)).await?.map_err(|e| snap_err(ErrorVerb::Write, e))?;
         let snapshot_id = match last_applied {
             // One leader per term (openraft's `single-term-leader`): the term names the leader.
             Some(l) => format!("{}-{}", l.leader_id.term, l.index),
             None => "empty".to_owned(),
         };
         let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id };
+        let encoded_ms = started.elapsed().as_millis();
         let stored = StoredSnapshot { meta, data };
         write_snapshot(self.kv.as_ref(), self.tree.as_ref(), &stored).await?;
-        tracing::info!(group = %self.state.group, index = last_applied.map_or(0, |l| l.index), bytes = stored.data.len(), "snapshot built");
+        tracing::info!(
+            group = %self.state.group,
+            index = last_applied.map_or(0, |l| l.index),
+            bytes = stored.data.len(),
+            copied_ms,
+            encoded_ms,
+            total_ms = started.elapsed().as_millis(),
+            "snapshot built"
+        );
         Ok(Snapshot { meta: stored.meta, snapshot: Box::new(stored.data) })
     }
 }

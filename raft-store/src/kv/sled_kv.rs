@@ -10,6 +10,9 @@ use super::{Batch, FlushDone, FlushStats, Kv, KvError, KvResult, KvTree};
 /// Flush requests served by one `fsync` at most; bounds the latency of the last one in a batch.
 const FLUSH_BATCH_REQUESTS_MAX: usize = 65_536;
 
+/// A flush slower than this is logged.
+const SLOW_FLUSH: std::time::Duration = std::time::Duration::from_millis(50);
+
 fn io(e: sled::Error) -> KvError {
     KvError::Io(e.to_string())
 }
@@ -74,7 +77,13 @@ fn run_flusher(db: sled::Db, rx: mpsc::Receiver<FlushDone>, stats: Arc<Stats>) {
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
         let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+        let took = started.elapsed();
+        metrics::histogram!("boxoffice_storage_flush_seconds").record(took.as_secs_f64());
+        if took > SLOW_FLUSH {
+            tracing::info!(took_ms = took.as_millis(), requests = waiting.len(), "slow flush");
+        }
         stats.flushes.fetch_add(1, Ordering::Relaxed);
         stats.requests.fetch_add(waiting.len() as u64, Ordering::Relaxed);
         if let Err(e) = &result {
