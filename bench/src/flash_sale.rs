@@ -112,16 +112,19 @@ pub async fn run_paced(target: Arc<Target>, cfg: FlashSaleConfig, rate: f64) -> 
     report.line("holds / checkouts", format!("{} / {}", f.holds, f.checkouts));
     report.line("not started", format!("{} (in flight at the bound: the server fell behind)", f.answered.skipped));
     report.line("errors", f.answered.errors + f.checkout_errors);
-    report.line("seats taken", format!("{} of {}", f.taken, cfg.seats));
-    report.line(
-        "I1 (no seat twice)",
-        if f.i1_ok() {
-            "ok".to_owned()
-        } else {
-            format!("VIOLATED ({} double, {} taken vs {} acknowledged)", f.double_sold, f.taken, f.acknowledged)
-        },
-    );
+    seats_and_i1(&mut report, cfg.seats, f.taken, f.acknowledged, f.double_sold);
     Ok(report)
+}
+
+/// The final state's lines: seats taken, and I1 (taken = acknowledged, none twice).
+fn seats_and_i1(report: &mut Report, seats: u32, taken: usize, acknowledged: usize, double_sold: u64) {
+    report.line("seats taken", format!("{taken} of {seats}"));
+    let i1 = if double_sold == 0 && taken == acknowledged {
+        "ok".to_owned()
+    } else {
+        format!("VIOLATED ({double_sold} double, {taken} taken vs {acknowledged} acknowledged)")
+    };
+    report.line("I1 (no seat twice)", i1);
 }
 
 fn report(mut f: SaleFigures, cfg: &FlashSaleConfig) -> Report {
@@ -138,14 +141,6 @@ fn report(mut f: SaleFigures, cfg: &FlashSaleConfig) -> Report {
     report.latencies("checkout latency", &mut f.checkout_latency);
     report.line("conflicts (409)", f.conflicts);
     report.line("errors", f.errors);
-    report.line("seats taken", format!("{} of {}", f.taken, cfg.seats));
-    report.line(
-        "I1 (no seat twice)",
-        if f.i1_ok() {
-            "ok".to_owned()
-        } else {
-            format!("VIOLATED ({} double, {} taken vs {} acknowledged)", f.double_sold, f.taken, f.acknowledged)
-        },
-    );
+    seats_and_i1(&mut report, cfg.seats, f.taken, f.acknowledged, f.double_sold);
     report
 }
