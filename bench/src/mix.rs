@@ -602,7 +602,8 @@ impl<S: BrowseStore> Workload<S> {
             self.paced_kind(Some(Kind::Write), write_rate, duration, in_flight_max, 9_000_000),
         );
         let mut figures = RunFigures::default();
-        for (kind, paced) in [(Kind::Details, browse), (Kind::Search, searches), (Kind::Write, writes)] {
+        for (kind, (paced, cached)) in [(Kind::Details, browse), (Kind::Search, searches), (Kind::Write, writes)] {
+            figures.cached_reads.merge(cached);
             let (ok, failed) = (paced.latencies, paced.errors);
             match kind {
                 Kind::Write => {
@@ -624,7 +625,8 @@ impl<S: BrowseStore> Workload<S> {
         figures
     }
 
-    /// One open loop of requests of `kind` (`None`: details and seat maps, half and half).
+    /// One open loop of requests of `kind` (`None`: details and seat maps, half and half), and
+    /// the latencies of the reads a cache answered among them.
     fn paced_kind(
         self: &Arc<Self>,
         kind: Option<Kind>,
@@ -632,18 +634,32 @@ impl<S: BrowseStore> Workload<S> {
         duration: Duration,
         in_flight_max: usize,
         seed: u64,
-    ) -> impl Future<Output = Paced> + Send + 'static {
+    ) -> impl Future<Output = (Paced, Latencies)> + Send + 'static {
         let workload = self.clone();
-        open_loop(rate, duration, in_flight_max, move |n| {
+        let cached = Arc::new(std::sync::Mutex::new(Latencies::default()));
+        let recorder = cached.clone();
+        let paced = open_loop(rate, duration, in_flight_max, move |n| {
+            // Made when the request is due, as the open loop's own latency counts.
+            let due = tokio::time::Instant::now();
             let workload = workload.clone();
+            let cached = recorder.clone();
             async move {
                 let mut rng = rand::rngs::StdRng::seed_from_u64(seed + n);
                 let kind = kind.unwrap_or(if rng.gen_bool(0.5) { Kind::Details } else { Kind::SeatMap });
                 // Reads that answered with no data are counted by the closed loop; here only
                 // failures are.
-                workload.request(kind, n, &mut rng).await != Outcome::Failed
+                let outcome = workload.request(kind, n, &mut rng).await;
+                if outcome == Outcome::Cached {
+                    cached.lock().unwrap_or_else(|e| e.into_inner()).record(due.elapsed());
+                }
+                outcome != Outcome::Failed
             }
-        })
+        });
+        async move {
+            let paced = paced.await;
+            let cached = std::mem::take(&mut *cached.lock().unwrap_or_else(|e| e.into_inner()));
+            (paced, cached)
+        }
     }
 
     /// Asks the store for every event's taken seats and checks them against the ledger.
