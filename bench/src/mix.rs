@@ -18,7 +18,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use crate::browse::BrowseBenchConfig;
-use crate::pace::{open_loop, Paced};
+use crate::pace::open_loop;
 use crate::report::Latencies;
 use crate::sale::HoldOutcome;
 use crate::search::{rfc3339, unix_now_s, ADJECTIVES, CATEGORIES, CITIES, NOUNS, PERFORMERS};
@@ -602,31 +602,14 @@ impl<S: BrowseStore> Workload<S> {
             self.paced_kind(Some(Kind::Write), write_rate, duration, in_flight_max, 9_000_000),
         );
         let mut figures = RunFigures::default();
-        for (kind, (paced, cached)) in [(Kind::Details, browse), (Kind::Search, searches), (Kind::Write, writes)] {
-            figures.cached_reads.merge(cached);
-            let (ok, failed) = (paced.latencies, paced.errors);
-            match kind {
-                Kind::Write => {
-                    figures.writes.merge(ok);
-                    figures.write_errors += failed;
-                }
-                Kind::Search => {
-                    figures.searches.merge(ok.clone());
-                    figures.reads.merge(ok);
-                    figures.read_errors += failed;
-                }
-                Kind::Details | Kind::SeatMap => {
-                    figures.reads.merge(ok);
-                    figures.read_errors += failed;
-                }
-            }
-            figures.not_started += paced.skipped;
+        for run in [browse, searches, writes] {
+            figures.merge(run);
         }
         figures
     }
 
-    /// One open loop of requests of `kind` (`None`: details and seat maps, half and half), and
-    /// the latencies of the reads a cache answered among them.
+    /// One open loop of requests of `kind` (`None`: details and seat maps, half and half), each
+    /// answer recorded as the closed loop records it, with latency from when it was due.
     fn paced_kind(
         self: &Arc<Self>,
         kind: Option<Kind>,
@@ -634,31 +617,25 @@ impl<S: BrowseStore> Workload<S> {
         duration: Duration,
         in_flight_max: usize,
         seed: u64,
-    ) -> impl Future<Output = (Paced, Latencies)> + Send + 'static {
+    ) -> impl Future<Output = RunFigures> + Send + 'static {
         let workload = self.clone();
-        let cached = Arc::new(std::sync::Mutex::new(Latencies::default()));
-        let recorder = cached.clone();
-        let paced = open_loop(rate, duration, in_flight_max, move |n| {
-            // Made when the request is due, as the open loop's own latency counts.
-            let due = tokio::time::Instant::now();
-            let workload = workload.clone();
-            let cached = recorder.clone();
+        let figures = Arc::new(Mutex::new(RunFigures::default()));
+        let recorder = figures.clone();
+        let paced = open_loop(rate, duration, in_flight_max, move |n, due| {
+            let (workload, figures) = (workload.clone(), recorder.clone());
             async move {
                 let mut rng = rand::rngs::StdRng::seed_from_u64(seed + n);
                 let kind = kind.unwrap_or(if rng.gen_bool(0.5) { Kind::Details } else { Kind::SeatMap });
-                // Reads that answered with no data are counted by the closed loop; here only
-                // failures are.
                 let outcome = workload.request(kind, n, &mut rng).await;
-                if outcome == Outcome::Cached {
-                    cached.lock().unwrap_or_else(|e| e.into_inner()).record(due.elapsed());
-                }
+                figures.lock().unwrap_or_else(|e| e.into_inner()).record(kind, outcome, due.elapsed());
                 outcome != Outcome::Failed
             }
         });
         async move {
-            let paced = paced.await;
-            let cached = std::mem::take(&mut *cached.lock().unwrap_or_else(|e| e.into_inner()));
-            (paced, cached)
+            let skipped = paced.await.skipped;
+            let mut figures = std::mem::take(&mut *figures.lock().unwrap_or_else(|e| e.into_inner()));
+            figures.not_started = skipped;
+            figures
         }
     }
 

@@ -23,11 +23,12 @@ pub struct Paced {
     pub skipped: u64,
 }
 
-/// Starts `request(n)` at `rate` per second for `duration`, at most `in_flight_max` at once.
-/// `request` answers whether it succeeded.
+/// Starts `request(n, due)` at `rate` per second for `duration`, at most `in_flight_max` at once;
+/// `due` is when the request was scheduled, which latencies of its own count from. `request`
+/// answers whether it succeeded.
 pub async fn open_loop<F, Fut>(rate: f64, duration: Duration, in_flight_max: usize, request: F) -> Paced
 where
-    F: Fn(u64) -> Fut,
+    F: Fn(u64, Instant) -> Fut,
     Fut: Future<Output = bool> + Send + 'static,
 {
     let mut paced = Paced::default();
@@ -50,7 +51,7 @@ where
             paced.skipped += 1;
             continue;
         };
-        let fut = request(n);
+        let fut = request(n, due);
         let done = done_tx.clone();
         tokio::spawn(async move {
             let ok = fut.await;
@@ -75,7 +76,7 @@ mod tests {
 
     #[tokio::test]
     async fn starts_every_scheduled_request_and_counts_failures() {
-        let paced = open_loop(200.0, Duration::from_millis(250), 1_000, |n| async move {
+        let paced = open_loop(200.0, Duration::from_millis(250), 1_000, |n, _| async move {
             tokio::time::sleep(Duration::from_millis(30)).await;
             n % 10 != 0
         })
@@ -87,7 +88,7 @@ mod tests {
 
     #[tokio::test]
     async fn skips_what_it_cannot_start_when_the_server_falls_behind() {
-        let paced = open_loop(100.0, Duration::from_millis(200), 5, |_| async move {
+        let paced = open_loop(100.0, Duration::from_millis(200), 5, |_, _| async move {
             tokio::time::sleep(Duration::from_secs(1)).await;
             true
         })

@@ -338,7 +338,7 @@ pub async fn run_paced_sale<S: SaleStore>(
     });
     let answered = {
         let shared = shared.clone();
-        open_loop(rate, cfg.duration, in_flight_max, move |n| paced_hold(shared.clone(), n)).await
+        open_loop(rate, cfg.duration, in_flight_max, move |n, due| paced_hold(shared.clone(), n, due)).await
     };
     // Checkouts started by the last holds finish before the final state is read.
     while shared.won().checkouts_running > 0 {
@@ -395,9 +395,9 @@ struct Won {
     double_sold: u64,
 }
 
-/// The `n`th hold of the open loop, on buyer session `n % sessions`; true when the store answered.
-async fn paced_hold<S: SaleStore>(shared: Arc<PacedShared<S>>, n: u64) -> bool {
-    let due = Instant::now();
+/// The `n`th hold of the open loop, due at `due`, on buyer session `n % sessions`; true when the
+/// store answered.
+async fn paced_hold<S: SaleStore>(shared: Arc<PacedShared<S>>, n: u64, due: tokio::time::Instant) -> bool {
     let mut rng = rand::rngs::StdRng::seed_from_u64(n);
     let want = rng.gen_range(1..=HOLD_SEATS_MAX).min(shared.seats.len());
     let pick: Vec<String> = shared.seats.choose_multiple(&mut rng, want).cloned().collect();

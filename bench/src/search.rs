@@ -255,7 +255,7 @@ pub async fn run(target: Arc<Target>, cfg: SearchBenchConfig) -> Result<Report, 
     let took = Arc::new(std::sync::Mutex::new(Latencies::default()));
     let mut paced = {
         let (target, took) = (target.clone(), took.clone());
-        open_loop(rate, cfg.duration, cfg.in_flight_max, move |n| {
+        open_loop(rate, cfg.duration, cfg.in_flight_max, move |n, _| {
             let (target, took) = (target.clone(), took.clone());
             async move {
                 let mut rng = rand::rngs::StdRng::seed_from_u64(n);
@@ -368,7 +368,7 @@ fn book(
     duration: Duration,
 ) -> impl std::future::Future<Output = Paced> + Send + 'static {
     let (rate, in_flight_max) = (cfg.hold_rate, cfg.in_flight_max);
-    open_loop(rate, duration, in_flight_max, move |n| {
+    open_loop(rate, duration, in_flight_max, move |n, _| {
         let (target, events, tokens) = (target.clone(), events.clone(), tokens.clone());
         async move {
             let mut rng = rand::rngs::StdRng::seed_from_u64(2_000_000 + n);
