@@ -357,23 +357,14 @@ struct CompareArgs {
     /// 70% of that peak).
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     duration: Duration,
-    /// Browse and mixed: events in the catalogue.
-    #[arg(long, default_value_t = 1_000)]
-    events: usize,
-    /// Browse and mixed: clients of the closed-loop run that finds each store's peak.
-    #[arg(long, default_value_t = 32)]
-    clients: usize,
-    /// Browse and mixed: reads per write.
-    #[arg(long, default_value_t = 100)]
-    reads_per_write: u32,
+    #[command(flatten, next_help_heading = "Browse and mixed")]
+    browse: BrowseShapeArgs,
 }
 
+/// The shape of the browse (and mixed) workload, shared by `bench browse` and `bench compare`.
 #[derive(Args)]
-struct BrowseBenchArgs {
-    /// A running server with dev tokens on (and limits off); by default the bench starts
-    /// `boxoffice dev` itself.
-    #[arg(long)]
-    url: Option<String>,
+struct BrowseShapeArgs {
+    /// Events in the catalogue.
     #[arg(long, default_value_t = 1_000)]
     events: usize,
     /// Clients of the closed-loop run that finds the peak.
@@ -382,6 +373,28 @@ struct BrowseBenchArgs {
     /// Reads per write.
     #[arg(long, default_value_t = 100)]
     reads_per_write: u32,
+}
+
+impl BrowseShapeArgs {
+    fn config(&self, duration: Duration) -> bench::BrowseBenchConfig {
+        bench::BrowseBenchConfig {
+            events: self.events,
+            clients: self.clients,
+            reads_per_write: self.reads_per_write,
+            duration,
+            ..bench::BrowseBenchConfig::default()
+        }
+    }
+}
+
+#[derive(Args)]
+struct BrowseBenchArgs {
+    /// A running server with dev tokens on (and limits off); by default the bench starts
+    /// `boxoffice dev` itself.
+    #[arg(long)]
+    url: Option<String>,
+    #[command(flatten)]
+    shape: BrowseShapeArgs,
     /// Length of each of the two runs.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     duration: Duration,
@@ -694,13 +707,7 @@ async fn run_flash_sale(a: FlashSaleArgs) -> Result<(), String> {
 async fn run_compare(a: CompareArgs) -> Result<(), String> {
     let etcd_urls: Vec<String> = a.etcd_urls.into_iter().filter(|u| !u.is_empty()).collect();
     let postgres_url = a.postgres_url.as_deref();
-    let browse = bench::BrowseBenchConfig {
-        events: a.events,
-        clients: a.clients,
-        reads_per_write: a.reads_per_write,
-        duration: a.duration,
-        ..bench::BrowseBenchConfig::default()
-    };
+    let browse = a.browse.config(a.duration);
     for scenario in Scenario::ALL.into_iter().filter(|s| a.scenarios.contains(s)) {
         match scenario {
             Scenario::FlashSale => {
@@ -747,13 +754,7 @@ async fn searchable_bench_target(nodes: u64) -> Result<bench::Target, String> {
 
 async fn run_browse(a: BrowseBenchArgs) -> Result<(), String> {
     let target = bench_target(a.url.as_deref(), a.nodes, &a.server_arg).await?;
-    let config = bench::BrowseBenchConfig {
-        events: a.events,
-        clients: a.clients,
-        reads_per_write: a.reads_per_write,
-        duration: a.duration,
-        ..bench::BrowseBenchConfig::default()
-    };
+    let config = a.shape.config(a.duration);
     let report = bench::browse(std::sync::Arc::new(target), config).await.map_err(|e| e.to_string())?;
     report.print();
     Ok(())
