@@ -156,7 +156,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             let applied = self.state.read();
             (applied.machine.clone(), applied.last_applied, applied.membership.clone())
         };
-        let copied_ms = started.elapsed().as_millis();
+        let copied = started.elapsed();
         let data = off_runtime(move || codec::encode(&machine)).await?.map_err(|e| snap_err(ErrorVerb::Write, e))?;
         let snapshot_id = match last_applied {
             // One leader per term (openraft's `single-term-leader`): the term names the leader.
@@ -164,15 +164,15 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             None => "empty".to_owned(),
         };
         let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id };
-        let encoded_ms = started.elapsed().as_millis();
+        let encoded = started.elapsed() - copied;
         let stored = StoredSnapshot { meta, data };
         write_snapshot(self.kv.as_ref(), self.tree.as_ref(), &stored).await?;
         tracing::info!(
             group = %self.state.group,
             index = last_applied.map_or(0, |l| l.index),
             bytes = stored.data.len(),
-            copied_ms,
-            encoded_ms,
+            copied_ms = copied.as_millis(),
+            encoded_ms = encoded.as_millis(),
             total_ms = started.elapsed().as_millis(),
             "snapshot built"
         );
