@@ -69,9 +69,13 @@ fn random_hex(len: usize) -> String {
 }
 
 /// Starts `command` with its stdout piped and waits for its first line, which every `boxoffice`
-/// server prints once it listens. The rest of stdout is drained by a thread so the child never
-/// blocks on a full pipe.
-pub(crate) async fn spawn_until_first_line(mut command: Command, what: &str) -> Result<(Child, String), TargetError> {
+/// server prints once it listens: `prefix` and then its address, which is returned. The rest of
+/// stdout is drained by a thread so the child never blocks on a full pipe.
+pub(crate) async fn spawn_until_announced(
+    mut command: Command,
+    what: &str,
+    prefix: &str,
+) -> Result<(Child, String), TargetError> {
     let mut child =
         command.stdout(Stdio::piped()).spawn().map_err(|e| spawn_error(format!("cannot start {what}: {e}")))?;
     let Some(stdout) = child.stdout.take() else {
@@ -88,7 +92,13 @@ pub(crate) async fn spawn_until_first_line(mut command: Command, what: &str) -> 
         for _ in lines {}
     });
     match tokio::time::timeout(START_TIMEOUT, rx).await {
-        Ok(Ok(line)) => Ok((child, line)),
+        Ok(Ok(line)) => match line.strip_prefix(prefix) {
+            Some(rest) => Ok((child, rest.trim().to_owned())),
+            None => {
+                kill_and_reap(&mut child);
+                Err(spawn_error(format!("{what}: unexpected first line {line:?}")))
+            }
+        },
         outcome => {
             let _ = child.kill();
             let _ = child.wait();
@@ -212,12 +222,7 @@ impl Cluster {
             .args(["indexer", "--listen", "127.0.0.1:0", "--nodes", &nodes.join(","), "--data-dir"])
             .arg(self.root_path.join("indexer"))
             .stderr(stderr);
-        let (mut child, line) = spawn_until_first_line(command, "the indexer").await?;
-        let Some(url) = line.strip_prefix("boxoffice: indexer listening on ") else {
-            kill_and_reap(&mut child);
-            return Err(spawn_error(format!("the indexer: unexpected first line {line:?}")));
-        };
-        let url = url.trim().to_owned();
+        let (child, url) = spawn_until_announced(command, "the indexer", "boxoffice: indexer listening on ").await?;
         *lock(&self.indexer) = Some(child);
         Ok(url)
     }
@@ -250,15 +255,7 @@ impl Cluster {
         let mut command = self.command();
         command.args(["node", "--id", &id.to_string(), "--listen", listen, "--data-dir"]).arg(data_dir).stderr(stderr);
         let what = format!("node {id}");
-        let (mut child, line) = spawn_until_first_line(command, &what).await?;
-        let prefix = format!("boxoffice: node {id} listening on ");
-        match line.strip_prefix(&prefix) {
-            Some(addr) => Ok((child, addr.trim().to_owned())),
-            None => {
-                kill_and_reap(&mut child);
-                Err(spawn_error(format!("{what}: unexpected first line {line:?}")))
-            }
-        }
+        spawn_until_announced(command, &what, &format!("boxoffice: node {id} listening on ")).await
     }
 
     async fn spawn_api(&self, addrs: &[(u64, String)], extra_api_args: &[&str]) -> Result<String, TargetError> {
@@ -270,12 +267,7 @@ impl Cluster {
             .args(["api", "--listen", "127.0.0.1:0", "--dev-tokens", "--nodes", &nodes.join(",")])
             .args(extra_api_args)
             .stderr(stderr);
-        let (mut child, line) = spawn_until_first_line(command, "the api").await?;
-        let Some(url) = line.strip_prefix("boxoffice: api listening on ") else {
-            kill_and_reap(&mut child);
-            return Err(spawn_error(format!("the api: unexpected first line {line:?}")));
-        };
-        let url = url.trim().to_owned();
+        let (child, url) = spawn_until_announced(command, "the api", "boxoffice: api listening on ").await?;
         *lock(&self.api) = Some(child);
         Ok(url)
     }

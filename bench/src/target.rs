@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::cluster::{kill_and_reap, spawn_until_first_line, Cluster};
+use crate::cluster::{kill_and_reap, spawn_until_announced, Cluster};
 
 /// How long a started server may take to answer `/readyz` with 200 (every group led).
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -54,12 +54,7 @@ impl Target {
             .arg(dir.path())
             .args(extra)
             .stderr(Stdio::inherit());
-        let (mut child, first) = spawn_until_first_line(command, "boxoffice dev").await?;
-        let Some(url) = first.strip_prefix("boxoffice: listening on ") else {
-            kill_and_reap(&mut child);
-            return Err(TargetError::Spawn(format!("unexpected first line {first:?}")));
-        };
-        let url = url.trim().to_owned();
+        let (child, url) = spawn_until_announced(command, "boxoffice dev", "boxoffice: listening on ").await?;
         let target = Target { url, http: client(), server: Server::Dev { child, _dir: dir } };
         target.wait_ready().await?;
         Ok(target)
