@@ -161,10 +161,11 @@ impl SaleStore for EtcdStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn decode(v: &Value) -> String {
+    /// A base64 field of a request, as text.
+    pub(crate) fn decode(v: &Value) -> String {
         String::from_utf8(BASE64.decode(v.as_str().unwrap_or_default()).unwrap_or_default()).unwrap_or_default()
     }
 

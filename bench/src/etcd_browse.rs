@@ -165,10 +165,7 @@ impl BrowseStore for EtcdStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn decode(v: &Value) -> String {
-        String::from_utf8(BASE64.decode(v.as_str().unwrap_or_default()).unwrap_or_default()).unwrap_or_default()
-    }
+    use crate::etcd::tests::decode;
 
     #[test]
     fn details_are_one_read_only_transaction() {

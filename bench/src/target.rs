@@ -70,10 +70,7 @@ impl Target {
         shards: u32,
         extra_api_args: &[&str],
     ) -> Result<Target, TargetError> {
-        let (cluster, url) = Cluster::start(exe, nodes, shards, extra_api_args).await?;
-        let target = Target { url, http: client(), server: Server::Cluster(cluster) };
-        target.wait_ready().await?;
-        Ok(target)
+        Target::ready_cluster(Cluster::start(exe, nodes, shards, extra_api_args).await?).await
     }
 
     /// As [`Target::spawn_cluster`], with a `boxoffice indexer` that the api answers
@@ -84,7 +81,11 @@ impl Target {
         shards: u32,
         extra_api_args: &[&str],
     ) -> Result<Target, TargetError> {
-        let (cluster, url) = Cluster::start_searchable(exe, nodes, shards, extra_api_args).await?;
+        Target::ready_cluster(Cluster::start_searchable(exe, nodes, shards, extra_api_args).await?).await
+    }
+
+    /// The target of a started cluster, once its api is ready.
+    async fn ready_cluster((cluster, url): (Cluster, String)) -> Result<Target, TargetError> {
         let target = Target { url, http: client(), server: Server::Cluster(cluster) };
         target.wait_ready().await?;
         Ok(target)
