@@ -37,24 +37,29 @@ async fn holds_are_all_or_nothing_and_a_sale_keeps_i1<S: SaleStore>(store: Arc<S
     assert!(figures.i1_ok(), "taken {} vs acknowledged {}", figures.taken, figures.acknowledged);
 }
 
+const POSTGRES_URL_VAR: &str = "BOXOFFICE_TEST_POSTGRES_URL";
+const ETCD_URLS_VAR: &str = "BOXOFFICE_TEST_ETCD_URLS";
+
+/// The variable's value; without it the test says it skipped itself (no server to run against).
+fn env_or_skip(var: &str) -> Option<String> {
+    let value = std::env::var(var).ok();
+    if value.is_none() {
+        eprintln!("skipped: {var} is not set");
+    }
+    value
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_baseline_holds_all_or_nothing_and_keeps_i1() {
-    let Ok(url) = std::env::var("BOXOFFICE_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: BOXOFFICE_TEST_POSTGRES_URL is not set");
-        return;
-    };
+    let Some(url) = env_or_skip(POSTGRES_URL_VAR) else { return };
     let store = PostgresStore::connect(&url, 8).await.expect("connect");
     holds_are_all_or_nothing_and_a_sale_keeps_i1(Arc::new(store)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_baseline_holds_all_or_nothing_and_keeps_i1() {
-    let Ok(urls) = std::env::var("BOXOFFICE_TEST_ETCD_URLS") else {
-        eprintln!("skipped: BOXOFFICE_TEST_ETCD_URLS is not set");
-        return;
-    };
-    let urls: Vec<String> = urls.split(',').map(str::to_owned).collect();
-    let store = EtcdStore::new(&urls).expect("client");
+    let Some(urls) = env_or_skip(ETCD_URLS_VAR) else { return };
+    let store = EtcdStore::new(&urls.split(',').map(str::to_owned).collect::<Vec<_>>()).expect("client");
     holds_are_all_or_nothing_and_a_sale_keeps_i1(Arc::new(store)).await;
 }
 
@@ -90,22 +95,15 @@ async fn browse_and_mixed_runs_return_data_and_keep_i1<S: BrowseStore>(store: Ar
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_baseline_browses_and_searches_with_i1() {
-    let Ok(url) = std::env::var("BOXOFFICE_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: BOXOFFICE_TEST_POSTGRES_URL is not set");
-        return;
-    };
+    let Some(url) = env_or_skip(POSTGRES_URL_VAR) else { return };
     let store = PostgresStore::connect(&url, 4).await.expect("connect");
     browse_and_mixed_runs_return_data_and_keep_i1(Arc::new(store)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_baseline_browses_with_i1_and_has_no_search() {
-    let Ok(urls) = std::env::var("BOXOFFICE_TEST_ETCD_URLS") else {
-        eprintln!("skipped: BOXOFFICE_TEST_ETCD_URLS is not set");
-        return;
-    };
-    let urls: Vec<String> = urls.split(',').map(str::to_owned).collect();
-    let store = EtcdStore::new(&urls).expect("client");
+    let Some(urls) = env_or_skip(ETCD_URLS_VAR) else { return };
+    let store = EtcdStore::new(&urls.split(',').map(str::to_owned).collect::<Vec<_>>()).expect("client");
     assert!(!store.searches(), "etcd has no query language");
     browse_and_mixed_runs_return_data_and_keep_i1(Arc::new(store)).await;
 }
