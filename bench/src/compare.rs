@@ -1,7 +1,8 @@
 //! `boxoffice bench compare`: the flash sale against Boxoffice and the peer baselines, one after
 //! another on the same machine, and one table with the ratios. Each store first runs the sale as
 //! fast as its buyers can go (a closed loop: its peak), then again with hold commands offered at a
-//! share of that peak (an open loop: its latency under a load it can carry).
+//! share of the pace it kept at each stage of that peak run (an open loop: its latency under a
+//! load it can carry).
 
 use std::sync::Arc;
 
@@ -9,13 +10,14 @@ use crate::etcd::EtcdStore;
 use crate::flash_sale::BoxofficeStore;
 use crate::postgres::PostgresStore;
 use crate::report::print_table;
-use crate::sale::{run_paced_sale, run_sale, FlashSaleConfig, PacedSaleFigures, SaleFigures, SaleStore};
+use crate::sale::{run_paced_sale, run_sale, FlashSaleConfig, PacedSaleFigures, SaleFigures, SalePace, SaleStore};
 use crate::target::{stop, Target, TargetError};
 
 #[derive(Clone, Debug)]
 pub struct CompareConfig {
     pub sale: FlashSaleConfig,
-    /// Share of each store's own peak (hold commands per second) offered in its latency run.
+    /// Share of each store's own peak pace (hold commands per second at each stage of the sale,
+    /// [`SalePace`]) offered in its latency run.
     pub latency_load_of_peak: f64,
     /// Skipped when absent.
     pub postgres_url: Option<String>,
@@ -51,13 +53,18 @@ pub async fn run(boxoffice: Target, cfg: CompareConfig) -> Result<Comparison, Ta
     Ok(Comparison { sale: cfg.sale, share: cfg.latency_load_of_peak, rows })
 }
 
-/// The peak run, then the latency run at a share of the peak, each on an event of its own. The
-/// store is dropped (and what it started stopped) when this returns.
+/// The peak run, then the latency run at a share of the peak's pace, each on an event of its
+/// own. The store is dropped (and what it started stopped) when this returns.
 async fn labelled<S: SaleStore>(name: &str, store: Arc<S>, cfg: &CompareConfig) -> Result<Row, TargetError> {
     let figures = run_sale(store.clone(), &cfg.sale).await?;
     let peak_commands_per_s = figures.commands_per_s_until(crate::sale::ninety_percent(cfg.sale.seats));
-    let paced = run_paced_sale(store, &cfg.sale, peak_commands_per_s * cfg.latency_load_of_peak).await?;
-    Ok(Row { name: name.to_owned(), figures, peak_commands_per_s, paced })
+    let pace = SalePace::of(&figures);
+    let share = cfg.latency_load_of_peak;
+    let paced = {
+        let pace = pace.clone();
+        run_paced_sale(store, &cfg.sale, move |won| share * pace.at(won)).await?
+    };
+    Ok(Row { name: name.to_owned(), figures, peak_commands_per_s, pace, paced })
 }
 
 struct Row {
@@ -66,6 +73,8 @@ struct Row {
     /// Hold commands (successes and refusals) per second in the peak run, until 90% of the seats
     /// were taken.
     peak_commands_per_s: f64,
+    /// The peak run's pace at each stage of the sale, which the latency run offers a share of.
+    pace: SalePace,
     paced: PacedSaleFigures,
 }
 
@@ -115,7 +124,7 @@ impl Comparison {
     pub fn latency_lines(&mut self) -> Vec<Vec<String>> {
         let mut lines = vec![[
             "store",
-            "hold cmds/s offered",
+            "hold cmds/s offered (mean)",
             "answered p50",
             "p99",
             "p999",
@@ -130,7 +139,7 @@ impl Comparison {
             let p = &mut row.paced;
             lines.push(vec![
                 row.name.clone(),
-                format!("{:.0} ({:.0}% of {:.0})", p.offered_per_s, self.share * 100.0, row.peak_commands_per_s),
+                format!("{:.0} (peak run: {:.0})", p.offered_per_s, row.peak_commands_per_s),
                 format!("{:.1} ms", p.answered.latencies.quantile_ms(0.5)),
                 format!("{:.1} ms", p.answered.latencies.quantile_ms(0.99)),
                 format!("{:.1} ms", p.answered.latencies.quantile_ms(0.999)),
@@ -173,12 +182,22 @@ impl Comparison {
             "== flash sale at {:.0}% of each store's peak (open loop, latency from when each hold was due) ==",
             self.share * 100.0
         );
+        println!(
+            "  (offered: {:.0}% of the hold commands per second the store answered in its peak run while the same tenth of the hall was sold)",
+            self.share * 100.0
+        );
         print_table(&self.latency_lines());
         for row in &self.rows {
             let p = &row.paced;
+            let bands: Vec<String> = row.pace.bands().iter().map(|r| format!("{r:.0}")).collect();
             println!(
-                "  {}: {} holds, {} checkouts; {} of {} seats taken",
-                row.name, p.holds, p.checkouts, p.taken, self.sale.seats
+                "  {}: {} holds, {} checkouts; {} of {} seats taken; peak pace by tenth of the hall: {}",
+                row.name,
+                p.holds,
+                p.checkouts,
+                p.taken,
+                self.sale.seats,
+                bands.join(" / ")
             );
         }
     }

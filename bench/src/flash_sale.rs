@@ -104,7 +104,7 @@ pub async fn run(target: Arc<Target>, cfg: FlashSaleConfig) -> Result<Report, Ta
 /// The sale at a fixed offered rate of hold commands (an open loop), for latency below the peak.
 pub async fn run_paced(target: Arc<Target>, cfg: FlashSaleConfig, rate: f64) -> Result<Report, TargetError> {
     let store = Arc::new(BoxofficeStore::new(target));
-    let mut f = run_paced_sale(store, &cfg, rate).await?;
+    let mut f = run_paced_sale(store, &cfg, move |_| rate).await?;
     let mut report = Report::new(&format!("flash sale at {rate:.0} hold commands/s (open loop)"));
     report.line("seats / sessions", format!("{} / {}", cfg.seats, crate::sale::paced_sessions(&cfg)));
     report.latencies("answered (from when due)", &mut f.answered.latencies);

@@ -21,7 +21,19 @@ pub struct Paced {
     /// Requests not started because `in_flight_max` were still waiting: the server fell behind
     /// the offered rate, and the figures would otherwise describe a queue without bound.
     pub skipped: u64,
+    /// Requests due in the run: started or skipped.
+    pub scheduled: u64,
 }
+
+impl Paced {
+    /// Requests due per second over a run of `duration`.
+    pub fn offered_per_s(&self, duration: Duration) -> f64 {
+        self.scheduled as f64 / duration.as_secs_f64().max(f64::EPSILON)
+    }
+}
+
+/// The lowest rate [`open_loop_varying`] schedules at, so that a rate of zero cannot stall it.
+const RATE_MIN: f64 = 1.0;
 
 /// Starts `request(n, due)` at `rate` per second for `duration`, at most `in_flight_max` at once;
 /// `due` is when the request was scheduled, which latencies of its own count from. `request`
@@ -31,22 +43,41 @@ where
     F: Fn(u64, Instant) -> Fut,
     Fut: Future<Output = bool> + Send + 'static,
 {
+    if rate <= 0.0 {
+        return Paced::default();
+    }
+    open_loop_varying(|| rate, duration, in_flight_max, request).await
+}
+
+/// As [`open_loop`], with the rate asked anew before each request: the gap after a request is
+/// one over the rate `rate()` gives when it is due (at least [`RATE_MIN`]). A workload whose
+/// cost changes as it goes (a sale: successes first, then mostly refusals) can follow what the
+/// server carried at each stage.
+pub async fn open_loop_varying<R, F, Fut>(mut rate: R, duration: Duration, in_flight_max: usize, request: F) -> Paced
+where
+    R: FnMut() -> f64,
+    F: Fn(u64, Instant) -> Fut,
+    Fut: Future<Output = bool> + Send + 'static,
+{
     let mut paced = Paced::default();
-    if rate <= 0.0 || duration.is_zero() {
+    if duration.is_zero() {
         return paced;
     }
-    let interval = Duration::from_secs_f64(1.0 / rate);
     let permits = Arc::new(Semaphore::new(in_flight_max.max(1)));
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
     let start = Instant::now();
+    // Seconds from the start, summed in f64 so that many short gaps do not drift.
+    let mut offset_s = 0.0_f64;
     let mut n: u64 = 0;
     loop {
-        let due = start + interval.mul_f64(n as f64);
+        let due = start + Duration::from_secs_f64(offset_s);
         if due >= start + duration {
             break;
         }
         tokio::time::sleep_until(due).await;
         n += 1;
+        paced.scheduled += 1;
+        offset_s += 1.0 / rate().max(RATE_MIN);
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             paced.skipped += 1;
             continue;
@@ -84,6 +115,36 @@ mod tests {
         assert_eq!(paced.latencies.len() as u64 + paced.errors, 50);
         assert_eq!(paced.errors, 5);
         assert_eq!(paced.skipped, 0);
+        assert_eq!(paced.scheduled, 50);
+    }
+
+    #[tokio::test]
+    async fn follows_a_rate_that_changes_as_the_run_goes() {
+        // 100/s for the first 10 requests (0.1 s), then 1,000/s: 101 more are due before 0.2005 s.
+        let mut asked = 0;
+        let paced = open_loop_varying(
+            || {
+                asked += 1;
+                if asked <= 10 {
+                    100.0
+                } else {
+                    1_000.0
+                }
+            },
+            Duration::from_micros(200_500),
+            1_000,
+            |_, _| async { true },
+        )
+        .await;
+        assert_eq!(paced.scheduled, 111);
+        assert_eq!(paced.latencies.len(), 111);
+        assert!((paced.offered_per_s(Duration::from_micros(200_500)) - 111.0 / 0.2005).abs() < 1e-6);
+    }
+
+    #[tokio::test]
+    async fn a_rate_of_zero_still_moves_on() {
+        let paced = open_loop_varying(|| 0.0, Duration::from_millis(1_050), 10, |_, _| async { true }).await;
+        assert_eq!(paced.scheduled, 2, "one at the start, one a second later");
     }
 
     #[tokio::test]

@@ -5,13 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-use crate::pace::{open_loop, Paced};
+use crate::pace::{open_loop_varying, Paced};
 use crate::report::Latencies;
 use crate::target::TargetError;
 
@@ -291,7 +292,7 @@ pub async fn run_sale<S: SaleStore>(store: Arc<S>, cfg: &FlashSaleConfig) -> Res
 /// What a sale offered at a fixed rate measured: latency at a load the store can carry, rather
 /// than its saturated queue.
 pub struct PacedSaleFigures {
-    /// Hold commands started per second (successes and refusals alike).
+    /// Hold commands due per second over the run, on average (successes and refusals alike).
     pub offered_per_s: f64,
     /// Every hold answered (held or refused), from when it was due.
     pub answered: Paced,
@@ -311,14 +312,14 @@ impl PacedSaleFigures {
     }
 }
 
-/// Offers hold commands at `rate` per second for `cfg.duration` on a fresh event, each for 1–4
-/// random seats, whether or not earlier ones were answered (an open loop: latency counts from when
-/// each hold was due). The same share of successful holds checks out as in [`run_sale`], off the
-/// hold's clock. Checks I1 on the final state.
+/// Offers hold commands for `cfg.duration` on a fresh event, each for 1–4 random seats, whether
+/// or not earlier ones were answered (an open loop: latency counts from when each hold was due),
+/// at `rate(seats won so far)` per second. The same share of successful holds checks out as in
+/// [`run_sale`], off the hold's clock. Checks I1 on the final state.
 pub async fn run_paced_sale<S: SaleStore>(
     store: Arc<S>,
     cfg: &FlashSaleConfig,
-    rate: f64,
+    rate: impl Fn(usize) -> f64,
 ) -> Result<PacedSaleFigures, TargetError> {
     let event = store.setup(cfg.seats).await?;
     // A session per hold that may be in flight, so holds never wait for each other's session
@@ -335,10 +336,18 @@ pub async fn run_paced_sale<S: SaleStore>(
         sessions,
         checkout_ratio: cfg.checkout_ratio,
         won: Mutex::new(Won::default()),
+        seats_won: AtomicUsize::new(0),
     });
     let answered = {
-        let shared = shared.clone();
-        open_loop(rate, cfg.duration, in_flight_max, move |n, due| paced_hold(shared.clone(), n, due)).await
+        let request = shared.clone();
+        let won = shared.clone();
+        open_loop_varying(
+            move || rate(won.seats_won.load(Ordering::Relaxed)),
+            cfg.duration,
+            in_flight_max,
+            move |n, due| paced_hold(request.clone(), n, due),
+        )
+        .await
     };
     // Checkouts started by the last holds finish before the final state is read.
     while shared.won().checkouts_running > 0 {
@@ -347,7 +356,7 @@ pub async fn run_paced_sale<S: SaleStore>(
     let taken = shared.store.taken(&shared.event).await?;
     let won = std::mem::take(&mut *shared.won());
     Ok(PacedSaleFigures {
-        offered_per_s: rate,
+        offered_per_s: answered.offered_per_s(cfg.duration),
         answered,
         held_latency: won.latency,
         holds: won.holds,
@@ -357,6 +366,81 @@ pub async fn run_paced_sale<S: SaleStore>(
         acknowledged: won.owners.len(),
         double_sold: won.double_sold,
     })
+}
+
+/// The pace a store kept in a closed-loop run at each stage of the sale: hold commands answered
+/// per second while the seats won were within each tenth of the hall (the last tenth includes
+/// the sold-out tail). A sale's commands change as it goes: in an empty hall almost every hold
+/// succeeds and is written, in a full one almost every hold is refused, and refusals cost a
+/// store far less. An open loop at one rate, a share of the whole run's average, would overload
+/// the start and idle through the end; a share of this pace loads every stage alike.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SalePace {
+    seats: usize,
+    /// Commands per second, by tenth of the hall.
+    bands: Vec<f64>,
+}
+
+/// Tenths of the hall a [`SalePace`] tells apart.
+const PACE_BANDS: usize = 10;
+
+/// A stretch shorter than this is too short to time on its own: it takes the pace over this long
+/// from where it starts.
+const PACE_SPAN_MIN: Duration = Duration::from_millis(250);
+
+impl SalePace {
+    pub fn of(f: &SaleFigures) -> SalePace {
+        let seats = f.seats as usize;
+        let end = Duration::from_secs_f64(f.elapsed_s);
+        // When the seats won first reached each tenth of the hall; None for tenths never reached.
+        let mut reached = [None; PACE_BANDS + 1];
+        reached[0] = Some(Duration::ZERO);
+        let mut so_far = 0;
+        let mut band = 1;
+        for (at, won) in &f.successes {
+            so_far += won;
+            while band < PACE_BANDS && so_far * PACE_BANDS >= band * seats {
+                reached[band] = Some(*at);
+                band += 1;
+            }
+        }
+        let answered_before = |t: Duration| f.answered.partition_point(|at| *at < t);
+        let mut bands = Vec::with_capacity(PACE_BANDS);
+        for b in 0..PACE_BANDS {
+            let Some(from) = reached[b] else {
+                // Never got this far: the last stretch it did reach carries on.
+                let last = bands.last().copied().unwrap_or(0.0);
+                bands.push(last);
+                continue;
+            };
+            let to = reached.get(b + 1).copied().flatten().unwrap_or(end).max(from);
+            // Too short to time: the pace over the span's first PACE_SPAN_MIN instead (or the
+            // whole run, if it is shorter).
+            let (from, to) = if to - from >= PACE_SPAN_MIN {
+                (from, to)
+            } else if end >= PACE_SPAN_MIN {
+                let to = (from + PACE_SPAN_MIN).min(end);
+                (to - PACE_SPAN_MIN, to)
+            } else {
+                (Duration::ZERO, end)
+            };
+            let span = (to - from).as_secs_f64().max(f64::EPSILON);
+            let rate = (answered_before(to) - answered_before(from)) as f64 / span;
+            bands.push(rate);
+        }
+        SalePace { seats, bands }
+    }
+
+    /// Commands per second the run kept with `seats_won` seats won.
+    pub fn at(&self, seats_won: usize) -> f64 {
+        let band = (seats_won * PACE_BANDS).checked_div(self.seats).unwrap_or(0);
+        self.bands[band.min(PACE_BANDS - 1)]
+    }
+
+    /// The rates by tenth of the hall, for reports.
+    pub fn bands(&self) -> &[f64] {
+        &self.bands
+    }
 }
 
 /// Buyer sessions of a paced sale, one per hold that may be in flight.
@@ -375,6 +459,8 @@ struct PacedShared<S: SaleStore> {
     sessions: Vec<tokio::sync::Mutex<S::Buyer>>,
     checkout_ratio: f64,
     won: Mutex<Won>,
+    /// Seats won so far, for the pace.
+    seats_won: AtomicUsize,
 }
 
 impl<S: SaleStore> PacedShared<S> {
@@ -420,6 +506,7 @@ async fn paced_hold<S: SaleStore>(shared: Arc<PacedShared<S>>, n: u64, due: toki
                 }
                 won.checkouts_running += u64::from(checkout);
             }
+            shared.seats_won.fetch_add(pick.len(), Ordering::Relaxed);
             if checkout {
                 let shared = shared.clone();
                 tokio::spawn(async move {
@@ -482,5 +569,74 @@ mod tests {
         assert_eq!(until_sold(&s, ninety_percent(10)), Some((3, ms(30))));
         assert_eq!(until_sold(&s, 5), Some((2, ms(20))));
         assert_eq!(until_sold(&s[..1], ninety_percent(10)), None);
+    }
+
+    /// A run of `seats` seats whose holds answered at the given (until, commands per second)
+    /// stretches, one seat won per `win_every` commands.
+    fn figures(seats: u32, stretches: &[(f64, f64)], win_every: usize) -> SaleFigures {
+        let mut answered = Vec::new();
+        let mut from = 0.0;
+        for &(until, rate) in stretches {
+            let n = ((until - from) * rate).round() as usize;
+            answered.extend((0..n).map(|i| Duration::from_secs_f64(from + i as f64 / rate)));
+            from = until;
+        }
+        let successes: Vec<(Duration, usize)> =
+            answered.iter().step_by(win_every).take(seats as usize).map(|at| (*at, 1)).collect();
+        SaleFigures {
+            store: String::new(),
+            seats,
+            buyers: 1,
+            sale_s: 0.0,
+            ninety_reached: false,
+            elapsed_s: from,
+            holds_per_s: 0.0,
+            holds: successes.len() as u64,
+            conflicts: 0,
+            checkouts: 0,
+            errors: 0,
+            hold_latency: Latencies::default(),
+            checkout_latency: Latencies::default(),
+            taken: 0,
+            acknowledged: 0,
+            double_sold: 0,
+            successes,
+            answered,
+        }
+    }
+
+    #[test]
+    fn the_pace_follows_each_tenth_of_the_hall() {
+        // 100 seats, a seat won every 100 commands; 1,000 commands/s for 5 s (half the hall, a
+        // tenth a second), then 2,000/s (a tenth every half second). The sixth tenth straddles both.
+        let f = figures(100, &[(5.0, 1_000.0), (7.5, 2_000.0)], 100);
+        let pace = SalePace::of(&f);
+        assert_eq!(pace.bands().len(), PACE_BANDS);
+        let near = |b: usize, want: f64| (pace.bands()[b] - want).abs() < want * 0.02;
+        assert!((0..5).all(|b| near(b, 1_000.0)), "{:?}", pace.bands());
+        assert!((6..PACE_BANDS).all(|b| near(b, 2_000.0)), "{:?}", pace.bands());
+        assert!(pace.bands()[5] > 1_000.0 && pace.bands()[5] < 2_000.0, "{:?}", pace.bands());
+        assert_eq!(pace.at(0), pace.bands()[0]);
+        assert_eq!(pace.at(49), pace.bands()[4]);
+        assert_eq!(pace.at(50), pace.bands()[5]);
+        assert_eq!(pace.at(100), pace.bands()[9], "sold out: the last tenth's pace");
+        assert_eq!(pace.at(1_000), pace.bands()[9]);
+    }
+
+    #[test]
+    fn tenths_never_reached_keep_the_last_pace_seen() {
+        // 3 seats of 100 won: only the first tenth was reached.
+        let f = figures(100, &[(3.0, 1_000.0)], 1_000);
+        let pace = SalePace::of(&f);
+        assert!(pace.bands().iter().all(|r| (r - 1_000.0).abs() < 1.0), "{:?}", pace.bands());
+    }
+
+    #[test]
+    fn a_tenth_too_short_to_time_takes_the_pace_over_a_longer_span() {
+        // 10 seats: each tenth is one seat, won every 0.1 s at 1,000 commands/s.
+        let f = figures(10, &[(1.0, 1_000.0)], 100);
+        let pace = SalePace::of(&f);
+        assert!(pace.bands().iter().all(|r| (r - 1_000.0).abs() < 50.0), "{:?}", pace.bands());
+        assert!(pace.bands().iter().all(|r| *r > 0.0));
     }
 }
