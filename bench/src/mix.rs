@@ -717,7 +717,8 @@ pub fn occurrences(haystack: &[u8], needle: &[u8]) -> usize {
     if needle.is_empty() {
         return 0;
     }
-    haystack.windows(needle.len()).filter(|w| *w == needle).count()
+    // A sliding window's byte compares were a fifth of the bench's CPU on seat maps.
+    memchr::memmem::find_iter(haystack, needle).count()
 }
 
 #[cfg(test)]

@@ -458,23 +458,25 @@ impl From<&GeneralView> for GeneralJson {
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub(crate) struct SeatMapJson {
     pub event_id: String,
+    pub seats: Vec<SeatJson>,
+    pub general: Vec<GeneralJson>,
+    // The read position comes last: the map's tag covers every byte before it
+    // (`routes::seats::render_seat_map`).
     /// When the map was read.
     #[schema(format = DateTime)]
     pub as_of: String,
     /// The shard's log index the map reflects; the seat stream continues after it.
     pub as_of_index: u64,
-    pub seats: Vec<SeatJson>,
-    pub general: Vec<GeneralJson>,
 }
 
 impl From<&SeatMap> for SeatMapJson {
     fn from(m: &SeatMap) -> Self {
         SeatMapJson {
             event_id: m.event_id.to_string(),
-            as_of: time_json(m.as_of_ms),
-            as_of_index: m.as_of_index,
             seats: m.seats.iter().map(SeatJson::from).collect(),
             general: m.general.iter().map(GeneralJson::from).collect(),
+            as_of: time_json(m.as_of_ms),
+            as_of_index: m.as_of_index,
         }
     }
 }

@@ -199,5 +199,6 @@ pub(crate) async fn get(
 fn render_event(view: &EventView) -> Result<Rendered, ApiError> {
     let body = serde_json::to_vec(&EventJson::from(view))
         .map_err(|e| ApiError::Internal(format!("rendering an event: {e}")))?;
-    Ok(Rendered::new(body.clone(), |w| w.write_all(&body)))
+    let whole = 0..body.len();
+    Ok(Rendered::new(body, whole))
 }

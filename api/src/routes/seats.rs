@@ -60,13 +60,20 @@ pub(crate) async fn map(
 }
 
 /// The map's JSON; its tag covers the event id, seats and general sections, not the read
-/// position (`as_of`, `as_of_index`): see `cache.rs`.
+/// position (`as_of`, `as_of_index`): see `cache.rs`. The read position is the document's last
+/// two fields, so the tag covers every byte before them.
 fn render_seat_map(map: &SeatMap) -> Result<Rendered, ApiError> {
+    let render_error = |e: &dyn std::fmt::Display| ApiError::Internal(format!("rendering a seat map: {e}"));
     let json = SeatMapJson::from(map);
-    let body = serde_json::to_vec(&json).map_err(|e| ApiError::Internal(format!("rendering a seat map: {e}")))?;
-    Ok(Rendered::new(body, |w| {
-        serde_json::to_writer(w, &(&json.event_id, &json.seats, &json.general)).map_err(Into::into)
-    }))
+    let body = serde_json::to_vec(&json).map_err(|e| render_error(&e))?;
+    let as_of = serde_json::to_string(&json.as_of).map_err(|e| render_error(&e))?;
+    let trailer = format!(",\"as_of\":{as_of},\"as_of_index\":{}}}", json.as_of_index);
+    let tagged = body
+        .len()
+        .checked_sub(trailer.len())
+        .filter(|&end| body[end..] == *trailer.as_bytes())
+        .ok_or_else(|| render_error(&"the read position is not the document's end"))?;
+    Ok(Rendered::new(body, 0..tagged))
 }
 
 async fn read_seat_map(cluster: &dyn Cluster, group: GroupId, event_id: &EventId) -> Result<SeatMap, ApiError> {
