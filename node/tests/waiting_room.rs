@@ -114,6 +114,9 @@ async fn ten_thousand_buyers_queue_for_five_hundred_seats_on_two_api_instances()
     let buyers = Arc::new(Mutex::new(vec![Buyer::default(); BUYERS]));
     let gate = Arc::new(Semaphore::new(IN_FLIGHT_MAX));
     let started = Instant::now();
+    // The second half of the buyers arrives after the opening, however fast the first half joins
+    // (on a quiet machine all 10,000 joins could otherwise land before it).
+    let late_from = started + opens.duration_since(SystemTime::now()).unwrap_or_default() + Duration::from_millis(200);
     let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
     let mut tasks = Vec::new();
     let mut streams = Vec::new();
@@ -129,6 +132,9 @@ async fn ten_thousand_buyers_queue_for_five_hundred_seats_on_two_api_instances()
             streams.push(rx);
         }
         tasks.push(tokio::spawn(async move {
+            if i >= BUYERS / 2 {
+                tokio::time::sleep_until(late_from.into()).await;
+            }
             let permit = gate.acquire().await.unwrap();
             let resp =
                 http.post(format!("{join_api}/v1/events/{event}/queue")).bearer_auth(&token).send().await.unwrap();
