@@ -311,7 +311,10 @@ pub async fn run(target: Arc<Target>, cfg: BrowseBenchConfig) -> Result<Report, 
     report.latencies("latency run: write", &mut paced.writes);
     report.latencies("latency run: read answered from the cache (X-Cache: hit)", &mut paced.cached_reads);
     report.line("latency run: errors", format!("{} reads, {} writes", paced.read_errors, paced.write_errors));
-    report.line("latency run: not started (server behind)", paced.not_started);
+    report.line(
+        "latency run: not started (server behind)",
+        crate::pace::skipped_line(paced.not_started, paced.not_started_span),
+    );
     report.line("latency run: cache hit ratio", hit_ratio(after_peak, after_latency));
     Ok(report)
 }

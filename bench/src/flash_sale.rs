@@ -110,7 +110,8 @@ pub async fn run_paced(target: Arc<Target>, cfg: FlashSaleConfig, rate: f64) -> 
     report.latencies("answered (from when due)", &mut f.answered.latencies);
     report.latencies("held (from when due)", &mut f.held_latency);
     report.line("holds / checkouts", format!("{} / {}", f.holds, f.checkouts));
-    report.line("not started", format!("{} (in flight at the bound: the server fell behind)", f.answered.skipped));
+    let skipped = crate::pace::skipped_line(f.answered.skipped, f.answered.skipped_span);
+    report.line("not started", format!("{skipped}: in flight at the bound, the server fell behind"));
     report.line("errors", f.answered.errors + f.checkout_errors);
     seats_and_i1(&mut report, cfg.seats, f.taken, f.acknowledged, f.double_sold);
     Ok(report)

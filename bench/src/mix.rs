@@ -424,6 +424,8 @@ pub struct RunFigures {
     pub empty_searches: u64,
     /// Open loop only: requests not started because the store fell behind.
     pub not_started: u64,
+    /// When the first and last of them were due, from the start of the run.
+    pub not_started_span: Option<(Duration, Duration)>,
 }
 
 impl RunFigures {
@@ -457,6 +459,7 @@ impl RunFigures {
         self.empty_reads += other.empty_reads;
         self.empty_searches += other.empty_searches;
         self.not_started += other.not_started;
+        self.not_started_span = crate::pace::union_span(self.not_started_span, other.not_started_span);
     }
 
     pub fn errors(&self) -> u64 {
@@ -632,9 +635,10 @@ impl<S: BrowseStore> Workload<S> {
             }
         });
         async move {
-            let skipped = paced.await.skipped;
+            let paced = paced.await;
             let mut figures = std::mem::take(&mut *figures.lock().unwrap_or_else(|e| e.into_inner()));
-            figures.not_started = skipped;
+            figures.not_started = paced.skipped;
+            figures.not_started_span = paced.skipped_span;
             figures
         }
     }

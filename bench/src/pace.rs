@@ -23,12 +23,33 @@ pub struct Paced {
     pub skipped: u64,
     /// Requests due in the run: started or skipped.
     pub scheduled: u64,
+    /// When the first and the last skipped request were due, from the start: whether the server
+    /// fell behind once or all along.
+    pub skipped_span: Option<(Duration, Duration)>,
 }
 
 impl Paced {
     /// Requests due per second over a run of `duration`.
     pub fn offered_per_s(&self, duration: Duration) -> f64 {
         self.scheduled as f64 / duration.as_secs_f64().max(f64::EPSILON)
+    }
+}
+
+/// "N" or "N (due from 1.20 s to 1.45 s)": skipped requests and when, for reports.
+pub fn skipped_line(skipped: u64, span: Option<(Duration, Duration)>) -> String {
+    match span {
+        Some((first, last)) if skipped > 0 => {
+            format!("{skipped} (due from {:.2} s to {:.2} s)", first.as_secs_f64(), last.as_secs_f64())
+        }
+        _ => skipped.to_string(),
+    }
+}
+
+/// Whichever of two spans starts first, to whichever ends last.
+pub fn union_span(a: Option<(Duration, Duration)>, b: Option<(Duration, Duration)>) -> Option<(Duration, Duration)> {
+    match (a, b) {
+        (Some((a0, a1)), Some((b0, b1))) => Some((a0.min(b0), a1.max(b1))),
+        (one, None) | (None, one) => one,
     }
 }
 
@@ -80,6 +101,8 @@ where
         offset_s += 1.0 / rate().max(RATE_MIN);
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             paced.skipped += 1;
+            let at = due - start;
+            paced.skipped_span = Some(paced.skipped_span.map_or((at, at), |(first, _)| (first, at)));
             continue;
         };
         let fut = request(n, due);
@@ -156,6 +179,17 @@ mod tests {
         .await;
         assert_eq!(paced.latencies.len(), 5);
         assert_eq!(paced.skipped, 15);
+        assert_eq!(paced.skipped_span, Some((Duration::from_millis(50), Duration::from_millis(190))));
         assert!(paced.latencies.clone().quantile_ms(1.0) >= 1_000.0, "measured from when it was due");
+    }
+
+    #[test]
+    fn skipped_requests_say_when_they_were_due() {
+        let ms = Duration::from_millis;
+        assert_eq!(skipped_line(0, None), "0");
+        assert_eq!(skipped_line(7, Some((ms(1_200), ms(1_450)))), "7 (due from 1.20 s to 1.45 s)");
+        assert_eq!(union_span(Some((ms(5), ms(9))), Some((ms(2), ms(7)))), Some((ms(2), ms(9))));
+        assert_eq!(union_span(None, Some((ms(2), ms(7)))), Some((ms(2), ms(7))));
+        assert_eq!(union_span(None, None), None);
     }
 }
