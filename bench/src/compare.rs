@@ -60,10 +60,7 @@ async fn labelled<S: SaleStore>(name: &str, store: Arc<S>, cfg: &CompareConfig) 
     let peak_commands_per_s = figures.commands_per_s_until(crate::sale::ninety_percent(cfg.sale.seats));
     let pace = SalePace::of(&figures);
     let share = cfg.latency_load_of_peak;
-    let paced = {
-        let pace = pace.clone();
-        run_paced_sale(store, &cfg.sale, move |won| share * pace.at(won)).await?
-    };
+    let paced = run_paced_sale(store, &cfg.sale, |won| share * pace.at(won)).await?;
     Ok(Row { name: name.to_owned(), figures, peak_commands_per_s, pace, paced })
 }
 

@@ -32,9 +32,7 @@ pub use pace::{open_loop, Paced};
 pub use postgres::{PostgresStore, POSTGRES_CONNECTIONS_MAX};
 pub use queue::{run as queue, QueueBenchConfig};
 pub use report::{Latencies, Report};
-pub use sale::{
-    run_paced_sale, run_sale, FlashSaleConfig, HoldOutcome, PacedSaleFigures, SaleFigures, SalePace, SaleStore,
-};
+pub use sale::{run_paced_sale, run_sale, FlashSaleConfig, HoldOutcome, PacedSaleFigures, SaleFigures, SaleStore};
 pub use search::{run as search, SearchBenchConfig};
 pub use target::{Target, TargetError};
 

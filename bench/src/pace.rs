@@ -21,17 +21,20 @@ pub struct Paced {
     /// Requests not started because `in_flight_max` were still waiting: the server fell behind
     /// the offered rate, and the figures would otherwise describe a queue without bound.
     pub skipped: u64,
-    /// Requests due in the run: started or skipped.
-    pub scheduled: u64,
     /// When the first and the last skipped request were due, from the start: whether the server
     /// fell behind once or all along.
     pub skipped_span: Option<(Duration, Duration)>,
 }
 
 impl Paced {
+    /// Requests due in the run: answered, failed or skipped.
+    pub fn scheduled(&self) -> u64 {
+        self.latencies.len() as u64 + self.errors + self.skipped
+    }
+
     /// Requests due per second over a run of `duration`.
     pub fn offered_per_s(&self, duration: Duration) -> f64 {
-        self.scheduled as f64 / duration.as_secs_f64().max(f64::EPSILON)
+        self.scheduled() as f64 / duration.as_secs_f64().max(f64::EPSILON)
     }
 }
 
@@ -97,7 +100,6 @@ where
         }
         tokio::time::sleep_until(due).await;
         n += 1;
-        paced.scheduled += 1;
         offset_s += 1.0 / rate().max(RATE_MIN);
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             paced.skipped += 1;
@@ -138,7 +140,7 @@ mod tests {
         assert_eq!(paced.latencies.len() as u64 + paced.errors, 50);
         assert_eq!(paced.errors, 5);
         assert_eq!(paced.skipped, 0);
-        assert_eq!(paced.scheduled, 50);
+        assert_eq!(paced.scheduled(), 50);
     }
 
     #[tokio::test]
@@ -159,7 +161,7 @@ mod tests {
             |_, _| async { true },
         )
         .await;
-        assert_eq!(paced.scheduled, 111);
+        assert_eq!(paced.scheduled(), 111);
         assert_eq!(paced.latencies.len(), 111);
         assert!((paced.offered_per_s(Duration::from_micros(200_500)) - 111.0 / 0.2005).abs() < 1e-6);
     }
@@ -167,7 +169,7 @@ mod tests {
     #[tokio::test]
     async fn a_rate_of_zero_still_moves_on() {
         let paced = open_loop_varying(|| 0.0, Duration::from_millis(1_050), 10, |_, _| async { true }).await;
-        assert_eq!(paced.scheduled, 2, "one at the start, one a second later");
+        assert_eq!(paced.scheduled(), 2, "one at the start, one a second later");
     }
 
     #[tokio::test]
