@@ -158,6 +158,15 @@ impl SaleStore for EtcdStore {
         let answer = self.call(0, "/v3/kv/range", &body).await?;
         range_count(&answer).ok_or_else(|| TargetError::Scenario(format!("etcd: unexpected range answer {answer}")))
     }
+
+    async fn teardown(&self, event: &str) -> Result<(), TargetError> {
+        for space in ["/seats/", "/holds/", "/orders/"] {
+            let prefix = format!("{space}{event}/");
+            let body = json!({"key": b64(&prefix), "range_end": b64(&crate::etcd_browse::prefix_end(&prefix))});
+            self.call(0, "/v3/kv/deleterange", &body).await?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

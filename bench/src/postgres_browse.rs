@@ -212,7 +212,7 @@ impl BrowseStore for PostgresStore {
         for statement in [DELETE_SEATS, DELETE_HOLDS, DELETE_EVENTS] {
             connection.execute(statement, &[&events]).await.map_err(db_error)?;
         }
-        Ok(())
+        connection.batch_execute(crate::postgres::VACUUM).await.map_err(db_error)
     }
 }
 

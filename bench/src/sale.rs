@@ -90,6 +90,14 @@ pub trait SaleStore: Send + Sync + 'static {
     /// Seats of the event that are held or sold, for the I1 check.
     fn taken(&self, event: &str) -> impl Future<Output = Result<usize, TargetError>> + Send;
 
+    /// Removes what the sale wrote, once its final state has been read, so that the next run
+    /// starts from the state this one did: a store left holding every earlier run's rows would
+    /// be measured slower run after run. Boxoffice starts afresh for each run and keeps nothing.
+    fn teardown(&self, event: &str) -> impl Future<Output = Result<(), TargetError>> + Send {
+        let _ = event;
+        async { Ok(()) }
+    }
+
     /// Whether no seat of the event (of `seats`) is left; false when unsure.
     fn sold_out(&self, event: &str, seats: u32) -> impl Future<Output = bool> + Send {
         async move { self.taken(event).await.is_ok_and(|t| t >= seats as usize) }
@@ -229,6 +237,13 @@ async fn buyer<S: SaleStore>(
 }
 
 /// Runs the sale against `store` and checks I1 on its final state.
+/// [`SaleStore::teardown`], reported but not fatal: the run's figures are already taken.
+async fn tear_down<S: SaleStore>(store: &S, event: &str) {
+    if let Err(e) = store.teardown(event).await {
+        eprintln!("warning: {}: cannot remove the sale's data: {e}", store.describe());
+    }
+}
+
 pub async fn run_sale<S: SaleStore>(store: Arc<S>, cfg: &FlashSaleConfig) -> Result<SaleFigures, TargetError> {
     let event = store.setup(cfg.seats).await?;
     let started = Instant::now();
@@ -263,6 +278,7 @@ pub async fn run_sale<S: SaleStore>(store: Arc<S>, cfg: &FlashSaleConfig) -> Res
     let (holds_to_90, t90) = reached.unwrap_or((total.successes.len(), total.last_success));
     let sale_s = t90.as_secs_f64().max(0.001);
     let taken = store.taken(&event).await?;
+    tear_down(&*store, &event).await;
     Ok(SaleFigures {
         store: store.describe(),
         seats: cfg.seats,
@@ -352,6 +368,7 @@ pub async fn run_paced_sale<S: SaleStore>(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let taken = shared.store.taken(&shared.event).await?;
+    tear_down(&*shared.store, &shared.event).await;
     let won = std::mem::take(&mut *shared.won());
     Ok(PacedSaleFigures {
         offered_per_s: answered.offered_per_s(cfg.duration),

@@ -31,6 +31,8 @@ async fn holds_are_all_or_nothing_and_a_sale_keeps_i1<S: SaleStore>(store: Arc<S
     assert_eq!(store.taken(&event).await.expect("taken"), 2, "a refused hold takes nothing");
     assert!(store.checkout(&mut a, &event, &hold_id, &first).await);
     assert!(!store.checkout(&mut a, &event, &hold_id, &first).await, "a hold checks out once");
+    store.teardown(&event).await.expect("teardown");
+    assert_eq!(store.taken(&event).await.expect("taken"), 0, "a torn-down sale leaves no seat taken");
 
     let figures = run_sale(store, &small_sale()).await.expect("sale");
     assert!(figures.holds > 0);
