@@ -27,10 +27,20 @@ pub fn seat_key(event: &str, seat: &str) -> String {
     format!("/seats/{event}/{seat}")
 }
 
-/// The end of the range of every seat key of `event`: the prefix with its last byte plus one
-/// ('/' + 1 is '0').
+/// The end of the range of every key that starts with `prefix`: its last byte plus one.
+pub fn prefix_end(prefix: &str) -> String {
+    let mut bytes = prefix.as_bytes().to_vec();
+    if let Some(last) = bytes.last_mut() {
+        *last = last.saturating_add(1);
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The range of every seat key of `event`.
 pub fn seat_range(event: &str) -> (String, String) {
-    (format!("/seats/{event}/"), format!("/seats/{event}0"))
+    let prefix = format!("/seats/{event}/");
+    let end = prefix_end(&prefix);
+    (prefix, end)
 }
 
 pub fn held_value(hold_id: &str) -> String {
@@ -117,6 +127,12 @@ impl EtcdStore {
         serde_json::from_str(&text).map_err(|e| TargetError::Answer(status, e.to_string()))
     }
 
+    /// Deletes every key that starts with `prefix`.
+    pub(crate) async fn delete_prefix(&self, prefix: &str) -> Result<(), TargetError> {
+        let body = json!({"key": b64(prefix), "range_end": b64(&prefix_end(prefix))});
+        self.call(0, "/v3/kv/deleterange", &body).await.map(drop)
+    }
+
     pub(crate) async fn txn(&self, member: usize, body: &Value) -> Option<bool> {
         txn_succeeded(&self.call(member, "/v3/kv/txn", body).await.ok()?)
     }
@@ -161,9 +177,7 @@ impl SaleStore for EtcdStore {
 
     async fn teardown(&self, event: &str) -> Result<(), TargetError> {
         for space in ["/seats/", "/holds/", "/orders/"] {
-            let prefix = format!("{space}{event}/");
-            let body = json!({"key": b64(&prefix), "range_end": b64(&crate::etcd_browse::prefix_end(&prefix))});
-            self.call(0, "/v3/kv/deleterange", &body).await?;
+            self.delete_prefix(&format!("{space}{event}/")).await?;
         }
         Ok(())
     }

@@ -43,15 +43,6 @@ pub fn event_value(event: &str, spec: &EventSpec) -> String {
     .to_string()
 }
 
-/// The end of the range of every key that starts with `prefix`: its last byte plus one.
-pub fn prefix_end(prefix: &str) -> String {
-    let mut bytes = prefix.as_bytes().to_vec();
-    if let Some(last) = bytes.last_mut() {
-        *last = last.saturating_add(1);
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
 /// Event details in one round trip: a transaction without comparisons whose operations are
 /// ranges is read-only, served by etcd's linearizable read path without a log entry.
 pub fn details_txn(event: &str) -> Value {
@@ -154,9 +145,7 @@ impl BrowseStore for EtcdStore {
     async fn unload(&self, events: &[String]) -> Result<(), TargetError> {
         let Some(run) = run_prefix(events) else { return Ok(()) };
         for space in ["/events/", "/seats/", "/holds/"] {
-            let prefix = format!("{space}{run}");
-            let body = json!({"key": b64(&prefix), "range_end": b64(&prefix_end(&prefix))});
-            self.call(0, "/v3/kv/deleterange", &body).await?;
+            self.delete_prefix(&format!("{space}{run}")).await?;
         }
         Ok(())
     }
@@ -165,6 +154,7 @@ impl BrowseStore for EtcdStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::etcd::prefix_end;
     use crate::etcd::tests::decode;
 
     #[test]

@@ -77,12 +77,16 @@ pub const INSERT_HOLD: &str = "INSERT INTO holds (hold_id, event, buyer, seats) 
 pub const MARK_SOLD: &str = "UPDATE seats SET status = 'sold' WHERE event = $1 AND hold_id = $2 AND status = 'held'";
 pub const INSERT_ORDER: &str = "INSERT INTO orders (order_id, hold_id, event) VALUES ($1, $2, $3)";
 pub const COUNT_TAKEN: &str = "SELECT count(*) FROM seats WHERE event = $1 AND status <> 'available'";
-/// What a sale wrote, orders before the holds they reference.
-const DELETE_SALE: [&str; 3] =
-    ["DELETE FROM orders WHERE event = $1", "DELETE FROM holds WHERE event = $1", "DELETE FROM seats WHERE event = $1"];
-/// Run after deleting a run's rows: the dead ones they leave would otherwise still be scanned by
-/// the next run, which autovacuum does not wait for. Not in a transaction, by itself.
-pub(crate) const VACUUM: &str = "VACUUM (ANALYZE) seats, holds, orders, events";
+/// Everything a run wrote for its events, orders before the holds they reference.
+const DELETE_EVENTS: [&str; 4] = [
+    "DELETE FROM orders WHERE event = ANY($1)",
+    "DELETE FROM holds WHERE event = ANY($1)",
+    "DELETE FROM seats WHERE event = ANY($1)",
+    "DELETE FROM events WHERE event_id = ANY($1)",
+];
+/// Run after the deletes: the dead rows they leave would otherwise still be scanned by the next
+/// run, which autovacuum does not wait for. Not in a transaction, by itself.
+const VACUUM: &str = "VACUUM (ANALYZE) seats, holds, orders, events";
 const INSERT_SEATS: &str = "INSERT INTO seats (event, seat_id, status) SELECT $1, unnest($2::text[]), 'available'";
 
 /// Whether the locked rows allow the hold: every seat asked for exists and is available.
@@ -221,12 +225,17 @@ impl SaleStore for PostgresStore {
     }
 
     async fn teardown(&self, event: &str) -> Result<(), TargetError> {
-        let client = self.connections[0].lock().await;
-        for statement in DELETE_SALE {
-            client.execute(statement, &[&event]).await.map_err(db_error)?;
-        }
-        client.batch_execute(VACUUM).await.map_err(db_error)
+        delete_events(&*self.connections[0].lock().await, &[event.to_owned()]).await
     }
+}
+
+/// Deletes the rows of `events` in every table and vacuums, so that the next run starts from
+/// the state this one did.
+pub(crate) async fn delete_events(client: &Client, events: &[String]) -> Result<(), TargetError> {
+    for statement in DELETE_EVENTS {
+        client.execute(statement, &[&events]).await.map_err(db_error)?;
+    }
+    client.batch_execute(VACUUM).await.map_err(db_error)
 }
 
 /// The flash sale's hold transaction on `client`: lock the seats, check that all are available,

@@ -16,7 +16,7 @@ use crate::mix::{
     event_seat_ids, Answered, BrowseStore, EventSpec, SearchQuery, GENERAL_CAPACITY, GENERAL_PRICE, GENERAL_SECTION,
     ROWS, SEARCH_RESULTS, SEATED_PRICE, SEATED_SECTION, SEATS_PER_ROW,
 };
-use crate::postgres::{count_taken, db_error, hold_on, unique_event_id, PostgresStore};
+use crate::postgres::{count_taken, db_error, delete_events, hold_on, unique_event_id, PostgresStore};
 use crate::sale::{HoldOutcome, SaleStore};
 use crate::target::TargetError;
 
@@ -46,9 +46,6 @@ pub const SEAT_MAP: &str = "SELECT seat_id, split_part(seat_id, '-', 1) AS secti
 pub const FREE_SEATS: &str =
     "UPDATE seats SET status = 'available', hold_id = NULL WHERE event = $1 AND hold_id = $2 AND status = 'held'";
 pub const MARK_RELEASED: &str = "UPDATE holds SET released_at = now() WHERE hold_id = $1 AND released_at IS NULL";
-const DELETE_SEATS: &str = "DELETE FROM seats WHERE event = ANY($1)";
-const DELETE_HOLDS: &str = "DELETE FROM holds WHERE event = ANY($1)";
-const DELETE_EVENTS: &str = "DELETE FROM events WHERE event_id = ANY($1)";
 
 /// A value bound to a search's placeholder.
 #[derive(Clone, Debug, PartialEq)]
@@ -208,11 +205,7 @@ impl BrowseStore for PostgresStore {
     }
 
     async fn unload(&self, events: &[String]) -> Result<(), TargetError> {
-        let connection = self.pooled(0).await;
-        for statement in [DELETE_SEATS, DELETE_HOLDS, DELETE_EVENTS] {
-            connection.execute(statement, &[&events]).await.map_err(db_error)?;
-        }
-        connection.batch_execute(crate::postgres::VACUUM).await.map_err(db_error)
+        delete_events(&*self.pooled(0).await, events).await
     }
 }
 

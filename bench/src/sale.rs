@@ -93,8 +93,7 @@ pub trait SaleStore: Send + Sync + 'static {
     /// Removes what the sale wrote, once its final state has been read, so that the next run
     /// starts from the state this one did: a store left holding every earlier run's rows would
     /// be measured slower run after run. Boxoffice starts afresh for each run and keeps nothing.
-    fn teardown(&self, event: &str) -> impl Future<Output = Result<(), TargetError>> + Send {
-        let _ = event;
+    fn teardown(&self, _event: &str) -> impl Future<Output = Result<(), TargetError>> + Send {
         async { Ok(()) }
     }
 
@@ -236,14 +235,17 @@ async fn buyer<S: SaleStore>(
     Ok(r)
 }
 
-/// Runs the sale against `store` and checks I1 on its final state.
-/// [`SaleStore::teardown`], reported but not fatal: the run's figures are already taken.
-async fn tear_down<S: SaleStore>(store: &S, event: &str) {
+/// The seats of `event` taken at the end of a run, for the I1 check; then
+/// [`SaleStore::teardown`], whose failure is reported but not fatal (the figures are read).
+async fn taken_at_the_end<S: SaleStore>(store: &S, event: &str) -> Result<usize, TargetError> {
+    let taken = store.taken(event).await?;
     if let Err(e) = store.teardown(event).await {
         eprintln!("warning: {}: cannot remove the sale's data: {e}", store.describe());
     }
+    Ok(taken)
 }
 
+/// Runs the sale against `store` and checks I1 on its final state.
 pub async fn run_sale<S: SaleStore>(store: Arc<S>, cfg: &FlashSaleConfig) -> Result<SaleFigures, TargetError> {
     let event = store.setup(cfg.seats).await?;
     let started = Instant::now();
@@ -277,8 +279,7 @@ pub async fn run_sale<S: SaleStore>(store: Arc<S>, cfg: &FlashSaleConfig) -> Res
     let ninety_reached = reached.is_some();
     let (holds_to_90, t90) = reached.unwrap_or((total.successes.len(), total.last_success));
     let sale_s = t90.as_secs_f64().max(0.001);
-    let taken = store.taken(&event).await?;
-    tear_down(&*store, &event).await;
+    let taken = taken_at_the_end(&*store, &event).await?;
     Ok(SaleFigures {
         store: store.describe(),
         seats: cfg.seats,
@@ -367,8 +368,7 @@ pub async fn run_paced_sale<S: SaleStore>(
     while shared.won().checkouts_running > 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let taken = shared.store.taken(&shared.event).await?;
-    tear_down(&*shared.store, &shared.event).await;
+    let taken = taken_at_the_end(&*shared.store, &shared.event).await?;
     let won = std::mem::take(&mut *shared.won());
     Ok(PacedSaleFigures {
         offered_per_s: answered.offered_per_s(cfg.duration),
