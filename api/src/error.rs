@@ -75,19 +75,32 @@ impl Problem {
         self
     }
 
+    /// The document as it is sent: the standard members first, then the extensions.
+    fn document(&self) -> ProblemDocument<'_> {
+        ProblemDocument {
+            kind: ProblemType(self.code),
+            title: self.title,
+            status: self.status.as_u16(),
+            detail: &self.detail,
+            code: self.code,
+            extensions: &self.extensions,
+        }
+    }
+
+    #[cfg(test)]
     pub(crate) fn body(&self) -> Value {
-        let mut body = self.extensions.clone();
-        body.insert("type".into(), json!(format!("{PROBLEM_TYPE_PREFIX}{}", self.code)));
-        body.insert("title".into(), json!(self.title));
-        body.insert("status".into(), json!(self.status.as_u16()));
-        body.insert("detail".into(), json!(self.detail));
-        body.insert("code".into(), json!(self.code));
-        Value::Object(body)
+        serde_json::to_value(self.document()).unwrap_or(Value::Null)
+    }
+
+    /// The document's JSON text.
+    pub(crate) fn text(&self) -> String {
+        // Strings, numbers and a map with string keys: nothing here can fail to serialize.
+        serde_json::to_string(&self.document()).unwrap_or_default()
     }
 
     pub(crate) fn into_response(self) -> Response {
         let status = self.status;
-        let mut response = (status, self.body().to_string()).into_response();
+        let mut response = (status, self.text()).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
         match status {
@@ -120,6 +133,28 @@ impl Problem {
         };
         let detail = status.canonical_reason().unwrap_or(title);
         Problem::new(status, code, title, detail)
+    }
+}
+
+/// A problem document's members, serialized straight from the [`Problem`] they describe.
+#[derive(serde::Serialize)]
+struct ProblemDocument<'a> {
+    #[serde(rename = "type")]
+    kind: ProblemType,
+    title: &'static str,
+    status: u16,
+    detail: &'a str,
+    code: &'static str,
+    #[serde(flatten)]
+    extensions: &'a Map<String, Value>,
+}
+
+/// The problem `type` URI of a code, written without building the string first.
+struct ProblemType(&'static str);
+
+impl serde::Serialize for ProblemType {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("{PROBLEM_TYPE_PREFIX}{}", self.0))
     }
 }
 

@@ -21,6 +21,12 @@ impl BoxofficeStore {
     }
 }
 
+/// The part of a 201 hold the buyer keeps.
+#[derive(serde::Deserialize)]
+struct Held {
+    hold_id: String,
+}
+
 impl SaleStore for BoxofficeStore {
     /// The buyer's bearer token.
     type Buyer = String;
@@ -59,11 +65,16 @@ impl SaleStore for BoxofficeStore {
         let Ok(resp) = resp else {
             return HoldOutcome::Error;
         };
-        let status = resp.status().as_u16();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        match status {
-            201 => HoldOutcome::Held(body["hold_id"].as_str().unwrap_or_default().to_owned()),
-            409 => HoldOutcome::Conflict,
+        // A refusal's body is read and dropped, as a client that only retries would.
+        match resp.status().as_u16() {
+            201 => match resp.json::<Held>().await {
+                Ok(held) => HoldOutcome::Held(held.hold_id),
+                Err(_) => HoldOutcome::Error,
+            },
+            409 => match resp.bytes().await {
+                Ok(_) => HoldOutcome::Conflict,
+                Err(_) => HoldOutcome::Error,
+            },
             _ => HoldOutcome::Error,
         }
     }

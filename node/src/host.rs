@@ -105,6 +105,8 @@ pub struct Group {
     batcher: mpsc::Sender<Pending>,
     /// Waiters for the next confirmation of leadership (see `run_read_barrier`).
     barrier: mpsc::Sender<oneshot::Sender<Result<(), ProposeError>>>,
+    /// What the last confirmation of leadership still vouches for.
+    lease: Arc<ReadLease>,
     tasks: Vec<JoinHandle<()>>,
     /// When this replica last accepted an append (heartbeats included) from a leader.
     last_leader_contact_ms: std::sync::atomic::AtomicI64,
@@ -128,6 +130,8 @@ pub struct Node {
     /// Serializes group creation and removal.
     group_lock: tokio::sync::Mutex<()>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Until then, this node answers no vote request: see [`Node::start`].
+    votes_embargoed_until: tokio::time::Instant,
 }
 
 fn storage_err(e: impl std::fmt::Display) -> NodeError {
@@ -147,6 +151,13 @@ impl Node {
     pub async fn start(setup: NodeSetup) -> Result<Arc<Node>, NodeError> {
         let identity = load_identity(setup.kv.as_ref(), setup.node_id).await?;
         let config = raft_config(&setup.tuning)?;
+        // Before it stopped, this node may have acknowledged a heartbeat that a leader now counts
+        // on for its read lease; the promise not to vote for another leader that came with it was
+        // kept in memory and is gone. Keeping it from the restart on, for as long as a follower
+        // keeps it, leaves every such lease sound (see `ReadLease`).
+        let restarted = identity.shard_count.is_some();
+        let votes_embargoed_until = tokio::time::Instant::now()
+            + if restarted { Duration::from_millis(config.election_timeout_max) } else { Duration::ZERO };
         let node = Arc::new(Node {
             id: setup.node_id,
             advertise_addr: setup.advertise_addr,
@@ -158,6 +169,7 @@ impl Node {
             groups: RwLock::new(BTreeMap::new()),
             group_lock: tokio::sync::Mutex::new(()),
             tasks: Mutex::new(Vec::new()),
+            votes_embargoed_until,
         });
         if node.shard_count().is_some() {
             for name in node.kv.tree_names().map_err(storage_err)? {
@@ -257,9 +269,10 @@ impl Node {
         let raft = Raft::new(self.id, self.config.clone(), network, log, sm).await.map_err(fatal)?;
         let (batcher, queue) = mpsc::channel(PROPOSAL_QUEUE_MAX);
         let (barrier, waiters) = mpsc::channel(PROPOSAL_QUEUE_MAX);
+        let lease = Arc::new(ReadLease::new(self.id, &self.config));
         let mut tasks = vec![
             tokio::spawn(run_batcher(id, raft.clone(), queue, self.clock.clone())),
-            tokio::spawn(run_read_barrier(id, raft.clone(), waiters)),
+            tokio::spawn(run_read_barrier(id, raft.clone(), waiters, lease.clone())),
         ];
         if !id.is_meta() {
             let duty = LeaderDuty {
@@ -283,6 +296,7 @@ impl Node {
             state,
             batcher,
             barrier,
+            lease,
             tasks,
             last_leader_contact_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
         }))
@@ -421,13 +435,28 @@ impl Node {
         Ok(refusal(self))
     }
 
-    /// Returns once this node has confirmed it still leads `target` (a quorum answered a heartbeat
-    /// sent after this call began) and has applied everything committed before it. Concurrent
-    /// callers share one round.
+    /// Returns once this node has confirmed it still leads `target` and has applied everything
+    /// committed before this call: at once while its read lease holds (renewing it in the
+    /// background once it is old), else after a heartbeat round that a quorum answered, shared
+    /// by every concurrent caller.
     async fn confirm_leadership(&self, target: &Group) -> Result<(), ProposeError> {
         #[cfg(madsim)]
         if raft_store::planted::is_planted(raft_store::planted::Bug::TrustStaleLeader) {
             return Ok(());
+        }
+        match target.lease.check(&target.raft.metrics().borrow()) {
+            LeaseCheck::Holds => return Ok(()),
+            LeaseCheck::Aging => {
+                if target.lease.start_renewal() {
+                    // Nobody waits for this round's answer; the lease it grants is the point.
+                    let (reply, _) = oneshot::channel();
+                    if target.barrier.try_send(reply).is_err() {
+                        target.lease.renewal_done();
+                    }
+                }
+                return Ok(());
+            }
+            LeaseCheck::Lapsed => {}
         }
         let (reply, confirmed) = oneshot::channel();
         let stopped = || fatal(format!("the read barrier of {} stopped", target.id));
@@ -564,6 +593,10 @@ impl Node {
                     group.last_leader_contact_ms.store(self.clock.now_ms(), std::sync::atomic::Ordering::Relaxed);
                 }
                 RaftRpcReply::Append(reply)
+            }
+            // A candidate hears what an unreachable voter would say.
+            RaftRpc::Vote { .. } if tokio::time::Instant::now() < self.votes_embargoed_until => {
+                RaftRpcReply::UnknownGroup
             }
             RaftRpc::Vote { req, .. } => RaftRpcReply::Vote(group.raft.vote(req).await),
             RaftRpc::Snapshot { vote, meta, data, .. } => {
@@ -764,14 +797,106 @@ async fn run_batcher(group: GroupId, raft: Raft, mut queue: mpsc::Receiver<Pendi
     }
 }
 
+/// A leader's lease on linearizable reads, from its last confirmed heartbeat round.
+///
+/// A round that a quorum answered, started at `t` in term `T`, proves that each of those voters
+/// heard from this leader after `t`; openraft's followers then refuse every vote request for
+/// `election_timeout_max` (their leader lease), so no other leader can be elected before
+/// `t + election_timeout_max` on their clocks. A restarted node forgets that promise, so it
+/// answers no vote request for as long after it starts (`Node::start`). Until `t` plus half
+/// that lease (the other half is the margin for clock rates and for the metrics this reads, which
+/// openraft publishes a moment after it changes state), while this node still leads in term `T`,
+/// its applied state reflects every write acknowledged before a read: the round waited for
+/// everything committed before it to be applied, and this leader applies each later write before
+/// it acknowledges it. Reads then need no round of their own.
+struct ReadLease {
+    node: NodeId,
+    /// The term and the end of the current lease; none before the first confirmed round.
+    granted: Mutex<Option<(u64, tokio::time::Instant)>>,
+    /// How long a confirmed round vouches for reads.
+    length: Duration,
+    /// Age after which a read also asks for a new round, without waiting for it.
+    renew_after: Duration,
+    /// A renewal round is queued or running.
+    renewing: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum LeaseCheck {
+    /// Reads may be answered now.
+    Holds,
+    /// Reads may be answered now, and a renewal should start.
+    Aging,
+    /// Reads must wait for a round.
+    Lapsed,
+}
+
+impl ReadLease {
+    fn new(node: NodeId, config: &openraft::Config) -> ReadLease {
+        let length = Duration::from_millis(config.election_timeout_max / 2);
+        ReadLease {
+            node,
+            granted: Mutex::new(None),
+            length,
+            renew_after: length / 4,
+            renewing: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the lease vouches for a read now, by the group's latest metrics.
+    fn check(&self, m: &openraft::RaftMetrics<NodeId, raft_store::Node>) -> LeaseCheck {
+        self.check_at(m, tokio::time::Instant::now())
+    }
+
+    fn check_at(&self, m: &openraft::RaftMetrics<NodeId, raft_store::Node>, now: tokio::time::Instant) -> LeaseCheck {
+        let leading = m.state == ServerState::Leader && m.current_leader == Some(self.node);
+        let Some((term, until)) = *self.granted.lock().unwrap_or_else(|e| e.into_inner()) else {
+            return LeaseCheck::Lapsed;
+        };
+        #[cfg(madsim)]
+        let until = if raft_store::planted::is_planted(raft_store::planted::Bug::LeaseNeverExpires) {
+            now + self.length
+        } else {
+            until
+        };
+        if !leading || m.current_term != term || now >= until {
+            LeaseCheck::Lapsed
+        } else if until - now < self.length - self.renew_after {
+            LeaseCheck::Aging
+        } else {
+            LeaseCheck::Holds
+        }
+    }
+
+    /// Records a round confirmed in `term` that started at `started`.
+    fn grant(&self, term: u64, started: tokio::time::Instant) {
+        let mut granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
+        let until = started + self.length;
+        if granted.is_none_or(|(t, u)| t != term || u < until) {
+            *granted = Some((term, until));
+        }
+    }
+
+    /// True for the one caller that should queue a renewal.
+    fn start_renewal(&self) -> bool {
+        !self.renewing.swap(true, std::sync::atomic::Ordering::AcqRel)
+    }
+
+    fn renewal_done(&self) {
+        self.renewing.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
 /// Confirms leadership for linearizable reads and refusals. Each round calls openraft's
 /// `ensure_linearizable` (a heartbeat to every voter, then waiting for the read index to be
 /// applied) for every waiter queued before the round began, so a burst of readers costs one round,
-/// not one each; waiters arriving during a round wait for the next, which starts after them.
+/// not one each; waiters arriving during a round wait for the next, which starts after them. A
+/// confirmed round renews `lease`.
 async fn run_read_barrier(
     group: GroupId,
     raft: Raft,
     mut waiters: mpsc::Receiver<oneshot::Sender<Result<(), ProposeError>>>,
+    lease: Arc<ReadLease>,
 ) {
     while let Some(first) = waiters.recv().await {
         let mut round = vec![first];
@@ -779,7 +904,14 @@ async fn run_read_barrier(
             round.push(more);
         }
         metrics::histogram!("boxoffice_read_barrier_waiters").record(round.len() as f64);
-        let result = raft.ensure_linearizable().await.map(|_| ()).map_err(|e| match e {
+        let term = raft.metrics().borrow().current_term;
+        let started = tokio::time::Instant::now();
+        let confirmed = raft.ensure_linearizable().await;
+        lease.renewal_done();
+        if confirmed.is_ok() && raft.metrics().borrow().current_term == term {
+            lease.grant(term, started);
+        }
+        let result = confirmed.map(|_| ()).map_err(|e| match e {
             RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f)) => {
                 not_leader(group, f.leader_id, f.leader_node)
             }
@@ -947,4 +1079,64 @@ async fn store_identity(kv: &dyn Kv, identity: &NodeIdentity) -> Result<(), Node
     batch.put(vec![raft_store::NODE_IDENTITY], raft_store::encode(identity).map_err(storage_err)?);
     tree.write(batch).map_err(storage_err)?;
     raft_store::flushed(kv).await.map_err(storage_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leader_metrics(node: NodeId, term: u64) -> openraft::RaftMetrics<NodeId, raft_store::Node> {
+        let mut m = openraft::RaftMetrics::new_initial(node);
+        m.state = ServerState::Leader;
+        m.current_leader = Some(node);
+        m.current_term = term;
+        m
+    }
+
+    fn lease() -> ReadLease {
+        let config = openraft::Config { election_timeout_min: 600, election_timeout_max: 1_200, ..Default::default() };
+        ReadLease::new(1, &config)
+    }
+
+    #[test]
+    fn a_lease_holds_only_after_a_round_while_leading_in_its_term() {
+        let lease = lease();
+        let start = tokio::time::Instant::now();
+        let m = leader_metrics(1, 3);
+        assert_eq!(lease.check_at(&m, start), LeaseCheck::Lapsed, "no round confirmed yet");
+        lease.grant(3, start);
+        assert_eq!(lease.check_at(&m, start), LeaseCheck::Holds);
+        assert_eq!(lease.check_at(&leader_metrics(1, 4), start), LeaseCheck::Lapsed, "a later term");
+        let mut follower = leader_metrics(1, 3);
+        follower.state = ServerState::Follower;
+        follower.current_leader = Some(2);
+        assert_eq!(lease.check_at(&follower, start), LeaseCheck::Lapsed, "no longer leading");
+    }
+
+    #[test]
+    fn a_lease_ages_then_lapses_within_half_the_followers_lease() {
+        let lease = lease();
+        let start = tokio::time::Instant::now();
+        let m = leader_metrics(1, 3);
+        lease.grant(3, start);
+        let at = |ms| lease.check_at(&m, start + Duration::from_millis(ms));
+        assert_eq!(at(100), LeaseCheck::Holds);
+        assert_eq!(at(200), LeaseCheck::Aging, "older than a quarter of its length");
+        assert_eq!(at(599), LeaseCheck::Aging);
+        assert_eq!(at(600), LeaseCheck::Lapsed, "half of election_timeout_max");
+        // A round that started earlier never shortens a later one.
+        lease.grant(3, start - Duration::from_millis(300));
+        assert_eq!(at(599), LeaseCheck::Aging);
+        lease.grant(3, start + Duration::from_millis(500));
+        assert_eq!(at(1_000), LeaseCheck::Aging);
+    }
+
+    #[test]
+    fn one_caller_queues_a_renewal_until_it_is_done() {
+        let lease = lease();
+        assert!(lease.start_renewal());
+        assert!(!lease.start_renewal());
+        lease.renewal_done();
+        assert!(lease.start_renewal());
+    }
 }

@@ -7,6 +7,7 @@
 //! - `ApplyRetriesTwice`: the idempotency table is ignored, so a retry applies again.
 //! - `TrustStaleLeader`: a linearizable read is served from local state without confirming
 //!   leadership.
+//! - `LeaseNeverExpires`: a leader's read lease, once granted in a term, holds for the whole term.
 
 use std::cell::Cell;
 
@@ -16,6 +17,7 @@ pub enum Bug {
     SkipAvailabilityCheck = 2,
     ApplyRetriesTwice = 4,
     TrustStaleLeader = 8,
+    LeaseNeverExpires = 16,
 }
 
 thread_local! {

@@ -166,7 +166,7 @@ fn stream(
                     Ok(status) => status,
                     Err(e) => {
                         f.ended = true;
-                        let event = Event::default().event("error").data(e.problem().body().to_string());
+                        let event = Event::default().event("error").data(e.problem().text());
                         return Some((Ok(event), f));
                     }
                 };

@@ -156,7 +156,7 @@ impl Feed {
                     tracing::warn!(event_id = %self.event_id, error = %e, "seat stream ends");
                     self.ended = true;
                     let problem = e.problem();
-                    return Some(vec![Event::default().event("error").data(problem.body().to_string())]);
+                    return Some(vec![Event::default().event("error").data(problem.text())]);
                 }
             }
         }
