@@ -2,6 +2,12 @@
 //! each latency is measured from when its request was due, not from when it was sent. A closed
 //! loop (N clients, each waiting for its answer) measures a saturated server's queue instead, and
 //! hides stalls: a slow answer delays the requests that would have seen the stall.
+//!
+//! The pacer wakes up to [`EARLY_MAX`] before a request is due: tokio's timer fires on whole
+//! milliseconds, at or after its deadline, so waking at the due time itself would charge every
+//! request up to a millisecond of the pacer's own lateness. A request started early is measured
+//! from when it started; one started late, from when it was due. Either way a latency is never
+//! counted from later than the request was due, nor from before it was sent.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -58,10 +64,12 @@ pub fn union_span(a: Option<(Duration, Duration)>, b: Option<(Duration, Duration
 
 /// The lowest rate [`open_loop_varying`] schedules at, so that a rate of zero cannot stall it.
 const RATE_MIN: f64 = 1.0;
+/// How long before its due time a request may start (see the module's documentation).
+pub const EARLY_MAX: Duration = Duration::from_millis(1);
 
-/// Starts `request(n, due)` at `rate` per second for `duration`, at most `in_flight_max` at once;
-/// `due` is when the request was scheduled, which latencies of its own count from. `request`
-/// answers whether it succeeded.
+/// Starts `request(n, from)` at `rate` per second for `duration`, at most `in_flight_max` at once;
+/// `from` is when the request was due or, if the pacer started it early, when it started: what
+/// latencies of its own count from. `request` answers whether it succeeded.
 pub async fn open_loop<F, Fut>(rate: f64, duration: Duration, in_flight_max: usize, request: F) -> Paced
 where
     F: Fn(u64, Instant) -> Fut,
@@ -98,7 +106,8 @@ where
         if due >= start + duration {
             break;
         }
-        tokio::time::sleep_until(due).await;
+        tokio::time::sleep_until(due.checked_sub(EARLY_MAX).unwrap_or(due)).await;
+        let from = Instant::now().min(due);
         n += 1;
         offset_s += 1.0 / rate().max(RATE_MIN);
         let Ok(permit) = permits.clone().try_acquire_owned() else {
@@ -107,12 +116,12 @@ where
             paced.skipped_span = Some(paced.skipped_span.map_or((at, at), |(first, _)| (first, at)));
             continue;
         };
-        let fut = request(n, due);
+        let fut = request(n, from);
         let done = done_tx.clone();
         tokio::spawn(async move {
             let ok = fut.await;
             drop(permit);
-            let _ = done.send((ok, due.elapsed()));
+            let _ = done.send((ok, from.elapsed()));
         });
     }
     drop(done_tx);
@@ -183,6 +192,26 @@ mod tests {
         assert_eq!(paced.skipped, 15);
         assert_eq!(paced.skipped_span, Some((Duration::from_millis(50), Duration::from_millis(190))));
         assert!(paced.latencies.clone().quantile_ms(1.0) >= 1_000.0, "measured from when it was due");
+    }
+
+    #[tokio::test]
+    async fn starts_no_request_more_than_early_max_before_it_is_due() {
+        // 100/s: request n (from 1) is due (n - 1) * 10 ms after the start.
+        let start = Instant::now();
+        let early = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = early.clone();
+        let paced = open_loop(100.0, Duration::from_millis(100), 100, move |n, from| {
+            let due = start + Duration::from_millis((n - 1) * 10);
+            seen.lock().unwrap().push((from, due, Instant::now()));
+            async { true }
+        })
+        .await;
+        assert_eq!(paced.scheduled(), 10);
+        for (from, due, started) in early.lock().unwrap().iter() {
+            assert!(*from <= *due + Duration::from_millis(1), "counted from no later than due");
+            assert!(*from + EARLY_MAX >= *due, "started at most EARLY_MAX early");
+            assert!(*from <= *started, "never counted from before it started");
+        }
     }
 
     #[test]

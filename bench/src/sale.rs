@@ -495,8 +495,8 @@ struct Won {
     double_sold: u64,
 }
 
-/// The `n`th hold of the open loop, due at `due`, on buyer session `n % sessions`; true when the
-/// store answered.
+/// The `n`th hold of the open loop, timed from `due` (see `open_loop`), on buyer session
+/// `n % sessions`; true when the store answered.
 async fn paced_hold<S: SaleStore>(shared: Arc<PacedShared<S>>, n: u64, due: tokio::time::Instant) -> bool {
     let mut rng = rand::rngs::StdRng::seed_from_u64(n);
     let want = rng.gen_range(1..=HOLD_SEATS_MAX).min(shared.seats.len());
