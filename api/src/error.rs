@@ -78,7 +78,7 @@ impl Problem {
     /// The document as it is sent: the standard members first, then the extensions.
     fn document(&self) -> ProblemDocument<'_> {
         ProblemDocument {
-            kind: ProblemType(self.code),
+            kind: format!("{PROBLEM_TYPE_PREFIX}{}", self.code),
             title: self.title,
             status: self.status.as_u16(),
             detail: &self.detail,
@@ -140,22 +140,13 @@ impl Problem {
 #[derive(serde::Serialize)]
 struct ProblemDocument<'a> {
     #[serde(rename = "type")]
-    kind: ProblemType,
+    kind: String,
     title: &'static str,
     status: u16,
     detail: &'a str,
     code: &'static str,
     #[serde(flatten)]
     extensions: &'a Map<String, Value>,
-}
-
-/// The problem `type` URI of a code, written without building the string first.
-struct ProblemType(&'static str);
-
-impl serde::Serialize for ProblemType {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&format_args!("{PROBLEM_TYPE_PREFIX}{}", self.0))
-    }
 }
 
 impl ApiError {

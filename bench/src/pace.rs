@@ -196,21 +196,29 @@ mod tests {
 
     #[tokio::test]
     async fn starts_no_request_more_than_early_max_before_it_is_due() {
-        // 100/s: request n (from 1) is due (n - 1) * 10 ms after the start.
+        // 100/s: request n (from 1) is due (n - 1) * 10 ms after the start. Request 3 keeps the
+        // pacer busy for 25 ms, so request 4 (due at 30 ms) starts at 45 ms or later.
+        const STALL: Duration = Duration::from_millis(25);
         let start = Instant::now();
         let early = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = early.clone();
         let paced = open_loop(100.0, Duration::from_millis(100), 100, move |n, from| {
             let due = start + Duration::from_millis((n - 1) * 10);
-            seen.lock().unwrap().push((from, due, Instant::now()));
+            seen.lock().unwrap().push((n, from, due, Instant::now()));
+            if n == 3 {
+                std::thread::sleep(STALL);
+            }
             async { true }
         })
         .await;
         assert_eq!(paced.scheduled(), 10);
-        for (from, due, started) in early.lock().unwrap().iter() {
-            assert!(*from <= *due + Duration::from_millis(1), "counted from no later than due");
-            assert!(*from + EARLY_MAX >= *due, "started at most EARLY_MAX early");
-            assert!(*from <= *started, "never counted from before it started");
+        for &(n, from, due, started) in early.lock().unwrap().iter() {
+            assert!(from <= due + Duration::from_millis(1), "counted from no later than due");
+            assert!(from + EARLY_MAX >= due, "started at most EARLY_MAX early");
+            assert!(from <= started, "never counted from before it started");
+            if n == 4 {
+                assert!(started >= from + STALL / 2, "a late request is timed from when it was due");
+            }
         }
     }
 

@@ -627,7 +627,7 @@ impl Node {
     /// Whether, by these metrics, this node leads and heard from a quorum within the time an
     /// election would take: a leader cut off from its quorum is not confirmed.
     fn leads_with_quorum(&self, m: &openraft::RaftMetrics<NodeId, raft_store::Node>) -> bool {
-        if m.state != ServerState::Leader || m.current_leader != Some(self.id) {
+        if !leads(m, self.id) {
             return false;
         }
         let alone = m.membership_config.membership().voter_ids().all(|v| v == self.id);
@@ -811,9 +811,9 @@ async fn run_batcher(group: GroupId, raft: Raft, mut queue: mpsc::Receiver<Pendi
 /// it acknowledges it. Reads then need no round of their own.
 struct ReadLease {
     node: NodeId,
-    /// The term and the end of the current lease; none before the first confirmed round.
+    /// The term and the start of the latest confirmed round; none before the first.
     granted: Mutex<Option<(u64, tokio::time::Instant)>>,
-    /// How long a confirmed round vouches for reads.
+    /// How long after its start a confirmed round vouches for reads.
     length: Duration,
     /// Age after which a read also asks for a new round, without waiting for it.
     renew_after: Duration,
@@ -849,31 +849,31 @@ impl ReadLease {
     }
 
     fn check_at(&self, m: &openraft::RaftMetrics<NodeId, raft_store::Node>, now: tokio::time::Instant) -> LeaseCheck {
-        let leading = m.state == ServerState::Leader && m.current_leader == Some(self.node);
-        let Some((term, until)) = *self.granted.lock().unwrap_or_else(|e| e.into_inner()) else {
+        let Some((term, started)) = *self.granted.lock().unwrap_or_else(|e| e.into_inner()) else {
             return LeaseCheck::Lapsed;
         };
+        let age = now.saturating_duration_since(started);
         #[cfg(madsim)]
-        let until = if raft_store::planted::is_planted(raft_store::planted::Bug::LeaseNeverExpires) {
-            now + self.length
+        let age = if raft_store::planted::is_planted(raft_store::planted::Bug::LeaseNeverExpires) {
+            Duration::ZERO
         } else {
-            until
+            age
         };
-        if !leading || m.current_term != term || now >= until {
+        if !leads(m, self.node) || m.current_term != term || age >= self.length {
             LeaseCheck::Lapsed
-        } else if until - now < self.length - self.renew_after {
+        } else if age > self.renew_after {
             LeaseCheck::Aging
         } else {
             LeaseCheck::Holds
         }
     }
 
-    /// Records a round confirmed in `term` that started at `started`.
+    /// Records a round confirmed in `term` that started at `started`; an earlier round never
+    /// replaces a later one of the same term.
     fn grant(&self, term: u64, started: tokio::time::Instant) {
         let mut granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
-        let until = started + self.length;
-        if granted.is_none_or(|(t, u)| t != term || u < until) {
-            *granted = Some((term, until));
+        if granted.is_none_or(|(t, s)| t != term || s < started) {
+            *granted = Some((term, started));
         }
     }
 
@@ -885,6 +885,11 @@ impl ReadLease {
     fn renewal_done(&self) {
         self.renewing.store(false, std::sync::atomic::Ordering::Release);
     }
+}
+
+/// Whether these metrics show `node` leading its group.
+fn leads(m: &openraft::RaftMetrics<NodeId, raft_store::Node>, node: NodeId) -> bool {
+    m.state == ServerState::Leader && m.current_leader == Some(node)
 }
 
 /// Confirms leadership for linearizable reads and refusals. Each round calls openraft's

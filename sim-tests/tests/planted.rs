@@ -54,8 +54,8 @@ fn trusting_a_stale_leader_is_caught() {
 
 #[test]
 fn trusting_an_expired_read_lease_is_caught() {
-    // A lease outlives its leadership only while the api still routes to the cut-off leader,
-    // which it stops doing soon after: more buyers make a read land in that window.
+    // A lease trusted past its time answers stale reads only while the api still routes to the
+    // cut-off leader, which it stops doing soon after: more buyers make a read land in that window.
     let faults = FaultPlan { partitions: true, ..FaultPlan::none() };
     assert_caught(Bug::LeaseNeverExpires, faults, 24);
 }
