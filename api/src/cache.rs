@@ -46,9 +46,9 @@ use axum::response::{IntoResponse, Response};
 use moka::future::Cache;
 use raft_store::{ChangesPage, EventId};
 
-use crate::cluster::Cluster;
 use crate::config::ReadCacheConfig;
 use crate::error::ApiError;
+use seams::Cluster;
 
 /// Change records asked of the feed per read.
 const FEED_BATCH_RECORDS_MAX: usize = 256;

@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use raft_store::{HoldStatus, OrderStatus, Refusal};
 use serde_json::{json, Map, Value};
 
-use crate::cluster::ClusterError;
 use crate::dto::{hold_status_str, order_status_str, time_json};
+use seams::ClusterError;
 
 /// Media type of every error body.
 pub(crate) const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";

@@ -11,8 +11,8 @@ use raft_store::{Answer, GroupId, Query, LIST_LIMIT_MAX};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::{Cluster, Consistency};
 use crate::error::ApiError;
+use seams::{Cluster, Consistency};
 
 /// Items per page when `?limit=` is absent.
 pub(crate) const LIST_LIMIT_DEFAULT: usize = 20;

@@ -5,7 +5,7 @@
 
 use raft_store::{Money, OrderId};
 
-use crate::cluster::BoxFuture;
+use seams::BoxFuture;
 
 /// Charge an order's total with a payment method.
 #[derive(Clone, Debug)]

@@ -4,20 +4,15 @@
 use std::sync::Arc;
 
 use raft_store::{shard_of, Command, EventId, GroupId, Outcome, UserId};
+use seams::{Cluster, MetricsRender, SearchBackend};
 
 use crate::cache::ReadCache;
-use crate::cluster::Cluster;
 use crate::config::ApiConfig;
 use crate::error::ApiError;
 use crate::limits::{Limits, LIMITS_PRUNE_INTERVAL};
 use crate::payments::PaymentGateway;
-use crate::search::SearchBackend;
 use crate::token::TokenVerifier;
 use crate::waiting_room::WaitingRoom;
-
-/// Renders the process's metrics in the Prometheus text format; the binary installs the
-/// recorder and passes its render function.
-pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 
 #[derive(Clone)]
 pub struct ApiState {

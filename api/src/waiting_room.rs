@@ -24,11 +24,11 @@ use raft_store::{Answer, Command, EventId, GroupId, Outcome, Query, QueueView, R
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::cluster::{Cluster, Consistency, Submit};
 use crate::dto::now_ms;
 use crate::error::ApiError;
 use crate::queue::QueueKeys;
 use crate::routes::unexpected;
+use seams::{Cluster, Consistency, Submit};
 
 /// A block should last about this long at the current arrival rate.
 const BLOCK_LIFE_TARGET: Duration = Duration::from_millis(500);

@@ -3,7 +3,7 @@
 //! holds of one seat, half of them released again. Two runs: a closed loop finds the peak; an
 //! open loop offered a share of that peak measures latency from when each request was due. The
 //! workload is `mix.rs`'s, shared with the peer baselines; this file is Boxoffice's side of it
-//! ([`BoxofficeBrowse`]) and `bench browse`'s report. The cache hit ratio comes from the
+//! ([`BoxofficeBrowse`]) and `boxoffice-bench browse`'s report. The cache hit ratio comes from the
 //! server's own counters (`api_cache_requests_total`).
 
 use std::collections::HashMap;
@@ -13,54 +13,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::error::TargetError;
 use crate::flash_sale::BoxofficeStore;
 use crate::mix::{
-    occurrences, row_name, venue_name, Answered, BrowseStore, EventSpec, SearchQuery, Workload, GENERAL_CAPACITY,
-    GENERAL_PRICE, GENERAL_SECTION, ROWS, SEATED_PRICE, SEATED_SECTION, SEATS_PER_ROW,
+    occurrences, row_name, venue_name, Answered, BrowseBenchConfig, BrowseStore, EventSpec, SearchQuery, Workload,
+    GENERAL_CAPACITY, GENERAL_PRICE, GENERAL_SECTION, ROWS, SEATED_PRICE, SEATED_SECTION, SEATS_PER_ROW,
 };
 use crate::report::Report;
 use crate::sale::{HoldOutcome, SaleStore};
 use crate::search::CITIES;
-use crate::target::{Target, TargetError};
-
-#[derive(Clone, Debug)]
-pub struct BrowseBenchConfig {
-    pub events: usize,
-    /// Closed-loop clients of the peak run.
-    pub clients: usize,
-    /// Reads per write.
-    pub reads_per_write: u32,
-    /// Zipf exponent of event popularity: the event of rank k is asked for in proportion to
-    /// 1 / k^s (1.0: the top event draws about an eighth of 1,000 events' traffic).
-    pub popularity_skew: f64,
-    /// Share of the peak offered in the latency run.
-    pub latency_load_of_peak: f64,
-    /// Requests in flight at most in the open-loop run.
-    pub in_flight_max: usize,
-    /// Length of each run.
-    pub duration: Duration,
-    /// Event creations in flight while loading.
-    pub load_concurrency: usize,
-    /// Share of the reads that are searches: 0 browses only; the mixed workload has
-    /// [`crate::mix::MIXED_SEARCH_SHARE`].
-    pub search_share: f64,
-}
-
-impl Default for BrowseBenchConfig {
-    fn default() -> Self {
-        BrowseBenchConfig {
-            events: 1_000,
-            clients: 32,
-            reads_per_write: 100,
-            popularity_skew: 1.0,
-            latency_load_of_peak: 0.7,
-            in_flight_max: 256,
-            duration: Duration::from_secs(15),
-            load_concurrency: 16,
-            search_share: 0.0,
-        }
-    }
-}
+use crate::target::Target;
 
 /// Buyers whose tokens the writes use.
 const BUYERS: usize = 64;

@@ -5,16 +5,17 @@
 //! Every child is killed when the cluster is dropped.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+
+use harness::Process;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use rand::Rng;
 
-use crate::target::TargetError;
+use crate::error::TargetError;
 
 /// Most nodes a bench cluster has: every one shares this machine's cores and disk.
 pub const CLUSTER_NODES_MAX: usize = 9;
@@ -44,7 +45,7 @@ struct NodeProcess {
     data_dir: PathBuf,
     log: PathBuf,
     /// `None` while the node is down.
-    child: Option<Child>,
+    process: Option<Process>,
 }
 
 pub struct Cluster {
@@ -52,8 +53,8 @@ pub struct Cluster {
     secret: String,
     shard_count: u32,
     nodes: Mutex<Vec<NodeProcess>>,
-    api: Mutex<Option<Child>>,
-    indexer: Mutex<Option<Child>>,
+    api: Mutex<Option<Process>>,
+    indexer: Mutex<Option<Process>>,
     root: Mutex<Option<tempfile::TempDir>>,
     root_path: PathBuf,
     keep_files: AtomicBool,
@@ -68,64 +69,22 @@ fn random_hex(len: usize) -> String {
     (0..len).map(|_| char::from_digit(rng.gen_range(0..16), 16).unwrap_or('0')).collect()
 }
 
-/// Starts `command` with its stdout piped and waits for its first line, which every `boxoffice`
-/// server prints once it listens: `prefix` and then its address, which is returned. The rest of
-/// stdout is drained by a thread so the child never blocks on a full pipe.
+/// Starts `command` and waits for its address line (see [`harness::spawn_announced`]), off the
+/// async threads.
 pub(crate) async fn spawn_until_announced(
-    mut command: Command,
+    command: Command,
     what: &str,
     prefix: &str,
-) -> Result<(Child, String), TargetError> {
-    let mut child =
-        command.stdout(Stdio::piped()).spawn().map_err(|e| spawn_error(format!("cannot start {what}: {e}")))?;
-    let Some(stdout) = child.stdout.take() else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(spawn_error(format!("{what}: no stdout")));
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(first)) = lines.next() {
-            let _ = tx.send(first);
-        }
-        for _ in lines {}
-    });
-    match tokio::time::timeout(START_TIMEOUT, rx).await {
-        Ok(Ok(line)) => match line.strip_prefix(prefix) {
-            Some(rest) => Ok((child, rest.trim().to_owned())),
-            None => {
-                kill_and_reap(&mut child);
-                Err(spawn_error(format!("{what}: unexpected first line {line:?}")))
-            }
-        },
-        outcome => {
-            let _ = child.kill();
-            let _ = child.wait();
-            let why = if outcome.is_err() { "printed no address in time" } else { "exited before listening" };
-            Err(spawn_error(format!("{what} {why}")))
-        }
-    }
+) -> Result<(Process, String), TargetError> {
+    let (what, prefix) = (what.to_owned(), prefix.to_owned());
+    let spawned = tokio::task::spawn_blocking(move || harness::spawn_announced(command, &what, &prefix, START_TIMEOUT));
+    Ok(spawned.await.map_err(spawn_error)??)
 }
 
 /// Runs a short `boxoffice` command to completion off the async threads; returns its stdout.
-async fn run_to_end(mut command: Command, what: &str) -> Result<String, TargetError> {
+async fn run_to_end(command: Command, what: &str) -> Result<String, TargetError> {
     let what = what.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let out = command.stdin(Stdio::null()).output().map_err(|e| spawn_error(format!("{what}: {e}")))?;
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            return Err(spawn_error(format!("{what} failed ({}): {}", out.status, stderr.trim())));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    })
-    .await
-    .map_err(spawn_error)?
-}
-
-pub(crate) fn kill_and_reap(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
+    Ok(tokio::task::spawn_blocking(move || harness::run_to_end(command, &what)).await.map_err(spawn_error)??)
 }
 
 /// Whether a started cluster answers searches.
@@ -187,8 +146,8 @@ impl Cluster {
         for id in 1..=nodes as u64 {
             let data_dir = cluster.root_path.join(format!("node-{id}"));
             let log = cluster.root_path.join(format!("node-{id}.log"));
-            let (child, addr) = cluster.spawn_node(id, "127.0.0.1:0", &data_dir, &log).await?;
-            lock(&cluster.nodes).push(NodeProcess { id, addr, data_dir, log, child: Some(child) });
+            let (process, addr) = cluster.spawn_node(id, "127.0.0.1:0", &data_dir, &log).await?;
+            lock(&cluster.nodes).push(NodeProcess { id, addr, data_dir, log, process: Some(process) });
         }
         let addrs = cluster.node_addrs();
         let members: Vec<String> = addrs.iter().map(|(id, addr)| format!("{id}={addr}")).collect();
@@ -222,8 +181,8 @@ impl Cluster {
             .args(["indexer", "--listen", "127.0.0.1:0", "--nodes", &nodes.join(","), "--data-dir"])
             .arg(self.root_path.join("indexer"))
             .stderr(stderr);
-        let (child, url) = spawn_until_announced(command, "the indexer", "boxoffice: indexer listening on ").await?;
-        *lock(&self.indexer) = Some(child);
+        let (process, url) = spawn_until_announced(command, "the indexer", "boxoffice: indexer listening on ").await?;
+        *lock(&self.indexer) = Some(process);
         Ok(url)
     }
 
@@ -249,7 +208,7 @@ impl Cluster {
         listen: &str,
         data_dir: &Path,
         log: &Path,
-    ) -> Result<(Child, String), TargetError> {
+    ) -> Result<(Process, String), TargetError> {
         // Appending: a restarted node's log follows its first life's.
         let stderr = File::options().create(true).append(true).open(log).map_err(spawn_error)?;
         let mut command = self.command();
@@ -267,8 +226,8 @@ impl Cluster {
             .args(["api", "--listen", "127.0.0.1:0", "--dev-tokens", "--nodes", &nodes.join(",")])
             .args(extra_api_args)
             .stderr(stderr);
-        let (child, url) = spawn_until_announced(command, "the api", "boxoffice: api listening on ").await?;
-        *lock(&self.api) = Some(child);
+        let (process, url) = spawn_until_announced(command, "the api", "boxoffice: api listening on ").await?;
+        *lock(&self.api) = Some(process);
         Ok(url)
     }
 
@@ -295,9 +254,8 @@ impl Cluster {
     pub fn kill9(&self, id: u64) -> Result<(), TargetError> {
         let mut nodes = lock(&self.nodes);
         let node = nodes.iter_mut().find(|n| n.id == id).ok_or_else(|| spawn_error(format!("no node {id}")))?;
-        let mut child = node.child.take().ok_or_else(|| spawn_error(format!("node {id} is not running")))?;
-        child.kill().map_err(|e| spawn_error(format!("kill node {id}: {e}")))?;
-        child.wait().map_err(|e| spawn_error(format!("reap node {id}: {e}")))?;
+        let mut process = node.process.take().ok_or_else(|| spawn_error(format!("node {id} is not running")))?;
+        process.kill();
         Ok(())
     }
 
@@ -306,7 +264,7 @@ impl Cluster {
         let (addr, data_dir, log) = {
             let nodes = lock(&self.nodes);
             let node = nodes.iter().find(|n| n.id == id).ok_or_else(|| spawn_error(format!("no node {id}")))?;
-            if node.child.is_some() {
+            if node.process.is_some() {
                 return Err(spawn_error(format!("node {id} is running")));
             }
             (node.addr.clone(), node.data_dir.clone(), node.log.clone())
@@ -315,20 +273,19 @@ impl Cluster {
         // listener died with its process. Linux prefers odd ports for port-0 binds and even ones
         // for outgoing connections, so a client socket is unlikely to have taken it meanwhile; if
         // one has, the node cannot listen and this says so.
-        let (mut child, bound) = self.spawn_node(id, &addr, &data_dir, &log).await?;
+        let (process, bound) = self.spawn_node(id, &addr, &data_dir, &log).await?;
         if bound != addr {
-            kill_and_reap(&mut child);
             return Err(spawn_error(format!("node {id} came back on {bound}, not {addr}")));
         }
         if let Some(node) = lock(&self.nodes).iter_mut().find(|n| n.id == id) {
-            node.child = Some(child);
+            node.process = Some(process);
         }
         Ok(())
     }
 
     /// `boxoffice cluster status`, asked of the first node that runs.
     pub async fn status(&self) -> Result<String, TargetError> {
-        let addr = lock(&self.nodes).iter().find(|n| n.child.is_some()).map(|n| n.addr.clone());
+        let addr = lock(&self.nodes).iter().find(|n| n.process.is_some()).map(|n| n.addr.clone());
         let addr = addr.ok_or_else(|| spawn_error("no node is running"))?;
         let mut command = self.command();
         command.args(["cluster", "status", "--node", &addr]);
@@ -375,16 +332,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if let Some(mut api) = lock(&self.api).take() {
-            kill_and_reap(&mut api);
-        }
-        if let Some(mut indexer) = lock(&self.indexer).take() {
-            kill_and_reap(&mut indexer);
-        }
+        // The api and the indexer first, so they see no node vanish under them.
+        drop(lock(&self.api).take());
+        drop(lock(&self.indexer).take());
         for node in lock(&self.nodes).iter_mut() {
-            if let Some(mut child) = node.child.take() {
-                kill_and_reap(&mut child);
-            }
+            drop(node.process.take());
         }
         if self.keep_files.load(Ordering::Relaxed) {
             if let Some(root) = lock(&self.root).take() {

@@ -1,4 +1,4 @@
-//! `boxoffice bench compare`: the flash sale against Boxoffice and the peer baselines, one after
+//! `boxoffice-bench compare`: the flash sale against Boxoffice and the peer baselines, one after
 //! another on the same machine, and one table with the ratios. Each store first runs the sale as
 //! fast as its buyers can go (a closed loop: its peak), then again with hold commands offered at a
 //! share of the pace it kept at each stage of that peak run (an open loop: its latency under a
@@ -6,12 +6,13 @@
 
 use std::sync::Arc;
 
+use crate::error::TargetError;
 use crate::etcd::EtcdStore;
 use crate::flash_sale::BoxofficeStore;
 use crate::postgres::PostgresStore;
 use crate::report::print_table;
 use crate::sale::{run_paced_sale, run_sale, FlashSaleConfig, PacedSaleFigures, SaleFigures, SalePace, SaleStore};
-use crate::target::{stop, Target, TargetError};
+use crate::target::{stop, Target};
 
 #[derive(Clone, Debug)]
 pub struct CompareConfig {

@@ -5,13 +5,15 @@
 
 use std::sync::Arc;
 
-use crate::browse::{BoxofficeBrowse, BrowseBenchConfig};
+use crate::browse::BoxofficeBrowse;
 use crate::compare::ratio;
+use crate::error::TargetError;
 use crate::etcd::EtcdStore;
+use crate::mix::BrowseBenchConfig;
 use crate::mix::{run_mix, BrowseStore, MixFigures, MIXED_SEARCH_SHARE};
 use crate::postgres::PostgresStore;
 use crate::report::print_table;
-use crate::target::{stop, Target, TargetError};
+use crate::target::{stop, Target};
 
 /// Browse (b): reads are event details and seat maps only.
 pub async fn compare_browse(

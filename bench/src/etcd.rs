@@ -13,9 +13,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde_json::{json, Value};
 
+use crate::error::TargetError;
 use crate::postgres::unique_event_id;
 use crate::sale::{HoldOutcome, SaleStore};
-use crate::target::TargetError;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -13,6 +13,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde_json::{json, Value};
 
+use crate::error::TargetError;
 use crate::etcd::{b64, held_value, hold_txn, range_count, seat_range, txn_succeeded, EtcdStore};
 use crate::mix::{
     Answered, BrowseStore, EventSpec, GENERAL_CAPACITY, GENERAL_PRICE, GENERAL_SECTION, ROWS, SEATED_PRICE,
@@ -20,7 +21,6 @@ use crate::mix::{
 };
 use crate::postgres::unique_event_id;
 use crate::sale::{HoldOutcome, SaleStore};
-use crate::target::TargetError;
 
 /// Puts per load transaction: etcd refuses transactions of more than 128 operations (its
 /// `--max-txn-ops` default).

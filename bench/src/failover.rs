@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::cluster::{Cluster, GroupRow};
+use crate::error::TargetError;
 use crate::report::{Latencies, Report};
-use crate::target::{Target, TargetError};
+use crate::target::Target;
 
 /// Nodes of the cluster the scenario runs on: the fewest that keep a majority after one dies.
 pub const FAILOVER_NODES: usize = 3;
@@ -66,19 +67,24 @@ impl Default for FailoverConfig {
 
 impl FailoverConfig {
     /// The venue's limits bound the scenario: a section per buyer, all seats in one venue.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), FailoverConfigError> {
         if !(1..=raft_store::SECTIONS_PER_VENUE_MAX).contains(&self.buyers) {
-            return Err(format!("buyers are between 1 and {}", raft_store::SECTIONS_PER_VENUE_MAX));
+            return Err(FailoverConfigError::Buyers(self.buyers));
         }
         let seats = self.buyers as u64 * u64::from(self.seats_per_buyer);
         if self.seats_per_buyer == 0 || seats > u64::from(raft_store::SEATS_PER_VENUE_MAX) {
-            return Err(format!(
-                "buyers × seats per buyer is between 1 and {} (the seats of one venue)",
-                raft_store::SEATS_PER_VENUE_MAX
-            ));
+            return Err(FailoverConfigError::Seats(seats));
         }
         Ok(())
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FailoverConfigError {
+    #[error("buyers are between 1 and {max}, not {0}", max = raft_store::SECTIONS_PER_VENUE_MAX)]
+    Buyers(usize),
+    #[error("buyers × seats per buyer is between 1 and {max} (the seats of one venue), not {0}", max = raft_store::SEATS_PER_VENUE_MAX)]
+    Seats(u64),
 }
 
 /// One 201: a hold the client was told it has.
@@ -292,7 +298,7 @@ struct Timeline {
 
 /// Runs the scenario on a cluster the bench started (`Target::spawn_cluster`).
 pub async fn run(target: Arc<Target>, cfg: FailoverConfig) -> Result<Report, TargetError> {
-    cfg.check().map_err(scenario_error)?;
+    cfg.check().map_err(|e| scenario_error(e.to_string()))?;
     let cluster = target.cluster().ok_or_else(|| scenario_error("failover needs a cluster the bench started"))?;
     let event = setup(&target, &cfg).await?;
     let event_id = raft_store::EventId::parse(&event).ok_or_else(|| scenario_error(format!("bad event id {event}")))?;

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use crate::error::TargetError;
 use crate::report::Report;
 use crate::sale::{row_id, run_paced_sale, run_sale, FlashSaleConfig, HoldOutcome, SaleFigures, SaleStore, ROW_SEATS};
-use crate::target::{Target, TargetError};
+use crate::target::Target;
 
 /// Boxoffice over its public HTTP api.
 pub struct BoxofficeStore {

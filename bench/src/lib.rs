@@ -1,11 +1,10 @@
 //! Load generators. Each scenario runs against a server over real HTTP and prints figures.
 
-#![cfg(not(madsim))]
-
 mod browse;
 mod cluster;
 mod compare;
 mod compare_mix;
+mod error;
 mod etcd;
 mod etcd_browse;
 mod failover;
@@ -20,21 +19,22 @@ mod sale;
 mod search;
 mod target;
 
-pub use browse::{run as browse, BrowseBenchConfig};
+pub use browse::run as browse;
 pub use cluster::{Cluster, GroupRow, CLUSTER_NODES_MAX};
 pub use compare::{run as compare, CompareConfig, Comparison};
 pub use compare_mix::{compare_browse, compare_mixed, MixComparison};
+pub use error::TargetError;
 pub use etcd::EtcdStore;
-pub use failover::{run as failover, FailoverConfig, FAILOVER_NODES};
+pub use failover::{run as failover, FailoverConfig, FailoverConfigError, FAILOVER_NODES};
 pub use flash_sale::{run as flash_sale, run_paced as flash_sale_paced, BoxofficeStore};
-pub use mix::{run_mix, BrowseStore, EventSpec, I1Check, MixFigures, RunFigures, SearchQuery};
+pub use mix::{run_mix, BrowseBenchConfig, BrowseStore, EventSpec, I1Check, MixFigures, RunFigures, SearchQuery};
 pub use pace::{open_loop, Paced};
 pub use postgres::{PostgresStore, POSTGRES_CONNECTIONS_MAX};
 pub use queue::{run as queue, QueueBenchConfig};
 pub use report::{Latencies, Report};
 pub use sale::{run_paced_sale, run_sale, FlashSaleConfig, HoldOutcome, PacedSaleFigures, SaleFigures, SaleStore};
 pub use search::{run as search, SearchBenchConfig};
-pub use target::{Target, TargetError};
+pub use target::Target;
 
 /// Arguments that turn the server's abuse limits off (`boxoffice dev`, `boxoffice api`): a
 /// bench's few users make thousands of requests a second, and it measures the store and the

@@ -17,12 +17,50 @@ use std::time::{Duration, Instant};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-use crate::browse::BrowseBenchConfig;
+use crate::error::TargetError;
 use crate::pace::open_loop;
 use crate::report::Latencies;
 use crate::sale::HoldOutcome;
 use crate::search::{rfc3339, unix_now_s, ADJECTIVES, CATEGORIES, CITIES, NOUNS, PERFORMERS};
-use crate::target::TargetError;
+
+#[derive(Clone, Debug)]
+pub struct BrowseBenchConfig {
+    pub events: usize,
+    /// Closed-loop clients of the peak run.
+    pub clients: usize,
+    /// Reads per write.
+    pub reads_per_write: u32,
+    /// Zipf exponent of event popularity: the event of rank k is asked for in proportion to
+    /// 1 / k^s (1.0: the top event draws about an eighth of 1,000 events' traffic).
+    pub popularity_skew: f64,
+    /// Share of the peak offered in the latency run.
+    pub latency_load_of_peak: f64,
+    /// Requests in flight at most in the open-loop run.
+    pub in_flight_max: usize,
+    /// Length of each run.
+    pub duration: Duration,
+    /// Event creations in flight while loading.
+    pub load_concurrency: usize,
+    /// Share of the reads that are searches: 0 browses only; the mixed workload has
+    /// [`MIXED_SEARCH_SHARE`].
+    pub search_share: f64,
+}
+
+impl Default for BrowseBenchConfig {
+    fn default() -> Self {
+        BrowseBenchConfig {
+            events: 1_000,
+            clients: 32,
+            reads_per_write: 100,
+            popularity_skew: 1.0,
+            latency_load_of_peak: 0.7,
+            in_flight_max: 256,
+            duration: Duration::from_secs(15),
+            load_concurrency: 16,
+            search_share: 0.0,
+        }
+    }
+}
 
 /// Seats of every event: `ROWS` rows of `SEATS_PER_ROW` in the seated section (a Boxoffice seat
 /// map of about 30 KiB), beside a general-admission section nobody books in this workload.

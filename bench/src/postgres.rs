@@ -10,8 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_postgres::{Client, NoTls};
 
+use crate::error::TargetError;
 use crate::sale::{seat_ids, HoldOutcome, SaleStore};
-use crate::target::TargetError;
 
 /// Connections the baseline opens, at most: one per buyer up to this bound (the server allows
 /// 200 as `scripts/baselines` starts it; on 2 cores more backends only add switching).

@@ -12,13 +12,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::json;
 use tokio_postgres::types::ToSql;
 
+use crate::error::TargetError;
 use crate::mix::{
     event_seat_ids, Answered, BrowseStore, EventSpec, SearchQuery, GENERAL_CAPACITY, GENERAL_PRICE, GENERAL_SECTION,
     ROWS, SEARCH_RESULTS, SEATED_PRICE, SEATED_SECTION, SEATS_PER_ROW,
 };
 use crate::postgres::{count_taken, db_error, delete_events, hold_on, unique_event_id, PostgresStore};
 use crate::sale::{HoldOutcome, SaleStore};
-use crate::target::TargetError;
 
 /// Rows inserted per statement while loading.
 const LOAD_BATCH_ROWS: usize = 5_000;

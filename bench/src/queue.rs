@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::error::TargetError;
 use crate::report::{Latencies, Report};
-use crate::target::{Target, TargetError};
+use crate::target::Target;
 
 #[derive(Clone, Debug)]
 pub struct QueueBenchConfig {

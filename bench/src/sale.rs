@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
+use crate::error::TargetError;
 use crate::pace::{open_loop_varying, Paced};
 use crate::report::Latencies;
-use crate::target::TargetError;
 
 #[derive(Clone, Debug)]
 pub struct FlashSaleConfig {

@@ -12,9 +12,10 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
+use crate::error::TargetError;
 use crate::pace::{open_loop, Paced};
 use crate::report::{Latencies, Report};
-use crate::target::{Target, TargetError};
+use crate::target::Target;
 
 #[derive(Clone, Debug)]
 pub struct SearchBenchConfig {

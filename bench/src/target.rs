@@ -2,29 +2,20 @@
 //! processes, or an existing URL.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::cluster::{kill_and_reap, spawn_until_announced, Cluster};
+use harness::Process;
+
+use crate::cluster::{spawn_until_announced, Cluster};
+use crate::error::TargetError;
 
 /// How long a started server may take to answer `/readyz` with 200 (every group led).
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const READY_POLL_INTERVAL: Duration = Duration::from_millis(100);
-
-#[derive(Debug, thiserror::Error)]
-pub enum TargetError {
-    #[error("cannot start the server: {0}")]
-    Spawn(String),
-    #[error("http: {0}")]
-    Http(#[from] reqwest::Error),
-    #[error("unexpected answer {0}: {1}")]
-    Answer(u16, String),
-    #[error("{0}")]
-    Scenario(String),
-}
 
 pub struct Target {
     pub url: String,
@@ -38,7 +29,7 @@ enum Server {
     Existing,
     /// `boxoffice dev`: one node and the api in one process.
     Dev {
-        child: Child,
+        _process: Process,
         _dir: tempfile::TempDir,
     },
     Cluster(Cluster),
@@ -54,8 +45,8 @@ impl Target {
             .arg(dir.path())
             .args(extra)
             .stderr(Stdio::inherit());
-        let (child, url) = spawn_until_announced(command, "boxoffice dev", "boxoffice: listening on ").await?;
-        let target = Target { url, http: client(), server: Server::Dev { child, _dir: dir } };
+        let (process, url) = spawn_until_announced(command, "boxoffice dev", "boxoffice: listening on ").await?;
+        let target = Target { url, http: client(), server: Server::Dev { _process: process, _dir: dir } };
         target.wait_ready().await?;
         Ok(target)
     }
@@ -190,15 +181,6 @@ pub fn stop(target: Arc<Target>) -> Result<(), TargetError> {
             Ok(())
         }
         Err(_) => Err(TargetError::Scenario("Boxoffice's servers are still in use after its run".into())),
-    }
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        // A cluster kills its own children when it is dropped, right after this.
-        if let Server::Dev { child, .. } = &mut self.server {
-            kill_and_reap(child);
-        }
     }
 }
 

@@ -3,8 +3,6 @@
 //! prints. Each baseline runs a short flash sale, a short browse run and (PostgreSQL) a short
 //! mixed run with searches.
 
-#![cfg(not(madsim))]
-
 use std::sync::Arc;
 use std::time::Duration;
 

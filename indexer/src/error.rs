@@ -1,6 +1,6 @@
 //! The crate's one error type.
 
-use api::SearchError;
+use seams::SearchError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {

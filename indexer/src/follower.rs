@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::{Cluster, ClusterError, Consistency};
 use futures_util::{StreamExt, TryStreamExt};
 use raft_store::{Answer, Change, ChangesPage, EventId, GroupId, Query, LIST_LIMIT_MAX};
+use seams::{Cluster, ClusterError, Consistency};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use api::{BoxFuture, SearchBackend};
+use seams::{BoxFuture, SearchBackend};
 
 use crate::document::Document;
 use crate::error::IndexError;

@@ -1,7 +1,7 @@
 //! The indexer: follows each shard's committed change records and keeps a search index current,
 //! and the search backends that answer `GET /v1/search`.
 //!
-//! - [`Follower`] reads the change feed through [`api::Cluster`] and writes [`Document`]s with
+//! - [`Follower`] reads the change feed through [`seams::Cluster`] and writes [`Document`]s with
 //!   their checkpoints to an [`Index`].
 //! - [`EmbeddedIndex`] (tantivy, one local directory) is the default backend; [`ElasticIndex`]
 //!   serves deployments that outgrow one machine. Both answer the same query the same way: one
@@ -14,6 +14,7 @@ mod error;
 mod follower;
 mod index;
 mod plan;
+mod remote;
 mod text;
 
 #[cfg(test)]
@@ -25,3 +26,4 @@ pub use embedded::EmbeddedIndex;
 pub use error::IndexError;
 pub use follower::{follow, Follower, FollowerConfig, FEED_PAGE_RECORDS_MAX};
 pub use index::{Checkpoints, Index};
+pub use remote::{search_routes, RemoteSearch, SECRET_HEADER};

@@ -1,7 +1,7 @@
 //! A search query checked and normalised once, from which each backend builds its own request:
 //! the one place that decides what a query means, so that both backends answer it alike.
 
-use api::{SearchError, SearchQuery, SEARCH_DEPTH_MAX, SEARCH_RADIUS_KM_MAX};
+use seams::{SearchError, SearchQuery, SEARCH_DEPTH_MAX, SEARCH_RADIUS_KM_MAX};
 
 use crate::text::{query_words, QueryWord};
 

@@ -5,7 +5,7 @@
 //! The chain: split on every character that is not a letter or a digit, drop words longer than
 //! [`WORD_CHARS_MAX`], lower-case, drop English stop words, stem (Snowball English, "porter2").
 
-use api::SearchError;
+use seams::SearchError;
 use tantivy::tokenizer::{
     Language, LowerCaser, RawTokenizer, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer, Token, TokenFilter,
     TokenStream, Tokenizer,

@@ -626,7 +626,7 @@ impl Node {
 
     /// Whether, by these metrics, this node leads and heard from a quorum within the time an
     /// election would take: a leader cut off from its quorum is not confirmed.
-    fn leads_with_quorum(&self, m: &openraft::RaftMetrics<NodeId, raft_store::Node>) -> bool {
+    fn leads_with_quorum(&self, m: &openraft::RaftMetrics<NodeId, raft_store::NodeAddr>) -> bool {
         if !leads(m, self.id) {
             return false;
         }
@@ -690,12 +690,12 @@ impl Node {
 
     /// Leader and applied index of every group hosted here, for readiness. A group this node
     /// leads counts as led only while its quorum answers.
-    pub fn health(&self) -> Vec<api::GroupHealth> {
+    pub fn health(&self) -> Vec<seams::GroupHealth> {
         self.leader_hints()
             .into_iter()
             .map(|h| {
                 let leader = if h.leader == Some(self.id) && !h.confirmed { None } else { h.leader };
-                api::GroupHealth { group: h.group, leader, last_applied_index: h.last_applied_index }
+                seams::GroupHealth { group: h.group, leader, last_applied_index: h.last_applied_index }
             })
             .collect()
     }
@@ -844,11 +844,15 @@ impl ReadLease {
     }
 
     /// Whether the lease vouches for a read now, by the group's latest metrics.
-    fn check(&self, m: &openraft::RaftMetrics<NodeId, raft_store::Node>) -> LeaseCheck {
+    fn check(&self, m: &openraft::RaftMetrics<NodeId, raft_store::NodeAddr>) -> LeaseCheck {
         self.check_at(m, tokio::time::Instant::now())
     }
 
-    fn check_at(&self, m: &openraft::RaftMetrics<NodeId, raft_store::Node>, now: tokio::time::Instant) -> LeaseCheck {
+    fn check_at(
+        &self,
+        m: &openraft::RaftMetrics<NodeId, raft_store::NodeAddr>,
+        now: tokio::time::Instant,
+    ) -> LeaseCheck {
         let Some((term, started)) = *self.granted.lock().unwrap_or_else(|e| e.into_inner()) else {
             return LeaseCheck::Lapsed;
         };
@@ -888,7 +892,7 @@ impl ReadLease {
 }
 
 /// Whether these metrics show `node` leading its group.
-fn leads(m: &openraft::RaftMetrics<NodeId, raft_store::Node>, node: NodeId) -> bool {
+fn leads(m: &openraft::RaftMetrics<NodeId, raft_store::NodeAddr>, node: NodeId) -> bool {
     m.state == ServerState::Leader && m.current_leader == Some(node)
 }
 
@@ -1090,7 +1094,7 @@ async fn store_identity(kv: &dyn Kv, identity: &NodeIdentity) -> Result<(), Node
 mod tests {
     use super::*;
 
-    fn leader_metrics(node: NodeId, term: u64) -> openraft::RaftMetrics<NodeId, raft_store::Node> {
+    fn leader_metrics(node: NodeId, term: u64) -> openraft::RaftMetrics<NodeId, raft_store::NodeAddr> {
         let mut m = openraft::RaftMetrics::new_initial(node);
         m.state = ServerState::Leader;
         m.current_leader = Some(node);

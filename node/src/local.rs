@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::{BoxFuture, Cluster, ClusterError, Consistency, Readiness, Submit};
 use raft_store::{Answer, ChangesPage, GroupId, Outcome, Proposal, Query};
+use seams::{BoxFuture, Cluster, ClusterError, Consistency, Readiness, Submit};
 
 use crate::host::{Node, ProposeError};
 

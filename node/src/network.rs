@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::BoxFuture;
 use openraft::error::{
     Fatal, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError, Unreachable,
 };
 use openraft::network::RPCOption;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use openraft::{RaftNetwork, RaftNetworkFactory};
-use raft_store::{GroupId, Node, NodeId, Snapshot, SnapshotMeta, TypeConfig, Vote};
+use raft_store::{GroupId, NodeAddr, NodeId, Snapshot, SnapshotMeta, TypeConfig, Vote};
+use seams::BoxFuture;
 
 use crate::wire::{NodeClient, NodeReply, NodeRequest, TransportError};
 use serde::{Deserialize, Serialize};
@@ -72,7 +72,7 @@ impl NetworkFactory {
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
-    async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
+    async fn new_client(&mut self, target: NodeId, node: &NodeAddr) -> PeerClient {
         PeerClient { group: self.group, target, addr: node.addr.clone(), client: self.client.clone() }
     }
 }
@@ -84,7 +84,7 @@ pub struct PeerClient {
     client: Arc<dyn NodeClient>,
 }
 
-type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<NodeId, Node, RaftError<NodeId, E>>>;
+type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<NodeId, NodeAddr, RaftError<NodeId, E>>>;
 
 impl PeerClient {
     async fn call(&self, rpc: RaftRpc, timeout: Duration) -> Result<RaftRpcReply, Unreachable> {

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use api::{BoxFuture, Cluster, ClusterError, Consistency, GroupHealth, Readiness, Submit};
 use raft_store::{Answer, ChangesPage, GroupId, Layout, NodeId, Outcome, Proposal, Query};
+use seams::{BoxFuture, Cluster, ClusterError, Consistency, GroupHealth, Readiness, Submit};
 
 use crate::wire::{NodeClient, NodeReply, NodeRequest, TransportError, WireError};
 

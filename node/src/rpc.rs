@@ -25,7 +25,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use api::BoxFuture;
+use seams::BoxFuture;
+use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -244,7 +245,7 @@ async fn serve_connection(stream: TcpStream, secret: Arc<[u8]>, handler: Handler
     let (frames, queue) = mpsc::unbounded_channel();
     let writer = tokio::spawn(run_writer(write, queue));
     match read_frame(&mut r).await {
-        Ok((HELLO, given)) if crate::http::same_secret(&given, &secret) => {}
+        Ok((HELLO, given)) if bool::from(given.ct_eq(&secret)) => {}
         Ok(_) => {
             metrics::counter!("boxoffice_internal_rejected_total").increment(1);
             let _ = frames.send((HELLO, REFUSED.to_vec()));
@@ -294,8 +295,8 @@ async fn speaks_rpc(stream: &mut TcpStream) -> Option<bool> {
     (&preamble == PREAMBLE).then_some(true)
 }
 
-/// The node's listener as axum sees it: connections that speak this protocol are served here,
-/// the others are handed to the HTTP server.
+/// The node's listener: connections that speak this protocol are served here, the others are
+/// handed to the HTTP server through [`SplitListener::accept_http`].
 pub struct SplitListener {
     http: mpsc::Receiver<(TcpStream, SocketAddr)>,
     local: SocketAddr,
@@ -343,11 +344,9 @@ impl Drop for SplitListener {
     }
 }
 
-impl axum::serve::Listener for SplitListener {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+impl SplitListener {
+    /// The next connection that does not speak this protocol, for the HTTP server.
+    pub async fn accept_http(&mut self) -> (TcpStream, SocketAddr) {
         match self.http.recv().await {
             Some(accepted) => accepted,
             // The accept loop never ends while the listener lives.
@@ -355,8 +354,8 @@ impl axum::serve::Listener for SplitListener {
         }
     }
 
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.local)
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
     }
 }
 
@@ -428,7 +427,7 @@ mod tests {
         // A connection that does not start with the preamble is handed to the HTTP side.
         let mut http = TcpStream::connect(&addr).await.unwrap();
         http.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").await.unwrap();
-        let (mut handed, _) = tokio::time::timeout(Duration::from_secs(2), axum::serve::Listener::accept(&mut server))
+        let (mut handed, _) = tokio::time::timeout(Duration::from_secs(2), server.accept_http())
             .await
             .expect("the HTTP connection reaches the HTTP server");
         let mut start = [0u8; 4];

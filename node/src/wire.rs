@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use api::BoxFuture;
 use raft_store::{Answer, ChangesPage, GroupId, Layout, NodeId, Outcome, Proposal, Query};
+use seams::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use crate::network::{RaftRpc, RaftRpcReply};

@@ -1,5 +1,4 @@
 //! Groups start on a node only when the node is told to, never because Raft traffic arrives.
-#![cfg(not(madsim))]
 
 use std::sync::Arc;
 

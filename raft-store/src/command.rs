@@ -3,11 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::NodeId;
 use crate::ids::{shard_of, EventId, GroupId, HoldId, OrderId, RequestId, UserId, VenueId};
 use crate::layout::Layout;
 pub use crate::machine::{QueueBlock, QueueCounters};
 use crate::model::*;
-use crate::raft_types::NodeId;
 
 /// One entry of a group's Raft log: the proposals a leader batched together, stamped once with
 /// the leader's time. Applied in order; each yields one [`Outcome`].

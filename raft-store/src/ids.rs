@@ -8,6 +8,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// A node's id: a positive number, unique in the cluster, never reused.
+pub type NodeId = u64;
+
 /// Length of the random or derived part of event and venue ids, in hex digits.
 const ID_HEX_LEN: usize = 16;
 /// Longest user id accepted from a token's `sub` claim, in bytes.

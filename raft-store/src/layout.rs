@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::raft_types::NodeId;
+use crate::ids::NodeId;
 
 /// Voters of the meta group at most; further active nodes follow it as learners.
 pub const META_VOTERS_MAX: usize = 5;

@@ -6,8 +6,10 @@ use crate::command::{Outcome, Request};
 /// entries).
 pub type Outcomes = Vec<Outcome>;
 
-pub type NodeId = u64;
-pub type Node = openraft::BasicNode;
+use crate::ids::NodeId;
+
+/// What the Raft layer knows of a node: the address its peers reach it at.
+pub type NodeAddr = openraft::BasicNode;
 
 /// Real tokio in production; the simulation's runtime under `--cfg madsim`.
 #[cfg(not(madsim))]
@@ -22,7 +24,7 @@ openraft::declare_raft_types!(
         D = Request,
         R = Outcomes,
         NodeId = NodeId,
-        Node = Node,
+        Node = NodeAddr,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = Vec<u8>,
         AsyncRuntime = Runtime,
@@ -33,6 +35,6 @@ pub type Entry = openraft::Entry<TypeConfig>;
 pub type LogId = openraft::LogId<NodeId>;
 pub type Vote = openraft::Vote<NodeId>;
 pub type StorageError = openraft::StorageError<NodeId>;
-pub type StoredMembership = openraft::StoredMembership<NodeId, Node>;
-pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, Node>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, NodeAddr>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, NodeAddr>;
 pub type Snapshot = openraft::Snapshot<TypeConfig>;

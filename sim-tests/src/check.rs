@@ -7,11 +7,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use api::{Cluster, Consistency};
 use node::Router;
 use raft_store::{
     Actor, Answer, GroupId, HoldId, HoldStatus, HoldView, OrderId, OrderStatus, OrderView, Query, SeatStatus, UserId,
 };
+use seams::{Cluster, Consistency};
 
 use crate::history::{History, Op, OpKind, OpResult};
 use crate::nemesis::MAX_SKEW_MS;

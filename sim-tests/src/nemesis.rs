@@ -5,12 +5,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use api::{Cluster, Submit};
 use madsim::net::NetSim;
 use node::{now_ms, NodeClient, NodeRequest, Router};
 use raft_store::{Command, GroupId, NodeId, RequestId};
 use rand::seq::SliceRandom;
 use rand::Rng;
+use seams::{Cluster, Submit};
 
 use crate::cluster::SimCluster;
 use crate::net::{node_addr, SimClient};

@@ -5,10 +5,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::BoxFuture;
 use madsim::net::Endpoint;
 use node::{Node, NodeClient, NodeReply, NodeRequest, TransportError};
 use raft_store::NodeId;
+use seams::BoxFuture;
 
 /// The port every simulated node serves on.
 const SERVER_PORT: u16 = 7000;

@@ -4,10 +4,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use api::{Cluster, Submit};
 use node::{now_ms, Router};
 use raft_store::planted::{self, Bug};
 use raft_store::{Command, GroupId, Outcome, RequestId, Selection, UserId};
+use seams::{Cluster, Submit};
 
 use crate::check::{replicas_agree, Checker};
 use crate::cluster::SimCluster;

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::{Cluster, Consistency, Submit};
 use node::{now_ms, NodeClient, NodeReply, NodeRequest, Router};
 use raft_store::{
     fnv1a64, shard_of, Actor, Answer, Command, Currency, EventId, EventSpec, GeoPoint, GroupId, HoldId, HoldStatus,
@@ -15,6 +14,7 @@ use raft_store::{
 };
 use rand::seq::SliceRandom;
 use rand::Rng;
+use seams::{Cluster, Consistency, Submit};
 
 use crate::history::{History, Op, OpKind, OpResult};
 use crate::net::SimClient;

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{time_json, MoneyJson};
-use crate::cluster::GroupHealth;
 use crate::error::ApiError;
+use seams::GroupHealth;
 
 /// Body of `POST /v1/events/{event_id}/holds`: `seats`, or `section` with `quantity`.
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]

@@ -10,7 +10,6 @@ use axum::Json;
 use raft_store::{Answer, Command, EventId, HoldId, OrderStatus, OrderView, Outcome, Query};
 
 use super::{submit, submit_as, unexpected};
-use crate::cluster::{Consistency, Submit};
 use crate::dto::{CheckoutBody, HoldBody, HoldJson, OrderJson, ProblemJson};
 use crate::error::ApiError;
 use crate::extract::{Caller, IdPath, Posted};
@@ -19,6 +18,7 @@ use crate::payments::{Charge, PaymentError, Refund};
 use crate::routes::orders::read_order;
 use crate::routes::queue::access_pass;
 use crate::state::ApiState;
+use seams::{Consistency, Submit};
 
 /// Holds seats (or a general-admission quantity) for the caller, all or nothing.
 #[utoipa::path(

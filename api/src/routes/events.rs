@@ -10,13 +10,13 @@ use serde::Deserialize;
 
 use super::{submit, unexpected};
 use crate::cache::{Doc, Rendered};
-use crate::cluster::Consistency;
 use crate::dto::{now_ms, parse_time, EventBody, EventJson, EventPatchBody, EventSummaryJson, Page, ProblemJson};
 use crate::error::ApiError;
 use crate::extract::{Admin, ApiQuery, IdPath, Posted};
 use crate::identity::IdKind;
 use crate::pagination::{encode_cursor, gather, merge, per_shard_limit, PageParams};
 use crate::state::ApiState;
+use seams::Consistency;
 
 /// Creates an event at a venue: the venue is copied into the event, every section needs a price.
 #[utoipa::path(

@@ -16,10 +16,10 @@ use axum::Router;
 use raft_store::{Command, Outcome, RequestId};
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::cluster::Submit;
 use crate::error::ApiError;
 use crate::middleware;
 use crate::state::ApiState;
+use seams::Submit;
 
 /// The whole public surface. Layers, outermost first: request id, log and metrics; panics to
 /// 500; error answers to problem documents; then the routes.

@@ -7,7 +7,6 @@ use axum::Json;
 use raft_store::{Answer, Command, OrderId, OrderStatus, OrderView, Outcome, Query, TicketView};
 
 use super::{submit, unexpected};
-use crate::cluster::Consistency;
 use crate::dto::{EmptyBody, OrderJson, Page, ProblemJson, TicketJson};
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, Caller, IdPath, Posted};
@@ -15,6 +14,7 @@ use crate::pagination::{encode_cursor, gather, merge, per_shard_limit, PageParam
 use crate::payments::Refund;
 use crate::routes::booking::payment_unavailable;
 use crate::state::ApiState;
+use seams::Consistency;
 
 /// The order if the caller owns it or is an admin; anyone else's answers 404.
 pub(crate) async fn read_order(state: &ApiState, order_id: &OrderId, caller: &Caller) -> Result<OrderView, ApiError> {

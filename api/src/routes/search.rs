@@ -12,8 +12,8 @@ use crate::dto::{now_ms, parse_time, EventSummaryJson, ProblemJson};
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
 use crate::pagination::{encode_cursor, PageParams};
-use crate::search::{GeoFilter, SearchError, SearchQuery, SEARCH_DEPTH_MAX, SEARCH_RADIUS_KM_MAX, SEARCH_TEXT_LEN_MAX};
 use crate::state::ApiState;
+use seams::{GeoFilter, SearchError, SearchQuery, SEARCH_DEPTH_MAX, SEARCH_RADIUS_KM_MAX, SEARCH_TEXT_LEN_MAX};
 
 /// Radius of `near` when `radius_km` is not given.
 const RADIUS_KM_DEFAULT: f64 = 50.0;

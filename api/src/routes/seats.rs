@@ -22,12 +22,12 @@ use serde_json::{json, Value};
 
 use super::unexpected;
 use crate::cache::{Doc, Rendered};
-use crate::cluster::{Cluster, Consistency};
 use crate::config::{STREAM_KEEP_ALIVE, STREAM_POLL_WAIT};
 use crate::dto::{ProblemJson, SeatMapJson, SeatStatusJson};
 use crate::error::ApiError;
 use crate::extract::IdPath;
 use crate::state::ApiState;
+use seams::{Cluster, Consistency};
 
 /// Change records asked of the feed per read.
 const FEED_BATCH_RECORDS_MAX: usize = 256;

@@ -6,12 +6,12 @@ use axum::Json;
 use raft_store::{Answer, Command, GroupId, Outcome, Query, VenueId};
 
 use super::{submit, unexpected};
-use crate::cluster::Consistency;
 use crate::dto::{ProblemJson, VenueBody, VenueJson};
 use crate::error::ApiError;
 use crate::extract::{Admin, IdPath, Posted};
 use crate::identity::IdKind;
 use crate::state::ApiState;
+use seams::Consistency;
 
 /// Creates a venue. With an `Idempotency-Key`, the venue id derives from it, so a retry finds
 /// the first venue instead of creating a second.

@@ -7,9 +7,9 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use serde_json::json;
 
-use super::cluster::TestCluster;
 use super::{TestApp, SHARDS};
 use crate::ApiConfig;
+use seams::TestCluster;
 
 /// An api instance over `cluster` whose browsing reads are slow enough for concurrent requests
 /// to overlap (the cluster counts them).
@@ -184,7 +184,7 @@ async fn unknown_events_stay_404_and_are_not_cached() {
 async fn a_store_error_reaches_every_coalesced_request_and_is_not_cached() {
     let app = counted_app(TestCluster::new(SHARDS), |_| {});
     let event_id = app.event_id(json!({})).await;
-    app.cluster.set_fault(Some(super::cluster::Fault::Unavailable));
+    app.cluster.set_fault(Some(seams::Fault::Unavailable));
     let path = format!("/v1/events/{event_id}/seats");
     let replies = futures_util::future::join_all((0..10).map(|_| app.get(&path, None))).await;
     for reply in &replies {

@@ -4,9 +4,11 @@ use axum::response::IntoResponse;
 use raft_store::{HoldStatus, OrderStatus, Refusal};
 use serde_json::json;
 
-use super::cluster::Fault;
 use super::{venue_body, TestApp};
-use crate::{ApiError, ClusterError};
+use seams::ClusterError;
+use seams::Fault;
+
+use crate::ApiError;
 
 #[tokio::test]
 async fn malformed_json_is_a_400_problem() {

@@ -1,12 +1,9 @@
 //! Tests that drive the real router over a cluster of real state machines.
 
-#![cfg(not(madsim))]
-
 mod auth;
 mod booking;
 mod caching;
 mod catalog;
-mod cluster;
 mod errors;
 mod idempotency;
 mod limits;
@@ -24,8 +21,9 @@ use axum::Router;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use crate::{router, ApiConfig, ApiState, MetricsRender, Role};
-use cluster::TestCluster;
+use seams::{MetricsRender, TestCluster};
+
+use crate::{router, ApiConfig, ApiState, Role};
 use payments::RecordingPayments;
 
 pub(crate) const SECRET: &str = "test-secret-that-signs-tokens";

@@ -8,11 +8,11 @@ use raft_store::{Command, OrderStatus, Outcome, UserId};
 use serde_json::json;
 
 use super::TestApp;
-use crate::cluster::BoxFuture;
 use crate::identity;
 use crate::routes::booking::pay;
 use crate::routes::submit;
 use crate::{Charge, Charged, PaymentError, PaymentGateway, Refund, SandboxPayments};
+use seams::BoxFuture;
 
 /// The sandbox, recording every charge and refund; it can be made to fail the next charge.
 #[derive(Default)]

@@ -1,7 +1,7 @@
 //! The JSON Elasticsearch receives and returns, as pure functions: index templates, bulk bodies,
 //! search bodies, and the reading of their answers. The client in `mod.rs` only sends them.
 
-use api::{SearchHit, SearchPage};
+use seams::{SearchHit, SearchPage};
 use serde_json::{json, Map, Value};
 
 use crate::document::Document;
@@ -21,7 +21,7 @@ pub(crate) const FUZZY_EXPANSIONS_MAX: u32 = 200;
 const DATE_MS_LIMIT: i64 = 8_640_000_000_000_000;
 /// `from + size` a search may reach: the api's depth plus the one extra hit that tells whether
 /// more follow (Elasticsearch's default window is exactly 10,000).
-const RESULT_WINDOW_MAX: usize = api::SEARCH_DEPTH_MAX + 1;
+const RESULT_WINDOW_MAX: usize = seams::SEARCH_DEPTH_MAX + 1;
 const NORMALIZER: &str = "boxoffice_lowercase";
 
 /// The template every events index (`{prefix}-v1`, `-v2`, …) is created from: the shared

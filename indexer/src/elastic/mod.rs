@@ -16,7 +16,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::{BoxFuture, SearchBackend, SearchError, SearchPage, SearchQuery};
 use elasticsearch::auth::Credentials;
 use elasticsearch::http::response::Response;
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
@@ -25,6 +24,7 @@ use elasticsearch::indices::{
     IndicesCreateParts, IndicesGetAliasParts, IndicesPutIndexTemplateParts, IndicesRefreshParts,
 };
 use elasticsearch::{BulkParts, Elasticsearch, SearchParts};
+use seams::{BoxFuture, SearchBackend, SearchError, SearchPage, SearchQuery};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 

@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use api::{BoxFuture, SearchBackend, SearchError, SearchHit, SearchPage, SearchQuery};
 use raft_store::EventId;
+use seams::{BoxFuture, SearchBackend, SearchError, SearchHit, SearchPage, SearchQuery};
 use serde::{Deserialize, Serialize};
 use tantivy::directory::MmapDirectory;
 use tantivy::schema::{IndexRecordOption, Value};

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use api::{GeoFilter, SearchBackend, SearchQuery};
+use seams::{GeoFilter, SearchBackend, SearchQuery};
 use serde_json::{json, Value};
 
 use super::{doc, ids, query};

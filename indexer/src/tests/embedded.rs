@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use api::{GeoFilter, SearchBackend, SearchError, SearchQuery, SEARCH_DEPTH_MAX, SEARCH_RADIUS_KM_MAX};
+use seams::{GeoFilter, SearchBackend, SearchError, SearchQuery, SEARCH_DEPTH_MAX, SEARCH_RADIUS_KM_MAX};
 
 use super::{doc, ids, query, search_ids};
 use crate::{Document, EmbeddedIndex, Index};

@@ -14,7 +14,7 @@ use crate::document::Document;
 use crate::elastic::body::{bulk_body, checkpoints_body, index_template, search_body, source};
 use crate::plan::Plan;
 use crate::{ElasticConfig, ElasticIndex, Index};
-use api::SearchBackend;
+use seams::SearchBackend;
 
 #[derive(Clone, Debug)]
 struct Request {
@@ -198,7 +198,7 @@ async fn the_client_sends_each_body_to_its_endpoint_and_retries_what_may_succeed
     );
 
     fake.clear();
-    let q = api::SearchQuery { limit: 1, ..query(Some("untitled")) };
+    let q = seams::SearchQuery { limit: 1, ..query(Some("untitled")) };
     let page = elastic.search(q.clone()).await.unwrap();
     assert_eq!((ids(&page), page.more, page.hits[0].score), (vec![2], true, 3.0));
     assert_eq!(fake.targets(), ["POST /boxoffice-events/_search"]);

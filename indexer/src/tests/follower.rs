@@ -2,10 +2,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::SearchBackend;
 use raft_store::{shard_of, EventId};
+use seams::SearchBackend;
 
-use super::cluster::TestCluster;
+use seams::TestCluster;
+
+use super::catalog::Catalog;
 use super::query;
 use crate::{Document, EmbeddedIndex, Follower, FollowerConfig, Index};
 

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use api::{GeoFilter, SearchBackend, SearchQuery};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use seams::{GeoFilter, SearchBackend, SearchQuery};
 
 use super::{doc, query};
 use crate::{Document, EmbeddedIndex, Index};

@@ -2,7 +2,7 @@
 //! bodies, the follower over real state machines, and (when a server is configured) both
 //! backends side by side.
 
-mod cluster;
+mod catalog;
 mod elastic;
 mod embedded;
 mod fake_elastic;
@@ -11,8 +11,8 @@ mod latency;
 
 use std::sync::Arc;
 
-use api::{SearchBackend, SearchPage, SearchQuery};
 use raft_store::{EventId, EventStatus};
+use seams::{SearchBackend, SearchPage, SearchQuery};
 
 use crate::document::{usd, Document};
 

@@ -7,10 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use super::Ctx;
 use crate::command::{Answer, Command, Outcome, Query, Refusal};
+use crate::ids::NodeId;
 use crate::ids::VenueId;
 use crate::layout::{Layout, NodeRecord, NodeStatus, NODES_MAX};
 use crate::model::Venue;
-use crate::raft_types::NodeId;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetaState {

@@ -1,5 +1,4 @@
 //! Acknowledged bookings survive `kill -9` (I2), and data survives restarts.
-#![cfg(not(madsim))]
 
 mod common;
 

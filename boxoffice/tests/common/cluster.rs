@@ -2,9 +2,10 @@
 //! init`, and a `boxoffice api` in front. Dropping it kills every process.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use harness::Process;
 use std::time::{Duration, Instant};
 
 use super::client;
@@ -17,31 +18,17 @@ fn exe() -> &'static str {
     env!("CARGO_BIN_EXE_boxoffice")
 }
 
-/// Spawns `boxoffice ARGS`, returns the child and its first stdout line; keeps draining stdout.
-fn spawn(args: &[String]) -> (Child, String) {
-    let mut child = Command::new(exe())
-        .args(args)
-        .env("BOXOFFICE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start boxoffice");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(first)) = lines.next() {
-            let _ = tx.send(first);
-        }
-        for _ in lines {}
-    });
-    let first = rx.recv_timeout(START_TIMEOUT).expect("boxoffice printed its address");
-    (child, first)
+/// Spawns `boxoffice ARGS` and waits for its address line, which starts with `prefix`; returns
+/// the process and the address.
+fn spawn(args: &[String], prefix: &str) -> (Process, String) {
+    let mut command = Command::new(exe());
+    command.args(args).env("BOXOFFICE_LOG", "warn").stderr(Stdio::inherit());
+    harness::spawn_announced(command, "boxoffice", prefix, START_TIMEOUT).expect("boxoffice printed its address")
 }
 
 /// Spawns `boxoffice api` with dev tokens in front of the nodes at `node_addrs` (comma-separated);
 /// returns the process and its URL.
-fn spawn_api(node_addrs: &str, extra: &[&str]) -> (Child, String) {
+fn spawn_api(node_addrs: &str, extra: &[&str]) -> (Process, String) {
     let args =
         ["api", "--listen", "127.0.0.1:0", "--nodes", node_addrs, "--cluster-secret", SECRET, "--jwt-secret", JWT]
             .iter()
@@ -49,16 +36,14 @@ fn spawn_api(node_addrs: &str, extra: &[&str]) -> (Child, String) {
             .chain(extra)
             .map(|s| s.to_string())
             .collect::<Vec<_>>();
-    let (child, first) = spawn(&args);
-    let url = first.strip_prefix("boxoffice: api listening on ").expect("api address line").trim().to_owned();
-    (child, url)
+    spawn(&args, "boxoffice: api listening on ")
 }
 
 pub struct NodeProc {
     pub id: u64,
     pub addr: String,
     dir: PathBuf,
-    child: Option<Child>,
+    process: Option<Process>,
 }
 
 impl NodeProc {
@@ -74,17 +59,12 @@ impl NodeProc {
             "--cluster-secret".into(),
             SECRET.into(),
         ];
-        let (child, first) = spawn(&args);
-        let prefix = format!("boxoffice: node {id} listening on ");
-        let addr = first.strip_prefix(&prefix).expect("node address line").trim().to_owned();
-        NodeProc { id, addr, dir, child: Some(child) }
+        let (process, addr) = spawn(&args, &format!("boxoffice: node {id} listening on "));
+        NodeProc { id, addr, dir, process: Some(process) }
     }
 
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.process = None;
     }
 
     /// Starts the node again on the same address and data directory.
@@ -95,24 +75,18 @@ impl NodeProc {
     }
 
     pub fn is_running(&self) -> bool {
-        self.child.is_some()
-    }
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        self.kill9();
+        self.process.is_some()
     }
 }
 
 pub struct Cluster {
     pub nodes: BTreeMap<u64, NodeProc>,
     pub api_url: String,
-    api: Option<Child>,
+    api: Option<Process>,
     pub shards: u32,
     tmp: tempfile::TempDir,
     pub http: reqwest::Client,
-    extra_apis: Vec<Child>,
+    extra_apis: Vec<Process>,
 }
 
 impl Cluster {
@@ -199,16 +173,14 @@ impl Cluster {
                 .map(|s| s.to_string())
                 .chain([dir.display().to_string()])
                 .collect();
-        let (child, first) = spawn(&args);
-        let url =
-            first.strip_prefix("boxoffice: indexer listening on ").expect("indexer address line").trim().to_owned();
-        IndexerProc { child: Some(child), url }
+        let (process, url) = spawn(&args, "boxoffice: indexer listening on ");
+        IndexerProc { process: Some(process), url }
     }
 
     /// Starts another api, with extra arguments (say `--search-url`), and waits until it is ready.
     pub async fn start_api(&mut self, extra: &[&str]) -> super::Server {
-        let (child, url) = spawn_api(&self.node_addrs(), extra);
-        self.extra_apis.push(child);
+        let (process, url) = spawn_api(&self.node_addrs(), extra);
+        self.extra_apis.push(process);
         let server = super::Server::attach(&url);
         let deadline = Instant::now() + START_TIMEOUT;
         while server.get("/readyz", None).await.0 != 200 {
@@ -220,31 +192,21 @@ impl Cluster {
 }
 
 pub struct IndexerProc {
-    child: Option<Child>,
+    process: Option<Process>,
     pub url: String,
 }
 
 impl IndexerProc {
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for IndexerProc {
-    fn drop(&mut self) {
-        self.kill9();
+        self.process = None;
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for mut api in self.api.take().into_iter().chain(self.extra_apis.drain(..)) {
-            let _ = api.kill();
-            let _ = api.wait();
-        }
+        // The apis before the nodes (fields drop in declaration order, nodes first).
+        self.api = None;
+        self.extra_apis.clear();
     }
 }
 

@@ -2,7 +2,6 @@
 //! changes an operator meets: the hot shard's leader killed with `kill -9` while buyers book, a
 //! node added, a node removed. Every acknowledged booking must survive (I2), no seat may be
 //! acknowledged twice (I1), and bookings must go on.
-#![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)]
 
 mod common;

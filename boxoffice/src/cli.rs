@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::config::{self, ApiFile, NodeFile};
+use crate::telemetry::{self, LogFormat};
 use clap::{Args, Parser, Subcommand};
-use node::config::{self, ApiFile, NodeFile};
-use node::telemetry::{self, LogFormat};
 
 #[derive(Parser)]
 #[command(name = "boxoffice", version, about = "Sell every seat once: a ticketing platform on Raft")]
@@ -37,9 +37,6 @@ enum Command {
     /// Operator commands: create a cluster, show it, add and remove nodes.
     #[command(subcommand)]
     Cluster(ClusterCommand),
-    /// Load scenarios that print throughput and latency figures.
-    #[command(subcommand)]
-    Bench(BenchCommand),
 }
 
 #[derive(Args)]
@@ -293,203 +290,6 @@ enum SearchCommand {
     },
 }
 
-#[derive(Subcommand)]
-enum BenchCommand {
-    /// Loads many events, then measures peak searches per second and search latency at a fixed
-    /// rate below the peak, while buyers book.
-    Search(SearchBenchArgs),
-    /// One hot event, many buyers racing for seats; every hold durable before it is acknowledged.
-    FlashSale(FlashSaleArgs),
-    /// The waiting room's front door: queue joins and status polls per second on one api instance.
-    Queue(QueueBenchArgs),
-    /// A cluster of three mid-sale loses the leader of the event's shard to SIGKILL: how long
-    /// bookings stop, and whether every acknowledged hold survives.
-    Failover(FailoverArgs),
-    /// Many events, a 100:1 mix of browsing (event details, seat maps) and holds, with some
-    /// events hot: peak reads per second, latency below the peak, and the read cache's hit ratio.
-    Browse(BrowseBenchArgs),
-    /// Boxoffice against the peer baselines (PostgreSQL, etcd; see `scripts/baselines`), one
-    /// store after another, on the flash sale, browsing, and browsing mixed with searches; a
-    /// table per scenario with the ratios.
-    Compare(CompareArgs),
-}
-
-/// A scenario of `bench compare`.
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Scenario {
-    /// One hot event, buyers racing for seats.
-    FlashSale,
-    /// 100 reads (event details, seat maps) per write across many events.
-    Browse,
-    /// As browse, with a tenth of the reads searches.
-    Mixed,
-}
-
-impl Scenario {
-    /// The order `bench compare` runs them in, whatever order they were asked in.
-    const ALL: [Scenario; 3] = [Scenario::FlashSale, Scenario::Browse, Scenario::Mixed];
-}
-
-#[derive(Args)]
-struct CompareArgs {
-    /// PostgreSQL to sell the seats in, e.g. `postgresql://bench@127.0.0.1:55432/bench`;
-    /// skipped when absent.
-    #[arg(long)]
-    postgres_url: Option<String>,
-    /// etcd members' client URLs, comma-separated; skipped when absent.
-    #[arg(long, value_delimiter = ',')]
-    etcd_urls: Vec<String>,
-    /// Boxoffice nodes the bench starts: 1 is `boxoffice dev`; more are `boxoffice node`s
-    /// (replication min(3, N)) behind one `boxoffice api`.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=bench::CLUSTER_NODES_MAX as u64))]
-    nodes: u64,
-    /// Scenarios to run, comma-separated; they run in the order flash-sale, browse, mixed, each
-    /// on a fresh Boxoffice that is stopped before the baselines run.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "flash-sale,browse,mixed")]
-    scenarios: Vec<Scenario>,
-    /// Flash sale: seats of the hot event.
-    #[arg(long, default_value_t = 20_000)]
-    seats: u32,
-    /// Flash sale: buyers racing for them.
-    #[arg(long, default_value_t = 128)]
-    buyers: usize,
-    /// Length of each run: every store runs every scenario twice (its peak, then its latency at
-    /// 70% of that peak).
-    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
-    duration: Duration,
-    #[command(flatten, next_help_heading = "Browse and mixed")]
-    browse: BrowseShapeArgs,
-}
-
-/// The shape of the browse (and mixed) workload, shared by `bench browse` and `bench compare`.
-#[derive(Args)]
-struct BrowseShapeArgs {
-    /// Events in the catalogue.
-    #[arg(long, default_value_t = 1_000)]
-    events: usize,
-    /// Clients of the closed-loop run that finds the peak.
-    #[arg(long, default_value_t = 32)]
-    clients: usize,
-    /// Reads per write.
-    #[arg(long, default_value_t = 100)]
-    reads_per_write: u32,
-}
-
-impl BrowseShapeArgs {
-    fn config(&self, duration: Duration) -> bench::BrowseBenchConfig {
-        bench::BrowseBenchConfig {
-            events: self.events,
-            clients: self.clients,
-            reads_per_write: self.reads_per_write,
-            duration,
-            ..bench::BrowseBenchConfig::default()
-        }
-    }
-}
-
-#[derive(Args)]
-struct BrowseBenchArgs {
-    /// A running server with dev tokens on (and limits off); by default the bench starts
-    /// `boxoffice dev` itself.
-    #[arg(long)]
-    url: Option<String>,
-    #[command(flatten)]
-    shape: BrowseShapeArgs,
-    /// Length of each of the two runs.
-    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
-    duration: Duration,
-    /// Extra `boxoffice dev` arguments, e.g. `--read-cache-ttl=0s` to measure without the cache.
-    #[arg(long, allow_hyphen_values = true)]
-    server_arg: Vec<String>,
-    /// Nodes the bench starts: 1 is `boxoffice dev`; more are `boxoffice node`s (replication
-    /// min(3, N)) behind one `boxoffice api`.
-    #[arg(long, default_value_t = 1, conflicts_with = "url", value_parser = clap::value_parser!(u64).range(1..=bench::CLUSTER_NODES_MAX as u64))]
-    nodes: u64,
-}
-
-#[derive(Args)]
-struct SearchBenchArgs {
-    /// A running server with dev tokens on; by default the bench starts `boxoffice dev` itself.
-    #[arg(long)]
-    url: Option<String>,
-    #[arg(long, default_value_t = 100_000)]
-    events: usize,
-    /// Searchers of the closed-loop run that finds the peak.
-    #[arg(long, default_value_t = 8)]
-    searchers: usize,
-    /// Searches per second offered in the latency run [default: half the measured peak].
-    #[arg(long)]
-    search_rate: Option<f64>,
-    /// Holds per second offered meanwhile.
-    #[arg(long, default_value_t = 200.0)]
-    hold_rate: f64,
-    /// Length of each of the two runs.
-    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
-    duration: Duration,
-}
-
-#[derive(Args)]
-struct QueueBenchArgs {
-    /// A running server with dev tokens on; by default the bench starts `boxoffice dev` itself.
-    #[arg(long)]
-    url: Option<String>,
-    /// Concurrent clients in each run.
-    #[arg(long, default_value_t = 64)]
-    clients: usize,
-    /// Length of each of the two runs (joins, then polls).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    duration: Duration,
-}
-
-#[derive(Args)]
-struct FlashSaleArgs {
-    /// A running server with dev tokens on; by default the bench starts `boxoffice dev` itself.
-    #[arg(long)]
-    url: Option<String>,
-    /// Nodes the bench starts: 1 is `boxoffice dev`; more are `boxoffice node`s (replication
-    /// min(3, N)) behind one `boxoffice api`.
-    #[arg(long, default_value_t = 1, conflicts_with = "url", value_parser = clap::value_parser!(u64).range(1..=bench::CLUSTER_NODES_MAX as u64))]
-    nodes: u64,
-    #[arg(long, default_value_t = 20_000)]
-    seats: u32,
-    #[arg(long, default_value_t = 128)]
-    buyers: usize,
-    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
-    duration: Duration,
-    /// Fraction of successful holds that check out.
-    #[arg(long, default_value_t = 0.5)]
-    checkout_ratio: f64,
-    /// Offer hold commands at this rate per second whether or not earlier ones were answered (an
-    /// open loop, latency counted from when each was due) instead of buyers racing flat out.
-    #[arg(long)]
-    rate: Option<f64>,
-}
-
-#[derive(Args)]
-struct FailoverArgs {
-    /// Buyers booking at once, each in a section of its own.
-    #[arg(long, default_value_t = 16)]
-    buyers: usize,
-    /// Seats each buyer owns; it stops once it holds them all.
-    #[arg(long, default_value_t = 4_000)]
-    seats_per_buyer: u32,
-    /// Booking before the leader is killed.
-    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
-    warmup: Duration,
-    /// Booking between the kill and the restart of the killed node.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-    after_kill: Duration,
-    /// Booking after the restart.
-    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
-    after_restart: Duration,
-    /// Keep the cluster's data and logs (they are kept anyway when a check fails).
-    #[arg(long)]
-    keep_files: bool,
-}
-
-/// Event shards of the clusters the bench starts, as `boxoffice dev` has by default.
-const BENCH_SHARDS: u32 = 8;
-
 /// Settles for the waits in `cluster add-node --wait` and `remove-node --wait`.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -511,8 +311,8 @@ fn parse_addr(text: &str, what: &str) -> Result<SocketAddr, String> {
     text.parse().map_err(|_| format!("`{text}` is not a valid {what} address (HOST:PORT)"))
 }
 
-async fn run_dev(a: DevArgs, metrics: api::MetricsRender) -> Result<(), String> {
-    let opts = node::dev::DevOptions {
+async fn run_dev(a: DevArgs, metrics: seams::MetricsRender) -> Result<(), String> {
+    let opts = crate::dev::DevOptions {
         addr: a.addr,
         data_dir: a.data_dir,
         demo: !a.no_demo,
@@ -523,10 +323,10 @@ async fn run_dev(a: DevArgs, metrics: api::MetricsRender) -> Result<(), String> 
         read_cache: a.read_limits.read_cache(),
         limits: a.read_limits.limits(),
     };
-    node::dev::run(opts, metrics).await.map_err(|e| e.to_string())
+    crate::dev::run(opts, metrics).await.map_err(|e| e.to_string())
 }
 
-async fn run_node(a: NodeArgs, metrics: api::MetricsRender) -> Result<(), String> {
+async fn run_node(a: NodeArgs, metrics: seams::MetricsRender) -> Result<(), String> {
     let file: NodeFile = config::load(a.config.as_deref())?;
     let node_id = a.node_id.or(file.node_id).ok_or("give the node's id (--id)")?;
     if node_id == 0 {
@@ -550,7 +350,7 @@ async fn run_node(a: NodeArgs, metrics: api::MetricsRender) -> Result<(), String
     if max_clock_offset > Duration::from_secs(60) {
         return Err("the max clock offset is at most 60s".into());
     }
-    let opts = node::serve::NodeOptions {
+    let opts = crate::serve::NodeOptions {
         node_id,
         listen,
         advertise: a.advertise.or(file.advertise),
@@ -563,10 +363,10 @@ async fn run_node(a: NodeArgs, metrics: api::MetricsRender) -> Result<(), String
         tuning,
         max_clock_offset_ms: max_clock_offset.as_millis() as i64,
     };
-    node::serve::run_node(opts, metrics).await.map_err(|e| e.to_string())
+    crate::serve::run_node(opts, metrics).await.map_err(|e| e.to_string())
 }
 
-async fn run_api(a: ApiArgs, metrics: api::MetricsRender) -> Result<(), String> {
+async fn run_api(a: ApiArgs, metrics: seams::MetricsRender) -> Result<(), String> {
     let file: ApiFile = config::load(a.config.as_deref())?;
     let listen = match (a.listen, file.listen) {
         (Some(l), _) => l,
@@ -578,7 +378,7 @@ async fn run_api(a: ApiArgs, metrics: api::MetricsRender) -> Result<(), String> 
         (None, Some(t)) => humantime::parse_duration(&t).map_err(|e| format!("hold_ttl: {e}"))?,
         (None, None) => Duration::from_secs(600),
     };
-    let opts = node::serve::ApiOptions {
+    let opts = crate::serve::ApiOptions {
         listen,
         nodes: if a.nodes.is_empty() { file.nodes.unwrap_or_default() } else { a.nodes },
         cluster_secret: a.cluster_secret.or(file.cluster_secret).ok_or("give the cluster secret (--cluster-secret)")?,
@@ -587,40 +387,40 @@ async fn run_api(a: ApiArgs, metrics: api::MetricsRender) -> Result<(), String> 
         hold_ttl: check_hold_ttl(hold_ttl)?,
         body_limit_bytes: a.body_limit_bytes.or(file.body_limit_bytes).unwrap_or(1 << 20),
         search: match (a.search_url, a.elastic.config()) {
-            (Some(url), _) => node::serve::SearchSource::Indexer { url },
-            (None, Some(config)) => node::serve::SearchSource::Elastic(config),
-            (None, None) => node::serve::SearchSource::None,
+            (Some(url), _) => crate::serve::SearchSource::Indexer { url },
+            (None, Some(config)) => crate::serve::SearchSource::Elastic(config),
+            (None, None) => crate::serve::SearchSource::None,
         },
         read_cache: a.read_limits.read_cache(),
         limits: a.read_limits.limits(),
     };
-    node::serve::run_api(opts, metrics).await.map_err(|e| e.to_string())
+    crate::serve::run_api(opts, metrics).await.map_err(|e| e.to_string())
 }
 
-async fn run_indexer(a: IndexerArgs, metrics: api::MetricsRender) -> Result<(), String> {
-    let opts = node::serve::IndexerOptions {
+async fn run_indexer(a: IndexerArgs, metrics: seams::MetricsRender) -> Result<(), String> {
+    let opts = crate::serve::IndexerOptions {
         listen: a.listen,
         nodes: a.nodes,
         cluster_secret: a.cluster_secret,
         data_dir: a.data_dir,
         elastic: a.elastic.config(),
     };
-    node::serve::run_indexer(opts, metrics).await.map_err(|e| e.to_string())
+    crate::serve::run_indexer(opts, metrics).await.map_err(|e| e.to_string())
 }
 
 async fn run_cluster(command: ClusterCommand) -> Result<(), String> {
     match command {
         ClusterCommand::Init { target, nodes, shards, replication } => {
-            let cli = node::cluster_cli::Cli::new(&target.node, &target.cluster_secret)?;
-            let nodes = node::cluster_cli::parse_nodes(&nodes)?;
+            let cli = crate::cluster_cli::Cli::new(&target.node, &target.cluster_secret)?;
+            let nodes = crate::cluster_cli::parse_nodes(&nodes)?;
             println!("{}", cli.init(nodes, shards, replication).await?);
         }
         ClusterCommand::Status { target } => {
-            let cli = node::cluster_cli::Cli::new(&target.node, &target.cluster_secret)?;
+            let cli = crate::cluster_cli::Cli::new(&target.node, &target.cluster_secret)?;
             print!("{}", cli.status().await?);
         }
         ClusterCommand::AddNode { target, id, addr, wait } => {
-            let cli = node::cluster_cli::Cli::new(&target.node, &target.cluster_secret)?;
+            let cli = crate::cluster_cli::Cli::new(&target.node, &target.cluster_secret)?;
             let layout = cli.add_node(id, &addr).await?;
             println!("node {id} added at {addr}; replicas are moving onto it");
             if wait {
@@ -629,7 +429,7 @@ async fn run_cluster(command: ClusterCommand) -> Result<(), String> {
             }
         }
         ClusterCommand::RemoveNode { target, id, wait } => {
-            let cli = node::cluster_cli::Cli::new(&target.node, &target.cluster_secret)?;
+            let cli = crate::cluster_cli::Cli::new(&target.node, &target.cluster_secret)?;
             let layout = cli.remove_node(id).await?;
             println!("node {id} is draining; its replicas are moving to the other nodes");
             if wait {
@@ -638,146 +438,6 @@ async fn run_cluster(command: ClusterCommand) -> Result<(), String> {
             }
         }
     }
-    Ok(())
-}
-
-/// What a bench runs against: the server at `url`, or one it starts with the limits off — `boxoffice
-/// dev` for one node, a cluster of `nodes` behind one api otherwise — with `extra` server arguments.
-async fn bench_target(url: Option<&str>, nodes: u64, extra: &[String]) -> Result<bench::Target, String> {
-    if let Some(url) = url {
-        return Ok(bench::Target::existing(url));
-    }
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut args: Vec<&str> = bench::SERVER_ARGS_NO_LIMITS.to_vec();
-    args.extend(extra.iter().map(String::as_str));
-    let started = match nodes {
-        1 => bench::Target::spawn(&exe, &args).await,
-        n => bench::Target::spawn_cluster(&exe, n as usize, BENCH_SHARDS, &args).await,
-    };
-    started.map_err(|e| e.to_string())
-}
-
-async fn run_search_bench(a: SearchBenchArgs) -> Result<(), String> {
-    let target = bench_target(a.url.as_deref(), 1, &[]).await?;
-    let config = bench::SearchBenchConfig {
-        events: a.events,
-        searchers: a.searchers,
-        search_rate: a.search_rate,
-        hold_rate: a.hold_rate,
-        duration: a.duration,
-        ..bench::SearchBenchConfig::default()
-    };
-    let report = bench::search(std::sync::Arc::new(target), config).await.map_err(|e| e.to_string())?;
-    report.print();
-    Ok(())
-}
-
-async fn run_queue_bench(a: QueueBenchArgs) -> Result<(), String> {
-    let target = bench_target(a.url.as_deref(), 1, &[]).await?;
-    let config = bench::QueueBenchConfig { clients: a.clients, duration: a.duration };
-    let report = bench::queue(std::sync::Arc::new(target), config).await.map_err(|e| e.to_string())?;
-    report.print();
-    Ok(())
-}
-
-async fn run_flash_sale(a: FlashSaleArgs) -> Result<(), String> {
-    if !(0.0..=1.0).contains(&a.checkout_ratio) {
-        return Err("--checkout-ratio is between 0 and 1".into());
-    }
-    if a.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
-        return Err("--rate is a number of hold commands per second above 0".into());
-    }
-    let target = bench_target(a.url.as_deref(), a.nodes, &[]).await?;
-    let config = bench::FlashSaleConfig {
-        seats: a.seats,
-        buyers: a.buyers,
-        duration: a.duration,
-        checkout_ratio: a.checkout_ratio,
-    };
-    let target = std::sync::Arc::new(target);
-    let report = match a.rate {
-        Some(rate) => bench::flash_sale_paced(target, config, rate).await,
-        None => bench::flash_sale(target, config).await,
-    };
-    let report = report.map_err(|e| e.to_string())?;
-    report.print();
-    Ok(())
-}
-
-async fn run_compare(a: CompareArgs) -> Result<(), String> {
-    let etcd_urls: Vec<String> = a.etcd_urls.into_iter().filter(|u| !u.is_empty()).collect();
-    let postgres_url = a.postgres_url.as_deref();
-    let browse = a.browse.config(a.duration);
-    for scenario in Scenario::ALL.into_iter().filter(|s| a.scenarios.contains(s)) {
-        match scenario {
-            Scenario::FlashSale => {
-                let config = bench::CompareConfig {
-                    sale: bench::FlashSaleConfig {
-                        seats: a.seats,
-                        buyers: a.buyers,
-                        duration: a.duration,
-                        ..bench::FlashSaleConfig::default()
-                    },
-                    postgres_url: a.postgres_url.clone(),
-                    etcd_urls: etcd_urls.clone(),
-                    ..bench::CompareConfig::default()
-                };
-                let target = bench_target(None, a.nodes, &[]).await?;
-                bench::compare(target, config).await.map_err(|e| e.to_string())?.print();
-            }
-            Scenario::Browse => {
-                let target = bench_target(None, a.nodes, &[]).await?;
-                let compared = bench::compare_browse(target, postgres_url, &etcd_urls, &browse).await;
-                compared.map_err(|e| e.to_string())?.print();
-            }
-            Scenario::Mixed => {
-                let target = searchable_bench_target(a.nodes).await?;
-                let compared = bench::compare_mixed(target, postgres_url, &etcd_urls, &browse).await;
-                compared.map_err(|e| e.to_string())?.print();
-            }
-        }
-        println!();
-    }
-    Ok(())
-}
-
-/// A Boxoffice that answers searches: `boxoffice dev` has its index built in; a cluster gets a
-/// `boxoffice indexer` beside it.
-async fn searchable_bench_target(nodes: u64) -> Result<bench::Target, String> {
-    if nodes == 1 {
-        return bench_target(None, 1, &[]).await;
-    }
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let args = bench::SERVER_ARGS_NO_LIMITS;
-    bench::Target::spawn_searchable_cluster(&exe, nodes as usize, BENCH_SHARDS, args).await.map_err(|e| e.to_string())
-}
-
-async fn run_browse(a: BrowseBenchArgs) -> Result<(), String> {
-    let target = bench_target(a.url.as_deref(), a.nodes, &a.server_arg).await?;
-    let config = a.shape.config(a.duration);
-    let report = bench::browse(std::sync::Arc::new(target), config).await.map_err(|e| e.to_string())?;
-    report.print();
-    Ok(())
-}
-
-async fn run_failover(a: FailoverArgs) -> Result<(), String> {
-    let config = bench::FailoverConfig {
-        buyers: a.buyers,
-        seats_per_buyer: a.seats_per_buyer,
-        warmup: a.warmup,
-        after_kill: a.after_kill,
-        after_restart: a.after_restart,
-    };
-    config.check()?;
-    let target = bench_target(None, bench::FAILOVER_NODES as u64, &[]).await?;
-    if a.keep_files {
-        if let Some(cluster) = target.cluster() {
-            cluster.keep_files();
-            println!("cluster files are kept in {}", cluster.files().display());
-        }
-    }
-    let report = bench::failover(std::sync::Arc::new(target), config).await.map_err(|e| e.to_string())?;
-    report.print();
     Ok(())
 }
 
@@ -801,12 +461,6 @@ pub fn main() -> ExitCode {
                 println!("reindexed into {generation}; the alias now points to it");
                 Ok(())
             }
-            Command::Bench(BenchCommand::FlashSale(a)) => run_flash_sale(a).await,
-            Command::Bench(BenchCommand::Search(a)) => run_search_bench(a).await,
-            Command::Bench(BenchCommand::Queue(a)) => run_queue_bench(a).await,
-            Command::Bench(BenchCommand::Failover(a)) => run_failover(a).await,
-            Command::Bench(BenchCommand::Browse(a)) => run_browse(a).await,
-            Command::Bench(BenchCommand::Compare(a)) => run_compare(a).await,
             command => {
                 let metrics = telemetry::install_metrics().map_err(|e| format!("metrics: {e}"))?;
                 match command {
@@ -814,7 +468,7 @@ pub fn main() -> ExitCode {
                     Command::Node(a) => run_node(a, metrics).await,
                     Command::Api(a) => run_api(a, metrics).await,
                     Command::Indexer(a) => run_indexer(a, metrics).await,
-                    Command::Cluster(_) | Command::Bench(_) | Command::Search(_) => unreachable!("handled above"),
+                    Command::Cluster(_) | Command::Search(_) => unreachable!("handled above"),
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! Logs (tracing) and metrics (Prometheus) for the binary.
 
-use api::MetricsRender;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use seams::MetricsRender;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -52,7 +52,7 @@ pub fn install_metrics() -> Result<MetricsRender, String> {
 }
 
 /// A render function that refreshes the node's gauges first, so a scrape never sees stale ones.
-pub fn with_node_gauges(node: &std::sync::Arc<crate::Node>, render: MetricsRender) -> MetricsRender {
+pub fn with_node_gauges(node: &std::sync::Arc<node::Node>, render: MetricsRender) -> MetricsRender {
     let node = std::sync::Arc::downgrade(node);
     std::sync::Arc::new(move || {
         if let Some(node) = node.upgrade() {

@@ -1,19 +1,21 @@
-//! The `boxoffice` binary. Its command line lives in `cli.rs`; the simulation (`--cfg madsim`)
-//! builds the libraries only, so there the binary is an empty shell.
+//! The `boxoffice` binary: `dev`, `node`, `api`, `indexer`, and the operator's commands. Its
+//! command line lives in `cli.rs`; each long-running command in a module of its own.
 
-#[cfg(not(madsim))]
 mod cli;
+mod cluster_cli;
+mod config;
+mod demo;
+mod dev;
+mod http;
+mod process;
+mod serve;
+mod telemetry;
 
 /// mimalloc rather than glibc's allocator: request handling allocates many small, short-lived
 /// buffers, and glibc's malloc and free took a fifth of the CPU in the flash-sale profiles.
-#[cfg(not(madsim))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[cfg(not(madsim))]
 fn main() -> std::process::ExitCode {
     cli::main()
 }
-
-#[cfg(madsim)]
-fn main() {}

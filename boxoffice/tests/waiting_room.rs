@@ -2,7 +2,6 @@
 //! 10,000 buyers for 500 seats. Buyers join on either instance and poll the other, so each honours
 //! the other's tokens; holds need an admission; every seat is sold once; whoever is still queued
 //! at the sell-out is told so; streaming clients see their position fall.
-#![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)]
 
 mod common;

@@ -1,7 +1,7 @@
-//! `boxoffice bench compare` as a user runs it: the real binary starts its own Boxoffice (a
-//! cluster of three, and an indexer for the mixed scenario) and prints a table per scenario.
+//! `boxoffice-bench compare` as a user runs it: the real binary starts its own Boxoffice (a
+//! cluster of three, and an indexer for the mixed scenario) from the `boxoffice` binary built
+//! beside it (`cargo test --workspace` builds both) and prints a table per scenario.
 //! No baselines here: `bench/tests/baselines.rs` runs those against real servers.
-#![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)]
 
 use std::io::Read;
@@ -11,16 +11,16 @@ use std::time::Duration;
 /// Three scenarios of two 1 s runs each, plus starting three clusters and loading 20 events twice.
 const COMPARE_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// Runs `boxoffice bench compare` with `args`; its exit success and stdout.
+/// Runs `boxoffice-bench compare` with `args`; its exit success and stdout.
 fn compare(args: &[&str]) -> (bool, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
-        .args(["bench", "compare"])
+    let mut child = Command::new(env!("CARGO_BIN_EXE_boxoffice-bench"))
+        .arg("compare")
         .args(args)
         .env("BOXOFFICE_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("start boxoffice bench compare");
+        .expect("start boxoffice-bench compare");
     let mut stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

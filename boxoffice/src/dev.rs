@@ -5,13 +5,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::{ApiConfig, ApiState, MetricsRender, SandboxPayments};
+use api::{ApiConfig, ApiState, SandboxPayments};
 use raft_store::SledKv;
+use seams::MetricsRender;
 
-use crate::clock::now_ms;
-use crate::host::{Node, NodeSetup, RaftTuning};
-use crate::local::LocalCluster;
-use crate::network::NoPeers;
+use node::now_ms;
+
+use crate::process::{flush_stdout, no_delay, shutdown_signal};
+use node::LocalCluster;
+use node::NoPeers;
+use node::{Node, NodeSetup, RaftTuning};
 
 /// sled's page cache for `boxoffice dev`.
 const DEV_CACHE_BYTES: u64 = 256 << 20;
@@ -38,7 +41,7 @@ pub enum DevError {
     #[error("storage: {0}")]
     Storage(String),
     #[error(transparent)]
-    Node(#[from] crate::host::NodeError),
+    Node(#[from] node::NodeError),
     #[error("demo data: {0}")]
     Demo(#[from] crate::demo::SeedError),
     #[error("listen on {0}: {1}")]
@@ -79,7 +82,7 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), DevErro
         client: Arc::new(NoPeers),
         tuning: RaftTuning::default(),
         // One node, one clock: nothing to allow for.
-        clock: crate::clock::Clock::new(0),
+        clock: node::Clock::new(0),
     })
     .await?;
     node.bootstrap_single(opts.shards).await?;
@@ -125,7 +128,7 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), DevErro
     );
     print_banner(addr, &opts);
 
-    let served = axum::serve(crate::serve::no_delay(listener), app.into_make_service_with_connect_info::<SocketAddr>())
+    let served = axum::serve(no_delay(listener), app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await;
     drop(background);
@@ -148,29 +151,5 @@ fn print_banner(addr: SocketAddr, opts: &DevOptions) {
     );
     println!("  API description:     {url}/openapi.json");
     println!();
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
-    }
-    tracing::info!("shutting down");
+    flush_stdout();
 }

@@ -1,6 +1,5 @@
 //! Booking through the real binary over HTTP: the race for seats (I1), the whole flow, expiry (I3)
 //! and idempotent retries (I4).
-#![cfg(not(madsim))]
 
 mod common;
 

@@ -8,7 +8,7 @@
 use raft_store::EventSummary;
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::BoxFuture;
+use crate::BoxFuture;
 
 /// Results a search may page through at most (offset + limit).
 pub const SEARCH_DEPTH_MAX: usize = 10_000;

@@ -5,13 +5,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::{ApiConfig, ApiState, MetricsRender, SandboxPayments};
+use api::{ApiConfig, ApiState, SandboxPayments};
 use raft_store::{NodeId, SledKv};
+use seams::MetricsRender;
 
-use crate::host::{Node, NodeSetup, RaftTuning};
-use crate::http::internal_routes;
-use crate::router::Router;
-use crate::rpc::{Handler, RpcNodeClient, SplitListener};
+use crate::http::{internal_routes, NodePort};
+use crate::process::{flush_stdout, no_delay, shutdown_signal};
+use node::Router;
+use node::{Handler, RpcNodeClient, SplitListener};
+use node::{Node, NodeSetup, RaftTuning};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -20,7 +22,7 @@ pub enum ServeError {
     #[error("storage: {0}")]
     Storage(String),
     #[error(transparent)]
-    Node(#[from] crate::host::NodeError),
+    Node(#[from] node::NodeError),
     #[error("listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
     #[error("server: {0}")]
@@ -60,10 +62,10 @@ pub async fn run_node(opts: NodeOptions, metrics: MetricsRender) -> Result<(), S
         kv,
         client,
         tuning: opts.tuning.clone(),
-        clock: crate::clock::Clock::new(opts.max_clock_offset_ms),
+        clock: node::Clock::new(opts.max_clock_offset_ms),
     })
     .await?;
-    tokio::spawn(crate::coordinator::rebalance_duty(Arc::downgrade(&node)));
+    tokio::spawn(node::rebalance_duty(Arc::downgrade(&node)));
     tracing::info!(
         node = opts.node_id,
         %bound,
@@ -86,7 +88,7 @@ pub async fn run_node(opts: NodeOptions, metrics: MetricsRender) -> Result<(), S
     };
     // Peers, api instances and the CLI call on this port (`rpc.rs`); operators' HTTP too.
     let listener = SplitListener::new(listener, &opts.cluster_secret, handler).map_err(ServeError::Serve)?;
-    let served = axum::serve(listener, app).with_graceful_shutdown(crate::dev::shutdown_signal()).await;
+    let served = axum::serve(NodePort(listener), app).with_graceful_shutdown(shutdown_signal()).await;
     node.shutdown().await;
     served.map_err(ServeError::Serve)
 }
@@ -151,7 +153,7 @@ pub async fn run_api(opts: ApiOptions, metrics: MetricsRender) -> Result<(), Ser
     let state = match &opts.search {
         SearchSource::None => state,
         SearchSource::Indexer { url } => state.with_search(Arc::new(
-            crate::http::HttpSearch::new(url, &opts.cluster_secret).map_err(ServeError::Config)?,
+            indexer::RemoteSearch::new(url, &opts.cluster_secret).map_err(|e| ServeError::Config(e.to_string()))?,
         )),
         SearchSource::Elastic(config) => {
             let index =
@@ -177,28 +179,9 @@ pub async fn run_api(opts: ApiOptions, metrics: MetricsRender) -> Result<(), Ser
     // The feed followers and limiter pruning run as long as the api serves.
     let _background = state.start_background();
     axum::serve(no_delay(listener), app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(crate::dev::shutdown_signal())
+        .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(ServeError::Serve)
-}
-
-/// Sends small responses at once: without `TCP_NODELAY`, Nagle's algorithm holds a reply back
-/// until the peer's delayed acknowledgement (tens of milliseconds on every linearizable read).
-pub(crate) fn no_delay(
-    listener: tokio::net::TcpListener,
-) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
-    use axum::serve::ListenerExt;
-    fn set(tcp: &mut tokio::net::TcpStream) {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
-        }
-    }
-    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
-}
-
-fn flush_stdout() {
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
 }
 
 fn search_name(source: &SearchSource) -> String {
@@ -248,8 +231,8 @@ pub async fn run_indexer(opts: IndexerOptions, metrics: MetricsRender) -> Result
     tracing::info!(%bound, nodes = ?opts.nodes, %backend, cluster_secret = "****", "boxoffice indexer configuration");
     println!("boxoffice: indexer listening on http://{bound}");
     flush_stdout();
-    let app = crate::http::indexer_routes(index, &opts.cluster_secret, metrics);
-    let served = axum::serve(no_delay(listener), app).with_graceful_shutdown(crate::dev::shutdown_signal()).await;
+    let app = indexer::search_routes(index, &opts.cluster_secret, metrics);
+    let served = axum::serve(no_delay(listener), app).with_graceful_shutdown(shutdown_signal()).await;
     follower.stop().await;
     served.map_err(ServeError::Serve)
 }

@@ -1,17 +1,16 @@
-//! What the api tier needs from the store: the seam between REST and Raft.
+//! What the tiers in front of the store (api, indexer) need from it: the seam between them and
+//! Raft.
 //!
 //! The node crate implements [`Cluster`]: in-process for `boxoffice dev`, over the network for a
 //! stateless `boxoffice api` in front of a cluster. Implementations route each command to the
 //! leader of the group that owns it, stamp nothing themselves (the proposing leader stamps time),
 //! and retry transient failures with the same request id, so a retry never applies twice.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use raft_store::{Answer, ChangesPage, Command, GroupId, Outcome, Query, RequestId};
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+use crate::BoxFuture;
 
 /// A client command with its idempotency identity.
 #[derive(Clone, Debug)]

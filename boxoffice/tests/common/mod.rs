@@ -5,18 +5,18 @@
 
 pub mod cluster;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use harness::Process;
 use serde_json::{json, Value};
 
 /// How long a server may take to start and elect its leaders.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct Server {
-    child: Option<Child>,
+    process: Option<Process>,
     pub url: String,
     dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -31,7 +31,7 @@ impl Server {
         let dir = tmp.path().to_path_buf();
         let mut args: Vec<String> = vec!["--no-demo".into()];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut server = Server { child: None, url: String::new(), dir, _tmp: Some(tmp), args, http: client() };
+        let mut server = Server { process: None, url: String::new(), dir, _tmp: Some(tmp), args, http: client() };
         server.spawn().await;
         server
     }
@@ -47,7 +47,7 @@ impl Server {
 
     /// A handle on an api that something else started (a cluster's api).
     pub fn attach(url: &str) -> Server {
-        Server { child: None, url: url.to_owned(), dir: PathBuf::new(), _tmp: None, args: Vec::new(), http: client() }
+        Server { process: None, url: url.to_owned(), dir: PathBuf::new(), _tmp: None, args: Vec::new(), http: client() }
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -55,7 +55,8 @@ impl Server {
     }
 
     async fn spawn(&mut self) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_boxoffice"));
+        command
             .arg("dev")
             .arg("--addr")
             .arg("127.0.0.1:0")
@@ -63,23 +64,12 @@ impl Server {
             .arg(&self.dir)
             .args(&self.args)
             .env("BOXOFFICE_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start boxoffice");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
-            }
-            // Keep draining so the child never blocks on a full pipe.
-            for _ in lines {}
-        });
-        let first = rx.recv_timeout(START_TIMEOUT).expect("boxoffice printed its address");
-        self.url = first.strip_prefix("boxoffice: listening on ").expect("address line").trim().to_owned();
-        self.child = Some(child);
+            .stderr(Stdio::inherit());
+        let (process, url) =
+            harness::spawn_announced(command, "boxoffice dev", "boxoffice: listening on ", START_TIMEOUT)
+                .expect("boxoffice printed its address");
+        self.url = url;
+        self.process = Some(process);
         self.wait_ready().await;
     }
 
@@ -98,10 +88,7 @@ impl Server {
 
     /// SIGKILL: no shutdown, no final flush.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process = None;
     }
 
     /// Kills the server with SIGKILL and starts it again on the same data directory.
@@ -205,12 +192,6 @@ impl Server {
             .iter()
             .map(|s| (s["id"].as_str().unwrap().to_owned(), s["status"].as_str().unwrap().to_owned()))
             .collect()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill9();
     }
 }
 

@@ -1,5 +1,4 @@
 //! Health, readiness, metrics and the OpenAPI document of the real binary.
-#![cfg(not(madsim))]
 
 mod common;
 

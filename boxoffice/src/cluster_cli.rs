@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use raft_store::{Command, GroupId, Layout, NodeId, NodeStatus, Outcome, Proposal};
 
-use crate::router::call_leader;
-use crate::rpc::RpcNodeClient;
-use crate::wire::{NodeClient, NodeReply, NodeRequest, NodeStatusReply};
+use node::call_leader;
+use node::RpcNodeClient;
+use node::{NodeClient, NodeReply, NodeRequest, NodeStatusReply};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const INIT_TIMEOUT: Duration = Duration::from_secs(120);

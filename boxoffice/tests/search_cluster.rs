@@ -1,7 +1,6 @@
 //! Search in a cluster: a `boxoffice indexer` process follows the cluster's change feed, and an api
 //! answers `GET /v1/search` through it. Killing the indexer mid-stream loses and duplicates
 //! nothing.
-#![cfg(not(madsim))]
 #![allow(clippy::unwrap_used)]
 
 mod common;

@@ -4,11 +4,11 @@
 //! Seeded through the same [`Cluster`] path as the api, with fixed ids and request ids, so seeding
 //! again after a crash half-way changes nothing that was already there.
 
-use api::{Cluster, ClusterError, Consistency, Submit};
 use raft_store::{
     fnv1a64, Answer, Command, Currency, EventId, EventSpec, GeoPoint, GroupId, Money, Outcome, Query, Refusal,
     RequestId, Row, Section, SectionKind, SectionPrice, Venue, VenueId,
 };
+use seams::{Cluster, ClusterError, Consistency, Submit};
 
 const DAY_MS: i64 = 86_400_000;
 

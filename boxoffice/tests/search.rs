@@ -1,6 +1,5 @@
 //! Search through the real binary: `boxoffice dev` runs the indexer in process and serves
 //! `GET /v1/search` from the embedded index.
-#![cfg(not(madsim))]
 #![allow(clippy::unwrap_used, clippy::too_many_arguments)]
 
 mod common;

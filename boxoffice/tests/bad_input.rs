@@ -1,5 +1,4 @@
 //! Bad input gets a clear 4xx problem document and changes nothing (I6).
-#![cfg(not(madsim))]
 
 mod common;
 
