@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use raft_store::{HoldStatus, OrderStatus, Refusal};
 use serde_json::{json, Map, Value};
 
-use crate::dto::{hold_status_str, order_status_str, time_json};
+use crate::words::{hold_status_str, order_status_str, time_json};
 use seams::ClusterError;
 
 /// Media type of every error body.
@@ -150,6 +150,11 @@ struct ProblemDocument<'a> {
 }
 
 impl ApiError {
+    /// An outcome or answer of the wrong kind: the store and the api disagree on the protocol.
+    pub(crate) fn unexpected(what: impl std::fmt::Debug) -> ApiError {
+        ApiError::Internal(format!("unexpected reply from the store: {what:?}"))
+    }
+
     pub(crate) fn problem(&self) -> Problem {
         use StatusCode as S;
         match self {

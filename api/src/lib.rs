@@ -11,6 +11,7 @@
 //! translates outcomes to HTTP. What it does keep (waiting-room blocks and views) is soft: lost on
 //! restart, rebuilt from the store, never consulted by another instance.
 
+mod app;
 mod cache;
 mod config;
 mod dto;
@@ -27,13 +28,19 @@ mod routes;
 mod state;
 mod token;
 mod waiting_room;
+mod words;
 
 #[cfg(test)]
 mod tests;
 
-pub use config::{ApiConfig, LimitsConfig, ReadCacheConfig};
+pub use app::router;
+pub use config::{
+    check_body_limit_bytes, check_hold_ttl, check_read_cache_ttl, ApiConfig, ConfigError, LimitsConfig,
+    ReadCacheConfig, BODY_LIMIT_BYTES_DEFAULT, CHURN_RELEASES_MAX_DEFAULT, CHURN_WINDOW_DEFAULT, HOLD_TTL_DEFAULT,
+    RATE_LIMIT_IP_BURST_DEFAULT, RATE_LIMIT_USER_BURST_DEFAULT, RATE_LIMIT_USER_PER_S_DEFAULT,
+    READ_CACHE_BYTES_DEFAULT, READ_CACHE_TTL_DEFAULT, READ_CACHE_TTL_MAX,
+};
 pub use error::ApiError;
 pub use payments::{Charge, Charged, PaymentError, PaymentGateway, Refund, SandboxPayments};
-pub use routes::router;
 pub use state::{ApiState, Background};
 pub use token::{mint_token, Role};

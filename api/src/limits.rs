@@ -23,33 +23,23 @@
 //! churn table is bounded by `CHURN_USERS_MAX` and pruned the same way.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::HeaderMap;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use raft_store::UserId;
 
 use crate::config::LimitsConfig;
 use crate::error::ApiError;
-use crate::extract::{bearer_token, Caller};
-use crate::state::ApiState;
-use crate::token::{Role, TokenVerifier};
 
 /// How often idle keys are dropped from the limiters.
 pub(crate) const LIMITS_PRUNE_INTERVAL: Duration = Duration::from_secs(10);
 /// Users whose churn is tracked at once; past it (after pruning) a new user's releases are not
 /// counted, which fails open rather than grow without bound.
 const CHURN_USERS_MAX: usize = 1_000_000;
-/// Paths never limited: probes and scrapers must see a loaded server as it is.
-const UNLIMITED_PATHS: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/openapi.json"];
-
 pub(crate) struct Limits {
     user: Option<DefaultKeyedRateLimiter<UserId>>,
     ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
@@ -146,37 +136,6 @@ fn refused(limit: &'static str, detail: &str, wait: Duration) -> ApiError {
 pub(crate) fn retry_after_s(wait: Duration) -> u64 {
     let whole = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     whole.max(1)
-}
-
-/// The layer: per-address, then per-user limits, before routing. Runs inside the request log and
-/// problem layers, so refusals are logged, counted and rendered like any error.
-pub(crate) async fn rate_limit(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
-    let limits = state.limits();
-    if !limits.any() || UNLIMITED_PATHS.contains(&req.uri().path()) {
-        return next.run(req).await;
-    }
-    if let Some(ConnectInfo(addr)) = req.extensions().get::<ConnectInfo<SocketAddr>>() {
-        if let Err(e) = limits.check_ip(addr.ip()) {
-            return e.into_response();
-        }
-    }
-    if let Some(caller) = verified_caller(req.headers(), state.tokens()) {
-        if caller.role == Role::User {
-            if let Err(e) = limits.check_user(&caller.user) {
-                return e.into_response();
-            }
-        }
-        // Verified once: the handler's `Caller` extractor takes it from here.
-        req.extensions_mut().insert(caller);
-    }
-    next.run(req).await
-}
-
-/// The caller of a request with a valid bearer token. A request without one is anonymous here
-/// (the handler answers 401 where a token is needed); admins are not limited.
-fn verified_caller(headers: &HeaderMap, tokens: &TokenVerifier) -> Option<Caller> {
-    let (user, role) = tokens.verify(bearer_token(headers).ok()?).ok()?;
-    Some(Caller { user, role })
 }
 
 /// The churn budget: a GCRA per user over releases. `tat` (theoretical arrival time) runs ahead

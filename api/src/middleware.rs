@@ -1,16 +1,24 @@
 //! Cross-cutting layers: request ids, request logs and HTTP metrics; problem documents for
-//! answers no handler wrote (unknown routes, wrong methods, panics).
+//! answers no handler wrote (unknown routes, wrong methods, panics); the rate limits, checked
+//! before routing.
 
 use std::any::Any;
+use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
-use axum::http::{header, HeaderName, HeaderValue};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use crate::error::{ApiError, InternalDetail, Problem, PROBLEM_CONTENT_TYPE};
+use crate::extract::{bearer_token, Caller};
+use crate::state::ApiState;
+use crate::token::{Role, TokenVerifier};
+
+/// Paths never limited: probes and scrapers must see a loaded server as it is.
+const UNLIMITED_PATHS: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/openapi.json"];
 
 pub(crate) const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest client-supplied request id kept; a longer or odd one is replaced by ours.
@@ -109,4 +117,35 @@ pub(crate) async fn not_found() -> ApiError {
 
 pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+/// The layer: per-address, then per-user limits, before routing. Runs inside the request log and
+/// problem layers, so refusals are logged, counted and rendered like any error.
+pub(crate) async fn rate_limit(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
+    let limits = state.limits();
+    if !limits.any() || UNLIMITED_PATHS.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    if let Some(ConnectInfo(addr)) = req.extensions().get::<ConnectInfo<SocketAddr>>() {
+        if let Err(e) = limits.check_ip(addr.ip()) {
+            return e.into_response();
+        }
+    }
+    if let Some(caller) = verified_caller(req.headers(), state.tokens()) {
+        if caller.role == Role::User {
+            if let Err(e) = limits.check_user(&caller.user) {
+                return e.into_response();
+            }
+        }
+        // Verified once: the handler's `Caller` extractor takes it from here.
+        req.extensions_mut().insert(caller);
+    }
+    next.run(req).await
+}
+
+/// The caller of a request with a valid bearer token. A request without one is anonymous here
+/// (the handler answers 401 where a token is needed); admins are not limited.
+fn verified_caller(headers: &HeaderMap, tokens: &TokenVerifier) -> Option<Caller> {
+    let (user, role) = tokens.verify(bearer_token(headers).ok()?).ok()?;
+    Some(Caller { user, role })
 }

@@ -1,10 +1,13 @@
 //! The OpenAPI document, generated from the handlers' `#[utoipa::path]` attributes and the
 //! DTOs' schemas, so it cannot drift from the code.
 
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::dto::*;
+use crate::error::ApiError;
 use crate::routes::{auth, booking, events, ops, orders, queue, search, seats, venues};
 
 #[derive(OpenApi)]
@@ -34,7 +37,7 @@ use crate::routes::{auth, booking, events, ops, orders, queue, search, seats, ve
         ops::healthz,
         ops::readyz,
         ops::metrics,
-        ops::openapi,
+        document,
     ),
     components(schemas(
         MoneyJson, ProblemJson, VenueBody, VenueJson, SectionJson, RowJson, LocationJson, EventBody, EventPatchBody,
@@ -63,5 +66,14 @@ impl Modify for BearerAuth {
         let mut http = Http::new(HttpAuthScheme::Bearer);
         http.bearer_format = Some("JWT".into());
         components.add_security_scheme("bearer", SecurityScheme::Http(http));
+    }
+}
+
+/// This API's OpenAPI document, generated from the code.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, body = Object)))]
+pub(crate) async fn document() -> Response {
+    match ApiDoc::openapi().to_json() {
+        Ok(text) => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], text).into_response(),
+        Err(e) => ApiError::Internal(format!("OpenAPI document: {e}")).into_response(),
     }
 }

@@ -77,3 +77,10 @@ impl PaymentGateway for SandboxPayments {
         Box::pin(async move { Ok(reference) })
     }
 }
+
+/// A provider that cannot be reached or answers nonsense: the client may retry (503).
+impl From<PaymentError> for crate::error::ApiError {
+    fn from(e: PaymentError) -> Self {
+        crate::error::ApiError::Unavailable(e.to_string())
+    }
+}

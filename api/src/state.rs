@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use raft_store::{shard_of, Command, EventId, GroupId, Outcome, UserId};
-use seams::{Cluster, MetricsRender, SearchBackend};
+use raft_store::{shard_of, Command, EventId, GroupId, Outcome, RequestId, UserId};
+use seams::{Cluster, MetricsRender, SearchBackend, Submit};
 
 use crate::cache::ReadCache;
-use crate::config::ApiConfig;
+use crate::config::{ApiConfig, ConfigError};
 use crate::error::ApiError;
 use crate::limits::{Limits, LIMITS_PRUNE_INTERVAL};
 use crate::payments::PaymentGateway;
@@ -32,17 +32,15 @@ struct Inner {
 }
 
 impl ApiState {
-    /// Start-up: panics on an invalid configuration (see [`ApiConfig::validate`]) or a cluster
-    /// without shards, which no request could work around.
+    /// Start-up: refuses an invalid configuration (see [`ApiConfig::validate`]); panics on a
+    /// cluster without shards, which no configuration causes and no request could work around.
     pub fn new(
         cluster: Arc<dyn Cluster>,
         config: ApiConfig,
         payments: Arc<dyn PaymentGateway>,
         metrics: MetricsRender,
-    ) -> ApiState {
-        if let Err(problem) = config.validate() {
-            panic!("invalid api configuration: {problem}");
-        }
+    ) -> Result<ApiState, ConfigError> {
+        config.validate()?;
         assert!(cluster.shard_count() > 0, "a cluster has at least one shard");
         let tokens = TokenVerifier::new(&config.jwt_secret);
         let waiting_room = WaitingRoom::new(cluster.clone(), &config.jwt_secret);
@@ -50,7 +48,7 @@ impl ApiState {
         let limits = Arc::new(Limits::new(&config.limits));
         let inner =
             Inner { cluster, config, payments, metrics, tokens, search: None, waiting_room, read_cache, limits };
-        ApiState { inner: Arc::new(inner) }
+        Ok(ApiState { inner: Arc::new(inner) })
     }
 
     /// Serves `GET /v1/search` from this backend (without one it answers 503). Start-up only:
@@ -123,6 +121,36 @@ impl ApiState {
             }));
         }
         Background { tasks }
+    }
+
+    /// Proposes a command and returns its outcome; a refusal becomes the matching error.
+    pub(crate) async fn submit(
+        &self,
+        command: Command,
+        request_id: RequestId,
+        fingerprint: u64,
+    ) -> Result<Outcome, ApiError> {
+        self.submit_as(Submit { command, request_id, fingerprint, keyed: true }).await
+    }
+
+    /// Submits a command, says whether it was applied or refused in the metrics, lets the read
+    /// caches know, and turns a refusal into its problem document.
+    pub(crate) async fn submit_as(&self, submit: Submit) -> Result<Outcome, ApiError> {
+        let name = submit.command.name();
+        let written = Written::of(&submit.command);
+        let result = self.cluster().submit(submit).await;
+        let label = match &result {
+            Ok(Outcome::Refused(_)) => "refused",
+            Ok(_) => "applied",
+            Err(_) => "error",
+        };
+        metrics::counter!("api_commands_total", "command" => name, "result" => label).increment(1);
+        let result = result.map_err(ApiError::from);
+        self.after_write(&result, written).await;
+        match result? {
+            Outcome::Refused(refusal) => Err(refusal.into()),
+            outcome => Ok(outcome),
+        }
     }
 
     /// After a command through this instance: a write drops the cached documents of its event,

@@ -27,7 +27,6 @@ use tokio::time::Instant;
 use crate::dto::now_ms;
 use crate::error::ApiError;
 use crate::queue::QueueKeys;
-use crate::routes::unexpected;
 use seams::{Cluster, Consistency, Submit};
 
 /// A block should last about this long at the current arrival rate.
@@ -168,7 +167,7 @@ impl WaitingRoom {
         let block = match self.inner.cluster.submit(submit).await? {
             Outcome::QueueBlock(block) => block,
             Outcome::Refused(refusal) => return Err(refusal.into()),
-            other => return Err(unexpected(other)),
+            other => return Err(ApiError::unexpected(other)),
         };
         metrics::counter!("api_queue_leases_total").increment(1);
         leasing.size = size;
@@ -231,7 +230,7 @@ pub(crate) async fn read_view(
     match cluster.query(group, Query::Queue(event_id.clone()), Consistency::Stale).await? {
         Answer::Queue(Some(view)) => Ok(view),
         Answer::Queue(None) => Err(ApiError::NotFound("no event has this id".into())),
-        other => Err(unexpected(other)),
+        other => Err(ApiError::unexpected(other)),
     }
 }
 
@@ -245,7 +244,7 @@ pub(crate) async fn admitted_at(
     let query = Query::QueueAdmission { event_id: event_id.clone(), position };
     match cluster.query(group, query, Consistency::Stale).await? {
         Answer::Admission(at) => Ok(at),
-        other => Err(unexpected(other)),
+        other => Err(ApiError::unexpected(other)),
     }
 }
 

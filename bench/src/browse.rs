@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::catalogue::{
+    row_name, venue_name, CatalogEvent, SearchQuery, GENERAL_CAPACITY, GENERAL_PRICE, GENERAL_SECTION, ROWS,
+    SEATED_PRICE, SEATED_SECTION, SEATS_PER_ROW,
+};
 use crate::error::TargetError;
 use crate::flash_sale::BoxofficeStore;
-use crate::mix::{
-    occurrences, row_name, venue_name, Answered, BrowseBenchConfig, BrowseStore, EventSpec, SearchQuery, Workload,
-    GENERAL_CAPACITY, GENERAL_PRICE, GENERAL_SECTION, ROWS, SEATED_PRICE, SEATED_SECTION, SEATS_PER_ROW,
-};
+use crate::mix::{occurrences, Answered, BrowseBenchConfig, BrowseStore, Workload};
 use crate::report::Report;
 use crate::sale::{HoldOutcome, SaleStore};
 use crate::search::CITIES;
@@ -92,7 +93,7 @@ impl BoxofficeBrowse {
     }
 
     /// Waits until a search by city lists every event of the catalogue in that city.
-    async fn wait_searchable(&self, catalogue: &[EventSpec]) -> Result<(), TargetError> {
+    async fn wait_searchable(&self, catalogue: &[CatalogEvent]) -> Result<(), TargetError> {
         let deadline = Instant::now() + SEARCHABLE_TIMEOUT;
         let mut cities: Vec<(&str, usize)> = Vec::new();
         for spec in catalogue {
@@ -141,10 +142,10 @@ impl BrowseStore for BoxofficeBrowse {
         true
     }
 
-    async fn load(&self, catalogue: &[EventSpec]) -> Result<Vec<String>, TargetError> {
+    async fn load(&self, catalogue: &[CatalogEvent]) -> Result<Vec<String>, TargetError> {
         let admin = self.target.token("browse-bench-admin", "admin").await?;
         let venues = Arc::new(self.venues(&admin).await?);
-        let catalogue: Arc<Vec<EventSpec>> = Arc::new(catalogue.to_vec());
+        let catalogue: Arc<Vec<CatalogEvent>> = Arc::new(catalogue.to_vec());
         let next = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::new();
         for _ in 0..self.load_concurrency.max(1) {

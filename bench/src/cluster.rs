@@ -48,7 +48,7 @@ struct NodeProcess {
     process: Option<Process>,
 }
 
-pub struct Cluster {
+pub struct ClusterProcesses {
     exe: PathBuf,
     secret: String,
     shard_count: u32,
@@ -96,7 +96,7 @@ enum Search {
     Indexer,
 }
 
-impl Cluster {
+impl ClusterProcesses {
     /// Starts `nodes` nodes, creates the cluster (`shards` shards, replication min(3, nodes)) and
     /// starts one api with dev tokens and `extra_api_args`. Returns the cluster and the api's URL;
     /// the api may not be ready yet.
@@ -105,19 +105,19 @@ impl Cluster {
         nodes: usize,
         shards: u32,
         extra_api_args: &[&str],
-    ) -> Result<(Cluster, String), TargetError> {
-        Cluster::start_with(exe, nodes, shards, extra_api_args, Search::Off).await
+    ) -> Result<(ClusterProcesses, String), TargetError> {
+        ClusterProcesses::start_with(exe, nodes, shards, extra_api_args, Search::Off).await
     }
 
-    /// As [`Cluster::start`], plus a `boxoffice indexer` (embedded index, its own data
+    /// As [`ClusterProcesses::start`], plus a `boxoffice indexer` (embedded index, its own data
     /// directory) that the api answers `GET /v1/search` through (`--search-url`).
     pub async fn start_searchable(
         exe: &Path,
         nodes: usize,
         shards: u32,
         extra_api_args: &[&str],
-    ) -> Result<(Cluster, String), TargetError> {
-        Cluster::start_with(exe, nodes, shards, extra_api_args, Search::Indexer).await
+    ) -> Result<(ClusterProcesses, String), TargetError> {
+        ClusterProcesses::start_with(exe, nodes, shards, extra_api_args, Search::Indexer).await
     }
 
     async fn start_with(
@@ -126,12 +126,12 @@ impl Cluster {
         shards: u32,
         extra_api_args: &[&str],
         search: Search,
-    ) -> Result<(Cluster, String), TargetError> {
+    ) -> Result<(ClusterProcesses, String), TargetError> {
         if !(1..=CLUSTER_NODES_MAX).contains(&nodes) {
             return Err(spawn_error(format!("a bench cluster has 1 to {CLUSTER_NODES_MAX} nodes, not {nodes}")));
         }
         let root = tempfile::Builder::new().prefix("boxoffice-bench-").tempdir().map_err(spawn_error)?;
-        let cluster = Cluster {
+        let cluster = ClusterProcesses {
             exe: exe.to_owned(),
             secret: random_hex(SECRET_HEX_LEN),
             shard_count: shards,
@@ -330,7 +330,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-impl Drop for Cluster {
+impl Drop for ClusterProcesses {
     fn drop(&mut self) {
         // The api and the indexer first, so they see no node vanish under them.
         drop(lock(&self.api).take());

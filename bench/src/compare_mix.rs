@@ -6,11 +6,12 @@
 use std::sync::Arc;
 
 use crate::browse::BoxofficeBrowse;
+use crate::catalogue::MIXED_SEARCH_SHARE;
 use crate::compare::ratio;
 use crate::error::TargetError;
 use crate::etcd::EtcdStore;
 use crate::mix::BrowseBenchConfig;
-use crate::mix::{run_mix, BrowseStore, MixFigures, MIXED_SEARCH_SHARE};
+use crate::mix::{run_mix, BrowseStore, MixFigures};
 use crate::postgres::PostgresStore;
 use crate::report::print_table;
 use crate::target::{stop, Target};
@@ -238,7 +239,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::mix::{I1Check, RunFigures};
+    use crate::ledger::I1Check;
+    use crate::mix::RunFigures;
 
     fn figures(reads: usize, searches: usize) -> MixFigures {
         let mut paced = RunFigures::default();

@@ -13,12 +13,13 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde_json::{json, Value};
 
+use crate::catalogue::{
+    CatalogEvent, GENERAL_CAPACITY, GENERAL_PRICE, GENERAL_SECTION, ROWS, SEATED_PRICE, SEATED_SECTION,
+    SEATS_PER_EVENT, SEATS_PER_ROW,
+};
 use crate::error::TargetError;
 use crate::etcd::{b64, held_value, hold_txn, range_count, seat_range, txn_succeeded, EtcdStore};
-use crate::mix::{
-    Answered, BrowseStore, EventSpec, GENERAL_CAPACITY, GENERAL_PRICE, GENERAL_SECTION, ROWS, SEATED_PRICE,
-    SEATED_SECTION, SEATS_PER_EVENT, SEATS_PER_ROW,
-};
+use crate::mix::{Answered, BrowseStore};
 use crate::postgres::unique_event_id;
 use crate::sale::{HoldOutcome, SaleStore};
 
@@ -31,7 +32,7 @@ pub fn event_key(event: &str) -> String {
 }
 
 /// The event's JSON, as its key keeps it.
-pub fn event_value(event: &str, spec: &EventSpec) -> String {
+pub fn event_value(event: &str, spec: &CatalogEvent) -> String {
     json!({
         "event_id": event, "name": spec.name, "description": spec.description, "category": spec.category,
         "performers": [spec.performer], "venue": spec.venue, "city": spec.city, "starts_at": spec.starts_at(),
@@ -96,7 +97,7 @@ impl BrowseStore for EtcdStore {
         SaleStore::describe(self)
     }
 
-    async fn load(&self, catalogue: &[EventSpec]) -> Result<Vec<String>, TargetError> {
+    async fn load(&self, catalogue: &[CatalogEvent]) -> Result<Vec<String>, TargetError> {
         let run = unique_event_id();
         let ids: Vec<String> = (0..catalogue.len()).map(|n| format!("{run}-{n}")).collect();
         for (ids, specs) in ids.chunks(LOAD_TXN_PUTS).zip(catalogue.chunks(LOAD_TXN_PUTS)) {
@@ -179,7 +180,7 @@ mod tests {
 
     #[test]
     fn answers_become_sections_and_seats() {
-        let spec = crate::mix::catalogue(1, 0).remove(0);
+        let spec = crate::catalogue::catalogue(1, 0).remove(0);
         let event = b64(&event_value("e1", &spec));
         let answer = json!({"header": {}, "succeeded": true, "responses": [
             {"response_range": {"header": {}, "kvs": [{"key": b64("/events/e1"), "value": event}], "count": "1"}},

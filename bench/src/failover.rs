@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::cluster::{Cluster, GroupRow};
+use crate::cluster::{ClusterProcesses, GroupRow};
 use crate::error::TargetError;
 use crate::report::{Latencies, Report};
 use crate::target::Target;
@@ -250,7 +250,7 @@ async fn buyer(
 }
 
 /// The status row of `group` once it has a leader.
-async fn wait_for_leader(cluster: &Cluster, group: &str) -> Result<GroupRow, TargetError> {
+async fn wait_for_leader(cluster: &ClusterProcesses, group: &str) -> Result<GroupRow, TargetError> {
     let deadline = Instant::now() + LEADER_WAIT;
     loop {
         let row = cluster.group_row(group).await?;
@@ -266,7 +266,7 @@ async fn wait_for_leader(cluster: &Cluster, group: &str) -> Result<GroupRow, Tar
 
 /// When `node` was first seen at most `CAUGHT_UP_LAG_ENTRIES_MAX` entries behind the leader of
 /// `group`, polling until `deadline`.
-async fn wait_caught_up(cluster: &Cluster, group: &str, node: u64, deadline: Instant) -> Option<Instant> {
+async fn wait_caught_up(cluster: &ClusterProcesses, group: &str, node: u64, deadline: Instant) -> Option<Instant> {
     loop {
         if let Ok(row) = cluster.group_row(group).await {
             let lag = row.lag_entries.iter().find(|(id, _)| *id == node).map(|(_, lag)| *lag);
@@ -533,7 +533,7 @@ fn report(
     t: &Timeline,
     logs: &mut [BuyerLog],
     checks: &Checks,
-    cluster: &Cluster,
+    cluster: &ClusterProcesses,
 ) -> Report {
     let mut latency = Latencies::default();
     for log in logs.iter_mut() {

@@ -1,6 +1,7 @@
 //! Load generators. Each scenario runs against a server over real HTTP and prints figures.
 
 mod browse;
+mod catalogue;
 mod cluster;
 mod compare;
 mod compare_mix;
@@ -9,6 +10,7 @@ mod etcd;
 mod etcd_browse;
 mod failover;
 mod flash_sale;
+mod ledger;
 mod mix;
 mod pace;
 mod postgres;
@@ -20,14 +22,16 @@ mod search;
 mod target;
 
 pub use browse::run as browse;
-pub use cluster::{Cluster, GroupRow, CLUSTER_NODES_MAX};
+pub use catalogue::{CatalogEvent, SearchQuery};
+pub use cluster::{ClusterProcesses, GroupRow, CLUSTER_NODES_MAX};
 pub use compare::{run as compare, CompareConfig, Comparison};
 pub use compare_mix::{compare_browse, compare_mixed, MixComparison};
 pub use error::TargetError;
 pub use etcd::EtcdStore;
 pub use failover::{run as failover, FailoverConfig, FailoverConfigError, FAILOVER_NODES};
 pub use flash_sale::{run as flash_sale, run_paced as flash_sale_paced, BoxofficeStore};
-pub use mix::{run_mix, BrowseBenchConfig, BrowseStore, EventSpec, I1Check, MixFigures, RunFigures, SearchQuery};
+pub use ledger::I1Check;
+pub use mix::{run_mix, BrowseBenchConfig, BrowseStore, MixFigures, RunFigures};
 pub use pace::{open_loop, Paced};
 pub use postgres::{PostgresStore, POSTGRES_CONNECTIONS_MAX};
 pub use queue::{run as queue, QueueBenchConfig};

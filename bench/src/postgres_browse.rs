@@ -12,11 +12,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::json;
 use tokio_postgres::types::ToSql;
 
-use crate::error::TargetError;
-use crate::mix::{
-    event_seat_ids, Answered, BrowseStore, EventSpec, SearchQuery, GENERAL_CAPACITY, GENERAL_PRICE, GENERAL_SECTION,
-    ROWS, SEARCH_RESULTS, SEATED_PRICE, SEATED_SECTION, SEATS_PER_ROW,
+use crate::catalogue::{
+    event_seat_ids, CatalogEvent, SearchQuery, GENERAL_CAPACITY, GENERAL_PRICE, GENERAL_SECTION, ROWS, SEARCH_RESULTS,
+    SEATED_PRICE, SEATED_SECTION, SEATS_PER_ROW,
 };
+use crate::error::TargetError;
+use crate::mix::{Answered, BrowseStore};
 use crate::postgres::{count_taken, db_error, delete_events, hold_on, unique_event_id, PostgresStore};
 use crate::sale::{HoldOutcome, SaleStore};
 
@@ -122,11 +123,11 @@ impl PostgresStore {
         Ok(true)
     }
 
-    async fn insert_events(&self, ids: &[String], catalogue: &[EventSpec]) -> Result<(), TargetError> {
+    async fn insert_events(&self, ids: &[String], catalogue: &[CatalogEvent]) -> Result<(), TargetError> {
         let connection = self.pooled(0).await;
         let sections = sections_json();
         for (ids, specs) in ids.chunks(LOAD_BATCH_ROWS).zip(catalogue.chunks(LOAD_BATCH_ROWS)) {
-            let column = |f: fn(&EventSpec) -> String| specs.iter().map(f).collect::<Vec<String>>();
+            let column = |f: fn(&CatalogEvent) -> String| specs.iter().map(f).collect::<Vec<String>>();
             let names = column(|e| e.name.clone());
             let descriptions = column(|e| e.description.clone());
             let categories = column(|e| e.category.to_owned());
@@ -160,7 +161,7 @@ impl BrowseStore for PostgresStore {
         true
     }
 
-    async fn load(&self, catalogue: &[EventSpec]) -> Result<Vec<String>, TargetError> {
+    async fn load(&self, catalogue: &[CatalogEvent]) -> Result<Vec<String>, TargetError> {
         let run = unique_event_id();
         let ids: Vec<String> = (0..catalogue.len()).map(|n| format!("{run}-{n}")).collect();
         self.insert_events(&ids, catalogue).await?;

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use harness::Process;
 
-use crate::cluster::{spawn_until_announced, Cluster};
+use crate::cluster::{spawn_until_announced, ClusterProcesses};
 use crate::error::TargetError;
 
 /// How long a started server may take to answer `/readyz` with 200 (every group led).
@@ -32,7 +32,7 @@ enum Server {
         _process: Process,
         _dir: tempfile::TempDir,
     },
-    Cluster(Cluster),
+    Cluster(ClusterProcesses),
 }
 
 impl Target {
@@ -61,7 +61,7 @@ impl Target {
         shards: u32,
         extra_api_args: &[&str],
     ) -> Result<Target, TargetError> {
-        Target::ready_cluster(Cluster::start(exe, nodes, shards, extra_api_args).await?).await
+        Target::ready_cluster(ClusterProcesses::start(exe, nodes, shards, extra_api_args).await?).await
     }
 
     /// As [`Target::spawn_cluster`], with a `boxoffice indexer` that the api answers
@@ -72,11 +72,11 @@ impl Target {
         shards: u32,
         extra_api_args: &[&str],
     ) -> Result<Target, TargetError> {
-        Target::ready_cluster(Cluster::start_searchable(exe, nodes, shards, extra_api_args).await?).await
+        Target::ready_cluster(ClusterProcesses::start_searchable(exe, nodes, shards, extra_api_args).await?).await
     }
 
     /// The target of a started cluster, once its api is ready.
-    async fn ready_cluster((cluster, url): (Cluster, String)) -> Result<Target, TargetError> {
+    async fn ready_cluster((cluster, url): (ClusterProcesses, String)) -> Result<Target, TargetError> {
         let target = Target { url, http: client(), server: Server::Cluster(cluster) };
         target.wait_ready().await?;
         Ok(target)
@@ -88,7 +88,7 @@ impl Target {
     }
 
     /// The cluster the bench started, for scenarios that kill and restart its nodes.
-    pub fn cluster(&self) -> Option<&Cluster> {
+    pub fn cluster(&self) -> Option<&ClusterProcesses> {
         match &self.server {
             Server::Cluster(c) => Some(c),
             Server::Existing | Server::Dev { .. } => None,

@@ -4,14 +4,32 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use raft_store::{Command, GroupId, Layout, NodeId, NodeStatus, Outcome, Proposal};
-
-use node::call_leader;
-use node::RpcNodeClient;
-use node::{NodeClient, NodeReply, NodeRequest, NodeStatusReply};
+use node::{call_leader, CallError, NodeClient, NodeReply, NodeRequest, NodeStatusReply, RpcNodeClient};
+use node::{TransportError, WireError};
+use raft_store::{Command, GroupId, Layout, NodeId, NodeStatus, Outcome, Proposal, Refusal};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const INIT_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterCliError {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error(transparent)]
+    Leader(#[from] CallError),
+    #[error("the node refused: {0}")]
+    Node(WireError),
+    #[error("unexpected reply: {0}")]
+    Unexpected(String),
+    #[error("no node reachable from {0} knows a cluster layout (not initialized?)")]
+    NoLayout(String),
+    #[error("the cluster refused the change: {0:?}")]
+    Refused(Refusal),
+    #[error("node {id} at {addr} cannot join: {source}")]
+    Join { id: NodeId, addr: String, source: Box<ClusterCliError> },
+    #[error("the cluster did not settle within {0:?}")]
+    Unsettled(Duration),
+}
 
 pub struct Cli {
     client: RpcNodeClient,
@@ -19,25 +37,25 @@ pub struct Cli {
     node: String,
 }
 
-fn unexpected(reply: NodeReply) -> String {
+fn unexpected(reply: NodeReply) -> ClusterCliError {
     match reply {
-        NodeReply::Error(e) => e.to_string(),
-        other => format!("unexpected reply: {other:?}"),
+        NodeReply::Error(e) => ClusterCliError::Node(e),
+        other => ClusterCliError::Unexpected(format!("{other:?}")),
     }
 }
 
 impl Cli {
-    pub fn new(node: &str, secret: &str) -> Result<Cli, String> {
-        Ok(Cli { client: RpcNodeClient::new(secret), node: node.to_owned() })
+    pub fn new(node: &str, secret: &str) -> Cli {
+        Cli { client: RpcNodeClient::new(secret), node: node.to_owned() }
     }
 
-    async fn call(&self, addr: &str, request: NodeRequest, timeout: Duration) -> Result<NodeReply, String> {
-        self.client.call(addr, request, timeout).await.map_err(|e| e.to_string())
+    async fn call(&self, addr: &str, request: NodeRequest, timeout: Duration) -> Result<NodeReply, ClusterCliError> {
+        Ok(self.client.call(addr, request, timeout).await?)
     }
 
     /// The newest layout the cluster's nodes report: asked of the given node, the peers it knows
     /// and every node the layout names (a node can lag, or hold no meta replica at all).
-    pub async fn layout(&self) -> Result<Layout, String> {
+    pub async fn layout(&self) -> Result<Layout, ClusterCliError> {
         let mut to_ask = vec![self.node.clone()];
         let mut asked = std::collections::BTreeSet::new();
         let mut newest: Option<Layout> = None;
@@ -57,7 +75,7 @@ impl Cli {
                 }
             }
         }
-        newest.ok_or_else(|| format!("no node reachable from {} knows a cluster layout (not initialized?)", self.node))
+        newest.ok_or_else(|| ClusterCliError::NoLayout(self.node.clone()))
     }
 
     pub async fn init(
@@ -65,7 +83,7 @@ impl Cli {
         nodes: Vec<(NodeId, String)>,
         shard_count: u32,
         replication: u32,
-    ) -> Result<String, String> {
+    ) -> Result<String, ClusterCliError> {
         let request = NodeRequest::InitCluster { nodes, shard_count, replication };
         match self.call(&self.node, request, INIT_TIMEOUT).await? {
             NodeReply::Layout(Some(layout)) => Ok(format!(
@@ -78,33 +96,34 @@ impl Cli {
         }
     }
 
-    async fn propose_meta(&self, layout: &Layout, command: Command) -> Result<Layout, String> {
+    async fn propose_meta(&self, layout: &Layout, command: Command) -> Result<Layout, ClusterCliError> {
         let candidates: Vec<(NodeId, String)> = layout.active().map(|n| (n.id, n.addr.clone())).collect();
         let proposal = Proposal { request_id: None, fingerprint: 0, command };
         let request =
             move || NodeRequest::Propose { group: GroupId::META, proposal: proposal.clone(), quick_refusal: false };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let noop = |_: NodeId, _: Option<String>| {};
-        let (_, reply) = call_leader(&self.client, GroupId::META, &candidates, &request, CALL_TIMEOUT, deadline, &noop)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (_, reply) =
+            call_leader(&self.client, GroupId::META, &candidates, &request, CALL_TIMEOUT, deadline, &noop).await?;
         match reply {
             NodeReply::Outcome(Outcome::Layout(layout)) => Ok(*layout),
-            NodeReply::Outcome(Outcome::Refused(r)) => Err(format!("refused: {r:?}")),
+            NodeReply::Outcome(Outcome::Refused(r)) => Err(ClusterCliError::Refused(r)),
             other => Err(unexpected(other)),
         }
     }
 
-    pub async fn add_node(&self, id: NodeId, addr: &str) -> Result<Layout, String> {
+    pub async fn add_node(&self, id: NodeId, addr: &str) -> Result<Layout, ClusterCliError> {
         let layout = self.layout().await?;
-        match self.call(addr, NodeRequest::Join { shard_count: layout.shard_count }, CALL_TIMEOUT).await? {
-            NodeReply::Done => {}
-            other => return Err(format!("node {id} at {addr} cannot join: {}", unexpected(other))),
+        let join = |source| ClusterCliError::Join { id, addr: addr.to_owned(), source: Box::new(source) };
+        match self.call(addr, NodeRequest::Join { shard_count: layout.shard_count }, CALL_TIMEOUT).await {
+            Ok(NodeReply::Done) => {}
+            Ok(other) => return Err(join(unexpected(other))),
+            Err(e) => return Err(join(e)),
         }
         self.propose_meta(&layout, Command::AddNode { id, addr: addr.to_owned() }).await
     }
 
-    pub async fn remove_node(&self, id: NodeId) -> Result<Layout, String> {
+    pub async fn remove_node(&self, id: NodeId) -> Result<Layout, ClusterCliError> {
         let layout = self.layout().await?;
         self.propose_meta(&layout, Command::DrainNode { id }).await
     }
@@ -112,7 +131,7 @@ impl Cli {
     /// Waits until a layout at least as new as `since` has no replica move left and no node
     /// draining. (The node asked may apply the meta log a moment after the leader: an older
     /// layout says nothing about the change just made.)
-    pub async fn wait_balanced(&self, since: u64, timeout: Duration) -> Result<Layout, String> {
+    pub async fn wait_balanced(&self, since: u64, timeout: Duration) -> Result<Layout, ClusterCliError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if let Ok(layout) = self.layout().await {
@@ -122,16 +141,16 @@ impl Cli {
                 }
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err("the cluster did not settle in time".into());
+                return Err(ClusterCliError::Unsettled(timeout));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 
     /// Nodes, shards, leaders, replicas, lag and health, as a text report.
-    pub async fn status(&self) -> Result<String, String> {
+    pub async fn status(&self) -> Result<String, ClusterCliError> {
         let layout = self.layout().await?;
-        let mut statuses: BTreeMap<NodeId, Result<NodeStatusReply, String>> = BTreeMap::new();
+        let mut statuses: BTreeMap<NodeId, Result<NodeStatusReply, ClusterCliError>> = BTreeMap::new();
         for n in layout.nodes.values().filter(|n| n.status != NodeStatus::Removed) {
             let status = match self.call(&n.addr, NodeRequest::Status, Duration::from_secs(3)).await {
                 Ok(NodeReply::Status(s)) => Ok(s),
@@ -144,7 +163,7 @@ impl Cli {
     }
 }
 
-fn render_status(layout: &Layout, statuses: &BTreeMap<NodeId, Result<NodeStatusReply, String>>) -> String {
+fn render_status(layout: &Layout, statuses: &BTreeMap<NodeId, Result<NodeStatusReply, ClusterCliError>>) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -222,30 +241,41 @@ fn render_status(layout: &Layout, statuses: &BTreeMap<NodeId, Result<NodeStatusR
     out
 }
 
-/// Parses `1=127.0.0.1:7001,2=127.0.0.1:7002`.
-pub fn parse_nodes(text: &str) -> Result<Vec<(NodeId, String)>, String> {
-    text.split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|pair| {
-            let (id, addr) = pair.trim().split_once('=').ok_or_else(|| format!("`{pair}` is not ID=ADDRESS"))?;
-            let id: NodeId = id.trim().parse().map_err(|_| format!("`{id}` is not a node id"))?;
-            if id == 0 {
-                return Err("node ids start at 1".into());
+/// The nodes of `cluster init`: `1=127.0.0.1:7001,2=127.0.0.1:7002`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeList(pub Vec<(NodeId, String)>);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NodeListError {
+    #[error("`{0}` is not ID=ADDRESS")]
+    NotAPair(String),
+    #[error("`{0}` is not a node id (ids start at 1)")]
+    BadId(String),
+}
+
+impl NodeList {
+    pub fn parse(text: &str) -> Result<NodeList, NodeListError> {
+        let pairs = text.split(',').filter(|s| !s.trim().is_empty()).map(|pair| {
+            let (id, addr) = pair.trim().split_once('=').ok_or_else(|| NodeListError::NotAPair(pair.to_owned()))?;
+            match id.trim().parse::<NodeId>() {
+                Ok(id) if id > 0 => Ok((id, addr.trim().to_owned())),
+                _ => Err(NodeListError::BadId(id.to_owned())),
             }
-            Ok((id, addr.trim().to_owned()))
-        })
-        .collect()
+        });
+        Ok(NodeList(pairs.collect::<Result<_, _>>()?))
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_nodes;
+    use super::{NodeList, NodeListError};
 
     #[test]
     fn node_lists_parse_and_bad_ones_are_refused() {
-        assert_eq!(parse_nodes("1=a:1, 2=b:2").unwrap(), vec![(1, "a:1".to_string()), (2, "b:2".to_string())]);
-        assert!(parse_nodes("a:1").is_err());
-        assert!(parse_nodes("x=a:1").is_err());
-        assert!(parse_nodes("0=a:1").is_err());
+        let parsed = NodeList::parse("1=a:1, 2=b:2").unwrap();
+        assert_eq!(parsed, NodeList(vec![(1, "a:1".to_string()), (2, "b:2".to_string())]));
+        assert_eq!(NodeList::parse("a:1"), Err(NodeListError::NotAPair("a:1".into())));
+        assert_eq!(NodeList::parse("x=a:1"), Err(NodeListError::BadId("x".into())));
+        assert_eq!(NodeList::parse("0=a:1"), Err(NodeListError::BadId("0".into())));
     }
 }

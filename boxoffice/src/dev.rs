@@ -5,13 +5,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::{ApiConfig, ApiState, SandboxPayments};
+use api::{ApiState, SandboxPayments};
 use raft_store::SledKv;
 use seams::MetricsRender;
 
 use node::now_ms;
 
+use crate::error::ServeError;
 use crate::process::{flush_stdout, no_delay, shutdown_signal};
+use crate::settings::EdgeArgs;
 use node::LocalCluster;
 use node::NoPeers;
 use node::{Node, NodeSetup, RaftTuning};
@@ -26,33 +28,14 @@ pub struct DevOptions {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
     pub demo: bool,
-    pub hold_ttl: Duration,
     pub shards: u32,
     pub jwt_secret: Option<String>,
-    pub body_limit_bytes: usize,
-    pub read_cache: api::ReadCacheConfig,
-    pub limits: api::LimitsConfig,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum DevError {
-    #[error("data directory {0}: {1}")]
-    DataDir(PathBuf, std::io::Error),
-    #[error("storage: {0}")]
-    Storage(String),
-    #[error(transparent)]
-    Node(#[from] node::NodeError),
-    #[error("demo data: {0}")]
-    Demo(#[from] crate::demo::SeedError),
-    #[error("listen on {0}: {1}")]
-    Listen(SocketAddr, std::io::Error),
-    #[error("server: {0}")]
-    Serve(std::io::Error),
+    pub edge: EdgeArgs,
 }
 
 /// The dev signing key: given, or generated once and kept in the data directory so tokens
 /// survive restarts.
-fn dev_jwt_secret(data_dir: &Path, given: Option<String>) -> Result<String, DevError> {
+fn dev_jwt_secret(data_dir: &Path, given: Option<String>) -> Result<String, ServeError> {
     if let Some(secret) = given {
         return Ok(secret);
     }
@@ -61,19 +44,19 @@ fn dev_jwt_secret(data_dir: &Path, given: Option<String>) -> Result<String, DevE
         Ok(secret) if !secret.trim().is_empty() => return Ok(secret.trim().to_owned()),
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(DevError::DataDir(path, e)),
+        Err(e) => return Err(ServeError::DataDir { path, source: e }),
     }
     let secret: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
-    std::fs::write(&path, &secret).map_err(|e| DevError::DataDir(path, e))?;
+    std::fs::write(&path, &secret).map_err(ServeError::data_dir(path))?;
     Ok(secret)
 }
 
-pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), DevError> {
-    std::fs::create_dir_all(&opts.data_dir).map_err(|e| DevError::DataDir(opts.data_dir.clone(), e))?;
+pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), ServeError> {
+    std::fs::create_dir_all(&opts.data_dir).map_err(ServeError::data_dir(&opts.data_dir))?;
     let jwt_secret = dev_jwt_secret(&opts.data_dir, opts.jwt_secret.clone())?;
-    let kv = SledKv::open(&opts.data_dir.join("db"), DEV_CACHE_BYTES).map_err(|e| DevError::Storage(e.to_string()))?;
-    let listener = tokio::net::TcpListener::bind(opts.addr).await.map_err(|e| DevError::Listen(opts.addr, e))?;
-    let addr = listener.local_addr().map_err(|e| DevError::Listen(opts.addr, e))?;
+    let kv = SledKv::open(&opts.data_dir.join("db"), DEV_CACHE_BYTES)?;
+    let listener = tokio::net::TcpListener::bind(opts.addr).await.map_err(ServeError::listen(opts.addr))?;
+    let addr = listener.local_addr().map_err(ServeError::listen(opts.addr))?;
 
     let node = Node::start(NodeSetup {
         node_id: 1,
@@ -98,20 +81,12 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), DevErro
 
     // The indexer runs in process: it follows every shard's change feed into the embedded index,
     // which serves `GET /v1/search`.
-    let index =
-        indexer::EmbeddedIndex::open(&opts.data_dir.join("search")).map_err(|e| DevError::Storage(e.to_string()))?;
+    let index = indexer::EmbeddedIndex::open(&opts.data_dir.join("search"))?;
     let follower = indexer::Follower::start(cluster.clone(), index.clone(), indexer::FollowerConfig::default());
 
-    let config = ApiConfig {
-        dev_tokens: true,
-        hold_ttl: opts.hold_ttl,
-        body_limit_bytes: opts.body_limit_bytes,
-        read_cache: opts.read_cache.clone(),
-        limits: opts.limits.clone(),
-        ..ApiConfig::new(jwt_secret)
-    };
+    let config = opts.edge.api_config(jwt_secret, true);
     let metrics = crate::telemetry::with_node_gauges(&node, metrics);
-    let state = ApiState::new(cluster, config, Arc::new(SandboxPayments), metrics).with_search(index);
+    let state = ApiState::new(cluster, config.clone(), Arc::new(SandboxPayments), metrics)?.with_search(index);
     let app = api::router(state.clone());
     let background = state.start_background();
 
@@ -119,11 +94,8 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), DevErro
         %addr,
         data_dir = %opts.data_dir.display(),
         shards = node.shard_count().unwrap_or(opts.shards),
-        hold_ttl = %humantime::format_duration(opts.hold_ttl),
-        jwt_secret = "****",
         demo = opts.demo,
-        read_cache = ?opts.read_cache,
-        limits = ?opts.limits,
+        api = ?config,
         "boxoffice dev configuration"
     );
     print_banner(addr, &opts);
@@ -134,7 +106,7 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), DevErro
     drop(background);
     follower.stop().await;
     node.shutdown().await;
-    served.map_err(DevError::Serve)
+    served.map_err(ServeError::Serve)
 }
 
 fn print_banner(addr: SocketAddr, opts: &DevOptions) {
@@ -143,7 +115,7 @@ fn print_banner(addr: SocketAddr, opts: &DevOptions) {
     println!("boxoffice: listening on {url}");
     println!();
     println!("  Boxoffice dev is running: one node, {} shards, data in {}", opts.shards, opts.data_dir.display());
-    println!("  Holds last {}. Dev tokens are on.", humantime::format_duration(opts.hold_ttl));
+    println!("  Holds last {}. Dev tokens are on.", opts.edge.hold_ttl);
     println!();
     println!("  Browse the events:   curl -s {url}/v1/events");
     println!(

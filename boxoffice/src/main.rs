@@ -6,9 +6,11 @@ mod cluster_cli;
 mod config;
 mod demo;
 mod dev;
+mod error;
 mod http;
 mod process;
 mod serve;
+mod settings;
 mod telemetry;
 
 /// mimalloc rather than glibc's allocator: request handling allocates many small, short-lived

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api::{ApiConfig, ApiState, SandboxPayments};
+
+use crate::error::ServeError;
 use raft_store::{NodeId, SledKv};
 use seams::MetricsRender;
 
@@ -14,22 +16,6 @@ use crate::process::{flush_stdout, no_delay, shutdown_signal};
 use node::Router;
 use node::{Handler, RpcNodeClient, SplitListener};
 use node::{Node, NodeSetup, RaftTuning};
-
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error("data directory {0}: {1}")]
-    DataDir(PathBuf, std::io::Error),
-    #[error("storage: {0}")]
-    Storage(String),
-    #[error(transparent)]
-    Node(#[from] node::NodeError),
-    #[error("listen on {0}: {1}")]
-    Listen(SocketAddr, std::io::Error),
-    #[error("server: {0}")]
-    Serve(std::io::Error),
-    #[error("{0}")]
-    Config(String),
-}
 
 #[derive(Clone, Debug)]
 pub struct NodeOptions {
@@ -46,15 +32,11 @@ pub struct NodeOptions {
 }
 
 pub async fn run_node(opts: NodeOptions, metrics: MetricsRender) -> Result<(), ServeError> {
-    if opts.cluster_secret.len() < 16 {
-        return Err(ServeError::Config("the cluster secret is at least 16 characters".into()));
-    }
-    std::fs::create_dir_all(&opts.data_dir).map_err(|e| ServeError::DataDir(opts.data_dir.clone(), e))?;
-    let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(|e| ServeError::Listen(opts.listen, e))?;
-    let bound = listener.local_addr().map_err(|e| ServeError::Listen(opts.listen, e))?;
+    std::fs::create_dir_all(&opts.data_dir).map_err(ServeError::data_dir(&opts.data_dir))?;
+    let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(ServeError::listen(opts.listen))?;
+    let bound = listener.local_addr().map_err(ServeError::listen(opts.listen))?;
     let advertise = opts.advertise.clone().unwrap_or_else(|| bound.to_string());
-    let kv =
-        SledKv::open(&opts.data_dir.join("db"), opts.cache_bytes).map_err(|e| ServeError::Storage(e.to_string()))?;
+    let kv = SledKv::open(&opts.data_dir.join("db"), opts.cache_bytes)?;
     let client = Arc::new(RpcNodeClient::new(&opts.cluster_secret));
     let node = Node::start(NodeSetup {
         node_id: opts.node_id,
@@ -110,13 +92,8 @@ pub struct ApiOptions {
     /// Nodes to learn the cluster from (any subset).
     pub nodes: Vec<String>,
     pub cluster_secret: String,
-    pub jwt_secret: String,
-    pub dev_tokens: bool,
-    pub hold_ttl: Duration,
-    pub body_limit_bytes: usize,
+    pub api: ApiConfig,
     pub search: SearchSource,
-    pub read_cache: api::ReadCacheConfig,
-    pub limits: api::LimitsConfig,
 }
 
 /// What a process in front of a cluster starts with: its listener, the address it got, and a
@@ -126,11 +103,8 @@ async fn listen_and_connect(
     nodes: &[String],
     cluster_secret: &str,
 ) -> Result<(tokio::net::TcpListener, SocketAddr, Arc<Router>), ServeError> {
-    if nodes.is_empty() {
-        return Err(ServeError::Config("give at least one node address (--nodes)".into()));
-    }
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| ServeError::Listen(listen, e))?;
-    let bound = listener.local_addr().map_err(|e| ServeError::Listen(listen, e))?;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(ServeError::listen(listen))?;
+    let bound = listener.local_addr().map_err(ServeError::listen(listen))?;
     let client = Arc::new(RpcNodeClient::new(cluster_secret));
     Ok((listener, bound, Router::new(client, nodes.to_vec())))
 }
@@ -141,36 +115,20 @@ pub async fn run_api(opts: ApiOptions, metrics: MetricsRender) -> Result<(), Ser
         tracing::warn!(error = %e, "the cluster is not reachable yet; retrying in the background");
     }
     router.spawn_refresher();
-    let config = ApiConfig {
-        dev_tokens: opts.dev_tokens,
-        hold_ttl: opts.hold_ttl,
-        body_limit_bytes: opts.body_limit_bytes,
-        read_cache: opts.read_cache.clone(),
-        limits: opts.limits.clone(),
-        ..ApiConfig::new(opts.jwt_secret.clone())
-    };
-    let state = ApiState::new(router, config, Arc::new(SandboxPayments), metrics);
+    let state = ApiState::new(router, opts.api.clone(), Arc::new(SandboxPayments), metrics)?;
     let state = match &opts.search {
         SearchSource::None => state,
-        SearchSource::Indexer { url } => state.with_search(Arc::new(
-            indexer::RemoteSearch::new(url, &opts.cluster_secret).map_err(|e| ServeError::Config(e.to_string()))?,
-        )),
-        SearchSource::Elastic(config) => {
-            let index =
-                indexer::ElasticIndex::connect(config.clone()).await.map_err(|e| ServeError::Config(e.to_string()))?;
-            state.with_search(index)
+        SearchSource::Indexer { url } => {
+            state.with_search(Arc::new(indexer::RemoteSearch::new(url, &opts.cluster_secret)?))
         }
+        SearchSource::Elastic(config) => state.with_search(indexer::ElasticIndex::connect(config.clone()).await?),
     };
     tracing::info!(
         %bound,
         nodes = ?opts.nodes,
-        dev_tokens = opts.dev_tokens,
         search = ?search_name(&opts.search),
-        hold_ttl = %humantime::format_duration(opts.hold_ttl),
-        read_cache = ?opts.read_cache,
-        limits = ?opts.limits,
+        api = ?opts.api,
         cluster_secret = "****",
-        jwt_secret = "****",
         "boxoffice api configuration"
     );
     println!("boxoffice: api listening on http://{bound}");
@@ -214,13 +172,10 @@ pub async fn run_indexer(opts: IndexerOptions, metrics: MetricsRender) -> Result
     }
     router.spawn_refresher();
     let index: Arc<dyn indexer::Index> = match &opts.elastic {
-        Some(config) => {
-            indexer::ElasticIndex::connect(config.clone()).await.map_err(|e| ServeError::Config(e.to_string()))?
-        }
+        Some(config) => indexer::ElasticIndex::connect(config.clone()).await?,
         None => {
-            std::fs::create_dir_all(&opts.data_dir).map_err(|e| ServeError::DataDir(opts.data_dir.clone(), e))?;
-            indexer::EmbeddedIndex::open(&opts.data_dir.join("search"))
-                .map_err(|e| ServeError::Storage(e.to_string()))?
+            std::fs::create_dir_all(&opts.data_dir).map_err(ServeError::data_dir(&opts.data_dir))?;
+            indexer::EmbeddedIndex::open(&opts.data_dir.join("search"))?
         }
     };
     let follower = indexer::Follower::start(router, index.clone(), indexer::FollowerConfig::default());

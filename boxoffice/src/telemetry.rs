@@ -1,6 +1,9 @@
 //! Logs (tracing) and metrics (Prometheus) for the binary.
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+
+/// The metrics recorder could not be installed.
+pub type MetricsError = metrics_exporter_prometheus::BuildError;
 use seams::MetricsRender;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -33,14 +36,11 @@ const LATENCY_BUCKETS_S: &[f64] = &[
 const PROPOSALS_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
 /// Installs the global metrics recorder and returns the function that renders `/metrics`.
-pub fn install_metrics() -> Result<MetricsRender, String> {
+pub fn install_metrics() -> Result<MetricsRender, MetricsError> {
     let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS_S)
-        .map_err(|e| e.to_string())?
-        .set_buckets_for_metric(Matcher::Full("boxoffice_entry_proposals".into()), PROPOSALS_BUCKETS)
-        .map_err(|e| e.to_string())?
-        .install_recorder()
-        .map_err(|e| e.to_string())?;
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS_S)?
+        .set_buckets_for_metric(Matcher::Full("boxoffice_entry_proposals".into()), PROPOSALS_BUCKETS)?
+        .install_recorder()?;
     let upkeep = handle.clone();
     tokio::spawn(async move {
         loop {

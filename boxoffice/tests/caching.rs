@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::Cluster;
+use common::cluster::RunningCluster;
 use common::Server;
 use serde_json::json;
 
@@ -44,7 +44,7 @@ async fn an_etag_round_trip_answers_304_until_the_map_changes() {
 async fn a_seat_map_shows_holds_through_the_same_api_at_once_and_through_another_within_two_seconds() {
     // A long ttl, so only invalidation (by the write, or by the feed) can show the holds in time.
     let ttl = ["--read-cache-ttl", "30s"];
-    let mut cluster = Cluster::start(1, 2).await;
+    let mut cluster = RunningCluster::start(1, 2).await;
     let first = cluster.start_api(&ttl).await;
     let second = cluster.start_api(&ttl).await;
     let admin = first.token("ops", "admin").await;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::cluster::{cli, Cluster};
+use common::cluster::{cli, RunningCluster};
 use common::{eventually, Server};
 use raft_store::{shard_of, EventId};
 use serde_json::{json, Value};
@@ -152,7 +152,7 @@ async fn assert_every_booking_survived(api: &Server, event: &str, ledger: &Ledge
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_hot_shards_leader_loses_no_booking_and_bookings_resume_within_seconds() {
-    let mut cluster = Cluster::start(3, SHARDS).await;
+    let mut cluster = RunningCluster::start(3, SHARDS).await;
     let api = Arc::new(cluster.api());
     let admin = api.token("admin", "admin").await;
     let event = api.create_event(&admin, 8, 20, 50, json!({})).await;
@@ -212,7 +212,7 @@ async fn killing_the_hot_shards_leader_loses_no_booking_and_bookings_resume_with
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_new_node_receives_replicas_and_a_removed_node_is_drained_while_bookings_go_on() {
-    let mut cluster = Cluster::start(3, SHARDS).await;
+    let mut cluster = RunningCluster::start(3, SHARDS).await;
     let api = Arc::new(cluster.api());
     let admin = api.token("admin", "admin").await;
     let event = api.create_event(&admin, 4, 20, 50, json!({})).await;

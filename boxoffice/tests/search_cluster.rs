@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::cluster::Cluster;
+use common::cluster::RunningCluster;
 use common::eventually;
 use serde_json::json;
 
@@ -16,7 +16,7 @@ const EVENTS: usize = 120;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_indexer_mid_stream_loses_and_duplicates_nothing() {
-    let mut cluster = Cluster::start(1, 4).await;
+    let mut cluster = RunningCluster::start(1, 4).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let listen = format!("127.0.0.1:{port}");
     let mut indexer = cluster.start_indexer(&listen);

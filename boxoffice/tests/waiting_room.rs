@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
-use common::cluster::{Cluster, JWT};
+use common::cluster::{RunningCluster, JWT};
 use common::{assert_problem, Server};
 use rand::seq::SliceRandom;
 use serde_json::{json, Value};
@@ -104,7 +104,7 @@ async fn follow_stream(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_thousand_buyers_queue_for_five_hundred_seats_on_two_api_instances() {
-    let mut cluster = Cluster::start(3, 2).await;
+    let mut cluster = RunningCluster::start(3, 2).await;
     let apis = [cluster.api(), cluster.start_api(&[]).await];
     let admin = apis[0].token("boss", "admin").await;
     let opens = SystemTime::now() + OPENS_AFTER;

@@ -22,6 +22,9 @@ pub enum IndexError {
     Rejected { status: u16, detail: String },
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The HTTP client of a remote index could not be built (its TLS backend failed to load).
+    #[error("search client: {0}")]
+    Client(#[from] reqwest::Error),
     /// An earlier write panicked while holding the writer; the process should restart.
     #[error("the index writer was poisoned by a panic")]
     Poisoned,

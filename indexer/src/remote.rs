@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use seams::{BoxFuture, MetricsRender, SearchBackend, SearchError, SearchPage, SearchQuery};
 use subtle::ConstantTimeEq;
 
+use crate::error::IndexError;
 use crate::index::Index;
 
 /// Header carrying the cluster secret on calls to the indexer.
@@ -30,7 +31,7 @@ pub struct RemoteSearch {
 const SEARCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl RemoteSearch {
-    pub fn new(url: &str, secret: &str) -> Result<RemoteSearch, reqwest::Error> {
+    pub fn new(url: &str, secret: &str) -> Result<RemoteSearch, IndexError> {
         let http = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true).build()?;
         Ok(RemoteSearch { http, url: url.trim_end_matches('/').to_owned(), secret: secret.to_owned() })
     }

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use raft_store::{Answer, Command, GroupId, Layout, NodeId, NodeStatus, Outcome, Query, Refusal};
 
-use crate::host::Node;
+use crate::host::{Node, ProposeError};
 use crate::router::{call_leader, CallError};
-use crate::wire::{NodeReply, NodeRequest, WireError};
+use crate::wire::{NodeReply, NodeRequest, TransportError, WireError};
 
 /// How often the meta leader looks for a replica to move.
 const REBALANCE_TICK_MS: u64 = 1_000;
@@ -27,10 +27,75 @@ const MEMBERSHIP_CHANGE_TIMEOUT_MS: u64 = 120_000;
 const INIT_TIMEOUT_MS: u64 = 60_000;
 const CALL_TIMEOUT_MS: u64 = 10_000;
 
-fn refused(e: CallError) -> WireError {
-    match e {
-        CallError::Refused(e) => e,
-        other => WireError::Fatal(other.to_string()),
+/// Why a cluster operation failed. Each variant shows the message of the [`WireError`] it becomes
+/// when the operation was asked for by another process (`InitCluster`).
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    /// The layout asked for is not one a cluster can have; raft-store says why in words.
+    #[error("refused: {0}")]
+    InvalidLayout(String),
+    /// This node's own part failed.
+    #[error("{0}")]
+    Local(#[from] ProposeError),
+    /// Another node refused; its error is passed on as it is.
+    #[error("{source}")]
+    Peer {
+        node: NodeId,
+        #[source]
+        source: WireError,
+    },
+    #[error("refused: node {node} cannot join: {source}")]
+    JoinRefused {
+        node: NodeId,
+        #[source]
+        source: WireError,
+    },
+    #[error("{source}")]
+    Unreachable {
+        node: NodeId,
+        #[source]
+        source: TransportError,
+    },
+    /// The node that was to initialize a group could not be reached.
+    #[error("node {node}: {source}")]
+    InitGroupUnreachable {
+        node: NodeId,
+        #[source]
+        source: TransportError,
+    },
+    #[error("node {node} answered {reply:?}")]
+    Answered { node: NodeId, reply: Box<NodeReply> },
+    #[error("unexpected reply {0:?}")]
+    UnexpectedReply(Box<NodeReply>),
+    /// A group's leader could not be called.
+    #[error("{0}")]
+    Call(#[from] CallError),
+    /// The meta group refused the initial layout.
+    #[error("refused: {0:?}")]
+    LayoutRefused(Refusal),
+    /// The meta group refused a change of the layout; the state machine says why.
+    #[error("refused: {detail}")]
+    MetaRefused { detail: String },
+    #[error("unexpected outcome {0:?}")]
+    UnexpectedOutcome(Box<Outcome>),
+    #[error("empty shard")]
+    EmptyShard(u32),
+}
+
+impl From<CoordinatorError> for WireError {
+    fn from(e: CoordinatorError) -> WireError {
+        match e {
+            CoordinatorError::Local(e) => e.into(),
+            CoordinatorError::Peer { source, .. } | CoordinatorError::Call(CallError::Refused(source)) => source,
+            CoordinatorError::InvalidLayout(detail) | CoordinatorError::MetaRefused { detail } => {
+                WireError::Invalid(detail)
+            }
+            CoordinatorError::JoinRefused { node, source } => {
+                WireError::Invalid(format!("node {node} cannot join: {source}"))
+            }
+            CoordinatorError::LayoutRefused(refusal) => WireError::Invalid(format!("{refusal:?}")),
+            other => WireError::Fatal(other.to_string()),
+        }
     }
 }
 
@@ -45,44 +110,17 @@ pub async fn init_cluster(
     nodes: Vec<(NodeId, String)>,
     shard_count: u32,
     replication: u32,
-) -> Result<Layout, WireError> {
-    let layout = Layout::initial(shard_count, replication, &nodes).map_err(WireError::Invalid)?;
-    let client = node.client();
-    let timeout = Duration::from_millis(CALL_TIMEOUT_MS);
+) -> Result<Layout, CoordinatorError> {
+    let layout = Layout::initial(shard_count, replication, &nodes).map_err(CoordinatorError::InvalidLayout)?;
     for (id, addr) in &nodes {
-        let reply = if *id == node.id() {
-            node.join(shard_count).await.map(|()| NodeReply::Done)
-        } else {
-            client
-                .call(addr, NodeRequest::Join { shard_count }, timeout)
-                .await
-                .map_err(|e| WireError::Fatal(e.to_string()))
-        };
-        match reply? {
-            NodeReply::Done => {}
-            NodeReply::Error(e) => return Err(WireError::Invalid(format!("node {id} cannot join: {e}"))),
-            other => return Err(WireError::Fatal(format!("node {id} answered {other:?}"))),
-        }
+        join_node(node, *id, addr, shard_count).await?;
     }
     let (voters, _) = layout.meta_members();
     let meta_members = addrs(&layout, voters.iter().copied());
     let candidates: Vec<(NodeId, String)> = meta_members.clone().into_iter().collect();
     init_group_on(node, GroupId::META, &candidates[0], meta_members).await?;
-
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(INIT_TIMEOUT_MS);
     let command = Command::InitLayout { shard_count, replication, nodes: nodes.clone() };
-    let proposal = raft_store::Proposal { request_id: None, fingerprint: 0, command };
-    let request =
-        move || NodeRequest::Propose { group: GroupId::META, proposal: proposal.clone(), quick_refusal: false };
-    let noop = |_: NodeId, _: Option<String>| {};
-    let (_, reply) = call_leader(client.as_ref(), GroupId::META, &candidates, &request, timeout, deadline, &noop)
-        .await
-        .map_err(refused)?;
-    let layout = match reply {
-        NodeReply::Outcome(Outcome::Layout(layout)) => *layout,
-        NodeReply::Outcome(Outcome::Refused(r)) => return Err(WireError::Invalid(format!("{r:?}"))),
-        other => return Err(WireError::Fatal(format!("unexpected reply {other:?}"))),
-    };
+    let layout = record_layout(node, &candidates, command).await?;
     for (shard, replicas) in layout.placement.iter().enumerate() {
         let members = addrs(&layout, replicas.iter().copied());
         // The placement's first replica rotates over the nodes; the node that initializes a group
@@ -90,11 +128,46 @@ pub async fn init_cluster(
         let first = replicas
             .first()
             .and_then(|id| members.get(id).map(|a| (*id, a.clone())))
-            .ok_or_else(|| WireError::Fatal("empty shard".into()))?;
+            .ok_or(CoordinatorError::EmptyShard(shard as u32))?;
         init_group_on(node, GroupId::shard(shard as u32), &first, members).await?;
     }
     tracing::info!(nodes = nodes.len(), shard_count, replication, "cluster initialized");
     Ok(layout)
+}
+
+/// Has node `id` (this one or another) join a cluster of `shard_count` shards.
+async fn join_node(node: &Arc<Node>, id: NodeId, addr: &str, shard_count: u32) -> Result<(), CoordinatorError> {
+    if id == node.id() {
+        return Ok(node.join(shard_count).await?);
+    }
+    let timeout = Duration::from_millis(CALL_TIMEOUT_MS);
+    match node.client().call(addr, NodeRequest::Join { shard_count }, timeout).await {
+        Ok(NodeReply::Done) => Ok(()),
+        Ok(NodeReply::Error(source)) => Err(CoordinatorError::JoinRefused { node: id, source }),
+        Ok(other) => Err(CoordinatorError::Answered { node: id, reply: Box::new(other) }),
+        Err(source) => Err(CoordinatorError::Unreachable { node: id, source }),
+    }
+}
+
+/// Proposes the initial layout to the meta group's leader, wherever it was elected.
+async fn record_layout(
+    node: &Arc<Node>,
+    candidates: &[(NodeId, String)],
+    command: Command,
+) -> Result<Layout, CoordinatorError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(INIT_TIMEOUT_MS);
+    let proposal = raft_store::Proposal { request_id: None, fingerprint: 0, command };
+    let request =
+        move || NodeRequest::Propose { group: GroupId::META, proposal: proposal.clone(), quick_refusal: false };
+    let noop = |_: NodeId, _: Option<String>| {};
+    let timeout = Duration::from_millis(CALL_TIMEOUT_MS);
+    let (_, reply) =
+        call_leader(node.client().as_ref(), GroupId::META, candidates, &request, timeout, deadline, &noop).await?;
+    match reply {
+        NodeReply::Outcome(Outcome::Layout(layout)) => Ok(*layout),
+        NodeReply::Outcome(Outcome::Refused(r)) => Err(CoordinatorError::LayoutRefused(r)),
+        other => Err(CoordinatorError::UnexpectedReply(Box::new(other))),
+    }
 }
 
 /// Opens the group on every member, then makes `first` initialize it (and so lead it first).
@@ -103,32 +176,34 @@ async fn init_group_on(
     group: GroupId,
     (id, addr): &(NodeId, String),
     members: BTreeMap<NodeId, String>,
-) -> Result<(), WireError> {
+) -> Result<(), CoordinatorError> {
     for (member, member_addr) in members.iter().filter(|(m, _)| *m != id) {
-        let opened = if *member == node.id() {
-            node.ensure_group(group).await.map(|_| NodeReply::Done)
-        } else {
-            let request = NodeRequest::OpenGroup { group };
-            node.client()
-                .call(member_addr, request, Duration::from_millis(CALL_TIMEOUT_MS))
-                .await
-                .map_err(|e| WireError::Fatal(e.to_string()))
-        };
-        match opened? {
-            NodeReply::Done => {}
-            NodeReply::Error(e) => return Err(e),
-            other => return Err(WireError::Fatal(format!("node {member} answered {other:?}"))),
-        }
+        open_group_at(node, group, *member, member_addr).await?;
     }
     if *id == node.id() {
-        return node.init_group(group, members).await;
+        return Ok(node.init_group(group, members).await?);
     }
     let request = NodeRequest::InitGroup { group, members };
     match node.client().call(addr, request, Duration::from_millis(CALL_TIMEOUT_MS)).await {
         Ok(NodeReply::Done) => Ok(()),
-        Ok(NodeReply::Error(e)) => Err(e),
-        Ok(other) => Err(WireError::Fatal(format!("unexpected reply {other:?}"))),
-        Err(e) => Err(WireError::Fatal(format!("node {id}: {e}"))),
+        Ok(NodeReply::Error(source)) => Err(CoordinatorError::Peer { node: *id, source }),
+        Ok(other) => Err(CoordinatorError::UnexpectedReply(Box::new(other))),
+        Err(source) => Err(CoordinatorError::InitGroupUnreachable { node: *id, source }),
+    }
+}
+
+/// Has `member` (this node or another) start an empty copy of `group`.
+async fn open_group_at(node: &Arc<Node>, group: GroupId, member: NodeId, addr: &str) -> Result<(), CoordinatorError> {
+    if member == node.id() {
+        node.ensure_group(group).await?;
+        return Ok(());
+    }
+    let request = NodeRequest::OpenGroup { group };
+    match node.client().call(addr, request, Duration::from_millis(CALL_TIMEOUT_MS)).await {
+        Ok(NodeReply::Done) => Ok(()),
+        Ok(NodeReply::Error(source)) => Err(CoordinatorError::Peer { node: member, source }),
+        Ok(other) => Err(CoordinatorError::Answered { node: member, reply: Box::new(other) }),
+        Err(source) => Err(CoordinatorError::Unreachable { node: member, source }),
     }
 }
 
@@ -158,12 +233,12 @@ pub async fn rebalance_duty(node: std::sync::Weak<Node>) {
 
 /// One step: fix the meta group's membership, or carry out one replica move, or forget one
 /// drained node. `Ok(true)` when there was nothing to do: the placement is settled.
-pub async fn rebalance_once(node: &Arc<Node>) -> Result<bool, WireError> {
+pub async fn rebalance_once(node: &Arc<Node>) -> Result<bool, CoordinatorError> {
     let layout = match node.read(GroupId::META, &Query::Layout, true).await? {
         Answer::Layout(Some(layout)) => *layout,
         _ => return Ok(false),
     };
-    let meta = node.group(GroupId::META).ok_or(WireError::UnknownGroup(GroupId::META))?;
+    let meta = node.group(GroupId::META).ok_or(ProposeError::UnknownGroup(GroupId::META))?;
     let (voters, learners) = layout.meta_members();
     let membership = meta.raft.metrics().borrow().membership_config.membership().clone();
     let current_voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
@@ -200,7 +275,7 @@ pub async fn rebalance_once(node: &Arc<Node>) -> Result<bool, WireError> {
 /// replica of one of them, that other node stands for election in it. openraft 0.9 has no
 /// leadership transfer; an election won by an up-to-date replica does the same, at the cost of
 /// a moment without a leader.
-pub async fn balance_leaders(node: &Arc<Node>) -> Result<(), WireError> {
+pub async fn balance_leaders(node: &Arc<Node>) -> Result<(), CoordinatorError> {
     let Some(layout) = node.local_layout() else { return Ok(()) };
     let timeout = Duration::from_millis(CALL_TIMEOUT_MS);
     let mut leading: BTreeMap<NodeId, Vec<GroupId>> = layout.active().map(|n| (n.id, Vec::new())).collect();
@@ -217,7 +292,7 @@ pub async fn balance_leaders(node: &Arc<Node>) -> Result<(), WireError> {
         }
     }
     let Some((&busiest, groups)) = leading.iter().max_by_key(|(id, g)| (g.len(), **id)) else { return Ok(()) };
-    let (&idlest, idle) = leading.iter().min_by_key(|(id, g)| (g.len(), **id)).ok_or(WireError::NotJoined)?;
+    let (&idlest, idle) = leading.iter().min_by_key(|(id, g)| (g.len(), **id)).ok_or(ProposeError::NotJoined)?;
     if groups.len() < idle.len() + 2 {
         return Ok(());
     }
@@ -228,17 +303,17 @@ pub async fn balance_leaders(node: &Arc<Node>) -> Result<(), WireError> {
         }
     };
     let Some(&group) = groups.iter().find(|g| replicas_of(**g).contains(&idlest)) else { return Ok(()) };
-    let addr = layout.addr(idlest).ok_or(WireError::NotJoined)?.to_owned();
+    let addr = layout.addr(idlest).ok_or(ProposeError::NotJoined)?.to_owned();
     tracing::info!(%group, from = busiest, to = idlest, "moving leadership");
     match node.client().call(&addr, NodeRequest::Campaign { group }, timeout).await {
         Ok(NodeReply::Done) => Ok(()),
-        Ok(NodeReply::Error(e)) => Err(e),
-        Ok(other) => Err(WireError::Fatal(format!("{other:?}"))),
-        Err(e) => Err(WireError::Fatal(e.to_string())),
+        Ok(NodeReply::Error(source)) => Err(CoordinatorError::Peer { node: idlest, source }),
+        Ok(other) => Err(CoordinatorError::Answered { node: idlest, reply: Box::new(other) }),
+        Err(source) => Err(CoordinatorError::Unreachable { node: idlest, source }),
     }
 }
 
-async fn carry_out(node: &Arc<Node>, layout: &Layout, step: raft_store::Move) -> Result<(), WireError> {
+async fn carry_out(node: &Arc<Node>, layout: &Layout, step: raft_store::Move) -> Result<(), CoordinatorError> {
     let group = GroupId::shard(step.shard);
     tracing::info!(%group, replicas = ?step.replicas, leaving = ?step.leaving, "moving replicas");
     let voters = addrs(layout, step.replicas.iter().copied());
@@ -249,9 +324,7 @@ async fn carry_out(node: &Arc<Node>, layout: &Layout, step: raft_store::Move) ->
     let deadline = tokio::time::Instant::now() + Duration::from_millis(MEMBERSHIP_CHANGE_TIMEOUT_MS);
     let noop = |_: NodeId, _: Option<String>| {};
     let timeout = Duration::from_millis(MEMBERSHIP_CHANGE_TIMEOUT_MS);
-    call_leader(node.client().as_ref(), group, &candidates, &request, timeout, deadline, &noop)
-        .await
-        .map_err(refused)?;
+    call_leader(node.client().as_ref(), group, &candidates, &request, timeout, deadline, &noop).await?;
     propose_meta(node, Command::SetPlacement { shard: step.shard, replicas: step.replicas.clone() }).await?;
     if let Some(leaving) = step.leaving {
         drop_copy(node, layout, group, leaving).await;
@@ -263,16 +336,16 @@ async fn carry_out(node: &Arc<Node>, layout: &Layout, step: raft_store::Move) ->
 /// longer a member stays inert until its node is back to drop it.
 async fn drop_copy(node: &Arc<Node>, layout: &Layout, group: GroupId, leaving: NodeId) {
     let dropped = if leaving == node.id() {
-        node.drop_group(group).await
+        node.drop_group(group).await.map_err(CoordinatorError::from)
     } else {
         let Some(addr) = layout.addr(leaving) else { return };
         let reply =
             node.client().call(addr, NodeRequest::DropGroup { group }, Duration::from_millis(CALL_TIMEOUT_MS)).await;
         match reply {
             Ok(NodeReply::Done) => Ok(()),
-            Ok(NodeReply::Error(e)) => Err(e),
-            Ok(other) => Err(WireError::Fatal(format!("{other:?}"))),
-            Err(e) => Err(WireError::Fatal(e.to_string())),
+            Ok(NodeReply::Error(source)) => Err(CoordinatorError::Peer { node: leaving, source }),
+            Ok(other) => Err(CoordinatorError::Answered { node: leaving, reply: Box::new(other) }),
+            Err(source) => Err(CoordinatorError::Unreachable { node: leaving, source }),
         }
     };
     if let Err(e) = dropped {
@@ -280,11 +353,39 @@ async fn drop_copy(node: &Arc<Node>, layout: &Layout, group: GroupId, leaving: N
     }
 }
 
-async fn propose_meta(node: &Arc<Node>, command: Command) -> Result<(), WireError> {
+async fn propose_meta(node: &Arc<Node>, command: Command) -> Result<(), CoordinatorError> {
     match node.propose(GroupId::META, raft_store::Proposal { request_id: None, fingerprint: 0, command }, false).await?
     {
         Outcome::Layout(_) => Ok(()),
-        Outcome::Refused(Refusal::Invalid { detail } | Refusal::Conflict { detail }) => Err(WireError::Invalid(detail)),
-        other => Err(WireError::Fatal(format!("unexpected outcome {other:?}"))),
+        Outcome::Refused(Refusal::Invalid { detail } | Refusal::Conflict { detail }) => {
+            Err(CoordinatorError::MetaRefused { detail })
+        }
+        other => Err(CoordinatorError::UnexpectedOutcome(Box::new(other))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_coordinator_error_reads_the_same_after_it_crosses_the_wire() {
+        let samples = vec![
+            CoordinatorError::InvalidLayout("the replication factor is 1 to 5".into()),
+            CoordinatorError::Local(ProposeError::NotJoined),
+            CoordinatorError::Peer { node: 2, source: WireError::UnknownGroup(GroupId::META) },
+            CoordinatorError::JoinRefused { node: 2, source: WireError::Invalid("no".into()) },
+            CoordinatorError::Unreachable { node: 2, source: TransportError::Timeout("10.0.0.2:7000".into()) },
+            CoordinatorError::InitGroupUnreachable { node: 2, source: TransportError::Timeout("10.0.0.2:7000".into()) },
+            CoordinatorError::Answered { node: 2, reply: Box::new(NodeReply::Done) },
+            CoordinatorError::Call(CallError::Timeout(GroupId::META)),
+            CoordinatorError::Call(CallError::Refused(WireError::Fatal("gone".into()))),
+            CoordinatorError::MetaRefused { detail: "unknown node".into() },
+            CoordinatorError::EmptyShard(3),
+        ];
+        for e in samples {
+            let text = e.to_string();
+            assert_eq!(WireError::from(e).to_string(), text);
+        }
     }
 }

@@ -16,14 +16,14 @@ mod service;
 mod wire;
 
 pub use clock::{now_ms, Clock, MAX_OFFSET_MS_DEFAULT};
-pub use coordinator::{init_cluster, rebalance_duty, rebalance_once};
-pub use host::{Group, Node, NodeError, NodeSetup, ProposeError, RaftTuning};
+pub use coordinator::{init_cluster, rebalance_duty, rebalance_once, CoordinatorError};
+pub use host::{Group, IdentityError, InvalidRequest, Node, NodeError, NodeSetup, ProposeError, RaftTuning};
 pub use local::LocalCluster;
-pub use network::{NetworkFactory, NoPeers, RaftRpc, RaftRpcReply};
+pub use network::{NetworkFactory, NoPeers};
 pub use router::{call_leader, CallError, Router};
 #[cfg(not(madsim))]
 pub use rpc::{Handler, RpcNodeClient, SplitListener, PREAMBLE};
 pub use wire::{
-    GroupStatus, LeaderHint, NodeClient, NodeReply, NodeRequest, NodeStatusReply, RoutingReply, TransportError,
-    WireError,
+    GroupStatus, LeaderHint, NodeClient, NodeReply, NodeRequest, NodeStatusReply, RaftRpc, RaftRpcReply, RoutingReply,
+    TransportError, WireError,
 };

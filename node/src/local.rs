@@ -10,6 +10,7 @@ use raft_store::{Answer, ChangesPage, GroupId, Outcome, Proposal, Query};
 use seams::{BoxFuture, Cluster, ClusterError, Consistency, Readiness, Submit};
 
 use crate::host::{Node, ProposeError};
+use crate::wire::WireError;
 
 /// How long a request waits for a leader before the client gets 503.
 const LEADER_WAIT_MS: u64 = 10_000;
@@ -26,12 +27,13 @@ impl LocalCluster {
     }
 }
 
+/// The api's error for `e`, judged as a remote caller would judge it (the same `WireError`).
 fn to_cluster_error(e: ProposeError) -> ClusterError {
-    match e {
-        ProposeError::NotLeader { .. } => ClusterError::Unavailable("no leader".into()),
-        ProposeError::UnknownGroup(g) => ClusterError::Internal(format!("no such group {g}")),
-        ProposeError::NotJoined => ClusterError::Unavailable("the node has not joined a cluster".into()),
-        ProposeError::Invalid(e) | ProposeError::Fatal(e) => ClusterError::Internal(e),
+    match WireError::from(e) {
+        WireError::NotLeader { .. } => ClusterError::Unavailable("no leader".into()),
+        WireError::UnknownGroup(g) => ClusterError::Internal(format!("no such group {g}")),
+        WireError::NotJoined => ClusterError::Unavailable("the node has not joined a cluster".into()),
+        WireError::Invalid(e) | WireError::Fatal(e) => ClusterError::Internal(e),
     }
 }
 

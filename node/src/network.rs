@@ -1,5 +1,6 @@
-//! Raft traffic between nodes, over a [`NodeClient`]: one message type for every group, so many
-//! groups share the connections between two nodes. [`NoPeers`] is the client of a node alone.
+//! openraft's network over a [`NodeClient`]: each group's Raft traffic travels as a [`RaftRpc`]
+//! (one message type for every group, so many groups share the connections between two nodes).
+//! [`NoPeers`] is the client of a node alone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,35 +11,21 @@ use openraft::error::{
 use openraft::network::RPCOption;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use openraft::{RaftNetwork, RaftNetworkFactory};
-use raft_store::{GroupId, NodeAddr, NodeId, Snapshot, SnapshotMeta, TypeConfig, Vote};
+use raft_store::{GroupId, NodeAddr, NodeId, Snapshot, TypeConfig, Vote};
 use seams::BoxFuture;
 
-use crate::wire::{NodeClient, NodeReply, NodeRequest, TransportError};
-use serde::{Deserialize, Serialize};
+use crate::wire::{NodeClient, NodeReply, NodeRequest, RaftRpc, RaftRpcReply, TransportError};
 
-/// A Raft message for one group of the receiving node.
-#[derive(Debug, Serialize, Deserialize)]
-pub enum RaftRpc {
-    Append { group: GroupId, req: AppendEntriesRequest<TypeConfig> },
-    Vote { group: GroupId, req: VoteRequest<NodeId> },
-    Snapshot { group: GroupId, vote: Vote, meta: SnapshotMeta, data: Vec<u8> },
-}
-
-impl RaftRpc {
-    pub fn group(&self) -> GroupId {
-        match self {
-            RaftRpc::Append { group, .. } | RaftRpc::Vote { group, .. } | RaftRpc::Snapshot { group, .. } => *group,
-        }
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub enum RaftRpcReply {
-    Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
-    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
-    Snapshot(Result<SnapshotResponse<NodeId>, Fatal<NodeId>>),
-    /// The receiving node does not host this group (not yet, or no longer).
-    UnknownGroup,
+/// Why a peer's answer to a Raft message is of no use to openraft.
+#[derive(Debug, thiserror::Error)]
+enum PeerError {
+    /// The peer answered with something other than a Raft reply.
+    #[error("bad reply from {addr}: {reply:?}")]
+    BadReply { addr: String, reply: Box<NodeReply> },
+    #[error("node {node} does not host {group}")]
+    NotHosted { node: NodeId, group: GroupId },
+    #[error("unexpected reply {0:?}")]
+    UnexpectedReply(Box<RaftRpcReply>),
 }
 
 /// The client of a node that is the only member of its groups: there is nobody to call.
@@ -91,17 +78,19 @@ impl PeerClient {
         match self.client.call(&self.addr, NodeRequest::Raft(rpc), timeout).await {
             Ok(NodeReply::Raft(reply)) => Ok(reply),
             Ok(NodeReply::Error(e)) => Err(Unreachable::new(&e)),
-            Ok(other) => Err(Unreachable::new(&TransportError::BadReply(self.addr.clone(), format!("{other:?}")))),
+            Ok(other) => {
+                Err(Unreachable::new(&PeerError::BadReply { addr: self.addr.clone(), reply: Box::new(other) }))
+            }
             Err(e) => Err(Unreachable::new(&e)),
         }
     }
 
     fn unexpected(&self, reply: RaftRpcReply) -> NetworkError {
-        let what = match reply {
-            RaftRpcReply::UnknownGroup => format!("node {} does not host {}", self.target, self.group),
-            other => format!("unexpected reply {other:?}"),
+        let error = match reply {
+            RaftRpcReply::UnknownGroup => PeerError::NotHosted { node: self.target, group: self.group },
+            other => PeerError::UnexpectedReply(Box::new(other)),
         };
-        NetworkError::new(&std::io::Error::other(what))
+        NetworkError::new(&error)
     }
 }
 

@@ -47,8 +47,18 @@ const REFUSED: &[u8] = b"cluster secret missing or wrong";
 /// Read and write buffer of each connection.
 const BUFFER_BYTES: usize = 64 * 1024;
 
+/// A frame this protocol cannot carry, or a length no peer of it sends.
+#[derive(Debug, thiserror::Error)]
+enum FrameError {
+    #[error("frame too large")]
+    TooLarge { body_bytes: usize },
+    #[error("bad frame length {len_bytes}")]
+    BadLength { len_bytes: usize },
+}
+
 async fn write_frame<W: AsyncWriteExt + Unpin>(w: &mut W, id: u64, body: &[u8]) -> std::io::Result<()> {
-    let len = u32::try_from(body.len() + 8).map_err(|_| std::io::Error::other("frame too large"))?;
+    let len = u32::try_from(body.len() + 8)
+        .map_err(|_| std::io::Error::other(FrameError::TooLarge { body_bytes: body.len() }))?;
     w.write_all(&len.to_be_bytes()).await?;
     w.write_all(&id.to_be_bytes()).await?;
     w.write_all(body).await
@@ -57,7 +67,7 @@ async fn write_frame<W: AsyncWriteExt + Unpin>(w: &mut W, id: u64, body: &[u8]) 
 async fn read_frame<R: AsyncReadExt + Unpin>(r: &mut R) -> std::io::Result<(u64, Vec<u8>)> {
     let len = r.read_u32().await? as usize;
     if !(8..=FRAME_BYTES_MAX).contains(&len) {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad frame length {len}")));
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, FrameError::BadLength { len_bytes: len }));
     }
     let id = r.read_u64().await?;
     let mut body = vec![0; len - 8];

@@ -5,51 +5,69 @@ use std::time::Duration;
 
 use raft_store::{Answer, GroupId, Layout, Query};
 
+use crate::coordinator::init_cluster;
 use crate::host::Node;
-use crate::wire::{NodeReply, NodeRequest, RoutingReply};
+use crate::wire::{NodeReply, NodeRequest, RoutingReply, WireError};
 
 /// Longest a change-feed poll may wait.
 const CHANGES_WAIT_MS_MAX: u64 = 30_000;
 
 impl Node {
     pub async fn handle(self: &Arc<Self>, request: NodeRequest) -> NodeReply {
+        self.answer(request).await.unwrap_or_else(NodeReply::Error)
+    }
+
+    async fn answer(self: &Arc<Self>, request: NodeRequest) -> Result<NodeReply, WireError> {
         let reply = match request {
-            NodeRequest::Raft(rpc) => return NodeReply::Raft(self.handle_raft(rpc).await),
+            NodeRequest::Raft(rpc) => NodeReply::Raft(self.handle_raft(rpc).await),
             NodeRequest::Propose { group, proposal, quick_refusal } => {
-                self.propose(group, proposal, quick_refusal).await.map(NodeReply::Outcome)
+                NodeReply::Outcome(self.propose(group, proposal, quick_refusal).await?)
             }
             NodeRequest::Read { group, query, linearizable } => {
-                self.read(group, &query, linearizable).await.map(NodeReply::Answer)
+                NodeReply::Answer(self.read(group, &query, linearizable).await?)
             }
             NodeRequest::Changes { group, after_index, limit, wait_ms } => {
                 let wait = Duration::from_millis(wait_ms.min(CHANGES_WAIT_MS_MAX));
                 let limit = limit.min(raft_store::LIST_LIMIT_MAX * 10);
-                self.changes(group, after_index, limit, wait).await.map(NodeReply::Changes)
+                NodeReply::Changes(self.changes(group, after_index, limit, wait).await?)
             }
-            NodeRequest::Routing => Ok(NodeReply::Routing(RoutingReply {
+            NodeRequest::Routing => NodeReply::Routing(RoutingReply {
                 node_id: self.id(),
                 layout: self.local_layout(),
                 leaders: self.leader_hints(),
                 peers: self.peer_addrs(),
-            })),
-            NodeRequest::Status => Ok(NodeReply::Status(self.status())),
-            NodeRequest::Join { shard_count } => self.join(shard_count).await.map(|()| NodeReply::Done),
-            NodeRequest::InitCluster { nodes, shard_count, replication } => {
-                crate::coordinator::init_cluster(self, nodes, shard_count, replication)
-                    .await
-                    .map(|layout| NodeReply::Layout(Some(Box::new(layout))))
+            }),
+            NodeRequest::Status => NodeReply::Status(self.status()),
+            NodeRequest::Join { shard_count } => {
+                self.join(shard_count).await?;
+                NodeReply::Done
             }
-            NodeRequest::OpenGroup { group } => self.ensure_group(group).await.map(|_| NodeReply::Done),
-            NodeRequest::Campaign { group } => self.campaign(group).await.map(|()| NodeReply::Done),
+            NodeRequest::InitCluster { nodes, shard_count, replication } => {
+                let layout = init_cluster(self, nodes, shard_count, replication).await?;
+                NodeReply::Layout(Some(Box::new(layout)))
+            }
+            NodeRequest::OpenGroup { group } => {
+                self.ensure_group(group).await?;
+                NodeReply::Done
+            }
+            NodeRequest::Campaign { group } => {
+                self.campaign(group).await?;
+                NodeReply::Done
+            }
             NodeRequest::InitGroup { group, members } => {
-                self.init_group(group, members).await.map(|()| NodeReply::Done)
+                self.init_group(group, members).await?;
+                NodeReply::Done
             }
             NodeRequest::EnsureMembers { group, voters, learners } => {
-                self.ensure_members(group, voters, learners).await.map(|()| NodeReply::Done)
+                self.ensure_members(group, voters, learners).await?;
+                NodeReply::Done
             }
-            NodeRequest::DropGroup { group } => self.drop_group(group).await.map(|()| NodeReply::Done),
+            NodeRequest::DropGroup { group } => {
+                self.drop_group(group).await?;
+                NodeReply::Done
+            }
         };
-        reply.unwrap_or_else(NodeReply::Error)
+        Ok(reply)
     }
 
     /// The layout as this node's meta replica has applied it (possibly stale), if it hosts one.

@@ -1,14 +1,18 @@
 //! What nodes, api instances and the operator's CLI say to a node: one request enum, one reply
 //! enum, encoded by `raft_store::encode` (bincode with a version byte) over any [`NodeClient`].
+//! Raft messages between replicas ([`RaftRpc`]) are part of this vocabulary. It uses nothing else
+//! of this crate: the transport (`rpc`), openraft's network (`network`) and the host build on it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use raft_store::{Answer, ChangesPage, GroupId, Layout, NodeId, Outcome, Proposal, Query};
+use openraft::error::{Fatal, RaftError};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use raft_store::{
+    Answer, ChangesPage, GroupId, Layout, NodeId, Outcome, Proposal, Query, SnapshotMeta, TypeConfig, Vote,
+};
 use seams::BoxFuture;
 use serde::{Deserialize, Serialize};
-
-use crate::network::{RaftRpc, RaftRpcReply};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum NodeRequest {
@@ -97,6 +101,32 @@ impl NodeRequest {
     }
 }
 
+/// A Raft message for one group of the receiving node: one message type for every group, so many
+/// groups share the connections between two nodes.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RaftRpc {
+    Append { group: GroupId, req: AppendEntriesRequest<TypeConfig> },
+    Vote { group: GroupId, req: VoteRequest<NodeId> },
+    Snapshot { group: GroupId, vote: Vote, meta: SnapshotMeta, data: Vec<u8> },
+}
+
+impl RaftRpc {
+    pub fn group(&self) -> GroupId {
+        match self {
+            RaftRpc::Append { group, .. } | RaftRpc::Vote { group, .. } | RaftRpc::Snapshot { group, .. } => *group,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RaftRpcReply {
+    Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    Snapshot(Result<SnapshotResponse<NodeId>, Fatal<NodeId>>),
+    /// The receiving node does not host this group (not yet, or no longer).
+    UnknownGroup,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub enum NodeReply {
     Raft(RaftRpcReply),
@@ -110,6 +140,9 @@ pub enum NodeReply {
     Error(WireError),
 }
 
+/// Why a call to a node failed, as the caller hears it. It travels between processes, so what a
+/// typed error on the node carries (a source, its context) arrives as text: `Invalid` for what the
+/// node will not do, `Fatal` for what it could not.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum WireError {
     #[error("not the leader of {group}; leader is {leader:?} at {leader_addr:?}")]
@@ -181,7 +214,8 @@ pub enum TransportError {
     BadReply(String, String),
 }
 
-/// Calls a node: over HTTP between processes, over madsim's network in the simulation.
+/// Calls a node: over the framed TCP protocol of `rpc.rs` between processes, over madsim's
+/// network in the simulation.
 pub trait NodeClient: Send + Sync + 'static {
     fn call(
         &self,

@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 use crate::ids::NodeId;
 use crate::ids::{shard_of, EventId, GroupId, HoldId, OrderId, RequestId, UserId, VenueId};
 use crate::layout::Layout;
-pub use crate::machine::{QueueBlock, QueueCounters};
 use crate::model::*;
 
 /// One entry of a group's Raft log: the proposals a leader batched together, stamped once with
@@ -286,6 +285,27 @@ pub struct QueueView {
     pub held: u32,
     /// Everything is sold: the queue is closed for good.
     pub sold_out: bool,
+}
+
+/// The queue part of [`QueueView`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueCounters {
+    pub next_seq: u64,
+    pub early_bound: Option<u64>,
+    pub watermark: u64,
+    /// Positions admitted within the admission window.
+    pub admitted_recently: u64,
+    /// Of those, how many redeemed their pass.
+    pub redeemed_recently: u64,
+}
+
+/// A leased block of queue sequence numbers: `start..end`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueBlock {
+    pub start: u64,
+    pub end: u64,
+    /// Leased before the sale opened: its positions are shuffled among the early ones.
+    pub early: bool,
 }
 
 /// Which change records a feed read continues from.

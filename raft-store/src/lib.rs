@@ -34,7 +34,7 @@ pub use kv::{flushed, Batch, FlushStats, Kv, KvError, KvResult, KvTree, MemKv};
 pub use layout::{Layout, Move, NodeRecord, NodeStatus, META_VOTERS_MAX, REPLICATION_MAX, SHARDS_MAX};
 pub use limits::*;
 pub use log_store::LogStore;
-pub use machine::Machine;
+pub use machine::{InvariantViolation, Machine};
 pub use model::*;
 pub use raft_types::*;
 pub use sm_store::{Applied, GroupState, SnapshotBuilder, StateMachineStore};

@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use raft_store::{HoldView, OrderStatus, Refusal, SeatStatus};
+use raft_store::{HoldView, OrderStatus, OrderView, Refusal, SeatStatus};
 
 use crate::history::{Op, OpKind, OpResult};
 use crate::nemesis::MAX_SKEW_MS;
@@ -102,6 +102,26 @@ struct SeatOp {
 /// Builds each seat's operations from the history. A retry's answer stands in for an unanswered
 /// first attempt (same window start, the retry's end).
 fn seat_ops(ops: &[Op], seats: &[String]) -> BTreeMap<String, Vec<SeatOp>> {
+    let answered_by_retry = answers_by_retry(ops);
+    let mut by_seat: BTreeMap<String, Vec<SeatOp>> = seats.iter().map(|s| (s.clone(), Vec::new())).collect();
+    for (index, op) in ops.iter().enumerate() {
+        let (returned_ms, result) = settled(op, answered_by_retry.get(&index));
+        let returned_ms = if matches!(result, OpResult::Unknown(_)) { i64::MAX } else { returned_ms };
+        for SeatEffect { seat, effect, optional } in op_effects(ops, index, &op.kind, result) {
+            if let Some(list) = by_seat.get_mut(&seat) {
+                list.push(SeatOp { invoked_ms: op.invoked_ms, returned_ms, optional, effect, index });
+            }
+        }
+    }
+    for list in by_seat.values_mut() {
+        list.sort_by_key(|o| (o.invoked_ms, o.index));
+    }
+    by_seat
+}
+
+/// For each unanswered operation a retry got an answer for: the first such retry's return time
+/// and answer.
+fn answers_by_retry(ops: &[Op]) -> BTreeMap<usize, (i64, OpResult)> {
     let mut answered_by_retry: BTreeMap<usize, (i64, OpResult)> = BTreeMap::new();
     for op in ops {
         if let OpKind::Retry { of } = op.kind {
@@ -111,105 +131,107 @@ fn seat_ops(ops: &[Op], seats: &[String]) -> BTreeMap<String, Vec<SeatOp>> {
             }
         }
     }
-    let mut by_seat: BTreeMap<String, Vec<SeatOp>> = seats.iter().map(|s| (s.clone(), Vec::new())).collect();
-    for (index, op) in ops.iter().enumerate() {
-        let (returned_ms, result) = match (&op.result, answered_by_retry.get(&index)) {
-            (OpResult::Unknown(_), Some((ret, r))) => (*ret, r.clone()),
-            (r, _) => (op.returned_ms, r.clone()),
-        };
-        let unknown = matches!(result, OpResult::Unknown(_));
-        let mut push = |seat: &str, effect: Effect, optional: bool| {
-            if let Some(list) = by_seat.get_mut(seat) {
-                let returned_ms = if unknown { i64::MAX } else { returned_ms };
-                list.push(SeatOp { invoked_ms: op.invoked_ms, returned_ms, optional, effect, index });
-            }
-        };
-        match (&op.kind, &result) {
-            (OpKind::HoldSeats { seats }, OpResult::Hold(h)) => {
-                for s in seats {
-                    push(
-                        s,
-                        Effect::Take { by: Owner::Hold(h.hold_id.seq), expires_at_ms: Some(h.expires_at_ms) },
-                        false,
-                    );
-                }
-            }
-            (OpKind::HoldSeats { seats }, OpResult::Refused(Refusal::SeatsUnavailable { seats: taken })) => {
-                for s in seats {
-                    push(s, if taken.contains(s) { Effect::Taken } else { Effect::Free }, false);
-                }
-            }
-            (OpKind::HoldSeats { seats }, OpResult::Unknown(_)) => {
-                for s in seats {
-                    push(s, Effect::Take { by: Owner::Unknown(index), expires_at_ms: None }, true);
-                }
-            }
-            (OpKind::Release { hold }, OpResult::Hold(h)) => {
-                for s in &h.seats {
-                    push(s, Effect::Release { hold: hold.seq }, false);
-                }
-            }
-            // A release whose answer was lost may have happened: its seats may be free since.
-            (OpKind::Release { hold }, OpResult::Unknown(_)) => {
-                for s in hold_seats(ops, hold.seq) {
-                    push(&s, Effect::Release { hold: hold.seq }, true);
-                }
-            }
-            (OpKind::Checkout { hold, .. }, OpResult::Order(o)) => {
-                let effect = match o.status {
-                    OrderStatus::Confirmed => Effect::Sell { hold: hold.seq, order: o.order_id.seq },
-                    // A checkout of a hold checked out before answers with its order as it is now:
-                    // cancelled since then, it says nothing about the seat.
-                    OrderStatus::Cancelled => continue,
-                    OrderStatus::PaymentFailed => Effect::Decline { hold: hold.seq },
-                    OrderStatus::PendingPayment => Effect::CheckoutUnknown { hold: hold.seq },
-                };
-                let checked_out = match effect {
-                    Effect::Sell { .. } | Effect::Decline { .. } => Some(Effect::CheckedOut { hold: hold.seq }),
-                    _ => None,
-                };
-                let mut seats: Vec<String> = o.tickets.iter().filter_map(|t| t.seat.clone()).collect();
-                if o.tickets.is_empty() {
-                    // A declined order has no tickets: its seats are its hold's.
-                    seats = hold_seats(ops, hold.seq);
-                }
-                for seat in &seats {
-                    if let Some(checked_out) = &checked_out {
-                        push(seat, checked_out.clone(), false);
-                    }
-                    push(seat, effect.clone(), false);
-                }
-            }
-            (OpKind::Checkout { hold, .. }, OpResult::Unknown(_)) => {
-                for s in hold_seats(ops, hold.seq) {
-                    push(&s, Effect::CheckoutUnknown { hold: hold.seq }, true);
-                }
-            }
-            // A cancel whose answer was lost may have happened: its seats may be on sale again.
-            (OpKind::Cancel { order }, OpResult::Unknown(_)) => {
-                for s in order_seats(ops, order.seq) {
-                    push(&s, Effect::Unsell { order: order.seq }, true);
-                }
-            }
-            (OpKind::Cancel { order }, OpResult::Order(o)) if o.status == OrderStatus::Cancelled => {
-                for t in &o.tickets {
-                    if let Some(seat) = &t.seat {
-                        push(seat, Effect::Unsell { order: order.seq }, false);
-                    }
-                }
-            }
-            (OpKind::ReadSeats, OpResult::Seats(map)) => {
-                for s in &map.seats {
-                    push(&s.id, Effect::Observe(s.status), false);
-                }
-            }
-            _ => {}
+    answered_by_retry
+}
+
+/// An operation's return time and answer, a retry's standing in for an unanswered operation's.
+fn settled<'a>(op: &'a Op, retry: Option<&'a (i64, OpResult)>) -> (i64, &'a OpResult) {
+    match (&op.result, retry) {
+        (OpResult::Unknown(_), Some((ret, r))) => (*ret, r),
+        (r, _) => (op.returned_ms, r),
+    }
+}
+
+/// What an operation did to one seat; `optional` when it may not have happened at all.
+struct SeatEffect {
+    seat: String,
+    effect: Effect,
+    optional: bool,
+}
+
+/// The same effect on each of `seats`.
+fn each(seats: &[String], effect: Effect, optional: bool) -> Vec<SeatEffect> {
+    seats.iter().map(|seat| SeatEffect { seat: seat.clone(), effect: effect.clone(), optional }).collect()
+}
+
+/// What the operation `index` (`kind`, answered `result`) did to each seat it concerns, in the
+/// order the search is to consider them.
+fn op_effects(ops: &[Op], index: usize, kind: &OpKind, result: &OpResult) -> Vec<SeatEffect> {
+    match (kind, result) {
+        (OpKind::HoldSeats { seats }, _) => hold_effects(seats, index, result),
+        (OpKind::Release { hold }, OpResult::Hold(h)) => each(&h.seats, Effect::Release { hold: hold.seq }, false),
+        // A release whose answer was lost may have happened: its seats may be free since.
+        (OpKind::Release { hold }, OpResult::Unknown(_)) => {
+            each(&hold_seats(ops, hold.seq), Effect::Release { hold: hold.seq }, true)
         }
+        (OpKind::Checkout { hold, .. }, OpResult::Order(o)) => checkout_effects(ops, hold.seq, o),
+        (OpKind::Checkout { hold, .. }, OpResult::Unknown(_)) => {
+            each(&hold_seats(ops, hold.seq), Effect::CheckoutUnknown { hold: hold.seq }, true)
+        }
+        // A cancel whose answer was lost may have happened: its seats may be on sale again.
+        (OpKind::Cancel { order }, OpResult::Unknown(_)) => {
+            each(&order_seats(ops, order.seq), Effect::Unsell { order: order.seq }, true)
+        }
+        (OpKind::Cancel { order }, OpResult::Order(o)) if o.status == OrderStatus::Cancelled => {
+            let seats: Vec<String> = o.tickets.iter().filter_map(|t| t.seat.clone()).collect();
+            each(&seats, Effect::Unsell { order: order.seq }, false)
+        }
+        (OpKind::ReadSeats, OpResult::Seats(map)) => map
+            .seats
+            .iter()
+            .map(|s| SeatEffect { seat: s.id.clone(), effect: Effect::Observe(s.status), optional: false })
+            .collect(),
+        _ => Vec::new(),
     }
-    for list in by_seat.values_mut() {
-        list.sort_by_key(|o| (o.invoked_ms, o.index));
+}
+
+/// A hold of `seats`: taken all, or refused naming the unavailable ones (all-or-nothing: the
+/// others were free), or unanswered and perhaps taken.
+fn hold_effects(seats: &[String], index: usize, result: &OpResult) -> Vec<SeatEffect> {
+    match result {
+        OpResult::Hold(h) => {
+            each(seats, Effect::Take { by: Owner::Hold(h.hold_id.seq), expires_at_ms: Some(h.expires_at_ms) }, false)
+        }
+        OpResult::Refused(Refusal::SeatsUnavailable { seats: taken }) => seats
+            .iter()
+            .map(|s| {
+                let effect = if taken.contains(s) { Effect::Taken } else { Effect::Free };
+                SeatEffect { seat: s.clone(), effect, optional: false }
+            })
+            .collect(),
+        OpResult::Unknown(_) => each(seats, Effect::Take { by: Owner::Unknown(index), expires_at_ms: None }, true),
+        _ => Vec::new(),
     }
-    by_seat
+}
+
+/// A checkout of the hold `hold`, answered with its order as it is now. A sale or a decline is
+/// preceded, on each seat, by the point of checking out.
+fn checkout_effects(ops: &[Op], hold: u64, order: &OrderView) -> Vec<SeatEffect> {
+    let effect = match order.status {
+        OrderStatus::Confirmed => Effect::Sell { hold, order: order.order_id.seq },
+        // A checkout of a hold checked out before answers with its order as it is now:
+        // cancelled since then, it says nothing about the seat.
+        OrderStatus::Cancelled => return Vec::new(),
+        OrderStatus::PaymentFailed => Effect::Decline { hold },
+        OrderStatus::PendingPayment => Effect::CheckoutUnknown { hold },
+    };
+    let checked_out = match effect {
+        Effect::Sell { .. } | Effect::Decline { .. } => Some(Effect::CheckedOut { hold }),
+        _ => None,
+    };
+    let mut seats: Vec<String> = order.tickets.iter().filter_map(|t| t.seat.clone()).collect();
+    if order.tickets.is_empty() {
+        // A declined order has no tickets: its seats are its hold's.
+        seats = hold_seats(ops, hold);
+    }
+    let mut out = Vec::new();
+    for seat in seats {
+        if let Some(checked_out) = &checked_out {
+            out.push(SeatEffect { seat: seat.clone(), effect: checked_out.clone(), optional: false });
+        }
+        out.push(SeatEffect { seat, effect: effect.clone(), optional: false });
+    }
+    out
 }
 
 /// The seats of an order the history saw with tickets.

@@ -80,15 +80,6 @@ pub(crate) enum HoldStatusJson {
     CheckedOut,
 }
 
-pub(crate) fn hold_status_str(s: HoldStatus) -> &'static str {
-    match s {
-        HoldStatus::Active => "active",
-        HoldStatus::Released => "released",
-        HoldStatus::Expired => "expired",
-        HoldStatus::CheckedOut => "checked_out",
-    }
-}
-
 impl From<HoldStatus> for HoldStatusJson {
     fn from(s: HoldStatus) -> Self {
         match s {
@@ -164,15 +155,6 @@ pub(crate) enum OrderStatusJson {
     Confirmed,
     PaymentFailed,
     Cancelled,
-}
-
-pub(crate) fn order_status_str(s: OrderStatus) -> &'static str {
-    match s {
-        OrderStatus::PendingPayment => "pending_payment",
-        OrderStatus::Confirmed => "confirmed",
-        OrderStatus::PaymentFailed => "payment_failed",
-        OrderStatus::Cancelled => "cancelled",
-    }
 }
 
 impl From<OrderStatus> for OrderStatusJson {

@@ -14,24 +14,12 @@ use utoipa::ToSchema;
 
 use crate::error::ApiError;
 
+pub(crate) use crate::words::{now_ms, time_json};
 pub(crate) use booking::*;
 pub(crate) use catalog::*;
 
-/// `0000-01-01T00:00:00Z` and `9999-12-31T23:59:59.999Z`: the range RFC 3339 can write, in ms.
-const TIME_MS_MIN: i64 = -62_167_219_200_000;
-const TIME_MS_MAX: i64 = 253_402_300_799_999;
 /// Longest time string accepted; RFC 3339 with nanoseconds and an offset is 35 characters.
 const TIME_TEXT_LEN_MAX: usize = 64;
-
-/// Unix milliseconds as RFC 3339 in UTC.
-pub(crate) fn time_json(ms: i64) -> String {
-    let nanos = i128::from(ms.clamp(TIME_MS_MIN, TIME_MS_MAX)) * 1_000_000;
-    // In range by the clamp above, so neither step can fail; the fallback only keeps this total.
-    OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_owned())
-}
 
 /// An RFC 3339 time (any offset) as Unix milliseconds; `field` names it in the error.
 pub(crate) fn parse_time(field: &str, text: &str) -> Result<i64, ApiError> {
@@ -41,11 +29,6 @@ pub(crate) fn parse_time(field: &str, text: &str) -> Result<i64, ApiError> {
     }
     let time = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| bad())?;
     i64::try_from(time.unix_timestamp_nanos().div_euclid(1_000_000)).map_err(|_| bad())
-}
-
-pub(crate) fn now_ms() -> i64 {
-    let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos().div_euclid(1_000_000);
-    i64::try_from(nanos).unwrap_or(i64::MAX)
 }
 
 /// Money: `{"amount": <integer minor units>, "currency": "USD"}`.

@@ -9,12 +9,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use raft_store::{Answer, Command, EventId, HoldId, OrderStatus, OrderView, Outcome, Query};
 
-use super::{submit, submit_as, unexpected};
 use crate::dto::{CheckoutBody, HoldBody, HoldJson, OrderJson, ProblemJson};
 use crate::error::ApiError;
 use crate::extract::{Caller, IdPath, Posted};
 use crate::identity::{self, payment_request_id};
-use crate::payments::{Charge, PaymentError, Refund};
+use crate::payments::{Charge, Refund};
 use crate::routes::orders::read_order;
 use crate::routes::queue::access_pass;
 use crate::state::ApiState;
@@ -56,9 +55,9 @@ pub(crate) async fn hold(
     let command = Command::Hold { event_id, user: caller.user, selection, ttl_ms, access };
     // Without an `Idempotency-Key` a refusal need not be remembered, so the leader may answer one
     // from its confirmed state without writing it.
-    match submit_as(&state, Submit { command, request_id, fingerprint, keyed }).await? {
+    match state.submit_as(Submit { command, request_id, fingerprint, keyed }).await? {
         Outcome::Hold(hold) => Ok((StatusCode::CREATED, Json(HoldJson::from(&hold)))),
-        other => Err(unexpected(other)),
+        other => Err(ApiError::unexpected(other)),
     }
 }
 
@@ -82,7 +81,7 @@ pub(crate) async fn get_hold(
     match state.cluster().query(group, query, Consistency::Linearizable).await? {
         Answer::Hold(Some(hold)) => Ok(Json(HoldJson::from(&hold))),
         Answer::Hold(None) => Err(ApiError::NotFound("no hold has this id".into())),
-        other => Err(unexpected(other)),
+        other => Err(ApiError::unexpected(other)),
     }
 }
 
@@ -106,9 +105,9 @@ pub(crate) async fn release(
     // Releasing is idempotent in the state machine itself, so a fresh request id will do.
     let request_id = identity::request_id(&caller.user, None);
     let fingerprint = identity::fingerprint("DELETE", &format!("/v1/holds/{hold_id}"), &serde_json::Value::Null);
-    match submit(&state, Command::ReleaseHold { hold_id, user: caller.user }, request_id, fingerprint).await? {
+    match state.submit(Command::ReleaseHold { hold_id, user: caller.user }, request_id, fingerprint).await? {
         Outcome::Hold(_) => Ok(StatusCode::NO_CONTENT),
-        other => Err(unexpected(other)),
+        other => Err(ApiError::unexpected(other)),
     }
 }
 
@@ -142,9 +141,9 @@ pub(crate) async fn checkout(
         return Err(ApiError::BadRequest(format!("unknown `payment_method`: {}", truncated(&method))));
     }
     let command = Command::Checkout { hold_id, user: caller.user.clone() };
-    let order = match submit(&state, command, posted.request_id(&caller.user), posted.fingerprint()).await? {
+    let order = match state.submit(command, posted.request_id(&caller.user), posted.fingerprint()).await? {
         Outcome::Order(order) => order,
-        other => return Err(unexpected(other)),
+        other => return Err(ApiError::unexpected(other)),
     };
     let order = if order.status != OrderStatus::PendingPayment {
         order
@@ -169,23 +168,23 @@ fn truncated(text: &str) -> String {
 /// lapsed is refunded at once.
 pub(crate) async fn pay(state: &ApiState, order: &OrderView, method: &str) -> Result<OrderView, ApiError> {
     let charge = Charge { order_id: order.order_id.clone(), amount: order.total, payment_method: method.to_owned() };
-    let charged = state.payments().charge(charge).await.map_err(payment_unavailable)?;
+    let charged = state.payments().charge(charge).await?;
     let command = Command::PaymentResult {
         order_id: order.order_id.clone(),
         approved: charged.approved,
         reference: charged.reference.clone(),
     };
     // The fingerprint is fixed too: every attempt at this order's payment is the same request.
-    let recorded = match submit(state, command, payment_request_id(&order.order_id), 0).await? {
+    let recorded = match state.submit(command, payment_request_id(&order.order_id), 0).await? {
         Outcome::Order(recorded) => recorded,
-        other => return Err(unexpected(other)),
+        other => return Err(ApiError::unexpected(other)),
     };
     // An approved charge that is not the one the order recorded (the order lapsed, or another
     // attempt's result was recorded first) took money for nothing: give it back.
     if charged.approved && recorded.payment_reference.as_deref() != Some(charged.reference.as_str()) {
         let refund =
             Refund { order_id: order.order_id.clone(), amount: order.total, charge_reference: Some(charged.reference) };
-        state.payments().refund(refund).await.map_err(payment_unavailable)?;
+        state.payments().refund(refund).await?;
         tracing::warn!(order_id = %order.order_id, "refunded a charge the order did not record");
     }
     Ok(recorded)
@@ -206,12 +205,8 @@ async fn settle_remembered(
         return pay(state, &current, method).await;
     }
     let lookup = Command::PaymentResult { order_id: order.order_id.clone(), approved: false, reference: String::new() };
-    match submit(state, lookup, payment_request_id(&order.order_id), 0).await? {
+    match state.submit(lookup, payment_request_id(&order.order_id), 0).await? {
         Outcome::Order(recorded) => Ok(recorded),
-        other => Err(unexpected(other)),
+        other => Err(ApiError::unexpected(other)),
     }
-}
-
-pub(crate) fn payment_unavailable(e: PaymentError) -> ApiError {
-    ApiError::Unavailable(e.to_string())
 }

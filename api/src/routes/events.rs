@@ -8,7 +8,6 @@ use axum::Json;
 use raft_store::{Answer, Command, EventId, EventSummary, EventView, GroupId, Outcome, Query, Venue, VenueId};
 use serde::Deserialize;
 
-use super::{submit, unexpected};
 use crate::cache::{Doc, Rendered};
 use crate::dto::{now_ms, parse_time, EventBody, EventJson, EventPatchBody, EventSummaryJson, Page, ProblemJson};
 use crate::error::ApiError;
@@ -47,9 +46,9 @@ pub(crate) async fn create(
         return Err(ApiError::BadRequest("`starts_at` must be in the future".into()));
     }
     spec.validate().map_err(ApiError::BadRequest)?;
-    match submit(&state, Command::CreateEvent(spec), request_id, fingerprint).await? {
+    match state.submit(Command::CreateEvent(spec), request_id, fingerprint).await? {
         Outcome::Event(view) => Ok((StatusCode::CREATED, Json(EventJson::from(view.as_ref())))),
-        other => Err(unexpected(other)),
+        other => Err(ApiError::unexpected(other)),
     }
 }
 
@@ -60,7 +59,7 @@ async fn read_venue(state: &ApiState, venue_id: &str) -> Result<Venue, ApiError>
     match state.cluster().query(GroupId::META, Query::Venue(venue_id), Consistency::Linearizable).await? {
         Answer::Venue(Some(venue)) => Ok(venue),
         Answer::Venue(None) => Err(not_found()),
-        other => Err(unexpected(other)),
+        other => Err(ApiError::unexpected(other)),
     }
 }
 
@@ -72,7 +71,7 @@ pub(crate) async fn read_event(
     match state.cluster().query(state.group_of(event_id), Query::Event(event_id.clone()), consistency).await? {
         Answer::Event(Some(view)) => Ok(view),
         Answer::Event(None) => Err(ApiError::NotFound("no event has this id".into())),
-        other => Err(unexpected(other)),
+        other => Err(ApiError::unexpected(other)),
     }
 }
 
@@ -104,9 +103,9 @@ pub(crate) async fn update(
     if patch.starts_at_ms.is_some_and(|t| t <= now_ms()) {
         return Err(ApiError::BadRequest("`starts_at` must be in the future".into()));
     }
-    match submit(&state, Command::UpdateEvent { event_id, patch }, request_id, fingerprint).await? {
+    match state.submit(Command::UpdateEvent { event_id, patch }, request_id, fingerprint).await? {
         Outcome::Event(view) => Ok(Json(EventJson::from(view.as_ref()))),
-        other => Err(unexpected(other)),
+        other => Err(ApiError::unexpected(other)),
     }
 }
 

@@ -1,15 +1,13 @@
-//! Operations: liveness, readiness, metrics and the OpenAPI document.
+//! Operations: liveness, readiness and metrics (the OpenAPI document is served by `openapi.rs`).
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
-use utoipa::OpenApi;
 
 use crate::dto::{GroupHealthJson, HealthJson, ProblemJson, ReadinessJson};
 use crate::error::Problem;
-use crate::openapi::ApiDoc;
 use crate::state::ApiState;
 
 /// Content type of the Prometheus text exposition format.
@@ -52,13 +50,4 @@ pub(crate) async fn metrics(State(state): State<ApiState>) -> Response {
     let mut response = state.render_metrics().into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_CONTENT_TYPE));
     response
-}
-
-/// This API's OpenAPI document, generated from the code.
-#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, body = Object)))]
-pub(crate) async fn openapi() -> Response {
-    match ApiDoc::openapi().to_json() {
-        Ok(text) => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], text).into_response(),
-        Err(e) => crate::error::ApiError::Internal(format!("OpenAPI document: {e}")).into_response(),
-    }
 }

@@ -6,13 +6,11 @@ use axum::extract::State;
 use axum::Json;
 use raft_store::{Answer, Command, OrderId, OrderStatus, OrderView, Outcome, Query, TicketView};
 
-use super::{submit, unexpected};
 use crate::dto::{EmptyBody, OrderJson, Page, ProblemJson, TicketJson};
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, Caller, IdPath, Posted};
 use crate::pagination::{encode_cursor, gather, merge, per_shard_limit, PageParams};
 use crate::payments::Refund;
-use crate::routes::booking::payment_unavailable;
 use crate::state::ApiState;
 use seams::Consistency;
 
@@ -22,7 +20,7 @@ pub(crate) async fn read_order(state: &ApiState, order_id: &OrderId, caller: &Ca
     match state.cluster().query(state.group_of(&order_id.event_id), query, Consistency::Linearizable).await? {
         Answer::Order(Some(order)) => Ok(order),
         Answer::Order(None) => Err(ApiError::NotFound("no order has this id".into())),
-        other => Err(unexpected(other)),
+        other => Err(ApiError::unexpected(other)),
     }
 }
 
@@ -68,9 +66,9 @@ pub(crate) async fn cancel(
     posted: Posted<EmptyBody>,
 ) -> Result<Json<OrderJson>, ApiError> {
     let command = Command::CancelOrder { order_id, actor: caller.actor() };
-    let order = match submit(&state, command, posted.request_id(&caller.user), posted.fingerprint()).await? {
+    let order = match state.submit(command, posted.request_id(&caller.user), posted.fingerprint()).await? {
         Outcome::Order(order) => order,
-        other => return Err(unexpected(other)),
+        other => return Err(ApiError::unexpected(other)),
     };
     // After the command, never before: a refund for an order still valid would be money lost.
     // Repeated cancellations refund again; the gateway deduplicates by order id.
@@ -80,7 +78,7 @@ pub(crate) async fn cancel(
             amount: order.total,
             charge_reference: order.payment_reference.clone(),
         };
-        state.payments().refund(refund).await.map_err(payment_unavailable)?;
+        state.payments().refund(refund).await?;
     }
     Ok(Json(OrderJson::from(&order)))
 }

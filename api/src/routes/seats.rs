@@ -20,7 +20,6 @@ use futures_util::stream::{self, Stream, StreamExt};
 use raft_store::{Answer, Change, ChangeKind, ChangesPage, EventId, GroupId, Query, SeatMap};
 use serde_json::{json, Value};
 
-use super::unexpected;
 use crate::cache::{Doc, Rendered};
 use crate::config::{STREAM_KEEP_ALIVE, STREAM_POLL_WAIT};
 use crate::dto::{ProblemJson, SeatMapJson, SeatStatusJson};
@@ -80,7 +79,7 @@ async fn read_seat_map(cluster: &dyn Cluster, group: GroupId, event_id: &EventId
     match cluster.query(group, Query::Seats(event_id.clone()), Consistency::Stale).await? {
         Answer::Seats(Some(map)) => Ok(map),
         Answer::Seats(None) => Err(ApiError::NotFound("no event has this id".into())),
-        other => Err(unexpected(other)),
+        other => Err(ApiError::unexpected(other)),
     }
 }
 

@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use axum::Json;
 use raft_store::{Answer, Command, GroupId, Outcome, Query, VenueId};
 
-use super::{submit, unexpected};
 use crate::dto::{ProblemJson, VenueBody, VenueJson};
 use crate::error::ApiError;
 use crate::extract::{Admin, IdPath, Posted};
@@ -37,9 +36,9 @@ pub(crate) async fn create(
     let (request_id, fingerprint) = (posted.request_id(&caller.user), posted.fingerprint());
     let venue = posted.body.into_venue(venue_id);
     venue.validate().map_err(ApiError::BadRequest)?;
-    match submit(&state, Command::CreateVenue(venue), request_id, fingerprint).await? {
+    match state.submit(Command::CreateVenue(venue), request_id, fingerprint).await? {
         Outcome::Venue(venue) => Ok((StatusCode::CREATED, Json(VenueJson::from(&venue)))),
-        other => Err(unexpected(other)),
+        other => Err(ApiError::unexpected(other)),
     }
 }
 
@@ -58,6 +57,6 @@ pub(crate) async fn get(
     match state.cluster().query(GroupId::META, Query::Venue(venue_id), Consistency::Stale).await? {
         Answer::Venue(Some(venue)) => Ok(Json(VenueJson::from(&venue))),
         Answer::Venue(None) => Err(ApiError::NotFound("no venue has this id".into())),
-        other => Err(unexpected(other)),
+        other => Err(ApiError::unexpected(other)),
     }
 }

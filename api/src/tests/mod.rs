@@ -87,7 +87,7 @@ impl TestApp {
         adjust(&mut config);
         let metrics: MetricsRender = Arc::new(|| "# TYPE http_requests_total counter\n".to_owned());
         let payments = Arc::new(RecordingPayments::default());
-        let state = ApiState::new(cluster.clone(), config, payments.clone(), metrics);
+        let state = ApiState::new(cluster.clone(), config, payments.clone(), metrics).expect("a valid configuration");
         TestApp { router: router(state.clone()), state, cluster, payments }
     }
 

@@ -10,7 +10,6 @@ use serde_json::json;
 use super::TestApp;
 use crate::identity;
 use crate::routes::booking::pay;
-use crate::routes::submit;
 use crate::{Charge, Charged, PaymentError, PaymentGateway, Refund, SandboxPayments};
 use seams::BoxFuture;
 
@@ -118,8 +117,7 @@ async fn two_payment_attempts_record_one_result_and_refund_the_loser() {
     let hold = app.hold(&event_id, &app.user("u1"), json!({ "seats": ["FLOOR-A-1"] })).await.json();
     let hold_id = raft_store::HoldId::parse(hold["hold_id"].as_str().unwrap()).unwrap();
     let command = Command::Checkout { hold_id, user: user.clone() };
-    let Outcome::Order(pending) = submit(&app.state, command, identity::request_id(&user, None), 0).await.unwrap()
-    else {
+    let Outcome::Order(pending) = app.state.submit(command, identity::request_id(&user, None), 0).await.unwrap() else {
         panic!("checkout gives an order");
     };
     assert_eq!(pending.status, OrderStatus::PendingPayment);
@@ -140,8 +138,7 @@ async fn an_approval_after_the_payment_deadline_is_refunded() {
     let hold = app.hold(&event_id, &app.user("u1"), json!({ "seats": ["FLOOR-A-1"] })).await.json();
     let hold_id = raft_store::HoldId::parse(hold["hold_id"].as_str().unwrap()).unwrap();
     let command = Command::Checkout { hold_id, user: user.clone() };
-    let Outcome::Order(pending) = submit(&app.state, command, identity::request_id(&user, None), 0).await.unwrap()
-    else {
+    let Outcome::Order(pending) = app.state.submit(command, identity::request_id(&user, None), 0).await.unwrap() else {
         panic!("checkout gives an order");
     };
     app.cluster.advance(std::time::Duration::from_millis(raft_store::PAYMENT_TIMEOUT_MS as u64 + 1));

@@ -22,7 +22,7 @@ fn exe() -> &'static str {
 /// the process and the address.
 fn spawn(args: &[String], prefix: &str) -> (Process, String) {
     let mut command = Command::new(exe());
-    command.args(args).env("BOXOFFICE_LOG", "warn").stderr(Stdio::inherit());
+    command.args(args).env("BOXOFFICE_LOG", "warn,openraft=error").stderr(Stdio::inherit());
     harness::spawn_announced(command, "boxoffice", prefix, START_TIMEOUT).expect("boxoffice printed its address")
 }
 
@@ -79,7 +79,7 @@ impl NodeProc {
     }
 }
 
-pub struct Cluster {
+pub struct RunningCluster {
     pub nodes: BTreeMap<u64, NodeProc>,
     pub api_url: String,
     api: Option<Process>,
@@ -89,9 +89,9 @@ pub struct Cluster {
     extra_apis: Vec<Process>,
 }
 
-impl Cluster {
+impl RunningCluster {
     /// `n` nodes, initialized with `shards` shards and replication min(3, n), and one api.
-    pub async fn start(n: u64, shards: u32) -> Cluster {
+    pub async fn start(n: u64, shards: u32) -> RunningCluster {
         let tmp = tempfile::tempdir().expect("temp dir");
         let mut nodes = BTreeMap::new();
         for id in 1..=n {
@@ -114,7 +114,8 @@ impl Cluster {
         ]);
         let addrs: Vec<String> = nodes.values().map(|p| p.addr.clone()).collect();
         let (api, api_url) = spawn_api(&addrs.join(","), &[]);
-        let cluster = Cluster { nodes, api_url, api: Some(api), shards, tmp, http: client(), extra_apis: Vec::new() };
+        let cluster =
+            RunningCluster { nodes, api_url, api: Some(api), shards, tmp, http: client(), extra_apis: Vec::new() };
         cluster.wait_ready().await;
         cluster
     }
@@ -202,7 +203,7 @@ impl IndexerProc {
     }
 }
 
-impl Drop for Cluster {
+impl Drop for RunningCluster {
     fn drop(&mut self) {
         // The apis before the nodes (fields drop in declaration order, nodes first).
         self.api = None;
@@ -215,7 +216,7 @@ pub fn cli(args: &[&str]) -> String {
     let output = Command::new(exe())
         .args(args)
         .args(["--cluster-secret", SECRET])
-        .env("BOXOFFICE_LOG", "warn")
+        .env("BOXOFFICE_LOG", "warn,openraft=error")
         .output()
         .expect("run boxoffice cluster");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();

@@ -63,7 +63,7 @@ impl Server {
             .arg("--data-dir")
             .arg(&self.dir)
             .args(&self.args)
-            .env("BOXOFFICE_LOG", "warn")
+            .env("BOXOFFICE_LOG", "warn,openraft=error")
             .stderr(Stdio::inherit());
         let (process, url) =
             harness::spawn_announced(command, "boxoffice dev", "boxoffice: listening on ", START_TIMEOUT)

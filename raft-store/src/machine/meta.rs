@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::Ctx;
+use super::ctx::Ctx;
 use crate::command::{Answer, Command, Outcome, Query, Refusal};
 use crate::ids::NodeId;
 use crate::ids::VenueId;

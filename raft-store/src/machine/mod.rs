@@ -4,6 +4,7 @@
 //! I/O. Every decision comes from the state and the log entry, so every replica that applies the
 //! same log reaches the same state.
 
+mod ctx;
 mod dedup;
 mod meta;
 mod queue;
@@ -14,20 +15,15 @@ use serde::{Deserialize, Serialize};
 use crate::command::{Answer, Command, Outcome, Proposal, Query, Refusal, Request};
 use crate::ids::GroupId;
 
+use ctx::Ctx;
 use dedup::Dedup;
 pub use meta::MetaState;
-pub use queue::{QueueBlock, QueueCounters};
-pub use shard::ShardState;
+pub use shard::{InvariantViolation, ShardState};
 
-/// Where and when a command is applied: its log index and its effective time.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Ctx {
-    pub index: u64,
-    pub now_ms: i64,
-}
-
+/// What a group replicates beyond the bookkeeping every group shares: the meta group's catalog
+/// and layout, or one shard's events, holds and orders.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-enum GroupState {
+enum MetaOrShard {
     Meta(MetaState),
     Shard(ShardState),
 }
@@ -42,16 +38,16 @@ pub struct Machine {
     last_time_ms: i64,
     last_index: u64,
     dedup: Dedup,
-    state: GroupState,
+    state: MetaOrShard,
 }
 
 impl Machine {
     pub fn new(group: GroupId, shard_count: u32) -> Machine {
         assert!(shard_count > 0);
         let state = if group.is_meta() {
-            GroupState::Meta(MetaState::default())
+            MetaOrShard::Meta(MetaState::default())
         } else {
-            GroupState::Shard(ShardState::default())
+            MetaOrShard::Shard(ShardState::default())
         };
         Machine { group, shard_count, last_time_ms: 0, last_index: 0, dedup: Dedup::default(), state }
     }
@@ -85,8 +81,8 @@ impl Machine {
         // Expiry comes first for every entry, retries included: a hold past its time is free the
         // moment any command sees it.
         let expired = match &mut self.state {
-            GroupState::Shard(shard) => shard.expire_due(ctx),
-            GroupState::Meta(_) => (0, 0),
+            MetaOrShard::Shard(shard) => shard.expire_due(ctx),
+            MetaOrShard::Meta(_) => (0, 0),
         };
         self.dedup.evict(ctx.now_ms);
         request.proposals.iter().map(|p| self.apply_proposal(ctx, p, expired)).collect()
@@ -125,8 +121,8 @@ impl Machine {
             return Outcome::Refused(Refusal::WrongGroup);
         }
         match &mut self.state {
-            GroupState::Meta(meta) => meta.apply(ctx, command),
-            GroupState::Shard(shard) => shard.apply(ctx, command),
+            MetaOrShard::Meta(meta) => meta.apply(ctx, command),
+            MetaOrShard::Shard(shard) => shard.apply(ctx, command),
         }
     }
 
@@ -146,7 +142,7 @@ impl Machine {
         if proposal.request_id.is_some_and(|id| self.dedup.get(&id).is_some()) {
             return None;
         }
-        let GroupState::Shard(shard) = &self.state else { return None };
+        let MetaOrShard::Shard(shard) = &self.state else { return None };
         let Command::Hold { event_id, user, selection, ttl_ms, access } = &proposal.command else { return None };
         if proposal.command.group(self.shard_count) != self.group {
             return None;
@@ -167,24 +163,24 @@ impl Machine {
     pub fn query(&self, query: &Query, passed_ms: i64) -> Answer {
         let at_ms = passed_ms.max(self.last_time_ms);
         match &self.state {
-            GroupState::Meta(meta) => meta.query(query),
-            GroupState::Shard(shard) => shard.query(query, at_ms, self.last_index),
+            MetaOrShard::Meta(meta) => meta.query(query),
+            MetaOrShard::Shard(shard) => shard.query(query, at_ms, self.last_index),
         }
     }
 
     /// Whether a periodic `Expire` would change anything at `now_ms`.
     pub fn has_due_deadlines(&self, now_ms: i64) -> bool {
         match &self.state {
-            GroupState::Meta(_) => false,
-            GroupState::Shard(shard) => shard.next_deadline_ms().is_some_and(|due| due <= now_ms),
+            MetaOrShard::Meta(_) => false,
+            MetaOrShard::Shard(shard) => shard.next_deadline_ms().is_some_and(|due| due <= now_ms),
         }
     }
 
     /// Checks the invariants that must hold between commands; used by tests and simulations.
-    pub fn check_invariants(&self) -> Result<(), String> {
+    pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
         match &self.state {
-            GroupState::Meta(_) => Ok(()),
-            GroupState::Shard(shard) => shard.check_invariants(self.last_time_ms),
+            MetaOrShard::Meta(_) => Ok(()),
+            MetaOrShard::Shard(shard) => shard.check_invariants(self.last_time_ms),
         }
     }
 }

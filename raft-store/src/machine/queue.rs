@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::AccessPass;
+use crate::command::{AccessPass, QueueBlock, QueueCounters};
 use crate::limits::{ADMISSION_WINDOW_MS, PASS_TTL_MS, QUEUE_ADVANCES_RETAINED_MAX, QUEUE_BLOCK_MAX};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -42,19 +42,16 @@ pub(crate) struct QueueState {
     unused: BTreeMap<u64, u64>,
 }
 
-/// A leased block of queue sequence numbers: `start..end`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueBlock {
-    pub start: u64,
-    pub end: u64,
-    /// Leased before the sale opened: its positions are shuffled among the early ones.
-    pub early: bool,
-}
+/// A lease asked for a block size outside `1..=QUEUE_BLOCK_MAX`. Its text is the detail of the
+/// refusal the client sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("a queue block has 1 to {QUEUE_BLOCK_MAX} numbers")]
+pub(crate) struct BlockSizeOutOfRange;
 
 impl QueueState {
-    pub(crate) fn lease(&mut self, size: u64, on_sale: bool) -> Result<QueueBlock, String> {
+    pub(crate) fn lease(&mut self, size: u64, on_sale: bool) -> Result<QueueBlock, BlockSizeOutOfRange> {
         if size == 0 || size > QUEUE_BLOCK_MAX {
-            return Err(format!("a queue block has 1 to {QUEUE_BLOCK_MAX} numbers"));
+            return Err(BlockSizeOutOfRange);
         }
         if on_sale {
             self.open();
@@ -177,18 +174,6 @@ impl QueueState {
             redeemed_recently,
         }
     }
-}
-
-/// The queue part of [`crate::QueueView`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueCounters {
-    pub next_seq: u64,
-    pub early_bound: Option<u64>,
-    pub watermark: u64,
-    /// Positions admitted within the admission window.
-    pub admitted_recently: u64,
-    /// Of those, how many redeemed their pass.
-    pub redeemed_recently: u64,
 }
 
 #[cfg(test)]

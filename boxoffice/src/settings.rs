@@ -1,0 +1,301 @@
+//! The long-running commands' settings: one clap struct each, whose fields are the flags, the
+//! `--config` file's keys (see `config.rs`) and, where given, an environment variable. Defaults and
+//! ranges come from the crates that own the setting (`api`'s config, `node`'s tuning, the state
+//! machine's limits), so the command line, the file and the validation agree by construction.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+/// Event shards of a new cluster or dev data directory unless given.
+pub const SHARDS_DEFAULT: u32 = 8;
+/// sled's page cache of a `boxoffice node`, in MiB, unless given.
+const NODE_CACHE_MB_DEFAULT: u64 = 512;
+/// The largest clock offset a cluster may be configured to tolerate.
+const MAX_CLOCK_OFFSET_MAX: Duration = Duration::from_secs(60);
+/// The shortest cluster secret accepted, in bytes.
+pub const CLUSTER_SECRET_LEN_MIN: usize = 16;
+
+/// A duration such as `10m` or `90s`, shown the same way in `--help`.
+pub type Span = humantime::Duration;
+
+fn span(d: Duration) -> Span {
+    Span::from(d)
+}
+
+fn parse_span(text: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(text)
+}
+
+fn any_span(text: &str) -> Result<Span, humantime::DurationError> {
+    parse_span(text).map(span)
+}
+
+fn hold_ttl(text: &str) -> Result<Span, Box<dyn std::error::Error + Send + Sync>> {
+    Ok(span(api::check_hold_ttl(parse_span(text)?)?))
+}
+
+fn read_cache_ttl(text: &str) -> Result<Span, Box<dyn std::error::Error + Send + Sync>> {
+    Ok(span(api::check_read_cache_ttl(parse_span(text)?)?))
+}
+
+fn body_limit_bytes(text: &str) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
+    Ok(api::check_body_limit_bytes(text.parse()?)?)
+}
+
+fn max_clock_offset(text: &str) -> Result<Span, Box<dyn std::error::Error + Send + Sync>> {
+    let offset = parse_span(text)?;
+    if offset > MAX_CLOCK_OFFSET_MAX {
+        return Err(format!("at most {}", span(MAX_CLOCK_OFFSET_MAX)).into());
+    }
+    Ok(span(offset))
+}
+
+pub fn cluster_secret(text: &str) -> Result<String, String> {
+    if text.len() < CLUSTER_SECRET_LEN_MIN {
+        return Err(format!("at least {CLUSTER_SECRET_LEN_MIN} bytes"));
+    }
+    Ok(text.to_owned())
+}
+
+pub fn shards() -> clap::builder::RangedI64ValueParser<u32> {
+    clap::value_parser!(u32).range(1..=i64::from(raft_store::SHARDS_MAX))
+}
+
+/// The api tier's settings, shared by `boxoffice dev` and `boxoffice api`.
+#[derive(Args, Clone, Debug)]
+pub struct EdgeArgs {
+    /// How long a hold lasts, e.g. `10m`, `90s`.
+    #[arg(long, env = "BOXOFFICE_HOLD_TTL", default_value_t = span(api::HOLD_TTL_DEFAULT), value_parser = hold_ttl)]
+    pub hold_ttl: Span,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "BOXOFFICE_BODY_LIMIT_BYTES", default_value_t = api::BODY_LIMIT_BYTES_DEFAULT, value_parser = body_limit_bytes)]
+    pub body_limit_bytes: usize,
+    /// How long event details and seat maps are served from the api's memory; `0s` turns the
+    /// cache off.
+    #[arg(long, env = "BOXOFFICE_READ_CACHE_TTL", default_value_t = span(api::READ_CACHE_TTL_DEFAULT), value_parser = read_cache_ttl)]
+    pub read_cache_ttl: Span,
+    /// Memory for the read cache, in MiB.
+    #[arg(long, env = "BOXOFFICE_READ_CACHE_MB", default_value_t = api::READ_CACHE_BYTES_DEFAULT >> 20)]
+    pub read_cache_mb: u64,
+    /// Requests per second each user (token) may make, sustained; 0 turns the limit off.
+    #[arg(long, env = "BOXOFFICE_RATE_LIMIT_USER_PER_S", default_value_t = api::RATE_LIMIT_USER_PER_S_DEFAULT)]
+    pub rate_limit_user_per_s: u32,
+    /// Requests a user may make at once above the sustained rate.
+    #[arg(long, env = "BOXOFFICE_RATE_LIMIT_USER_BURST", default_value_t = api::RATE_LIMIT_USER_BURST_DEFAULT)]
+    pub rate_limit_user_burst: u32,
+    /// Requests per second each client address may make, sustained; 0 (the default) turns the
+    /// limit off. Leave it off behind a proxy: every client then has the proxy's address.
+    #[arg(long, env = "BOXOFFICE_RATE_LIMIT_IP_PER_S", default_value_t = 0)]
+    pub rate_limit_ip_per_s: u32,
+    /// Requests a client address may make at once above the sustained rate.
+    #[arg(long, env = "BOXOFFICE_RATE_LIMIT_IP_BURST", default_value_t = api::RATE_LIMIT_IP_BURST_DEFAULT)]
+    pub rate_limit_ip_burst: u32,
+    /// Holds a user may release per `--churn-window` before their new holds answer 429 for a
+    /// while; 0 turns the limit off.
+    #[arg(long, env = "BOXOFFICE_CHURN_RELEASES_MAX", default_value_t = api::CHURN_RELEASES_MAX_DEFAULT)]
+    pub churn_releases_max: u32,
+    /// The window of `--churn-releases-max`; the budget refills evenly over it.
+    #[arg(long, env = "BOXOFFICE_CHURN_WINDOW", default_value_t = span(api::CHURN_WINDOW_DEFAULT), value_parser = any_span)]
+    pub churn_window: Span,
+}
+
+impl EdgeArgs {
+    /// The api's configuration: these settings, the token key, and whether dev tokens are served.
+    pub fn api_config(&self, jwt_secret: String, dev_tokens: bool) -> api::ApiConfig {
+        api::ApiConfig {
+            dev_tokens,
+            hold_ttl: self.hold_ttl.into(),
+            body_limit_bytes: self.body_limit_bytes,
+            read_cache: api::ReadCacheConfig {
+                ttl: self.read_cache_ttl.into(),
+                capacity_bytes: self.read_cache_mb.saturating_mul(1 << 20),
+            },
+            limits: api::LimitsConfig {
+                user_per_s: self.rate_limit_user_per_s,
+                user_burst: self.rate_limit_user_burst,
+                ip_per_s: self.rate_limit_ip_per_s,
+                ip_burst: self.rate_limit_ip_burst,
+                churn_releases_max: self.churn_releases_max,
+                churn_window: self.churn_window.into(),
+            },
+            ..api::ApiConfig::new(jwt_secret)
+        }
+    }
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct DevArgs {
+    /// TOML file whose keys are these flags' names (`addr`, `hold_ttl`, …); flags and their
+    /// environment variables win over it.
+    #[arg(long, env = "BOXOFFICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to serve the api on; port 0 picks a free port (printed at start-up).
+    #[arg(long, env = "BOXOFFICE_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Where the node keeps its database; data survives restarts.
+    #[arg(long, env = "BOXOFFICE_DATA_DIR", default_value = "./boxoffice-data")]
+    pub data_dir: PathBuf,
+    /// Start without the demo venues and events.
+    #[arg(long)]
+    pub no_demo: bool,
+    /// Event shards (one Raft group each); fixed when the data directory is created.
+    #[arg(long, env = "BOXOFFICE_SHARDS", default_value_t = SHARDS_DEFAULT, value_parser = shards())]
+    pub shards: u32,
+    /// HS256 key for tokens; by default one is generated and kept in the data directory.
+    #[arg(long, env = "BOXOFFICE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    #[command(flatten)]
+    pub edge: EdgeArgs,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct NodeArgs {
+    /// TOML file whose keys are these flags' names (`node_id`, `listen`, …); flags and their
+    /// environment variables win over it.
+    #[arg(long, env = "BOXOFFICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// This node's id: a positive number, unique in the cluster, never reused.
+    #[arg(long = "id", env = "BOXOFFICE_NODE_ID", value_parser = clap::value_parser!(u64).range(1..))]
+    pub node_id: u64,
+    /// Address to serve peers, api instances and operators on.
+    #[arg(long, env = "BOXOFFICE_LISTEN", default_value = "127.0.0.1:7001")]
+    pub listen: SocketAddr,
+    /// Address others reach this node at [default: the address it listens on].
+    #[arg(long, env = "BOXOFFICE_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Where the node keeps its database [default: ./boxoffice-node-ID].
+    #[arg(long, env = "BOXOFFICE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Shared by every node and api instance of the cluster; at least 16 bytes.
+    #[arg(long, env = "BOXOFFICE_CLUSTER_SECRET", hide_env_values = true, value_parser = cluster_secret)]
+    pub cluster_secret: String,
+    /// sled's page cache, in MiB.
+    #[arg(long, env = "BOXOFFICE_CACHE_MB", default_value_t = NODE_CACHE_MB_DEFAULT)]
+    pub cache_mb: u64,
+    /// The largest difference between any two nodes' clocks (keep them in sync with NTP): reads
+    /// show a hold expired only once every clock is past its expiry.
+    #[arg(long, env = "BOXOFFICE_MAX_CLOCK_OFFSET", default_value_t = span(Duration::from_millis(node::MAX_OFFSET_MS_DEFAULT as u64)), value_parser = max_clock_offset)]
+    pub max_clock_offset: Span,
+    /// Interval of the leaders' heartbeats, in milliseconds.
+    #[arg(long, default_value_t = node::RaftTuning::default().heartbeat_ms, value_parser = clap::value_parser!(u64).range(1..))]
+    pub heartbeat_ms: u64,
+    /// A follower that hears no leader for a random time between this and `election_max_ms`
+    /// starts an election, in milliseconds.
+    #[arg(long, default_value_t = node::RaftTuning::default().election_min_ms, value_parser = clap::value_parser!(u64).range(1..))]
+    pub election_min_ms: u64,
+    #[arg(long, default_value_t = node::RaftTuning::default().election_max_ms, value_parser = clap::value_parser!(u64).range(1..))]
+    pub election_max_ms: u64,
+    /// Build a snapshot (and compact the log) after this many applied entries.
+    #[arg(long, default_value_t = node::RaftTuning::default().snapshot_every_logs, value_parser = clap::value_parser!(u64).range(1..))]
+    pub snapshot_every_logs: u64,
+}
+
+impl NodeArgs {
+    pub fn tuning(&self) -> node::RaftTuning {
+        node::RaftTuning {
+            heartbeat_ms: self.heartbeat_ms,
+            election_min_ms: self.election_min_ms,
+            election_max_ms: self.election_max_ms,
+            snapshot_every_logs: self.snapshot_every_logs,
+            ..node::RaftTuning::default()
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("./boxoffice-node-{}", self.node_id)))
+    }
+}
+
+/// Elasticsearch, when a deployment has outgrown the embedded index.
+#[derive(Args, Clone, Debug)]
+pub struct ElasticArgs {
+    /// Search Elasticsearch at this URL (http(s)://HOST:9200) instead of the embedded index.
+    #[arg(long, env = "BOXOFFICE_ELASTICSEARCH_URL")]
+    pub elasticsearch_url: Option<String>,
+    /// Prefix of the index, alias and template names.
+    #[arg(long, env = "BOXOFFICE_ELASTICSEARCH_PREFIX", default_value = "boxoffice-events")]
+    pub elasticsearch_prefix: String,
+    /// An encoded API key (base64 of `id:key`).
+    #[arg(long, env = "BOXOFFICE_ELASTICSEARCH_API_KEY", hide_env_values = true)]
+    pub elasticsearch_api_key: Option<String>,
+    #[arg(long, env = "BOXOFFICE_ELASTICSEARCH_USERNAME")]
+    pub elasticsearch_username: Option<String>,
+    #[arg(long, env = "BOXOFFICE_ELASTICSEARCH_PASSWORD", hide_env_values = true)]
+    pub elasticsearch_password: Option<String>,
+}
+
+impl ElasticArgs {
+    pub fn config(&self) -> Option<indexer::ElasticConfig> {
+        let url = self.elasticsearch_url.clone()?;
+        Some(indexer::ElasticConfig {
+            url,
+            index_prefix: self.elasticsearch_prefix.clone(),
+            api_key: self.elasticsearch_api_key.clone(),
+            username: self.elasticsearch_username.clone(),
+            password: self.elasticsearch_password.clone(),
+        })
+    }
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct ApiArgs {
+    /// TOML file whose keys are these flags' names (`listen`, `nodes`, `hold_ttl`, …); flags and
+    /// their environment variables win over it.
+    #[arg(long, env = "BOXOFFICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to serve the public api on.
+    #[arg(long, env = "BOXOFFICE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Addresses of some of the cluster's nodes, comma-separated; the rest are learned.
+    #[arg(long, env = "BOXOFFICE_NODES", value_delimiter = ',', required = true)]
+    pub nodes: Vec<String>,
+    #[arg(long, env = "BOXOFFICE_CLUSTER_SECRET", hide_env_values = true, value_parser = cluster_secret)]
+    pub cluster_secret: String,
+    /// HS256 key that verifies clients' tokens.
+    #[arg(long, env = "BOXOFFICE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: String,
+    /// Serve `POST /v1/auth/dev-token` (development and tests only).
+    #[arg(long, env = "BOXOFFICE_DEV_TOKENS")]
+    pub dev_tokens: bool,
+    /// Answer `GET /v1/search` through this `boxoffice indexer` (http://HOST:PORT).
+    #[arg(long, env = "BOXOFFICE_SEARCH_URL", conflicts_with = "elasticsearch_url")]
+    pub search_url: Option<String>,
+    #[command(flatten)]
+    pub elastic: ElasticArgs,
+    #[command(flatten)]
+    pub edge: EdgeArgs,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct IndexerArgs {
+    /// TOML file whose keys are these flags' names (`listen`, `nodes`, …); flags and their
+    /// environment variables win over it.
+    #[arg(long, env = "BOXOFFICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to answer api instances' searches on.
+    #[arg(long, env = "BOXOFFICE_LISTEN", default_value = "127.0.0.1:7100")]
+    pub listen: SocketAddr,
+    /// Addresses of some of the cluster's nodes, comma-separated.
+    #[arg(long, env = "BOXOFFICE_NODES", value_delimiter = ',', required = true)]
+    pub nodes: Vec<String>,
+    #[arg(long, env = "BOXOFFICE_CLUSTER_SECRET", hide_env_values = true, value_parser = cluster_secret)]
+    pub cluster_secret: String,
+    /// Where the embedded index (and its feed checkpoints) live.
+    #[arg(long, env = "BOXOFFICE_DATA_DIR", default_value = "./boxoffice-indexer")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub elastic: ElasticArgs,
+}
+
+/// Which cluster an operator command talks to.
+#[derive(Args, Clone, Debug)]
+pub struct ClusterTarget {
+    /// Any node of the cluster.
+    #[arg(long, env = "BOXOFFICE_NODE", default_value = "127.0.0.1:7001")]
+    pub node: String,
+    #[arg(long, env = "BOXOFFICE_CLUSTER_SECRET", hide_env_values = true, value_parser = cluster_secret)]
+    pub cluster_secret: String,
+}

@@ -1,0 +1,60 @@
+//! What a node is started with.
+
+use std::sync::Arc;
+
+use openraft::SnapshotPolicy;
+use raft_store::{Kv, NodeId};
+
+use super::error::NodeError;
+use crate::clock::Clock;
+use crate::wire::NodeClient;
+
+/// Raft timing and compaction. Defaults suit nodes on one network.
+#[derive(Clone, Debug)]
+pub struct RaftTuning {
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    /// Build a snapshot (and compact the log) after this many applied entries.
+    pub snapshot_every_logs: u64,
+    /// Entries kept in the log behind the snapshot, so lagging followers catch up without one.
+    pub logs_kept_after_snapshot: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        RaftTuning {
+            heartbeat_ms: 150,
+            election_min_ms: 600,
+            election_max_ms: 1_200,
+            snapshot_every_logs: 20_000,
+            logs_kept_after_snapshot: 2_000,
+        }
+    }
+}
+
+impl RaftTuning {
+    /// The openraft configuration every group of the node shares.
+    pub(super) fn raft_config(&self) -> Result<Arc<openraft::Config>, NodeError> {
+        let config = openraft::Config {
+            cluster_name: "boxoffice".into(),
+            heartbeat_interval: self.heartbeat_ms,
+            election_timeout_min: self.election_min_ms,
+            election_timeout_max: self.election_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every_logs),
+            max_in_snapshot_log_to_keep: self.logs_kept_after_snapshot,
+            ..Default::default()
+        };
+        Ok(Arc::new(config.validate()?))
+    }
+}
+
+pub struct NodeSetup {
+    pub node_id: NodeId,
+    /// The address other nodes reach this one at.
+    pub advertise_addr: String,
+    pub kv: Arc<dyn Kv>,
+    pub client: Arc<dyn NodeClient>,
+    pub tuning: RaftTuning,
+    pub clock: Clock,
+}

@@ -1,0 +1,35 @@
+//! The change feed: every change to an event or its inventory is recorded with its log index, and
+//! read back in pages that never split one index. Bounded by [`CHANGES_RETAINED_MAX`]; a reader
+//! that fell behind the oldest retained record is told so, not given a gap.
+
+use super::state::ShardState;
+use crate::command::{Change, ChangeKind, ChangesPage};
+use crate::ids::EventId;
+use crate::limits::CHANGES_RETAINED_MAX;
+use crate::machine::ctx::Ctx;
+
+impl ShardState {
+    pub(super) fn record(&mut self, ctx: Ctx, event_id: &EventId, kind: ChangeKind) {
+        self.changes.push_back(Change { index: ctx.index, time_ms: ctx.now_ms, event_id: event_id.clone(), kind });
+        while self.changes.len() > CHANGES_RETAINED_MAX {
+            let dropped = self.changes.pop_front().expect("non-empty");
+            self.changes_dropped_through = dropped.index;
+        }
+    }
+
+    pub(super) fn changes_after(&self, after_index: u64, limit: usize, last_index: u64) -> ChangesPage {
+        if after_index < self.changes_dropped_through {
+            let oldest_retained_index = self.changes.front().map_or(last_index, |c| c.index);
+            return ChangesPage::Compacted { oldest_retained_index, last_index };
+        }
+        let start = self.changes.partition_point(|c| c.index <= after_index);
+        let mut changes: Vec<Change> = self.changes.range(start..).take(limit).cloned().collect();
+        // Never split the records of one log index across pages.
+        if let Some(last) = changes.last().map(|c| c.index) {
+            if start + changes.len() < self.changes.len() && self.changes[start + changes.len()].index == last {
+                changes.extend(self.changes.range(start + changes.len()..).take_while(|c| c.index == last).cloned());
+            }
+        }
+        ChangesPage::Records { changes, last_index }
+    }
+}

@@ -1,0 +1,137 @@
+//! Orders: checking out an active hold, the payment's result (confirm or fail), and cancelling a
+//! confirmed order. A checked-out hold keeps its seats held until the payment's result; an order
+//! whose payment does not arrive by its deadline fails like a declined one.
+
+use super::inventory::{sell, taken_change, tickets_for, uncount_user, unsell, vacate};
+use super::state::{refused, Deadline, OrderRec, ShardState, Slot};
+use crate::command::{Actor, Outcome, Refusal};
+use crate::ids::{HoldId, OrderId, UserId};
+use crate::limits::PAYMENT_TIMEOUT_MS;
+use crate::machine::ctx::Ctx;
+use crate::model::{HoldStatus, OrderStatus, SeatStatus, TicketStatus};
+
+impl ShardState {
+    pub(super) fn checkout(&mut self, ctx: Ctx, hold_id: &HoldId, user: &UserId) -> Outcome {
+        let hold = match self.own_hold(hold_id, user) {
+            Ok(h) => h,
+            Err(r) => return refused(r),
+        };
+        match hold.status {
+            HoldStatus::CheckedOut => {
+                let order = hold.order.expect("a checked-out hold has an order");
+                return Outcome::Order(self.order_view(order, ctx.now_ms));
+            }
+            HoldStatus::Released => return refused(Refusal::HoldNotActive { status: HoldStatus::Released }),
+            // Due holds were expired before this command, so an active hold is within its time.
+            HoldStatus::Expired => return refused(Refusal::HoldExpired),
+            HoldStatus::Active => assert!(hold.expires_at_ms > ctx.now_ms),
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let hold = self.holds.get_mut(&hold_id.seq).expect("checked above");
+        hold.status = HoldStatus::CheckedOut;
+        hold.ended_at_ms = Some(ctx.now_ms);
+        hold.order = Some(seq);
+        let payment_deadline_ms = ctx.now_ms + PAYMENT_TIMEOUT_MS;
+        let order = OrderRec {
+            event_id: hold.event_id.clone(),
+            user: hold.user.clone(),
+            hold: hold_id.seq,
+            status: OrderStatus::PendingPayment,
+            total: hold.total,
+            created_at_ms: ctx.now_ms,
+            updated_at_ms: ctx.now_ms,
+            payment_deadline_ms,
+            payment_reference: None,
+            refunded: false,
+            tickets: Vec::new(),
+        };
+        self.deadlines.remove(&(hold.expires_at_ms, Deadline::Hold(hold_id.seq)));
+        self.deadlines.insert((payment_deadline_ms, Deadline::Payment(seq)));
+        self.user_orders.insert((order.user.clone(), seq));
+        self.orders.insert(seq, order);
+        Outcome::Order(self.order_view(seq, ctx.now_ms))
+    }
+
+    pub(super) fn payment_result(&mut self, ctx: Ctx, order_id: &OrderId, approved: bool, reference: &str) -> Outcome {
+        let Some(order) = self.orders.get(&order_id.seq).filter(|o| o.event_id == order_id.event_id) else {
+            return refused(Refusal::not_found(format!("order {order_id}")));
+        };
+        if order.status != OrderStatus::PendingPayment {
+            // A late or repeated result changes nothing; the caller refunds a late approval.
+            return Outcome::Order(self.order_view(order_id.seq, ctx.now_ms));
+        }
+        let deadline = (order.payment_deadline_ms, Deadline::Payment(order_id.seq));
+        self.deadlines.remove(&deadline);
+        if approved {
+            self.confirm(ctx, order_id.seq, reference);
+        } else {
+            self.fail_payment(ctx, order_id.seq, Some(reference));
+        }
+        Outcome::Order(self.order_view(order_id.seq, ctx.now_ms))
+    }
+
+    fn confirm(&mut self, ctx: Ctx, seq: u64, reference: &str) {
+        let order = self.orders.get_mut(&seq).expect("caller checked");
+        let hold = self.holds.get(&order.hold).expect("an order's hold exists");
+        let event = self.events.get_mut(&order.event_id).expect("an order's event exists");
+        sell(event, &hold.taken, order.hold, seq);
+        order.tickets = tickets_for(&hold.taken);
+        order.status = OrderStatus::Confirmed;
+        order.payment_reference = Some(reference.to_owned());
+        order.updated_at_ms = ctx.now_ms;
+        let change = taken_change(event, &hold.taken, SeatStatus::Sold);
+        let event_id = order.event_id.clone();
+        self.record(ctx, &event_id, change);
+    }
+
+    /// Fails an order awaiting payment (declined, or past its deadline): its seats are free again.
+    pub(super) fn fail_payment(&mut self, ctx: Ctx, seq: u64, reference: Option<&str>) {
+        let order = self.orders.get_mut(&seq).expect("caller checked");
+        assert_eq!(order.status, OrderStatus::PendingPayment);
+        let hold = self.holds.get(&order.hold).expect("an order's hold exists");
+        let event = self.events.get_mut(&order.event_id).expect("an order's event exists");
+        vacate(event, &hold.taken, Slot::Held(order.hold));
+        uncount_user(event, &order.user, hold.taken.count());
+        order.status = OrderStatus::PaymentFailed;
+        order.payment_reference = reference.map(str::to_owned);
+        order.updated_at_ms = ctx.now_ms;
+        let change = taken_change(event, &hold.taken, SeatStatus::Available);
+        let event_id = order.event_id.clone();
+        self.record(ctx, &event_id, change);
+    }
+
+    pub(super) fn cancel(&mut self, ctx: Ctx, order_id: &OrderId, actor: &Actor) -> Outcome {
+        let order = match self.orders.get(&order_id.seq) {
+            Some(o) if o.event_id == order_id.event_id && (actor.admin || o.user == actor.user) => o,
+            _ => return refused(Refusal::not_found(format!("order {order_id}"))),
+        };
+        match order.status {
+            OrderStatus::Cancelled => return Outcome::Order(self.order_view(order_id.seq, ctx.now_ms)),
+            OrderStatus::PendingPayment | OrderStatus::PaymentFailed => {
+                let reason = "only a confirmed order can be cancelled".to_owned();
+                return refused(Refusal::OrderNotCancellable { status: order.status, reason });
+            }
+            OrderStatus::Confirmed => {}
+        }
+        let event = &self.events[&order.event_id];
+        if !actor.admin && ctx.now_ms >= event.spec.starts_at_ms {
+            let reason = "the event has started".to_owned();
+            return refused(Refusal::OrderNotCancellable { status: order.status, reason });
+        }
+        let order = self.orders.get_mut(&order_id.seq).expect("checked above");
+        let taken = self.holds[&order.hold].taken.clone();
+        let event = self.events.get_mut(&order.event_id).expect("an order's event exists");
+        unsell(event, &taken, order_id.seq);
+        uncount_user(event, &order.user, taken.count());
+        for t in &mut order.tickets {
+            t.status = TicketStatus::Cancelled;
+        }
+        order.status = OrderStatus::Cancelled;
+        order.refunded = true;
+        order.updated_at_ms = ctx.now_ms;
+        let change = taken_change(event, &taken, SeatStatus::Available);
+        self.record(ctx, &order_id.event_id, change);
+        Outcome::Order(self.order_view(order_id.seq, ctx.now_ms))
+    }
+}

@@ -1,0 +1,147 @@
+//! The shard's records: what it stores for events, seats, holds and orders, and the lookups every
+//! command shares. Every other module of the shard builds on these; this one uses none of them.
+//!
+//! Snapshots serialize [`ShardState`] with bincode, which encodes fields in declaration order:
+//! reordering fields here changes the snapshot format.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Change, Outcome, Refusal};
+use crate::ids::{EventId, HoldId, UserId};
+use crate::machine::queue::QueueState;
+use crate::model::{EventSpec, HoldStatus, Money, OrderStatus, TicketStatus};
+
+/// A seat: section, row and number (from 1) within the event's venue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub(super) struct SeatRef {
+    pub(super) section: u16,
+    pub(super) row: u16,
+    pub(super) number: u16,
+}
+
+/// What a hold (and the order made from it) occupies.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(super) enum Taken {
+    Seats(Vec<SeatRef>),
+    General { section: u16, quantity: u32 },
+}
+
+impl Taken {
+    pub(super) fn count(&self) -> u32 {
+        match self {
+            Taken::Seats(seats) => seats.len() as u32,
+            Taken::General { quantity, .. } => *quantity,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) enum Slot {
+    Free,
+    /// Held by a hold (active, or checked out with its order awaiting payment).
+    Held(u64),
+    /// Sold to a confirmed order.
+    Sold(u64),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(super) struct SectionInv {
+    /// Seat slots by row; empty for a general-admission section.
+    pub(super) rows: Vec<Vec<Slot>>,
+    pub(super) capacity: u32,
+    pub(super) held: u32,
+    pub(super) sold: u32,
+}
+
+impl SectionInv {
+    pub(super) fn available(&self) -> u32 {
+        self.capacity - self.held - self.sold
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(super) struct EventState {
+    pub(super) spec: EventSpec,
+    pub(super) created_at_ms: i64,
+    pub(super) updated_at_ms: i64,
+    pub(super) sections: Vec<SectionInv>,
+    /// Admissions each user has in active holds and live orders, for `per_user_limit`.
+    pub(super) per_user: BTreeMap<UserId, u32>,
+    /// The waiting room (high-traffic events).
+    pub(super) queue: QueueState,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub(super) enum Deadline {
+    Hold(u64),
+    Payment(u64),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(super) struct HoldRec {
+    pub(super) event_id: EventId,
+    pub(super) user: UserId,
+    pub(super) taken: Taken,
+    pub(super) total: Money,
+    pub(super) status: HoldStatus,
+    pub(super) created_at_ms: i64,
+    pub(super) expires_at_ms: i64,
+    pub(super) ended_at_ms: Option<i64>,
+    pub(super) order: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(super) struct TicketRec {
+    pub(super) n: u32,
+    pub(super) seat: Option<SeatRef>,
+    pub(super) section: u16,
+    pub(super) status: TicketStatus,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(super) struct OrderRec {
+    pub(super) event_id: EventId,
+    pub(super) user: UserId,
+    pub(super) hold: u64,
+    pub(super) status: OrderStatus,
+    pub(super) total: Money,
+    pub(super) created_at_ms: i64,
+    pub(super) updated_at_ms: i64,
+    pub(super) payment_deadline_ms: i64,
+    pub(super) payment_reference: Option<String>,
+    pub(super) refunded: bool,
+    pub(super) tickets: Vec<TicketRec>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShardState {
+    pub(super) events: BTreeMap<EventId, EventState>,
+    /// Events by `(starts_at, id)` for listing soonest first.
+    pub(super) by_start: BTreeSet<(i64, EventId)>,
+    pub(super) holds: BTreeMap<u64, HoldRec>,
+    pub(super) orders: BTreeMap<u64, OrderRec>,
+    pub(super) user_orders: BTreeSet<(UserId, u64)>,
+    /// Active holds by expiry and pending orders by payment deadline.
+    pub(super) deadlines: BTreeSet<(i64, Deadline)>,
+    /// Sequence for hold and order ids; shared so ids never collide within the shard.
+    pub(super) next_seq: u64,
+    pub(super) changes: VecDeque<Change>,
+    /// The highest index whose records were dropped from `changes` (0: none dropped).
+    pub(super) changes_dropped_through: u64,
+}
+
+pub(super) fn refused(r: Refusal) -> Outcome {
+    Outcome::Refused(r)
+}
+
+impl ShardState {
+    /// The hold `id` if it exists and belongs to `user`; another user's hold is "not found".
+    pub(super) fn own_hold(&self, id: &HoldId, user: &UserId) -> Result<&HoldRec, Refusal> {
+        match self.holds.get(&id.seq) {
+            Some(h) if h.event_id == id.event_id && &h.user == user => Ok(h),
+            _ => Err(Refusal::not_found(format!("hold {id}"))),
+        }
+    }
+}
