@@ -29,7 +29,7 @@ stop    stops every process of DIR: SIGTERM, then SIGKILL after BOXOFFICE_STOP_G
 status  shows which processes run, then the cluster's nodes, shards, leaders and lag.
 
 This script builds nothing. It runs \$BOXOFFICE, by default target/release/boxoffice of this
-repository; build it first with:  cargo build --release -p node --bin boxoffice
+repository; build it first with:  cargo build --release --bin boxoffice
 
 DIR (default ./boxoffice-cluster) keeps each node's data (node-ID/), the logs (logs/), the pid
 files (run/), the settings of the first start (cluster.env), and two secrets generated on the first
@@ -155,7 +155,7 @@ settle_settings() {
 }
 
 start() {
-  [[ -x $BIN ]] || die "no binary at $BIN; build it first: cargo build --release -p node --bin boxoffice"
+  [[ -x $BIN ]] || die "no binary at $BIN; build it first: cargo build --release --bin boxoffice"
   if [[ -n ${NODES:-} ]]; then
     if ! { is_uint "$NODES" && ((NODES >= 1 && NODES <= NODES_MAX)); }; then
       die "--nodes is between 1 and $NODES_MAX"

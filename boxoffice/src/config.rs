@@ -67,7 +67,7 @@ pub fn file_flags(command: &Command, matches: &ArgMatches, path: &Path) -> Resul
         };
         let long = arg.get_long().ok_or_else(|| bad("not a flag"))?;
         let is_switch = matches!(arg.get_action(), ArgAction::SetTrue);
-        for text in scalars(value).map_err(|why| bad(&why))? {
+        for text in scalars(value).map_err(bad)? {
             if is_switch {
                 match text.as_str() {
                     "true" => flags.push(FileFlag { key: key.clone(), value: show(value), arg: format!("--{long}") }),
@@ -105,7 +105,7 @@ fn show(value: &toml::Value) -> String {
 }
 
 /// The texts a TOML value gives its flag: one for a scalar, one per item for a list.
-fn scalars(value: &toml::Value) -> Result<Vec<String>, String> {
+fn scalars(value: &toml::Value) -> Result<Vec<String>, &'static str> {
     match value {
         toml::Value::String(s) => Ok(vec![s.clone()]),
         toml::Value::Integer(i) => Ok(vec![i.to_string()]),
@@ -115,15 +115,13 @@ fn scalars(value: &toml::Value) -> Result<Vec<String>, String> {
             let mut all = Vec::with_capacity(items.len());
             for item in items {
                 match item {
-                    toml::Value::Array(_) | toml::Value::Table(_) => {
-                        return Err("a list of lists is not a value".into())
-                    }
+                    toml::Value::Array(_) | toml::Value::Table(_) => return Err("a list of lists is not a value"),
                     scalar => all.extend(scalars(scalar)?),
                 }
             }
             Ok(all)
         }
-        toml::Value::Datetime(_) | toml::Value::Table(_) => Err("expected a string, number, boolean or list".into()),
+        toml::Value::Datetime(_) | toml::Value::Table(_) => Err("expected a string, number, boolean or list"),
     }
 }
 

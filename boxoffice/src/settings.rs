@@ -45,17 +45,27 @@ fn body_limit_bytes(text: &str) -> Result<usize, Box<dyn std::error::Error + Sen
     Ok(api::check_body_limit_bytes(text.parse()?)?)
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("at most {max}")]
+struct TooLarge {
+    max: Span,
+}
+
 fn max_clock_offset(text: &str) -> Result<Span, Box<dyn std::error::Error + Send + Sync>> {
     let offset = parse_span(text)?;
     if offset > MAX_CLOCK_OFFSET_MAX {
-        return Err(format!("at most {}", span(MAX_CLOCK_OFFSET_MAX)).into());
+        return Err(Box::new(TooLarge { max: span(MAX_CLOCK_OFFSET_MAX) }));
     }
     Ok(span(offset))
 }
 
-pub fn cluster_secret(text: &str) -> Result<String, String> {
+#[derive(Debug, thiserror::Error)]
+#[error("a cluster secret is at least {CLUSTER_SECRET_LEN_MIN} bytes, this one {0}")]
+pub struct ShortSecret(usize);
+
+pub fn cluster_secret(text: &str) -> Result<String, ShortSecret> {
     if text.len() < CLUSTER_SECRET_LEN_MIN {
-        return Err(format!("at least {CLUSTER_SECRET_LEN_MIN} bytes"));
+        return Err(ShortSecret(text.len()));
     }
     Ok(text.to_owned())
 }

@@ -13,8 +13,8 @@ use raft_store::{
 };
 use seams::{Cluster, Consistency};
 
+use crate::cluster::MAX_SKEW_MS;
 use crate::history::{History, Op, OpKind, OpResult};
-use crate::nemesis::MAX_SKEW_MS;
 use crate::workload::{Shop, GENERAL_CAPACITY};
 
 /// A hold the store acknowledged, followed to its final state: the seats it owned, from when to

@@ -12,10 +12,12 @@ use raft_store::{GroupId, MemKv, NodeId};
 
 use crate::net::{node_addr, node_ip, serve, SimClient};
 
-/// Flushes take this long in the simulation, so a crash can fall between a write and its flush.
+/// Largest clock skew the nemesis gives a node, either way. The checks allow for it.
+pub const MAX_SKEW_MS: i64 = 2_000;
 /// Every node's clock is within `MAX_SKEW_MS` of true time, so two clocks are at most twice that
 /// apart: the offset the nodes are told to allow for.
-const CLOCK_OFFSET_MAX_MS: i64 = 2 * crate::nemesis::MAX_SKEW_MS;
+const CLOCK_OFFSET_MAX_MS: i64 = 2 * MAX_SKEW_MS;
+/// Flushes take this long in the simulation, so a crash can fall between a write and its flush.
 const FLUSH_DELAY_MIN: Duration = Duration::from_micros(200);
 const FLUSH_DELAY_MAX: Duration = Duration::from_millis(15);
 

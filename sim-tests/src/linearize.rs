@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use raft_store::{HoldView, OrderStatus, OrderView, Refusal, SeatStatus};
 
+use crate::cluster::MAX_SKEW_MS;
 use crate::history::{Op, OpKind, OpResult};
-use crate::nemesis::MAX_SKEW_MS;
 use crate::workload::HOLD_TTL_MS;
 
 /// Search steps per seat before the check gives up (reported, not failed).

@@ -12,11 +12,8 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use seams::{Cluster, Submit};
 
-use crate::cluster::SimCluster;
+use crate::cluster::{SimCluster, MAX_SKEW_MS};
 use crate::net::{node_addr, SimClient};
-
-/// Largest clock skew given to a node, either way. The checks allow for it.
-pub const MAX_SKEW_MS: i64 = 2_000;
 
 #[derive(Clone, Debug)]
 pub struct FaultPlan {

@@ -257,7 +257,7 @@ async fn drive(
         violations.push(e);
     }
     // Let every hold run out and be compacted, then look at what is left.
-    madsim::time::sleep(Duration::from_millis(HOLD_TTL_MS as u64 + 3 * crate::nemesis::MAX_SKEW_MS as u64 + 3_000))
+    madsim::time::sleep(Duration::from_millis(HOLD_TTL_MS as u64 + 3 * crate::cluster::MAX_SKEW_MS as u64 + 3_000))
         .await;
     let mut checker = Checker { history: &history, router: &routers[0], shop: &shop, violations: Vec::new() };
     checker.run().await;
