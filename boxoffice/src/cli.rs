@@ -107,6 +107,7 @@ async fn run_dev(a: DevArgs, metrics: seams::MetricsRender) -> Result<(), ServeE
         demo: !a.no_demo,
         shards: a.shards,
         jwt_secret: a.jwt_secret,
+        archive_after_ms: a.archive.archive_after_ms(),
         edge: a.edge,
     };
     crate::dev::run(opts, metrics).await

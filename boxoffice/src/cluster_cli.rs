@@ -98,7 +98,7 @@ impl Cli {
 
     async fn propose_meta(&self, layout: &Layout, command: Command) -> Result<Layout, ClusterCliError> {
         let candidates: Vec<(NodeId, String)> = layout.active().map(|n| (n.id, n.addr.clone())).collect();
-        let proposal = Proposal { request_id: None, fingerprint: 0, command };
+        let proposal = Proposal::internal(command);
         let request =
             move || NodeRequest::Propose { group: GroupId::META, proposal: proposal.clone(), quick_refusal: false };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

@@ -30,6 +30,8 @@ pub struct DevOptions {
     pub demo: bool,
     pub shards: u32,
     pub jwt_secret: Option<String>,
+    /// See `RaftTuning::archive_after_ms`.
+    pub archive_after_ms: i64,
     pub edge: EdgeArgs,
 }
 
@@ -63,7 +65,7 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), ServeEr
         advertise_addr: addr.to_string(),
         kv,
         client: Arc::new(NoPeers),
-        tuning: RaftTuning::default(),
+        tuning: RaftTuning { archive_after_ms: opts.archive_after_ms, ..RaftTuning::default() },
         // One node, one clock: nothing to allow for.
         clock: node::Clock::new(0),
     })

@@ -158,6 +158,8 @@ pub struct DevArgs {
     #[arg(long, env = "BOXOFFICE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
     #[command(flatten)]
+    pub archive: ArchiveArgs,
+    #[command(flatten)]
     pub edge: EdgeArgs,
 }
 
@@ -201,6 +203,23 @@ pub struct NodeArgs {
     /// Build a snapshot (and compact the log) after this many applied entries.
     #[arg(long, default_value_t = node::RaftTuning::default().snapshot_every_logs, value_parser = clap::value_parser!(u64).range(1..))]
     pub snapshot_every_logs: u64,
+    #[command(flatten)]
+    pub archive: ArchiveArgs,
+}
+
+/// When ended events leave memory for their shard's archive (`boxoffice node` and `dev`).
+#[derive(Args, Clone, Debug)]
+pub struct ArchiveArgs {
+    /// How long after an event starts it moves, with its orders and tickets, from memory to the
+    /// shard's archive on disk (reads still find it there; its orders can no longer change).
+    #[arg(long, env = "BOXOFFICE_ARCHIVE_AFTER", default_value_t = span(Duration::from_millis(node::ARCHIVE_AFTER_MS_DEFAULT as u64)), value_parser = any_span)]
+    pub archive_after: Span,
+}
+
+impl ArchiveArgs {
+    pub fn archive_after_ms(&self) -> i64 {
+        i64::try_from(Duration::from(self.archive_after).as_millis()).unwrap_or(i64::MAX)
+    }
 }
 
 impl NodeArgs {
@@ -210,6 +229,7 @@ impl NodeArgs {
             election_min_ms: self.election_min_ms,
             election_max_ms: self.election_max_ms,
             snapshot_every_logs: self.snapshot_every_logs,
+            archive_after_ms: self.archive.archive_after_ms(),
             ..node::RaftTuning::default()
         }
     }

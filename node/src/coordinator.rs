@@ -156,7 +156,7 @@ async fn record_layout(
     command: Command,
 ) -> Result<Layout, CoordinatorError> {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(INIT_TIMEOUT_MS);
-    let proposal = raft_store::Proposal { request_id: None, fingerprint: 0, command };
+    let proposal = raft_store::Proposal::internal(command);
     let request =
         move || NodeRequest::Propose { group: GroupId::META, proposal: proposal.clone(), quick_refusal: false };
     let noop = |_: NodeId, _: Option<String>| {};
@@ -354,8 +354,7 @@ async fn drop_copy(node: &Arc<Node>, layout: &Layout, group: GroupId, leaving: N
 }
 
 async fn propose_meta(node: &Arc<Node>, command: Command) -> Result<(), CoordinatorError> {
-    match node.propose(GroupId::META, raft_store::Proposal { request_id: None, fingerprint: 0, command }, false).await?
-    {
+    match node.propose(GroupId::META, raft_store::Proposal::internal(command), false).await? {
         Outcome::Layout(_) => Ok(()),
         Outcome::Refused(Refusal::Invalid { detail } | Refusal::Conflict { detail }) => {
             Err(CoordinatorError::MetaRefused { detail })

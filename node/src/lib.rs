@@ -17,7 +17,10 @@ mod wire;
 
 pub use clock::{now_ms, Clock, MAX_OFFSET_MS_DEFAULT};
 pub use coordinator::{init_cluster, rebalance_duty, rebalance_once, CoordinatorError};
-pub use host::{Group, IdentityError, InvalidRequest, Node, NodeError, NodeSetup, ProposeError, RaftTuning};
+pub use host::{
+    Group, IdentityError, InvalidRequest, Node, NodeError, NodeSetup, ProposeError, RaftTuning,
+    ARCHIVE_AFTER_MS_DEFAULT,
+};
 pub use local::LocalCluster;
 pub use network::{NetworkFactory, NoPeers};
 pub use router::{call_leader, CallError, Router};

@@ -69,6 +69,7 @@ impl Cluster for LocalCluster {
             let proposal = Proposal {
                 request_id: Some(submit.request_id),
                 fingerprint: submit.fingerprint,
+                keyed: submit.keyed,
                 command: submit.command,
             };
             // Only the first attempt may be refused without a log entry: a retry must find

@@ -124,7 +124,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         _cancel: impl std::future::Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
-        let rpc = RaftRpc::Snapshot { group: self.group, vote, meta: snapshot.meta, data: *snapshot.snapshot };
+        let mut reader = snapshot.snapshot.reader();
+        let mut chunks = Vec::new();
+        while let Some(chunk) = reader.next_chunk().map_err(|e| StreamingError::Network(NetworkError::new(&e)))? {
+            chunks.push(chunk);
+        }
+        let rpc = RaftRpc::Snapshot { group: self.group, vote, chunks };
         let reply = self.call(rpc, option.hard_ttl()).await?;
         match reply {
             RaftRpcReply::Snapshot(Ok(resp)) => Ok(resp),

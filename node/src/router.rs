@@ -307,6 +307,7 @@ impl Cluster for Router {
             let proposal = Proposal {
                 request_id: Some(submit.request_id),
                 fingerprint: submit.fingerprint,
+                keyed: submit.keyed,
                 command: submit.command,
             };
             // Only the first attempt may be refused without a log entry: a retry must find

@@ -73,9 +73,8 @@ impl Node {
     /// The layout as this node's meta replica has applied it (possibly stale), if it hosts one.
     pub fn local_layout(&self) -> Option<Box<Layout>> {
         let meta = self.group(GroupId::META)?;
-        let applied = meta.state.read();
-        match applied.machine.query(&Query::Layout, self.clock().passed_ms()) {
-            Answer::Layout(layout) => layout,
+        match meta.state.query(&Query::Layout, self.clock().passed_ms()) {
+            Ok(Answer::Layout(layout)) => layout,
             _ => None,
         }
     }

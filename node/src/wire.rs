@@ -9,12 +9,15 @@ use std::time::Duration;
 use openraft::error::{Fatal, RaftError};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use raft_store::{
-    Answer, ChangesPage, GroupId, Layout, NodeId, Outcome, Proposal, Query, SnapshotMeta, TypeConfig, Vote,
+    Answer, ChangesPage, GroupId, Layout, NodeId, Outcome, Proposal, Query, SnapshotChunk, TypeConfig, Vote,
 };
 use seams::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]
+// A request lives for one call, decoded and handled once: its size does not add up anywhere,
+// and boxing the common variant (a proposal) would add an allocation to every call.
+#[allow(clippy::large_enum_variant)]
 pub enum NodeRequest {
     /// Raft traffic between replicas of a group.
     Raft(RaftRpc),
@@ -105,9 +108,20 @@ impl NodeRequest {
 /// groups share the connections between two nodes.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum RaftRpc {
-    Append { group: GroupId, req: AppendEntriesRequest<TypeConfig> },
-    Vote { group: GroupId, req: VoteRequest<NodeId> },
-    Snapshot { group: GroupId, vote: Vote, meta: SnapshotMeta, data: Vec<u8> },
+    Append {
+        group: GroupId,
+        req: AppendEntriesRequest<TypeConfig>,
+    },
+    Vote {
+        group: GroupId,
+        req: VoteRequest<NodeId>,
+    },
+    /// A whole snapshot as its stream of chunks (see `raft_store::SnapshotChunk`).
+    Snapshot {
+        group: GroupId,
+        vote: Vote,
+        chunks: Vec<SnapshotChunk>,
+    },
 }
 
 impl RaftRpc {

@@ -32,7 +32,18 @@ pub struct Proposal {
     /// Hash of what the client asked for; the same request id with another fingerprint is refused
     /// as `IdempotencyKeyReused`.
     pub fingerprint: u64,
+    /// The id comes from the client's `Idempotency-Key`: its outcome is remembered for
+    /// `DEDUP_RETAIN_MS` (24 h). Otherwise the id is one a router made for its own retries, and
+    /// `RETRY_RETAIN_MS` is enough.
+    pub keyed: bool,
     pub command: Command,
+}
+
+impl Proposal {
+    /// A command no client retries by id: proposed by the cluster itself, or by an operator.
+    pub fn internal(command: Command) -> Proposal {
+        Proposal { request_id: None, fingerprint: 0, keyed: false, command }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -131,6 +142,12 @@ pub enum Command {
     /// Proposed periodically by each shard's leader: expires due holds and unpaid orders, so their
     /// changes reach the feed even when no other command arrives.
     Expire,
+    /// Proposed by each shard's leader: moves events that started before `started_before_ms`,
+    /// with their orders and tickets, from memory to the shard's archive on disk, a bounded step
+    /// per command (see `ARCHIVE_ORDERS_PER_COMMAND_MAX`).
+    Archive {
+        started_before_ms: i64,
+    },
     /// An api instance takes a block of waiting-room sequence numbers for a high-traffic event.
     LeaseQueueBlock {
         event_id: EventId,
@@ -156,7 +173,8 @@ impl Command {
             | Command::DrainNode { .. }
             | Command::SetPlacement { .. }
             | Command::ForgetNode { .. }
-            | Command::Expire => None,
+            | Command::Expire
+            | Command::Archive { .. } => None,
             Command::CreateEvent(spec) => Some(&spec.event_id),
             Command::UpdateEvent { event_id, .. }
             | Command::Hold { event_id, .. }
@@ -167,7 +185,8 @@ impl Command {
         }
     }
 
-    /// The group a client command goes to. `Expire` is proposed by each shard to itself.
+    /// The group a client command goes to. `Expire` and `Archive` are proposed by each shard to
+    /// itself.
     pub fn group(&self, shard_count: u32) -> GroupId {
         match self.event_id() {
             Some(event) => GroupId::shard(shard_of(event, shard_count)),
@@ -192,6 +211,7 @@ impl Command {
             Command::PaymentResult { .. } => "payment_result",
             Command::CancelOrder { .. } => "cancel_order",
             Command::Expire => "expire",
+            Command::Archive { .. } => "archive",
             Command::LeaseQueueBlock { .. } => "lease_queue_block",
             Command::AdvanceQueue { .. } => "advance_queue",
         }
@@ -212,6 +232,11 @@ pub enum Outcome {
     Expired {
         holds: u32,
         orders: u32,
+    },
+    /// What one `Archive` moved to the cold store: orders, and events whose last order left.
+    Archived {
+        orders: u32,
+        events: u32,
     },
     QueueBlock(QueueBlock),
     Queue(QueueView),

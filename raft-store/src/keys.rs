@@ -11,6 +11,8 @@ pub const COMMITTED: u8 = 0x03;
 pub const PURGED: u8 = 0x04;
 /// The current snapshot (metadata and data): a single key.
 pub const SNAPSHOT: u8 = 0x05;
+/// The generation of the group's cold tree in use: a single key (absent: generation 0).
+pub const COLD_GENERATION: u8 = 0x06;
 
 /// The node tree's key for what the node was created as (id, shard count).
 pub const NODE_IDENTITY: u8 = 0x10;
@@ -27,6 +29,35 @@ pub fn parse_group_tree(name: &str) -> Option<crate::ids::GroupId> {
         return None;
     }
     digits.parse().ok().map(crate::ids::GroupId)
+}
+
+/// Name of generation `generation` of the tree holding one group's cold records (see `cold.rs`).
+/// A snapshot installed from a peer or a backup fills a new generation and then switches to it.
+pub fn cold_tree(group: crate::ids::GroupId, generation: u64) -> String {
+    format!("{}/cold/{generation:08}", group_tree(group))
+}
+
+/// The generation of a cold tree of `group`, if `name` is one.
+pub fn parse_cold_tree(group: crate::ids::GroupId, name: &str) -> Option<u64> {
+    let digits = name.strip_prefix(&group_tree(group))?.strip_prefix("/cold/")?;
+    (digits.len() == 8 && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().ok()).flatten()
+}
+
+/// Key spaces of a cold tree. Records apply writes, each under its own prefix, below
+/// [`COLD_INDEX`]; the store's own index of records by expiry lives at and above it.
+pub mod cold {
+    /// An outcome remembered for a request id: `DEDUP ++ request id`.
+    pub const DEDUP: u8 = 0x20;
+    /// An archived event: `ARCHIVED_EVENT ++ event id`.
+    pub const ARCHIVED_EVENT: u8 = 0x30;
+    /// An archived order: `ARCHIVED_ORDER ++ event id ++ seq`.
+    pub const ARCHIVED_ORDER: u8 = 0x31;
+    /// A user's archived order, newest first: `ARCHIVED_USER_ORDER ++ user ++ 0 ++ !created_ms ++
+    /// !event id ++ !seq` (`!` inverts the big-endian bytes so keys sort newest first).
+    pub const ARCHIVED_USER_ORDER: u8 = 0x32;
+    /// The store's index of records that expire: `EXPIRY ++ expires_ms ++ record key`.
+    pub const COLD_INDEX: u8 = 0xf0;
+    pub const EXPIRY: u8 = 0xf0;
 }
 
 /// Name of the tree holding node-level records.
@@ -62,5 +93,9 @@ mod tests {
         for bad in ["node", "group/1", "group/0000000x", "groups/00000001", "__sled__default"] {
             assert_eq!(parse_group_tree(bad), None, "{bad}");
         }
+        let g = GroupId::shard(3);
+        assert_eq!(parse_cold_tree(g, &cold_tree(g, 7)), Some(7));
+        assert_eq!(parse_group_tree(&cold_tree(g, 7)), None, "a cold tree is not a group's tree");
+        assert_eq!(parse_cold_tree(GroupId::shard(4), &cold_tree(g, 7)), None);
     }
 }

@@ -8,6 +8,7 @@
 #![allow(clippy::result_large_err)]
 
 mod codec;
+mod cold;
 mod command;
 mod ids;
 mod keys;
@@ -23,8 +24,13 @@ mod raft_types;
 #[cfg(madsim)]
 mod sim_runtime;
 mod sm_store;
+mod snapshot;
 
 pub use codec::{decode, encode, CodecError};
+pub use cold::{
+    prefix_end, ColdError, ColdRead, ColdRecord, ColdStage, ColdStore, ColdView, ColdWrites, MemCold, NoCold,
+    WithPending,
+};
 pub use command::*;
 pub use ids::*;
 pub use keys::{group_tree, parse_group_tree, NODE_IDENTITY, NODE_TREE};
@@ -34,7 +40,10 @@ pub use kv::{flushed, Batch, FlushStats, Kv, KvError, KvResult, KvTree, MemKv};
 pub use layout::{Layout, Move, NodeRecord, NodeStatus, META_VOTERS_MAX, REPLICATION_MAX, SHARDS_MAX};
 pub use limits::*;
 pub use log_store::LogStore;
-pub use machine::{InvariantViolation, Machine};
+pub use machine::{EntryApplied, InvariantViolation, Machine};
 pub use model::*;
 pub use raft_types::*;
 pub use sm_store::{Applied, GroupState, SnapshotBuilder, StateMachineStore};
+pub use snapshot::{
+    GroupSnapshot, SnapshotChunk, SnapshotError, SnapshotReader, SnapshotWriter, SNAPSHOT_CHUNK_BYTES_MAX,
+};

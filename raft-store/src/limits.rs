@@ -27,10 +27,38 @@ pub const HOLD_TTL_MS_MIN: i64 = 100;
 pub const HOLD_TTL_MS_MAX: i64 = 24 * 3_600_000;
 /// How long an order may wait for its payment result before its seats go back on sale.
 pub const PAYMENT_TIMEOUT_MS: i64 = 10 * 60_000;
+/// How long an ended hold (released, expired, checked out) stays in the state after it ended;
+/// then it reads as unknown. An hour, because:
+/// - a checked-out hold must outlive its order's payment window ([`PAYMENT_TIMEOUT_MS`]): the
+///   seats of an order awaiting payment are held in its hold's name;
+/// - a client that polls its hold, or repeats a release or a checkout without its idempotency key,
+///   sees the hold's final status rather than "not found" for as long as a buyer plausibly stays
+///   on a checkout page (a repeat with its key gets its first answer for [`DEDUP_RETAIN_MS`]
+///   anyway, from the idempotency table, which does not need the hold);
+/// - what stays is bounded by the holds a shard ends in an hour, not by every hold of a season
+///   (DESIGN.md, I9); a longer window buys nothing a client needs.
+pub const HOLD_RETENTION_MS: i64 = 60 * 60_000;
+/// Ended holds past their retention that one command may drop before it is applied: a step of a
+/// backlog, never all of it. More than one, because each hold is made by one command: while
+/// commands arrive, drops outpace the holds that can end.
+pub const HOLD_DROPS_PER_COMMAND_MAX: usize = 8;
+/// Ended holds that one `Expire` may drop: the leader proposes it while drops are due, so a quiet
+/// shard drains a backlog too (two a second: thousands of holds a second, ~1 ms of apply each).
+pub const HOLD_DROPS_PER_EXPIRE_MAX: usize = 1_024;
+const _: () = assert!(HOLD_RETENTION_MS > PAYMENT_TIMEOUT_MS, "a pending order needs its hold");
+const _: () = assert!(HOLD_DROPS_PER_COMMAND_MAX > 1 && HOLD_DROPS_PER_EXPIRE_MAX >= HOLD_DROPS_PER_COMMAND_MAX);
 
 /// Remembered request outcomes per group: the idempotency window is whichever bound comes first.
-pub const DEDUP_ENTRIES_MAX: usize = 200_000;
+/// How long the outcome of a request with an `Idempotency-Key` is remembered, whatever the write
+/// rate: API.md promises the first answer to a retry for 24 hours. Kept on disk (the cold store),
+/// about 150 bytes per key for a hold (see ARCHITECTURE.md), so memory does not bound it.
 pub const DEDUP_RETAIN_MS: i64 = 24 * 3_600_000;
+/// How long the outcome of a request whose id a router made (no `Idempotency-Key`) is remembered:
+/// a router retries within its call deadline (tens of seconds), so minutes cover every retry.
+pub const RETRY_RETAIN_MS: i64 = 5 * 60_000;
+/// Orders one `Archive` command moves to the archive at most: an event of a million orders moves
+/// in steps that each keep apply short.
+pub const ARCHIVE_ORDERS_PER_COMMAND_MAX: usize = 2_000;
 /// Change records kept per shard for the change feed; a consumer behind this re-reads a snapshot.
 pub const CHANGES_RETAINED_MAX: usize = 100_000;
 /// Items one list query returns at most.

@@ -3,6 +3,10 @@
 //!
 //! Every switch names the bug it plants at the one place it acts:
 //! - `AckBeforeFlush`: the log store tells Raft an append is durable before its flush.
+//! - `AckDespiteFailedFlush`: the log store tells Raft an append is durable when its flush failed.
+//! - `TrustUncheckedRecord`: the codec decodes a record without checking its checksums.
+//! - `DiscardCorruptTail`: the log store's start-up drops a damaged last record as if a crash had
+//!   torn it, when it was complete (and acknowledged) and rotted since.
 //! - `SkipAvailabilityCheck`: a hold takes its seats without checking they are free.
 //! - `ApplyRetriesTwice`: the idempotency table is ignored, so a retry applies again.
 //! - `TrustStaleLeader`: a linearizable read is served from local state without confirming
@@ -18,6 +22,9 @@ pub enum Bug {
     ApplyRetriesTwice = 4,
     TrustStaleLeader = 8,
     LeaseNeverExpires = 16,
+    AckDespiteFailedFlush = 32,
+    TrustUncheckedRecord = 64,
+    DiscardCorruptTail = 128,
 }
 
 thread_local! {

@@ -19,14 +19,15 @@ pub type Runtime = crate::sim_runtime::SimRuntime;
 
 openraft::declare_raft_types!(
     /// One log entry carries one [`Request`] (a batch of proposals); applying it yields one
-    /// [`Outcome`] per proposal. Snapshots are whole encoded state machines, sent in one message.
+    /// [`Outcome`] per proposal. A snapshot is a `GroupSnapshot`: the encoded machine and the
+    /// cold records at its index, streamed in chunks.
     pub TypeConfig:
         D = Request,
         R = Outcomes,
         NodeId = NodeId,
         Node = NodeAddr,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Vec<u8>,
+        SnapshotData = crate::snapshot::GroupSnapshot,
         AsyncRuntime = Runtime,
 );
 

@@ -1,11 +1,16 @@
 //! openraft's state machine storage for one group.
 //!
-//! The applied state lives in memory ([`Machine`]); durability comes from the log plus snapshots.
-//! A restarted node loads its last snapshot and openraft re-applies the committed log after it.
-//! Snapshots are the whole encoded machine, written and flushed before openraft may purge the log
-//! they cover.
+//! The applied state has two halves: the hot state in memory ([`Machine`]), which reaches disk in
+//! snapshots, and the cold records ([`ColdStore`]: remembered outcomes, the archive), which apply
+//! writes to disk as it goes. A restarted node loads its last snapshot and openraft re-applies the
+//! committed log after it; the cold store's rules (see `cold.rs`) keep the re-applied entries
+//! from seeing their own earlier writes.
+//!
+//! A snapshot is the encoded machine plus a view of the cold records at its index
+//! ([`GroupSnapshot`]): building one copies the machine in O(1) under the lock and encodes it
+//! off the runtime; it is written and flushed before openraft may purge the log it covers.
 
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, StorageIOError};
@@ -13,11 +18,18 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::codec;
+use crate::cold::{ColdError, ColdStage, ColdStore};
+use crate::command::{Answer, Proposal, Query, Refusal};
 use crate::ids::GroupId;
 use crate::keys;
 use crate::kv::{flushed, Batch, Kv, KvTree};
 use crate::machine::Machine;
 use crate::raft_types::{Entry, LogId, Outcomes, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::snapshot::GroupSnapshot;
+
+/// Expired cold records the collector deletes after one snapshot at most; the rest wait for the
+/// next one, so a backlog never makes one snapshot slow.
+const COLLECT_RECORDS_PER_SNAPSHOT_MAX: usize = 200_000;
 
 fn sm_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::new(ErrorSubject::StateMachine, verb, AnyError::new(&e)).into()
@@ -38,6 +50,7 @@ pub struct Applied {
 pub struct GroupState {
     group: GroupId,
     applied: RwLock<Applied>,
+    cold: Arc<ColdStore>,
     /// The last applied log index, for readers that wait for their write to be applied.
     applied_index: watch::Sender<u64>,
 }
@@ -57,56 +70,112 @@ impl GroupState {
         self.applied.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The group's cold records: where a snapshot received from a peer or a backup is staged.
+    pub fn cold(&self) -> &Arc<ColdStore> {
+        &self.cold
+    }
+
+    /// Answers `query` from the applied state (see [`Machine::query`]).
+    pub fn query(&self, query: &Query, passed_ms: i64) -> Result<Answer, ColdError> {
+        self.read().machine.query(query, passed_ms, self.cold.as_ref())
+    }
+
+    /// The refusal apply would certainly give `proposal` next (see [`Machine::refusal`]).
+    pub fn refusal(&self, proposal: &Proposal, now_ms: i64, passed_ms: i64) -> Result<Option<Refusal>, ColdError> {
+        self.read().machine.refusal(proposal, now_ms, passed_ms, self.cold.as_ref())
+    }
+
     /// Follows the last applied log index.
     pub fn watch_applied(&self) -> watch::Receiver<u64> {
         self.applied_index.subscribe()
     }
 }
 
+/// A snapshot as kept in the group's tree. Its cold half is the generation the tree names.
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta,
-    data: Vec<u8>,
+    time_ms: i64,
+    hot: Vec<u8>,
+}
+
+/// The newest snapshot's metadata and hot half, kept so handing it to a peer reads no disk.
+#[derive(Clone)]
+struct Latest {
+    meta: SnapshotMeta,
+    time_ms: i64,
+    hot: Arc<Vec<u8>>,
+}
+
+impl Latest {
+    fn snapshot(&self, cold: &ColdStore) -> Snapshot {
+        let index = self.meta.last_log_id.map_or(0, |l| l.index);
+        let data =
+            GroupSnapshot::new(self.meta.clone(), self.time_ms, self.hot.clone(), cold.view(index, self.time_ms));
+        Snapshot { meta: self.meta.clone(), snapshot: Box::new(data) }
+    }
 }
 
 pub struct StateMachineStore {
     state: Arc<GroupState>,
     kv: Arc<dyn Kv>,
     tree: Arc<dyn KvTree>,
+    latest: Arc<Mutex<Option<Latest>>>,
 }
 
 impl StateMachineStore {
-    /// Opens a group's state machine: from its last snapshot if there is one, else empty.
+    /// Opens a group's state machine: from its last snapshot if there is one, else empty. A
+    /// snapshot that does not decode is an error: the caller reports the group as damaged and
+    /// leaves it stopped, never starts it empty.
     pub fn open(
         kv: Arc<dyn Kv>,
         tree: Arc<dyn KvTree>,
         group: GroupId,
         shard_count: u32,
     ) -> Result<StateMachineStore, StorageError> {
-        let applied = match read_snapshot(tree.as_ref())? {
+        let cold = ColdStore::open(kv.clone(), tree.as_ref(), group).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        let (applied, latest) = match read_snapshot(tree.as_ref())? {
             Some(stored) => {
-                let machine: Machine = codec::decode(&stored.data).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+                let machine: Machine = codec::decode(&stored.hot).map_err(|e| snap_err(ErrorVerb::Read, e))?;
                 if machine.group() != group {
                     let e =
                         std::io::Error::other(format!("snapshot of {} found in the tree of {group}", machine.group()));
                     return Err(snap_err(ErrorVerb::Read, e));
                 }
-                Applied { machine, last_applied: stored.meta.last_log_id, membership: stored.meta.last_membership }
+                cold.snapshot_durable(stored.time_ms);
+                let applied = Applied {
+                    machine,
+                    last_applied: stored.meta.last_log_id,
+                    membership: stored.meta.last_membership.clone(),
+                };
+                let latest = Latest { meta: stored.meta, time_ms: stored.time_ms, hot: Arc::new(stored.hot) };
+                (applied, Some(latest))
             }
-            None => Applied {
-                machine: Machine::new(group, shard_count),
-                last_applied: None,
-                membership: StoredMembership::default(),
-            },
+            None => {
+                let applied = Applied {
+                    machine: Machine::new(group, shard_count),
+                    last_applied: None,
+                    membership: StoredMembership::default(),
+                };
+                (applied, None)
+            }
         };
         let index = applied.last_applied.map_or(0, |l| l.index);
-        let state =
-            Arc::new(GroupState { group, applied: RwLock::new(applied), applied_index: watch::channel(index).0 });
-        Ok(StateMachineStore { state, kv, tree })
+        let state = Arc::new(GroupState {
+            group,
+            applied: RwLock::new(applied),
+            cold: Arc::new(cold),
+            applied_index: watch::channel(index).0,
+        });
+        Ok(StateMachineStore { state, kv, tree, latest: Arc::new(Mutex::new(latest)) })
     }
 
     pub fn state(&self) -> Arc<GroupState> {
         self.state.clone()
+    }
+
+    fn latest(&self) -> Option<Latest> {
+        self.latest.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -117,9 +186,15 @@ fn read_snapshot(tree: &dyn KvTree) -> Result<Option<StoredSnapshot>, StorageErr
     }
 }
 
-async fn write_snapshot(kv: &dyn Kv, tree: &dyn KvTree, stored: &StoredSnapshot) -> Result<(), StorageError> {
+/// Writes a snapshot record (and `batch`'s other keys) to the group's tree and waits until it is
+/// durable.
+async fn write_snapshot(
+    kv: &dyn Kv,
+    tree: &dyn KvTree,
+    stored: &StoredSnapshot,
+    mut batch: Batch,
+) -> Result<(), StorageError> {
     let bytes = codec::encode(stored).map_err(|e| snap_err(ErrorVerb::Write, e))?;
-    let mut batch = Batch::default();
     batch.put(vec![keys::SNAPSHOT], bytes);
     tree.write(batch).map_err(|e| snap_err(ErrorVerb::Write, e))?;
     flushed(kv).await.map_err(|e| snap_err(ErrorVerb::Write, e))
@@ -139,17 +214,31 @@ async fn off_runtime<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'stati
     Ok(work())
 }
 
+/// Copies a snapshot's cold records into a new stage of `cold` (a snapshot that arrived without
+/// one: this node's own, handed back).
+fn restage(cold: &ColdStore, snapshot: &GroupSnapshot) -> Result<ColdStage, StorageError> {
+    let mut stage = cold.stage().map_err(|e| sm_err(ErrorVerb::Write, e))?;
+    let mut reader = snapshot.reader();
+    while let Some(chunk) = reader.next_chunk().map_err(|e| snap_err(ErrorVerb::Read, e))? {
+        if let crate::snapshot::SnapshotChunk::Cold(records) = chunk {
+            stage.add(&records).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        }
+    }
+    Ok(stage)
+}
+
 pub struct SnapshotBuilder {
     state: Arc<GroupState>,
     kv: Arc<dyn Kv>,
     tree: Arc<dyn KvTree>,
+    latest: Arc<Mutex<Option<Latest>>>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    /// The machine is copied under the read lock and encoded on a blocking thread without it:
-    /// encoding a large shard takes hundreds of milliseconds on a loaded machine, and every
-    /// replica builds at the same index, so holding the lock meanwhile stopped apply (and every
-    /// client write) on all of them at once.
+    /// The machine is copied under the read lock and encoded on a blocking thread without it. The
+    /// copy itself is O(1): the machine's collections are persistent and shared with it, and
+    /// apply's next writes copy only the paths they touch. Once the snapshot is durable, cold
+    /// records that expired before its time are collected (a bounded number per snapshot).
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         let started = tokio::time::Instant::now();
         let (machine, last_applied, membership) = {
@@ -157,7 +246,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             (applied.machine.clone(), applied.last_applied, applied.membership.clone())
         };
         let copied = started.elapsed();
-        let data = off_runtime(move || codec::encode(&machine)).await?.map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        let time_ms = machine.last_time_ms();
+        let hot = off_runtime(move || codec::encode(&machine)).await?.map_err(|e| snap_err(ErrorVerb::Write, e))?;
         let snapshot_id = match last_applied {
             // One leader per term (openraft's `single-term-leader`): the term names the leader.
             Some(l) => format!("{}-{}", l.leader_id.term, l.index),
@@ -165,18 +255,28 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id };
         let encoded = started.elapsed() - copied;
-        let stored = StoredSnapshot { meta, data };
-        write_snapshot(self.kv.as_ref(), self.tree.as_ref(), &stored).await?;
+        let stored = StoredSnapshot { meta, time_ms, hot };
+        write_snapshot(self.kv.as_ref(), self.tree.as_ref(), &stored, Batch::default()).await?;
+        let hot_bytes = stored.hot.len();
+        let latest = Latest { meta: stored.meta, time_ms, hot: Arc::new(stored.hot) };
+        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(latest.clone());
+        let cold = self.state.cold.clone();
+        cold.snapshot_durable(time_ms);
+        let collected = off_runtime(move || cold.collect_garbage(COLLECT_RECORDS_PER_SNAPSHOT_MAX))
+            .await?
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         tracing::info!(
             group = %self.state.group,
             index = last_applied.map_or(0, |l| l.index),
-            bytes = stored.data.len(),
-            copied_ms = copied.as_millis(),
+            bytes = hot_bytes,
+            copied_us = copied.as_micros(),
             encoded_ms = encoded.as_millis(),
+            collected,
             total_ms = started.elapsed().as_millis(),
             "snapshot built"
         );
-        Ok(Snapshot { meta: stored.meta, snapshot: Box::new(stored.data) })
+        metrics::histogram!("boxoffice_snapshot_copy_seconds").record(copied.as_secs_f64());
+        Ok(latest.snapshot(&self.state.cold))
     }
 }
 
@@ -188,6 +288,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok((applied.last_applied, applied.membership.clone()))
     }
 
+    /// Applies entries in order; each entry's cold writes are stored before the next entry is
+    /// applied, so it sees them. A cold store that cannot be read or written stops the group.
     async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcomes>, StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
@@ -204,7 +306,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         applied.machine.note_index(index);
                         Vec::new()
                     }
-                    EntryPayload::Normal(request) => applied.machine.apply(index, &request),
+                    EntryPayload::Normal(request) => {
+                        let done = applied
+                            .machine
+                            .apply(index, &request, self.state.cold.as_ref())
+                            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+                        self.state.cold.write(&done.writes).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+                        done.outcomes
+                    }
                     EntryPayload::Membership(membership) => {
                         applied.machine.note_index(index);
                         applied.membership = StoredMembership::new(Some(entry.log_id), membership);
@@ -220,32 +329,63 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder { state: self.state.clone(), kv: self.kv.clone(), tree: self.tree.clone() }
+        SnapshotBuilder {
+            state: self.state.clone(),
+            kv: self.kv.clone(),
+            tree: self.tree.clone(),
+            latest: self.latest.clone(),
+        }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Vec<u8>>, StorageError> {
-        Ok(Box::default())
+    /// Snapshots arrive whole through `Raft::install_full_snapshot` (the node's transport
+    /// streams them into a `SnapshotWriter`); openraft's own chunked receiving is not used. This
+    /// hands out an empty snapshot for callers that replace it with a whole one (openraft's
+    /// storage test suite does).
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<GroupSnapshot>, StorageError> {
+        let empty = GroupSnapshot::new(SnapshotMeta::default(), 0, Arc::new(Vec::new()), self.state.cold.view(0, 0));
+        Ok(Box::new(empty))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Vec<u8>>) -> Result<(), StorageError> {
-        let machine: Machine = codec::decode(&snapshot).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+    /// Switches the group to a received snapshot: its cold records (staged while they arrived)
+    /// become the group's generation and its machine the applied state. The snapshot record and
+    /// the generation's name are durable together before anything in memory changes.
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<GroupSnapshot>,
+    ) -> Result<(), StorageError> {
+        let hot = snapshot.hot().clone();
+        let decoded = hot.clone();
+        let machine: Machine =
+            off_runtime(move || codec::decode(&decoded)).await?.map_err(|e| snap_err(ErrorVerb::Read, e))?;
         if machine.group() != self.state.group {
             let e = std::io::Error::other(format!("snapshot of {} sent to {}", machine.group(), self.state.group));
             return Err(sm_err(ErrorVerb::Write, e));
         }
-        let stored = StoredSnapshot { meta: meta.clone(), data: *snapshot };
-        write_snapshot(self.kv.as_ref(), self.tree.as_ref(), &stored).await?;
+        let stage = match snapshot.take_stage() {
+            Some(stage) => stage,
+            None => restage(&self.state.cold, &snapshot)?,
+        };
+        let mut batch = Batch::default();
+        self.state.cold.name_generation(&stage, &mut batch).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        let time_ms = snapshot.time_ms();
+        let stored = StoredSnapshot { meta: meta.clone(), time_ms, hot: hot.to_vec() };
+        write_snapshot(self.kv.as_ref(), self.tree.as_ref(), &stored, batch).await?;
         let index = meta.last_log_id.map_or(0, |l| l.index);
-        {
+        let old = {
             let mut applied = self.state.write();
             *applied = Applied { machine, last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
-        }
+            self.state.cold.switch(stage)
+        };
+        self.state.cold.snapshot_durable(time_ms);
+        self.state.cold.drop_generation(old).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(Latest { meta: meta.clone(), time_ms, hot });
         self.state.applied_index.send_replace(index);
         tracing::info!(group = %self.state.group, index, "snapshot installed");
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        Ok(read_snapshot(self.tree.as_ref())?.map(|s| Snapshot { meta: s.meta, snapshot: Box::new(s.data) }))
+        Ok(self.latest().map(|latest| latest.snapshot(&self.state.cold)))
     }
 }

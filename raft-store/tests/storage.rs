@@ -48,7 +48,7 @@ fn openraft_storage_suite_passes_on_sled() {
 }
 
 fn request(time_ms: i64, command: Command) -> Request {
-    Request::single(time_ms, Proposal { request_id: None, fingerprint: 0, command })
+    Request::single(time_ms, Proposal::internal(command))
 }
 
 fn venue(n: u64) -> Venue {
@@ -113,7 +113,7 @@ async fn restart_recovers_vote_log_and_snapshot_from_sled() {
     let state = sm.state();
     let applied = state.read();
     for i in 1..=10 {
-        let answer = applied.machine.query(&Query::Venue(VenueId::from_u64(i)), 0);
+        let answer = applied.machine.query(&Query::Venue(VenueId::from_u64(i)), 0, &raft_store::NoCold).unwrap();
         assert!(matches!(answer, Answer::Venue(Some(_))), "venue {i} recovered");
     }
 }

@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use raft_store::{Answer, ChangesPage, Command, GroupId, Machine, Outcome, Proposal, Query, Request, RequestId};
+use raft_store::{
+    Answer, ChangesPage, Command, GroupId, Machine, MemCold, Outcome, Proposal, Query, Request, RequestId,
+};
 use tokio::sync::watch;
 
 use crate::{BoxFuture, Cluster, ClusterError, Consistency, GroupHealth, Readiness, Submit};
@@ -28,8 +30,9 @@ pub enum Fault {
 
 pub struct TestCluster {
     shard_count: u32,
-    /// Index `g` holds group `GroupId(g)`: the meta group, then the shards.
-    groups: Vec<Mutex<Machine>>,
+    /// Index `g` holds group `GroupId(g)`: the meta group, then the shards, each with its cold
+    /// store (remembered outcomes, the archive).
+    groups: Vec<Mutex<(Machine, MemCold)>>,
     /// Per shard, the last applied index: the change feed waits on it.
     applied: Vec<watch::Sender<u64>>,
     /// Per shard, records at or below this index are gone from the feed.
@@ -58,7 +61,9 @@ impl TestCluster {
     pub fn new(shard_count: u32) -> Arc<TestCluster> {
         Arc::new(TestCluster {
             shard_count,
-            groups: (0..=shard_count).map(|g| Mutex::new(Machine::new(GroupId(g), shard_count))).collect(),
+            groups: (0..=shard_count)
+                .map(|g| Mutex::new((Machine::new(GroupId(g), shard_count), MemCold::default())))
+                .collect(),
             applied: (0..shard_count).map(|_| watch::channel(0).0).collect(),
             dropped_through: (0..shard_count).map(|_| AtomicU64::new(0)).collect(),
             clock_offset_ms: AtomicI64::new(0),
@@ -128,14 +133,24 @@ impl TestCluster {
         self.rereads.load(Ordering::SeqCst)
     }
 
-    /// The state machine of `group`, to inspect directly.
-    pub fn machine(&self, group: GroupId) -> MutexGuard<'_, Machine> {
+    fn group(&self, group: GroupId) -> MutexGuard<'_, (Machine, MemCold)> {
         self.groups[group.0 as usize].lock().unwrap()
+    }
+
+    /// Answers `query` from `group`'s state at the cluster's clock.
+    pub fn read_now(&self, group: GroupId, query: &Query) -> Answer {
+        let g = self.group(group);
+        g.0.query(query, self.now_ms(), &g.1).expect("the in-memory cold store reads")
+    }
+
+    /// The last applied index of `group`.
+    pub fn last_index(&self, group: GroupId) -> u64 {
+        self.group(group).0.last_index()
     }
 
     /// Shard → its last applied index.
     pub fn last_indexes(&self) -> BTreeMap<u32, u64> {
-        (0..self.shard_count).map(|s| (s, self.machine(GroupId::shard(s)).last_index())).collect()
+        (0..self.shard_count).map(|s| (s, self.last_index(GroupId::shard(s)))).collect()
     }
 
     /// Applies `command` under a request id of its own, as the next entry of its group's log.
@@ -143,15 +158,19 @@ impl TestCluster {
         let n = self.next_id.fetch_add(1, Ordering::SeqCst);
         let mut request_id = [0xffu8; 16];
         request_id[8..].copy_from_slice(&n.to_be_bytes());
-        self.apply(Proposal { request_id: Some(RequestId(request_id)), fingerprint: n, command })
+        self.apply(Proposal { request_id: Some(RequestId(request_id)), fingerprint: n, keyed: true, command })
     }
 
     fn apply(&self, proposal: Proposal) -> Outcome {
         self.submits.fetch_add(1, Ordering::SeqCst);
         let group = proposal.command.group(self.shard_count);
-        let mut machine = self.machine(group);
+        let mut g = self.group(group);
+        let (machine, cold) = &mut *g;
         let index = machine.last_index() + 1;
-        let outcome = machine.apply(index, &Request::single(self.now_ms(), proposal)).remove(0);
+        let applied =
+            machine.apply(index, &Request::single(self.now_ms(), proposal), cold).expect("the cold store reads");
+        cold.write(applied.writes);
+        let outcome = applied.outcomes.into_iter().next().expect("one outcome per proposal");
         machine.check_invariants().expect("the state machine's invariants hold after every command");
         if let Some(shard) = group.as_shard() {
             self.applied[shard as usize].send_replace(index);
@@ -177,14 +196,14 @@ impl TestCluster {
         if matches!(query, Query::AllEvents { .. }) {
             self.rereads.fetch_add(1, Ordering::SeqCst);
         }
-        Ok(self.machine(group).query(query, self.now_ms()))
+        Ok(self.read_now(group, query))
     }
 
     /// The feed page after `after_index`: `Compacted` if records it needs were dropped.
     fn page(&self, shard: u32, after_index: u64, limit: usize) -> Result<ChangesPage, ClusterError> {
         self.check_fault()?;
         let dropped = self.dropped_through[shard as usize].load(Ordering::SeqCst);
-        let answer = self.machine(GroupId::shard(shard)).query(&Query::Changes { after_index, limit }, self.now_ms());
+        let answer = self.read_now(GroupId::shard(shard), &Query::Changes { after_index, limit });
         match answer {
             Answer::Changes(ChangesPage::Records { last_index, .. }) if after_index < dropped => {
                 Ok(ChangesPage::Compacted { oldest_retained_index: dropped + 1, last_index })
@@ -226,8 +245,8 @@ impl Cluster for TestCluster {
     fn submit(&self, submit: Submit) -> BoxFuture<'_, Result<Outcome, ClusterError>> {
         Box::pin(async move {
             self.check_fault()?;
-            let Submit { command, request_id, fingerprint, keyed: _ } = submit;
-            Ok(self.apply(Proposal { request_id: Some(request_id), fingerprint, command }))
+            let Submit { command, request_id, fingerprint, keyed } = submit;
+            Ok(self.apply(Proposal { request_id: Some(request_id), fingerprint, keyed, command }))
         })
     }
 
@@ -260,7 +279,7 @@ impl Cluster for TestCluster {
             .map(|g| GroupHealth {
                 group: GroupId(g),
                 leader: (ready || g == 0).then_some(1),
-                last_applied_index: self.machine(GroupId(g)).last_index(),
+                last_applied_index: self.last_index(GroupId(g)),
             })
             .collect();
         Box::pin(async move { Readiness { ready, groups } })

@@ -8,7 +8,9 @@ use std::time::Duration;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
 use node::{Clock, Node, NodeReply, NodeRequest, NodeSetup, RaftTuning};
-use raft_store::{GroupId, MemKv, NodeId};
+use raft_store::{GroupId, Kv, LogStore, MemKv, NodeId};
+use rand::seq::SliceRandom;
+use rand::Rng;
 
 use crate::net::{node_addr, node_ip, serve, SimClient};
 
@@ -20,6 +22,11 @@ const CLOCK_OFFSET_MAX_MS: i64 = 2 * MAX_SKEW_MS;
 /// Flushes take this long in the simulation, so a crash can fall between a write and its flush.
 const FLUSH_DELAY_MIN: Duration = Duration::from_micros(200);
 const FLUSH_DELAY_MAX: Duration = Duration::from_millis(15);
+/// Slow disks' flushes take longer than the three network hops (at most 10 ms each) from a
+/// leader's append to a client's acknowledgement: an acknowledgement that did not wait for its
+/// flush reaches the client before the entry is durable anywhere.
+const SLOW_FLUSH_DELAY_MIN: Duration = Duration::from_millis(40);
+const SLOW_FLUSH_DELAY_MAX: Duration = Duration::from_millis(80);
 
 /// Raft timing for the simulation: fast elections, frequent snapshots (so catching up by
 /// snapshot is exercised), a short log behind them.
@@ -30,6 +37,7 @@ fn tuning() -> RaftTuning {
         election_max_ms: 800,
         snapshot_every_logs: 300,
         logs_kept_after_snapshot: 50,
+        ..RaftTuning::default()
     }
 }
 
@@ -46,6 +54,22 @@ pub struct SimNode {
     pub alive: bool,
 }
 
+/// What a crash does to the node's disk besides losing what was not flushed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CrashDamage {
+    /// A prefix of the unflushed writes survives, the last of them torn if it was a log append.
+    pub torn: bool,
+    /// One bit of the newest durable log record of one of the node's groups flips.
+    pub rot: bool,
+}
+
+/// One thing a crash did to a disk.
+pub struct Damage {
+    pub text: String,
+    /// The group whose newest log record rotted.
+    pub rot: Option<GroupId>,
+}
+
 pub struct SimCluster {
     handle: Handle,
     pub nodes: BTreeMap<NodeId, SimNode>,
@@ -53,17 +77,34 @@ pub struct SimCluster {
     storage: Registry<Arc<MemKv>>,
     /// The running `Node` of each live node, for inspecting state.
     live: Registry<Arc<Node>>,
+    /// Why a node's last start failed, until it is restarted.
+    refused: Registry<String>,
+    /// Bounds of every disk's flush time.
+    flush_delay: (Duration, Duration),
 }
 
 impl SimCluster {
     pub fn new() -> SimCluster {
-        SimCluster { handle: Handle::current(), nodes: BTreeMap::new(), storage: Arc::default(), live: Arc::default() }
+        SimCluster {
+            handle: Handle::current(),
+            nodes: BTreeMap::new(),
+            storage: Arc::default(),
+            live: Arc::default(),
+            refused: Arc::default(),
+            flush_delay: (FLUSH_DELAY_MIN, FLUSH_DELAY_MAX),
+        }
+    }
+
+    /// A cluster whose disks flush slower than a network round trip.
+    pub fn with_slow_disks() -> SimCluster {
+        SimCluster { flush_delay: (SLOW_FLUSH_DELAY_MIN, SLOW_FLUSH_DELAY_MAX), ..SimCluster::new() }
     }
 
     /// Starts a node process (empty store), not yet part of any cluster.
     pub fn add_node(&mut self, id: NodeId) {
-        lock(&self.storage).insert(id, MemKv::with_flush_delay(FLUSH_DELAY_MIN, FLUSH_DELAY_MAX));
+        lock(&self.storage).insert(id, MemKv::with_flush_delay(self.flush_delay.0, self.flush_delay.1));
         let (storage, live, clock) = (self.storage.clone(), self.live.clone(), Clock::new(CLOCK_OFFSET_MAX_MS));
+        let refused = self.refused.clone();
         let boot_clock = clock.clone();
         let handle = self
             .handle
@@ -72,6 +113,7 @@ impl SimCluster {
             .ip(node_ip(id))
             .init(move || {
                 let (storage, live, clock) = (storage.clone(), live.clone(), boot_clock.clone());
+                let refused = refused.clone();
                 async move {
                     let kv = lock(&storage).get(&id).cloned().expect("a store for every node");
                     let setup = NodeSetup {
@@ -82,7 +124,15 @@ impl SimCluster {
                         tuning: tuning(),
                         clock,
                     };
-                    let node = Node::start(setup).await.unwrap_or_else(|e| panic!("node {id} cannot start: {e}"));
+                    // A node that finds its disk damaged refuses to start, as the binary exits:
+                    // it stays down until the nemesis repairs the disk and restarts it.
+                    let node = match Node::start(setup).await {
+                        Ok(node) => node,
+                        Err(e) => {
+                            lock(&refused).insert(id, e.to_string());
+                            return;
+                        }
+                    };
                     lock(&live).insert(id, node.clone());
                     madsim::task::spawn(node::rebalance_duty(Arc::downgrade(&node)));
                     serve(node).await;
@@ -99,16 +149,44 @@ impl SimCluster {
 
     /// Kills the node's process: everything not flushed is lost.
     pub fn crash(&mut self, id: NodeId) {
-        let Some(node) = self.nodes.get_mut(&id) else { return };
+        self.crash_with(id, CrashDamage::default());
+    }
+
+    /// Kills the node's process, doing `damage` to its disk; says what the damage was.
+    pub fn crash_with(&mut self, id: NodeId, damage: CrashDamage) -> Vec<Damage> {
+        let Some(node) = self.nodes.get_mut(&id) else { return Vec::new() };
         if !node.alive {
-            return;
+            return Vec::new();
         }
         self.handle.kill(node.handle.id());
         node.alive = false;
         lock(&self.live).remove(&id);
         let mut storage = lock(&self.storage);
-        let survivor = storage[&id].crash();
+        let mut notes = Vec::new();
+        let mut torn_tree = None;
+        let survivor = if damage.torn {
+            let (from, to) = LogStore::record_keys();
+            let log_append = |tree: &str, key: &[u8]| {
+                raft_store::parse_group_tree(tree).is_some() && from.as_slice() <= key && key < to.as_slice()
+            };
+            let (survivor, loss) = storage[&id].crash_torn(&mut madsim::rand::thread_rng(), &log_append);
+            if let Some(t) = loss.torn {
+                let text = format!(
+                    "node {id}: {} of {} unflushed writes kept, then {} log key {:02x?} torn at {} of {} bytes",
+                    loss.kept, loss.unflushed, t.tree, t.key, t.bytes_kept, t.bytes
+                );
+                notes.push(Damage { text, rot: None });
+                torn_tree = Some(t.tree);
+            }
+            survivor
+        } else {
+            storage[&id].crash()
+        };
+        if damage.rot {
+            notes.extend(rot_newest_log_record(id, &survivor, torn_tree.as_deref()));
+        }
         storage.insert(id, survivor);
+        notes
     }
 
     /// Starts a crashed node again on what its store kept.
@@ -117,8 +195,39 @@ impl SimCluster {
         if node.alive {
             return;
         }
+        lock(&self.refused).remove(&id);
         self.handle.restart(node.handle.id());
         node.alive = true;
+    }
+
+    /// Whether the node has started (and not crashed since).
+    pub fn is_running(&self, id: NodeId) -> bool {
+        lock(&self.live).contains_key(&id)
+    }
+
+    /// Whether the live node runs `group` (opened it, and its Raft has not stopped).
+    pub fn runs(&self, id: NodeId, group: GroupId) -> bool {
+        let live = lock(&self.live);
+        let Some(g) = live.get(&id).and_then(|n| n.group(group)) else { return false };
+        let state = g.raft.metrics().borrow().state;
+        state != openraft::ServerState::Shutdown
+    }
+
+    /// Why the node's last start failed, if it did.
+    pub fn refused(&self, id: NodeId) -> Option<String> {
+        lock(&self.refused).get(&id).cloned()
+    }
+
+    /// Puts back every value rot changed on the node's disk; returns how many.
+    pub fn repair(&self, id: NodeId) -> usize {
+        lock(&self.storage).get(&id).map_or(0, |kv| kv.repair())
+    }
+
+    /// Makes the node's disk fail its next flush and every one after, until the node crashes.
+    pub fn fail_flushes(&self, id: NodeId) {
+        if let Some(kv) = lock(&self.storage).get(&id) {
+            kv.fail_flushes();
+        }
     }
 
     pub fn clog(&self, id: NodeId) {
@@ -175,6 +284,28 @@ impl SimCluster {
     pub fn members(&self) -> Vec<(NodeId, String)> {
         self.nodes.keys().map(|id| (*id, node_addr(*id))).collect()
     }
+}
+
+/// Flips one bit of the newest log record of one of the groups on `kv`: the record a restarted
+/// node reads first. Not in `torn_tree`: a torn record is a write that never completed, not data
+/// on the disk that could rot, and the record before it is not the one start-up reads first.
+fn rot_newest_log_record(id: NodeId, kv: &MemKv, torn_tree: Option<&str>) -> Option<Damage> {
+    let (from, to) = LogStore::record_keys();
+    let names = kv.tree_names().ok()?;
+    let newest: Vec<(String, Vec<u8>, usize)> = names
+        .into_iter()
+        .filter(|name| raft_store::parse_group_tree(name).is_some() && Some(name.as_str()) != torn_tree)
+        .filter_map(|name| {
+            let (key, value) = kv.tree(&name).ok()?.last(&from, &to).ok()??;
+            Some((name, key, value.len()))
+        })
+        .filter(|(_, _, len)| *len > 0)
+        .collect();
+    let mut rng = madsim::rand::thread_rng();
+    let (tree, key, len) = newest.choose(&mut rng)?;
+    let (at, bit) = (rng.gen_range(0..*len), rng.gen_range(0..8));
+    let text = format!("node {id}: {tree} log key {key:02x?} rots (byte {at} of {len}, bit {bit})");
+    kv.corrupt(tree, key, at, 1 << bit).then(|| Damage { text, rot: raft_store::parse_group_tree(tree) })
 }
 
 /// Asks the first node, through the simulated network, to create a cluster of `nodes`.

@@ -74,14 +74,28 @@ pub struct History {
     ops: Mutex<Vec<Op>>,
     /// For operations of two commands (checkout then payment): what the first command answered.
     first_answers: Mutex<std::collections::BTreeMap<usize, OpResult>>,
+    /// Woken whenever a client hears a hold or an order acknowledged.
+    acknowledged: tokio::sync::Notify,
 }
 
 impl History {
     /// Records a completed operation and returns its index.
     pub fn record(&self, op: Op) -> usize {
-        let mut ops = self.ops.lock().unwrap_or_else(|e| e.into_inner());
-        ops.push(op);
-        ops.len() - 1
+        let acknowledged = matches!(op.result, OpResult::Hold(_) | OpResult::Order(_));
+        let index = {
+            let mut ops = self.ops.lock().unwrap_or_else(|e| e.into_inner());
+            ops.push(op);
+            ops.len() - 1
+        };
+        if acknowledged {
+            self.acknowledged.notify_waiters();
+        }
+        index
+    }
+
+    /// Returns when the next hold or order is acknowledged to a client, at that same instant.
+    pub async fn next_acknowledgement(&self) {
+        self.acknowledged.notified().await;
     }
 
     pub fn op(&self, index: usize) -> Option<Op> {

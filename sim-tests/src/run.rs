@@ -171,7 +171,11 @@ async fn simulate(seed: u64, scenario: Scenario, fault_log: Arc<Mutex<Vec<String
     if let Some(bug) = scenario.bug {
         planted::plant(bug, true);
     }
-    let cluster = Arc::new(Mutex::new(SimCluster::new()));
+    let cluster = Arc::new(Mutex::new(if scenario.faults.slow_disks {
+        SimCluster::with_slow_disks()
+    } else {
+        SimCluster::new()
+    }));
     for id in 1..=scenario.nodes {
         lock(&cluster).add_node(id);
     }
@@ -228,9 +232,12 @@ async fn drive(
     let nemesis = Nemesis {
         cluster: cluster.clone(),
         router: routers[scenario.clients + 1].clone(),
+        history: history.clone(),
         plan: scenario.faults.clone(),
         shard_count: scenario.shards,
+        busy_group: shop.group(),
         log: fault_log,
+        violations: Arc::default(),
     };
     nemesis.run(until_ms).await;
     for t in tasks {
@@ -252,7 +259,8 @@ async fn drive(
         c.packet_loss_rate = 0.0;
         c.send_latency = Duration::from_millis(1)..Duration::from_millis(10);
     });
-    let mut violations = Vec::new();
+    let mut violations: Vec<String> =
+        nemesis.violations.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|v| format!("disk: {v}")).collect();
     if let Err(e) = liveness(&cluster, &routers[0], &shop, scenario.shards).await {
         violations.push(e);
     }

@@ -77,7 +77,7 @@ impl Catalog for TestCluster {
 
     fn event(&self, event_id: &EventId) -> EventView {
         let group = GroupId::shard(shard_of(event_id, self.shard_count()));
-        match self.machine(group).query(&Query::Event(event_id.clone()), self.now_ms()) {
+        match self.read_now(group, &Query::Event(event_id.clone())) {
             Answer::Event(Some(view)) => *view,
             other => panic!("{other:?}"),
         }

@@ -15,6 +15,9 @@ use crate::clock::Clock;
 
 /// How often each shard's leader looks for due holds to expire.
 const EXPIRE_TICK_MS: u64 = 500;
+/// How often a shard leader looks for events to archive; a step moves `ARCHIVE_ORDERS_PER_COMMAND_MAX`
+/// orders, so a large event leaves memory in seconds, not all at once.
+const ARCHIVE_TICK_MS: u64 = 200;
 
 /// What a shard leader's periodic duties work with: they act only while this node leads, and
 /// propose through the group's batcher like any client command.
@@ -25,6 +28,7 @@ pub(super) struct LeaderDuty {
     pub(super) state: Arc<GroupState>,
     pub(super) batcher: Batcher,
     pub(super) clock: Clock,
+    pub(super) archive_after_ms: i64,
 }
 
 impl LeaderDuty {
@@ -33,7 +37,7 @@ impl LeaderDuty {
     }
 
     async fn propose(&self, command: Command) -> Result<Outcome, ProposeError> {
-        self.batcher.submit(Proposal { request_id: None, fingerprint: 0, command }).await
+        self.batcher.submit(Proposal::internal(command)).await
     }
 }
 
@@ -58,6 +62,29 @@ pub(super) async fn expire_duty(duty: LeaderDuty) {
     }
 }
 
+/// Proposes `Archive` while this node leads the shard and an event started more than the archive
+/// delay ago: events leave memory a bounded step per command, each step a log entry every
+/// replica applies alike.
+pub(super) async fn archive_duty(duty: LeaderDuty) {
+    let group = duty.state.group();
+    loop {
+        tokio::time::sleep(Duration::from_millis(ARCHIVE_TICK_MS)).await;
+        let started_before_ms = duty.clock.now_ms().saturating_sub(duty.archive_after_ms);
+        if !duty.leading() || !duty.state.read().machine.has_archive_work(started_before_ms) {
+            continue;
+        }
+        match duty.propose(Command::Archive { started_before_ms }).await {
+            Ok(Outcome::Archived { orders, events }) => {
+                tracing::debug!(%group, orders, events, "archived");
+                metrics::counter!("boxoffice_archived_orders_total").increment(u64::from(orders));
+                metrics::counter!("boxoffice_archived_events_total").increment(u64::from(events));
+            }
+            Ok(other) => tracing::warn!(%group, ?other, "unexpected archive outcome"),
+            Err(e) => tracing::debug!(%group, error = %e, "archive not proposed"),
+        }
+    }
+}
+
 /// Runs the admission controller of every open waiting room of the shard while this node leads
 /// it: reads the queue views from the local state (current on the leader) and proposes the
 /// advances, feeding each proposal's commit latency back into its event's controller.
@@ -73,8 +100,8 @@ pub(super) async fn admission_duty(duty: LeaderDuty) {
         }
         // The leader's own clock: it judges the queues as the command it proposes will be.
         let now_ms = duty.clock.now_ms();
-        let views = match duty.state.read().machine.query(&Query::Queues, now_ms) {
-            Answer::Queues(views) => views,
+        let views = match duty.state.query(&Query::Queues, now_ms) {
+            Ok(Answer::Queues(views)) => views,
             _ => continue,
         };
         controllers.retain(|id, _| views.iter().any(|v| v.event_id == *id));

@@ -92,6 +92,9 @@ pub enum ProposeError {
     Identity(#[from] IdentityError),
     #[error("{0}")]
     Storage(#[from] KvError),
+    /// A group's cold records (remembered outcomes, the archive) could not be read.
+    #[error("{0}")]
+    Cold(#[from] raft_store::ColdError),
     /// A group's state machine could not be opened.
     #[error("{0}")]
     StateMachine(#[source] Box<StorageError>),

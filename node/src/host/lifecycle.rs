@@ -12,7 +12,7 @@ use raft_store::{Command, GroupId, LogStore, NodeId, Outcome, Proposal, Raft, St
 
 use super::barrier::ReadBarrier;
 use super::batcher::Batcher;
-use super::duties::{admission_duty, election_nudge, expire_duty, LeaderDuty};
+use super::duties::{admission_duty, archive_duty, election_nudge, expire_duty, LeaderDuty};
 use super::error::{NodeError, ProposeError};
 use super::identity::IdentityStore;
 use super::setup::NodeSetup;
@@ -41,6 +41,7 @@ impl Node {
             kv: setup.kv,
             client: setup.client,
             config,
+            archive_after_ms: setup.tuning.archive_after_ms,
             clock: setup.clock,
             identity,
             groups: RwLock::new(BTreeMap::new()),
@@ -114,8 +115,10 @@ impl Node {
                 state: state.clone(),
                 batcher: batcher.clone(),
                 clock: self.clock.clone(),
+                archive_after_ms: self.archive_after_ms,
             };
             tasks.push(tokio::spawn(expire_duty(duty.clone())));
+            tasks.push(tokio::spawn(archive_duty(duty.clone())));
             tasks.push(tokio::spawn(admission_duty(duty)));
         }
         let election_max = Duration::from_millis(self.config.election_timeout_max);
@@ -154,6 +157,7 @@ impl Node {
             }
             group.raft.shutdown().await.map_err(ProposeError::Shutdown)?;
             self.kv.drop_tree(&raft_store::group_tree(id))?;
+            raft_store::ColdStore::drop_all(self.kv.as_ref(), id)?;
             raft_store::flushed(self.kv.as_ref()).await?;
             tracing::info!(node = self.id, group = %id, "group dropped");
         }
@@ -187,7 +191,7 @@ impl Node {
         self.wait_for_leaders(Duration::from_millis(BOOTSTRAP_LEADER_WAIT_MS)).await?;
         let layout =
             Command::InitLayout { shard_count, replication: 1, nodes: vec![(self.id, self.advertise_addr.clone())] };
-        match self.propose(GroupId::META, Proposal { request_id: None, fingerprint: 0, command: layout }, false).await {
+        match self.propose(GroupId::META, Proposal::internal(layout), false).await {
             Ok(Outcome::Layout(_)) => Ok(()),
             Ok(other) => Err(NodeError::UnexpectedOutcome(Box::new(other))),
             Err(e) => Err(NodeError::InitLayout(e)),

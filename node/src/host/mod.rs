@@ -45,7 +45,7 @@ use self::barrier::ReadBarrier;
 use self::batcher::Batcher;
 pub use self::error::{IdentityError, InvalidRequest, NodeError, ProposeError};
 use self::identity::IdentityStore;
-pub use self::setup::{NodeSetup, RaftTuning};
+pub use self::setup::{NodeSetup, RaftTuning, ARCHIVE_AFTER_MS_DEFAULT};
 use crate::clock::Clock;
 use crate::wire::NodeClient;
 
@@ -70,6 +70,8 @@ pub struct Node {
     kv: Arc<dyn Kv>,
     client: Arc<dyn NodeClient>,
     config: Arc<openraft::Config>,
+    /// See [`RaftTuning::archive_after_ms`].
+    archive_after_ms: i64,
     clock: Clock,
     identity: IdentityStore,
     groups: RwLock<BTreeMap<GroupId, Arc<Group>>>,

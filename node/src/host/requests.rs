@@ -52,13 +52,13 @@ impl Node {
     async fn confirmed_refusal(&self, target: &Group, proposal: &Proposal) -> Result<Option<Refusal>, ProposeError> {
         let refusal = |node: &Node| {
             let clock = &node.clock;
-            target.state.read().machine.refusal(proposal, clock.now_ms(), clock.passed_ms())
+            target.state.refusal(proposal, clock.now_ms(), clock.passed_ms())
         };
-        if refusal(self).is_none() {
+        if refusal(self)?.is_none() {
             return Ok(None);
         }
         target.barrier.confirm(&target.raft).await?;
-        Ok(refusal(self))
+        Ok(refusal(self)?)
     }
 
     /// Reads from a group's applied state; `linearizable` first confirms leadership and waits for
@@ -70,8 +70,7 @@ impl Node {
         } else {
             self.check_staleness(&target)?;
         }
-        let applied = target.state.read();
-        Ok(applied.machine.query(query, self.clock.passed_ms()))
+        Ok(target.state.query(query, self.clock.passed_ms())?)
     }
 
     /// A follower that has not heard from a leader lately refuses browsing reads, so the caller
@@ -100,12 +99,10 @@ impl Node {
         let mut applied = target.state.watch_applied();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let page =
-                match target.state.read().machine.query(&Query::Changes { after_index, limit }, self.clock.passed_ms())
-                {
-                    Answer::Changes(page) => page,
-                    other => return Err(ProposeError::UnexpectedAnswer(Box::new(other))),
-                };
+            let page = match target.state.query(&Query::Changes { after_index, limit }, self.clock.passed_ms())? {
+                Answer::Changes(page) => page,
+                other => return Err(ProposeError::UnexpectedAnswer(Box::new(other))),
+            };
             let empty = matches!(&page, ChangesPage::Records { changes, .. } if changes.is_empty());
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if !empty || tokio::time::timeout(remaining, applied.changed()).await.is_err() {
@@ -131,10 +128,30 @@ impl Node {
                 RaftRpcReply::UnknownGroup
             }
             RaftRpc::Vote { req, .. } => RaftRpcReply::Vote(group.raft.vote(req).await),
-            RaftRpc::Snapshot { vote, meta, data, .. } => {
-                let snapshot = raft_store::Snapshot { meta, snapshot: Box::new(data) };
-                RaftRpcReply::Snapshot(group.raft.install_full_snapshot(vote, snapshot).await)
-            }
+            RaftRpc::Snapshot { vote, chunks, .. } => match assemble(&group, chunks) {
+                Ok(data) => {
+                    let snapshot = raft_store::Snapshot { meta: data.meta().clone(), snapshot: Box::new(data) };
+                    RaftRpcReply::Snapshot(group.raft.install_full_snapshot(vote, snapshot).await)
+                }
+                Err(e) => {
+                    tracing::warn!(group = %group.id, error = %e, "a snapshot that does not assemble is refused");
+                    RaftRpcReply::UnknownGroup
+                }
+            },
         }
     }
+}
+
+/// Rebuilds a received snapshot from its chunks, staging its cold records in the group's store.
+fn assemble(
+    group: &Group,
+    chunks: Vec<raft_store::SnapshotChunk>,
+) -> Result<raft_store::GroupSnapshot, raft_store::SnapshotError> {
+    let mut chunks = chunks.into_iter();
+    let first = chunks.next().ok_or(raft_store::SnapshotError::Stream("an empty snapshot stream"))?;
+    let mut writer = raft_store::SnapshotWriter::begin(group.state.cold(), first)?;
+    for chunk in chunks {
+        writer.push(chunk)?;
+    }
+    writer.finish()
 }

@@ -9,7 +9,11 @@ use super::error::NodeError;
 use crate::clock::Clock;
 use crate::wire::NodeClient;
 
-/// Raft timing and compaction. Defaults suit nodes on one network.
+/// How long after an event starts its shard's leader archives it (see `Command::Archive`) unless
+/// configured: a week covers late refunds, check-in and disputes from memory.
+pub const ARCHIVE_AFTER_MS_DEFAULT: i64 = 7 * 24 * 3_600_000;
+
+/// Raft timing, compaction and the archive's delay. Defaults suit nodes on one network.
 #[derive(Clone, Debug)]
 pub struct RaftTuning {
     pub heartbeat_ms: u64,
@@ -19,6 +23,8 @@ pub struct RaftTuning {
     pub snapshot_every_logs: u64,
     /// Entries kept in the log behind the snapshot, so lagging followers catch up without one.
     pub logs_kept_after_snapshot: u64,
+    /// An event moves from memory to its shard's archive this long after it starts.
+    pub archive_after_ms: i64,
 }
 
 impl Default for RaftTuning {
@@ -29,6 +35,7 @@ impl Default for RaftTuning {
             election_max_ms: 1_200,
             snapshot_every_logs: 20_000,
             logs_kept_after_snapshot: 2_000,
+            archive_after_ms: ARCHIVE_AFTER_MS_DEFAULT,
         }
     }
 }

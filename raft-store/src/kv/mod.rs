@@ -7,7 +7,10 @@
 //! - flushes call back in the order they were requested (openraft counts on it: a late callback
 //!   of an append that was since truncated would report entries as durable that no longer
 //!   exist — the simulation found this when its disk completed flushes out of order);
-//! - a crash keeps every flushed write and may lose any unflushed one.
+//! - a crash keeps every flushed write and may lose any unflushed one;
+//! - a flush that fails leaves what it covered in doubt, so the store fails every later flush too
+//!   (never reporting success for writes a failed flush may have dropped — PostgreSQL's
+//!   "fsyncgate"): its owner stops, and a restart finds what was durable.
 
 mod mem;
 #[cfg(not(madsim))]

@@ -68,7 +68,11 @@ impl Drop for SledKv {
 }
 
 /// Group commit: take one request, then every request already waiting, flush once, answer all.
+/// After a failed flush, every later request fails with the same error without flushing: what
+/// the failed one covered may be gone from the disk while still in the page cache, and a later
+/// `fsync` that succeeds would not bring it back (see the `Kv` contract).
 fn run_flusher(db: sled::Db, rx: mpsc::Receiver<FlushDone>, stats: Arc<Stats>) {
+    let mut failed: Option<String> = None;
     while let Ok(first) = rx.recv() {
         let mut waiting = vec![first];
         while waiting.len() < FLUSH_BATCH_REQUESTS_MAX {
@@ -76,6 +80,12 @@ fn run_flusher(db: sled::Db, rx: mpsc::Receiver<FlushDone>, stats: Arc<Stats>) {
                 Ok(more) => waiting.push(more),
                 Err(_) => break,
             }
+        }
+        if let Some(e) = &failed {
+            for done in waiting {
+                done(Err(std::io::Error::other(format!("an earlier flush failed: {e}"))));
+            }
+            continue;
         }
         let started = std::time::Instant::now();
         let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
@@ -87,7 +97,8 @@ fn run_flusher(db: sled::Db, rx: mpsc::Receiver<FlushDone>, stats: Arc<Stats>) {
         stats.flushes.fetch_add(1, Ordering::Relaxed);
         stats.requests.fetch_add(waiting.len() as u64, Ordering::Relaxed);
         if let Err(e) = &result {
-            tracing::error!(error = %e, "flush failed");
+            tracing::error!(error = %e, "flush failed; every later flush fails too");
+            failed = Some(e.clone());
         }
         for done in waiting {
             done(result.clone().map_err(std::io::Error::other));

@@ -1,8 +1,9 @@
 //! The meta group's state: catalog data that spans shards (venues) and the cluster's layout
 //! (nodes, shard placement).
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 
 use super::ctx::Ctx;
@@ -12,10 +13,12 @@ use crate::ids::VenueId;
 use crate::layout::{Layout, NodeRecord, NodeStatus, NODES_MAX};
 use crate::model::Venue;
 
+/// Persistent and shared like a shard's state (see `shard/state.rs`): a snapshot's copy is O(1).
+/// Venues and the layout are replaced whole, never changed in place.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetaState {
-    venues: BTreeMap<VenueId, Venue>,
-    layout: Option<Layout>,
+    venues: OrdMap<VenueId, Arc<Venue>>,
+    layout: Option<Arc<Layout>>,
 }
 
 fn invalid(detail: impl Into<String>) -> Outcome {
@@ -49,7 +52,7 @@ impl MetaState {
         if self.venues.contains_key(&venue.venue_id) {
             return Outcome::Refused(Refusal::Conflict { detail: format!("venue {} exists", venue.venue_id) });
         }
-        self.venues.insert(venue.venue_id.clone(), venue.clone());
+        self.venues.insert(venue.venue_id.clone(), Arc::new(venue.clone()));
         Outcome::Venue(venue.clone())
     }
 
@@ -60,7 +63,7 @@ impl MetaState {
         };
         match &self.layout {
             None => {
-                self.layout = Some(layout.clone());
+                self.layout = Some(Arc::new(layout.clone()));
                 Outcome::Layout(Box::new(layout))
             }
             Some(existing) => {
@@ -68,7 +71,7 @@ impl MetaState {
                     && existing.replication == replication
                     && nodes.iter().all(|(id, _)| existing.nodes.contains_key(id));
                 if same {
-                    Outcome::Layout(Box::new(existing.clone()))
+                    Outcome::Layout(Box::new(Layout::clone(existing)))
                 } else {
                     conflict("the cluster is already initialized with another layout")
                 }
@@ -80,13 +83,13 @@ impl MetaState {
     /// changes nothing. Every accepted change bumps the version.
     fn change_layout(&mut self, change: impl FnOnce(&mut Layout) -> Result<bool, Outcome>) -> Outcome {
         let Some(layout) = &self.layout else { return invalid("the cluster is not initialized") };
-        let mut next = layout.clone();
+        let mut next = Layout::clone(layout);
         match change(&mut next) {
             Err(refused) => refused,
             Ok(changed) => {
                 if changed {
                     next.version += 1;
-                    self.layout = Some(next.clone());
+                    self.layout = Some(Arc::new(next.clone()));
                 }
                 Outcome::Layout(Box::new(next))
             }
@@ -95,8 +98,8 @@ impl MetaState {
 
     pub(crate) fn query(&self, query: &Query) -> Answer {
         match query {
-            Query::Venue(id) => Answer::Venue(self.venues.get(id).cloned()),
-            Query::Layout => Answer::Layout(self.layout.clone().map(Box::new)),
+            Query::Venue(id) => Answer::Venue(self.venues.get(id).map(|v| Venue::clone(v))),
+            Query::Layout => Answer::Layout(self.layout.as_ref().map(|l| Box::new(Layout::clone(l)))),
             _ => Answer::WrongGroup,
         }
     }

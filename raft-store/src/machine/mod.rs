@@ -12,24 +12,38 @@ mod shard;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cold::{ColdError, ColdRead, ColdWrites, WithPending};
 use crate::command::{Answer, Command, Outcome, Proposal, Query, Refusal, Request};
 use crate::ids::GroupId;
 
 use ctx::Ctx;
-use dedup::Dedup;
 pub use meta::MetaState;
 pub use shard::{InvariantViolation, ShardState};
 
+/// What applying one log entry yields: one outcome per proposal, and the records it wrote to the
+/// group's cold store.
+#[derive(Debug, Default)]
+pub struct EntryApplied {
+    pub outcomes: Vec<Outcome>,
+    pub writes: ColdWrites,
+}
+
 /// What a group replicates beyond the bookkeeping every group shares: the meta group's catalog
 /// and layout, or one shard's events, holds and orders.
+///
+/// Not boxed though a shard's state is larger (persistent collections keep their root and size
+/// inline): there is one per group, and a box would add an allocation to every snapshot's copy.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 enum MetaOrShard {
     Meta(MetaState),
     Shard(ShardState),
 }
 
-/// The state of one group, with the bookkeeping every group shares: effective time, the last
-/// applied index and the idempotency table. Snapshots serialize this whole value.
+/// The state of one group, with the bookkeeping every group shares: effective time and the last
+/// applied index. Snapshots serialize this whole value; the group's cold records (remembered
+/// outcomes, the archive) live beside it in the cold store, which apply reads and writes through
+/// `ColdRead` and `ColdWrites`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Machine {
     group: GroupId,
@@ -37,7 +51,6 @@ pub struct Machine {
     /// Never decreases, so time does not run backwards across leader changes.
     last_time_ms: i64,
     last_index: u64,
-    dedup: Dedup,
     state: MetaOrShard,
 }
 
@@ -49,7 +62,7 @@ impl Machine {
         } else {
             MetaOrShard::Shard(ShardState::default())
         };
-        Machine { group, shard_count, last_time_ms: 0, last_index: 0, dedup: Dedup::default(), state }
+        Machine { group, shard_count, last_time_ms: 0, last_index: 0, state }
     }
 
     pub fn group(&self) -> GroupId {
@@ -71,58 +84,86 @@ impl Machine {
     }
 
     /// Applies one log entry at `index`: every proposal in order, at the entry's time. The single
-    /// entry point that changes a group's state.
-    pub fn apply(&mut self, index: u64, request: &Request) -> Vec<Outcome> {
+    /// entry point that changes a group's state. `cold` is the group's cold store as the previous
+    /// entries left it; what this entry writes to it comes back in `ColdWrites`, for the caller
+    /// to store before the next entry. An error means the cold store could not be read.
+    pub fn apply(&mut self, index: u64, request: &Request, cold: &dyn ColdRead) -> Result<EntryApplied, ColdError> {
         debug_assert!(index > self.last_index, "entry {index} applied after {}", self.last_index);
         self.note_index(index);
         self.last_time_ms = self.last_time_ms.max(request.time_ms);
         let ctx = Ctx { index, now_ms: self.last_time_ms };
 
         // Expiry comes first for every entry, retries included: a hold past its time is free the
-        // moment any command sees it.
+        // moment any command sees it. Ended holds past their retention leave in the same pass, a
+        // bounded number per command.
         let expired = match &mut self.state {
-            MetaOrShard::Shard(shard) => shard.expire_due(ctx),
+            MetaOrShard::Shard(shard) => {
+                let drops_max = ShardState::drops_allowed(request.proposals.iter().map(|p| &p.command));
+                shard.expire_due(ctx, drops_max)
+            }
             MetaOrShard::Meta(_) => (0, 0),
         };
-        self.dedup.evict(ctx.now_ms);
-        request.proposals.iter().map(|p| self.apply_proposal(ctx, p, expired)).collect()
+        let mut writes = ColdWrites::default();
+        let mut outcomes = Vec::with_capacity(request.proposals.len());
+        for proposal in &request.proposals {
+            outcomes.push(self.apply_proposal(ctx, proposal, expired, cold, &mut writes)?);
+        }
+        Ok(EntryApplied { outcomes, writes })
     }
 
-    fn apply_proposal(&mut self, ctx: Ctx, proposal: &Proposal, expired: (u32, u32)) -> Outcome {
+    fn apply_proposal(
+        &mut self,
+        ctx: Ctx,
+        proposal: &Proposal,
+        expired: (u32, u32),
+        cold: &dyn ColdRead,
+        writes: &mut ColdWrites,
+    ) -> Result<Outcome, ColdError> {
         #[cfg(madsim)]
         let remembered = !crate::planted::is_planted(crate::planted::Bug::ApplyRetriesTwice);
         #[cfg(not(madsim))]
         let remembered = true;
         if let Some(id) = proposal.request_id.filter(|_| remembered) {
-            if let Some(seen) = self.dedup.get(&id) {
-                return if seen.fingerprint == proposal.fingerprint {
-                    seen.outcome.clone()
+            if let Some(seen) = dedup::lookup(cold, writes, ctx, &id)? {
+                return Ok(if seen.fingerprint == proposal.fingerprint {
+                    seen.outcome
                 } else {
                     Outcome::Refused(Refusal::IdempotencyKeyReused)
-                };
+                });
             }
         }
         let outcome = match proposal.command {
             Command::Expire => Outcome::Expired { holds: expired.0, orders: expired.1 },
-            _ => self.apply_command(ctx, &proposal.command),
+            _ => self.apply_command(ctx, &proposal.command, cold, writes)?,
         };
         if let Some(id) = proposal.request_id {
-            self.dedup.remember(id, proposal.fingerprint, ctx.now_ms, outcome.clone());
+            let seen = dedup::Remembered { fingerprint: proposal.fingerprint, outcome };
+            dedup::remember(writes, ctx, &id, proposal.keyed, &seen)?;
+            return Ok(seen.outcome);
         }
-        outcome
+        Ok(outcome)
     }
 
-    fn apply_command(&mut self, ctx: Ctx, command: &Command) -> Outcome {
+    fn apply_command(
+        &mut self,
+        ctx: Ctx,
+        command: &Command,
+        cold: &dyn ColdRead,
+        writes: &mut ColdWrites,
+    ) -> Result<Outcome, ColdError> {
         let owner = match command {
-            Command::Expire => self.group,
+            Command::Expire | Command::Archive { .. } => self.group,
             _ => command.group(self.shard_count),
         };
         if owner != self.group {
-            return Outcome::Refused(Refusal::WrongGroup);
+            return Ok(Outcome::Refused(Refusal::WrongGroup));
         }
-        match &mut self.state {
-            MetaOrShard::Meta(meta) => meta.apply(ctx, command),
-            MetaOrShard::Shard(shard) => shard.apply(ctx, command),
+        match (&mut self.state, command) {
+            (MetaOrShard::Meta(meta), _) => Ok(meta.apply(ctx, command)),
+            (MetaOrShard::Shard(shard), Command::Archive { started_before_ms }) => {
+                shard.archive(ctx, *started_before_ms, writes)
+            }
+            (MetaOrShard::Shard(shard), _) => shard.apply(ctx, command, &WithPending { store: cold, pending: writes }),
         }
     }
 
@@ -138,10 +179,26 @@ impl Machine {
     /// free (not among the unavailable) whose hold a read, a moment later, still shows. So the
     /// refusal is given only if it is the same at both times; otherwise the hold goes to the log,
     /// whose entry records its time for every later read.
-    pub fn refusal(&self, proposal: &Proposal, now_ms: i64, passed_ms: i64) -> Option<Refusal> {
-        if proposal.request_id.is_some_and(|id| self.dedup.get(&id).is_some()) {
-            return None;
+    ///
+    /// `cold` is the group's cold store: a request whose outcome is remembered there gets that
+    /// outcome from the log, never a fresh refusal.
+    pub fn refusal(
+        &self,
+        proposal: &Proposal,
+        now_ms: i64,
+        passed_ms: i64,
+        cold: &dyn ColdRead,
+    ) -> Result<Option<Refusal>, ColdError> {
+        let next = Ctx { index: self.last_index + 1, now_ms: now_ms.max(self.last_time_ms) };
+        if let Some(id) = &proposal.request_id {
+            if dedup::lookup(cold, &ColdWrites::default(), next, id)?.is_some() {
+                return Ok(None);
+            }
         }
+        Ok(self.judge_refusal(proposal, now_ms, passed_ms))
+    }
+
+    fn judge_refusal(&self, proposal: &Proposal, now_ms: i64, passed_ms: i64) -> Option<Refusal> {
         let MetaOrShard::Shard(shard) = &self.state else { return None };
         let Command::Hold { event_id, user, selection, ttl_ms, access } = &proposal.command else { return None };
         if proposal.command.group(self.shard_count) != self.group {
@@ -160,19 +217,31 @@ impl Machine {
     /// an `Expire` command compacts them, and then no later command can find them active: a
     /// reader whose clock runs ahead of the leader's would otherwise show a seat free that the
     /// leader still lets its holder check out.
-    pub fn query(&self, query: &Query, passed_ms: i64) -> Answer {
+    ///
+    /// Records moved to the archive (`cold`) are read from there: an ended event, its orders and
+    /// tickets. An error means the cold store could not be read.
+    pub fn query(&self, query: &Query, passed_ms: i64, cold: &dyn ColdRead) -> Result<Answer, ColdError> {
         let at_ms = passed_ms.max(self.last_time_ms);
         match &self.state {
-            MetaOrShard::Meta(meta) => meta.query(query),
-            MetaOrShard::Shard(shard) => shard.query(query, at_ms, self.last_index),
+            MetaOrShard::Meta(meta) => Ok(meta.query(query)),
+            MetaOrShard::Shard(shard) => shard.query(query, at_ms, self.last_index, cold),
         }
     }
 
-    /// Whether a periodic `Expire` would change anything at `now_ms`.
+    /// Whether a periodic `Expire` would change anything at `now_ms`: a hold or payment is due, or
+    /// an ended hold's retention has passed.
     pub fn has_due_deadlines(&self, now_ms: i64) -> bool {
         match &self.state {
             MetaOrShard::Meta(_) => false,
             MetaOrShard::Shard(shard) => shard.next_deadline_ms().is_some_and(|due| due <= now_ms),
+        }
+    }
+
+    /// Whether an `Archive { started_before_ms }` would move anything now.
+    pub fn has_archive_work(&self, started_before_ms: i64) -> bool {
+        match &self.state {
+            MetaOrShard::Meta(_) => false,
+            MetaOrShard::Shard(shard) => shard.has_archive_work(started_before_ms),
         }
     }
 
@@ -185,5 +254,14 @@ impl Machine {
     }
 }
 
+/// The position of the first of `items` for which `before` is false, where every item for which
+/// it is true comes first: `slice::partition_point` for a persistent vector.
+pub(crate) fn partition_point<T>(items: &imbl::Vector<T>, before: impl Fn(&T) -> bool) -> usize {
+    use std::cmp::Ordering::{Greater, Less};
+    items.binary_search_by(|item| if before(item) { Less } else { Greater }).unwrap_or_else(|i| i)
+}
+
+#[cfg(test)]
+mod measure;
 #[cfg(test)]
 mod tests;

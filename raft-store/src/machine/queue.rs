@@ -12,13 +12,14 @@
 //!   a short window ([`ADMISSION_WINDOW_MS`]), so buyers who walk away stop holding admission back
 //!   once the window has passed, while their passes stay valid for the whole pass lifetime.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-
+use imbl::{OrdMap, OrdSet, Vector};
 use serde::{Deserialize, Serialize};
 
+use super::partition_point;
 use crate::command::{AccessPass, QueueBlock, QueueCounters};
 use crate::limits::{ADMISSION_WINDOW_MS, PASS_TTL_MS, QUEUE_ADVANCES_RETAINED_MAX, QUEUE_BLOCK_MAX};
 
+/// Persistent collections, as in the rest of a shard's state: a snapshot's copy is O(1).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct QueueState {
     /// The next sequence number to lease.
@@ -28,18 +29,18 @@ pub(crate) struct QueueState {
     /// Queue positions below this are admitted.
     watermark: u64,
     /// `(time, watermark)` of each advance, oldest first, bounded.
-    advances: VecDeque<(i64, u64)>,
+    advances: Vector<(i64, u64)>,
     /// Redeemed passes by their expiry: forgotten once expired, since apply refuses them then.
-    redeemed: BTreeMap<[u8; 16], i64>,
-    redeemed_by_expiry: BTreeSet<(i64, [u8; 16])>,
+    redeemed: OrdMap<[u8; 16], i64>,
+    redeemed_by_expiry: OrdSet<(i64, [u8; 16])>,
     /// Redemptions counted by the admission time of their pass, within the admission window.
-    redemptions: BTreeMap<i64, u64>,
+    redemptions: OrdMap<i64, u64>,
     /// Leased early sequences no api instance handed out; spread over the early positions by the
     /// shuffle, so admission counts them by proportion.
     early_unused: u64,
     /// Leased later sequences (= positions) no api instance handed out, `start -> end`; forgotten
     /// once admission has passed them by more than the window.
-    unused: BTreeMap<u64, u64>,
+    unused: OrdMap<u64, u64>,
 }
 
 /// A lease asked for a block size outside `1..=QUEUE_BLOCK_MAX`. Its text is the detail of the
@@ -96,8 +97,11 @@ impl QueueState {
             self.advances.pop_front();
         }
         let counted_from = self.watermark_at(now_ms - ADMISSION_WINDOW_MS);
-        while self.unused.first_key_value().is_some_and(|(_, end)| *end <= counted_from) {
-            self.unused.pop_first();
+        while let Some(&(start, end)) = self.unused.get_min() {
+            if end > counted_from {
+                break;
+            }
+            self.unused.remove(&start);
         }
     }
 
@@ -114,14 +118,17 @@ impl QueueState {
     }
 
     fn forget_old(&mut self, now_ms: i64) {
-        while self.redemptions.first_key_value().is_some_and(|(t, _)| *t <= now_ms - ADMISSION_WINDOW_MS) {
-            self.redemptions.pop_first();
+        while let Some(&(t, _)) = self.redemptions.get_min() {
+            if t > now_ms - ADMISSION_WINDOW_MS {
+                break;
+            }
+            self.redemptions.remove(&t);
         }
-        while let Some(&(expires, pass_id)) = self.redeemed_by_expiry.first() {
+        while let Some(&(expires, pass_id)) = self.redeemed_by_expiry.get_min() {
             if expires > now_ms {
                 break;
             }
-            self.redeemed_by_expiry.pop_first();
+            self.redeemed_by_expiry.remove(&(expires, pass_id));
             self.redeemed.remove(&pass_id);
         }
     }
@@ -132,7 +139,8 @@ impl QueueState {
         if position >= self.watermark {
             return None;
         }
-        let i = self.advances.partition_point(|(_, w)| *w <= position);
+        // Watermarks only grow, so the advances are sorted by them.
+        let i = partition_point(&self.advances, |(_, w)| *w <= position);
         Some(self.advances.get(i).map_or(0, |(t, _)| *t))
     }
 

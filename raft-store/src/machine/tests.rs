@@ -6,7 +6,9 @@ use rand::{Rng, SeedableRng};
 use super::*;
 use crate::command::{Actor, Answer, ChangeKind, ChangesPage, Selection};
 use crate::ids::{shard_of, EventId, HoldId, OrderId, RequestId, UserId, VenueId};
-use crate::limits::{HOLD_SEATS_MAX, PAYMENT_TIMEOUT_MS};
+use crate::limits::{
+    HOLD_DROPS_PER_COMMAND_MAX, HOLD_DROPS_PER_EXPIRE_MAX, HOLD_RETENTION_MS, HOLD_SEATS_MAX, PAYMENT_TIMEOUT_MS,
+};
 use crate::model::*;
 
 const SHARDS: u32 = 4;
@@ -44,6 +46,8 @@ fn venue() -> Venue {
 /// A shard machine with one event on sale from `T0` until `T0 + 1 day`.
 struct Harness {
     m: Machine,
+    /// The shard's cold store: remembered outcomes, the archive.
+    cold: crate::cold::MemCold,
     index: u64,
     event: EventId,
     /// Recount the whole inventory after every command (quadratic: off for long runs).
@@ -61,6 +65,7 @@ impl Harness {
         let group = GroupId::shard(shard_of(&event, SHARDS));
         let mut h = Harness {
             m: Machine::new(group, SHARDS),
+            cold: crate::cold::MemCold::default(),
             index: 0,
             event: event.clone(),
             checking: true,
@@ -96,11 +101,14 @@ impl Harness {
     /// per-user limit (the one rule left to apply), every refused hold must have been predicted.
     fn run_with(&mut self, time_ms: i64, request_id: Option<RequestId>, fingerprint: u64, command: Command) -> Outcome {
         self.index += 1;
-        let proposal = Proposal { request_id, fingerprint, command };
-        let predicted = self.m.refusal(&proposal, time_ms, time_ms);
-        let seen = request_id.is_some_and(|id| self.m.dedup.get(&id).is_some());
+        let proposal = Proposal { request_id, fingerprint, keyed: request_id.is_some(), command };
+        let predicted = self.refusal(&proposal, time_ms, time_ms);
+        let seen = request_id.is_some_and(|id| {
+            let next = ctx::Ctx { index: self.index, now_ms: time_ms.max(self.m.last_time_ms()) };
+            dedup::lookup(&self.cold, &crate::cold::ColdWrites::default(), next, &id).expect("readable").is_some()
+        });
         let is_hold = matches!(proposal.command, Command::Hold { .. });
-        let out = self.m.apply(self.index, &Request::single(time_ms, proposal)).remove(0);
+        let out = self.apply_entry(&Request::single(time_ms, proposal)).remove(0);
         if let Some(refusal) = predicted {
             assert_eq!(out, Outcome::Refused(refusal), "the predicted refusal differs from apply's answer");
         } else if let (true, false, None, Outcome::Refused(r)) = (is_hold, seen, self.limit, &out) {
@@ -111,6 +119,26 @@ impl Harness {
             self.m.check_invariants().unwrap_or_else(|e| panic!("invariant broken after {out:?}: {e}"));
         }
         out
+    }
+
+    /// Applies `request` as the next entry (the caller numbered it) and stores its cold writes.
+    fn apply_at(&mut self, index: u64, request: &Request) -> Vec<Outcome> {
+        let applied = self.m.apply(index, request, &self.cold).expect("the cold store reads");
+        self.cold.write(applied.writes);
+        applied.outcomes
+    }
+
+    /// Applies `request` at the current index.
+    fn apply_entry(&mut self, request: &Request) -> Vec<Outcome> {
+        self.apply_at(self.index, request)
+    }
+
+    fn refusal(&self, proposal: &Proposal, now_ms: i64, passed_ms: i64) -> Option<Refusal> {
+        self.m.refusal(proposal, now_ms, passed_ms, &self.cold).expect("the cold store reads")
+    }
+
+    fn q(&self, query: &Query, now_ms: i64) -> Answer {
+        self.m.query(query, now_ms, &self.cold).expect("the cold store reads")
     }
 
     fn hold_seats(&mut self, time_ms: i64, who: &str, seats: &[&str]) -> Outcome {
@@ -149,23 +177,31 @@ impl Harness {
     }
 
     fn seat_status(&self, now_ms: i64, seat: &str) -> SeatStatus {
-        let Answer::Seats(Some(map)) = self.m.query(&Query::Seats(self.event.clone()), now_ms) else {
-            panic!("no seat map")
-        };
+        let Answer::Seats(Some(map)) = self.q(&Query::Seats(self.event.clone()), now_ms) else { panic!("no seat map") };
         map.seats.iter().find(|s| s.id == seat).expect("seat exists").status
     }
 
     fn section(&self, now_ms: i64, id: &str) -> SectionView {
-        let Answer::Event(Some(view)) = self.m.query(&Query::Event(self.event.clone()), now_ms) else {
-            panic!("no event")
-        };
+        let Answer::Event(Some(view)) = self.q(&Query::Event(self.event.clone()), now_ms) else { panic!("no event") };
         view.sections.into_iter().find(|s| s.section == id).expect("section exists")
     }
 }
 
+/// Applies `request` to a machine without a cold store (commands that remember or archive
+/// nothing).
+fn apply_bare(m: &mut Machine, index: u64, request: &Request) -> Vec<Outcome> {
+    let applied = m.apply(index, request, &crate::cold::NoCold).expect("no cold store to fail");
+    assert!(applied.writes.is_empty(), "this command wrote to the cold store");
+    applied.outcomes
+}
+
+fn query_bare(m: &Machine, query: &Query, now_ms: i64) -> Answer {
+    m.query(query, now_ms, &crate::cold::NoCold).expect("no cold store to fail")
+}
+
 /// A log entry at time 0 with one proposal without a request id.
 fn one(command: Command) -> Request {
-    Request::single(0, Proposal { request_id: None, fingerprint: 0, command })
+    Request::single(0, Proposal::internal(command))
 }
 
 fn held(out: Outcome) -> HoldView {
@@ -235,6 +271,7 @@ fn a_batched_entry_applies_its_proposals_in_order_at_one_time() {
     let hold = |seats: &[&str], who: &str, id: u8| Proposal {
         request_id: Some(RequestId([id; 16])),
         fingerprint: 1,
+        keyed: true,
         command: Command::Hold {
             event_id: h.event.clone(),
             user: user(who),
@@ -252,7 +289,7 @@ fn a_batched_entry_applies_its_proposals_in_order_at_one_time() {
         ],
     };
     h.index += 1;
-    let outs = h.m.apply(h.index, &batch);
+    let outs = h.apply_entry(&batch);
     assert_eq!(outs.len(), 3);
     let first = held(outs[0].clone());
     assert_eq!(refusal(outs[1].clone()), Refusal::SeatsUnavailable { seats: vec!["FLOOR-A-1".into()] });
@@ -285,55 +322,49 @@ fn a_refusal_is_predicted_without_applying_only_when_it_is_certain() {
     let ask = |who: &str, selection: Selection, id: Option<RequestId>| Proposal {
         request_id: id,
         fingerprint: 1,
+        keyed: id.is_some(),
         command: Command::Hold { event_id: event.clone(), user: user(who), selection, ttl_ms: TTL_MS, access: None },
     };
     let seats = |ids: &[&str]| Selection::Seats(ids.iter().map(|s| s.to_string()).collect());
     let lawn = |quantity| Selection::General { section: "LAWN".into(), quantity };
     // Taken seats and a short section: certain, and named as apply names them.
     let taken = ask("u2", seats(&["FLOOR-A-2", "FLOOR-A-3"]), None);
+    assert_eq!(h.refusal(&taken, T0 + 1, T0 + 1), Some(Refusal::SeatsUnavailable { seats: vec!["FLOOR-A-2".into()] }));
     assert_eq!(
-        h.m.refusal(&taken, T0 + 1, T0 + 1),
-        Some(Refusal::SeatsUnavailable { seats: vec!["FLOOR-A-2".into()] })
-    );
-    assert_eq!(
-        h.m.refusal(&ask("u2", lawn(2), None), T0 + 1, T0 + 1),
+        h.refusal(&ask("u2", lawn(2), None), T0 + 1, T0 + 1),
         Some(Refusal::SoldOut { section: "LAWN".into(), available: 1 })
     );
     // Free seats: only apply decides.
-    assert_eq!(h.m.refusal(&ask("u2", seats(&["FLOOR-A-3"]), None), T0 + 1, T0 + 1), None);
+    assert_eq!(h.refusal(&ask("u2", seats(&["FLOOR-A-3"]), None), T0 + 1, T0 + 1), None);
     // Past their expiry the seats count as free, as apply expires them first.
-    assert_eq!(h.m.refusal(&taken, T0 + TTL_MS, T0 + TTL_MS), None);
+    assert_eq!(h.refusal(&taken, T0 + TTL_MS, T0 + TTL_MS), None);
     // A refusal is given only if a read (judging expiry at an earlier time every clock has
     // passed) would agree: here a read still shows held, the leader's clock not.
-    assert_eq!(h.m.refusal(&taken, T0 + TTL_MS, T0 + TTL_MS - 500), None);
+    assert_eq!(h.refusal(&taken, T0 + TTL_MS, T0 + TTL_MS - 500), None);
     let after = ask("u2", seats(&["FLOOR-A-2", "FLOOR-B-1"]), None);
     held(h.hold_seats(T0 + 10, "u4", &["FLOOR-B-1"]));
     assert_eq!(
-        h.m.refusal(&after, T0 + TTL_MS, T0 + TTL_MS - 500),
+        h.refusal(&after, T0 + TTL_MS, T0 + TTL_MS - 500),
         None,
         "B-1 is taken at both times, A-2 only as a read sees it"
     );
     assert_eq!(
-        h.m.refusal(&after, T0 + TTL_MS - 600, T0 + TTL_MS - 1_100),
+        h.refusal(&after, T0 + TTL_MS - 600, T0 + TTL_MS - 1_100),
         Some(Refusal::SeatsUnavailable { seats: vec!["FLOOR-A-2".into(), "FLOOR-B-1".into()] }),
         "before the expiry both times agree"
     );
-    assert_eq!(h.m.refusal(&ask("u2", lawn(2), None), T0 + TTL_MS, T0 + TTL_MS), None);
+    assert_eq!(h.refusal(&ask("u2", lawn(2), None), T0 + TTL_MS, T0 + TTL_MS), None);
     // u1 is at the limit (3 of 3) and asks for taken seats: apply would say `limit_exceeded`,
     // but once u1's holds lapse it would not, so the limit is left to apply.
-    assert_eq!(h.m.refusal(&ask("u1", seats(&["FLOOR-A-1"]), None), T0 + 1, T0 + 1), None);
+    assert_eq!(h.refusal(&ask("u1", seats(&["FLOOR-A-1"]), None), T0 + 1, T0 + 1), None);
     // A request the machine has seen gets its remembered outcome from apply, never a prediction.
     let id = RequestId([9; 16]);
     h.run_with(T0 + 2, Some(id), 1, Command::Expire);
-    assert_eq!(h.m.refusal(&ask("u2", seats(&["FLOOR-A-1"]), Some(id)), T0 + 3, T0 + 3), None);
-    assert!(h.m.refusal(&ask("u2", seats(&["FLOOR-A-1"]), Some(RequestId([8; 16]))), T0 + 3, T0 + 3).is_some());
+    assert_eq!(h.refusal(&ask("u2", seats(&["FLOOR-A-1"]), Some(id)), T0 + 3, T0 + 3), None);
+    assert!(h.refusal(&ask("u2", seats(&["FLOOR-A-1"]), Some(RequestId([8; 16]))), T0 + 3, T0 + 3).is_some());
     // Other commands are never predicted.
-    let release = Proposal {
-        request_id: None,
-        fingerprint: 0,
-        command: Command::ReleaseHold { hold_id: first.hold_id, user: user("u2") },
-    };
-    assert_eq!(h.m.refusal(&release, T0 + 3, T0 + 3), None);
+    let release = Proposal::internal(Command::ReleaseHold { hold_id: first.hold_id, user: user("u2") });
+    assert_eq!(h.refusal(&release, T0 + 3, T0 + 3), None);
 }
 
 #[test]
@@ -448,12 +479,9 @@ fn periodic_expire_compacts_due_holds_and_records_the_change() {
     assert!(!h.m.has_due_deadlines(due - 1));
     assert!(h.m.has_due_deadlines(due));
     assert_eq!(h.run(due, Command::Expire), Outcome::Expired { holds: 1, orders: 0 });
-    let Answer::Hold(Some(view)) = h.m.query(&Query::Hold { hold_id: hold.hold_id, user: user("u1") }, due) else {
-        panic!()
-    };
+    let Answer::Hold(Some(view)) = h.q(&Query::Hold { hold_id: hold.hold_id, user: user("u1") }, due) else { panic!() };
     assert_eq!(view.status, HoldStatus::Expired);
-    let Answer::Changes(ChangesPage::Records { changes, .. }) =
-        h.m.query(&Query::Changes { after_index: 0, limit: 100 }, 0)
+    let Answer::Changes(ChangesPage::Records { changes, .. }) = h.q(&Query::Changes { after_index: 0, limit: 100 }, 0)
     else {
         panic!()
     };
@@ -478,6 +506,111 @@ fn unpaid_orders_give_their_seats_back_after_the_payment_timeout() {
     assert_eq!(h.seat_status(due, "FLOOR-A-1"), SeatStatus::Available);
     // A late approval changes nothing: the api refunds it.
     assert_eq!(ordered(h.pay(due + 1, &order.order_id, true)).status, OrderStatus::PaymentFailed);
+}
+
+// ---- Retention: ended holds leave the hot state (DESIGN.md, I9) -------------------------------
+
+/// Holds the shard still keeps, active and ended.
+fn holds_retained(m: &Machine) -> usize {
+    match &m.state {
+        MetaOrShard::Shard(shard) => shard.holds_retained(),
+        MetaOrShard::Meta(_) => panic!("a shard machine"),
+    }
+}
+
+fn hold_read(h: &Harness, hold: &HoldId, who: &str, now_ms: i64) -> Option<HoldView> {
+    let Answer::Hold(view) = h.q(&Query::Hold { hold_id: hold.clone(), user: user(who) }, now_ms) else {
+        panic!("a hold answer")
+    };
+    view
+}
+
+#[test]
+fn ended_holds_leave_the_state_after_the_retention_window_and_then_read_as_unknown() {
+    let mut h = Harness::new();
+    let released = held(h.hold_seats(T0, "u1", &["FLOOR-A-1"]));
+    held(h.run(T0, Command::ReleaseHold { hold_id: released.hold_id.clone(), user: user("u1") }));
+    let expired = held(h.hold_seats(T0, "u1", &["FLOOR-A-2"]));
+    let gone_at = T0 + HOLD_RETENTION_MS;
+    // Just before its window ends, a released hold still reads and answers as released.
+    h.run(gone_at - 1, Command::Expire);
+    assert_eq!(hold_read(&h, &released.hold_id, "u1", gone_at - 1).map(|v| v.status), Some(HoldStatus::Released));
+    assert_eq!(holds_retained(&h.m), 2);
+    assert!(h.m.has_due_deadlines(gone_at), "a due drop is work for the leader's Expire");
+    h.run(gone_at, Command::Expire);
+    assert_eq!(hold_read(&h, &released.hold_id, "u1", gone_at), None);
+    let again = h.run(gone_at, Command::ReleaseHold { hold_id: released.hold_id, user: user("u1") });
+    assert!(matches!(refusal(again), Refusal::NotFound { .. }), "as for an unknown id");
+    // An expired hold's window starts at its expiry, not when a command noticed it.
+    let expired_gone_at = expired.expires_at_ms + HOLD_RETENTION_MS;
+    assert_eq!(hold_read(&h, &expired.hold_id, "u1", gone_at).map(|v| v.status), Some(HoldStatus::Expired));
+    h.run(expired_gone_at, Command::Expire);
+    assert_eq!(hold_read(&h, &expired.hold_id, "u1", expired_gone_at), None);
+    assert_eq!(holds_retained(&h.m), 0);
+    assert!(!h.m.has_due_deadlines(i64::MAX - 1));
+}
+
+#[test]
+fn orders_outlive_their_holds_and_keep_working() {
+    let mut h = Harness::new();
+    let confirmed = h.buy(T0, "u1", &["FLOOR-A-1", "FLOOR-A-2"]);
+    let hold = held(h.hold_general(T0, "u2", 2));
+    let unpaid = ordered(h.checkout(T0, "u2", &hold.hold_id));
+    let later = T0 + HOLD_RETENTION_MS + 1;
+    h.run(later, Command::Expire);
+    assert_eq!(holds_retained(&h.m), 0, "both checked-out holds are gone");
+    // The unpaid order failed at its deadline, before its hold left: its admissions are free.
+    assert_eq!(h.section(later, "LAWN").available, 5);
+    let Answer::Order(Some(read)) = h.q(
+        &Query::Order { order_id: confirmed.order_id.clone(), actor: Actor { user: user("u1"), admin: false } },
+        later,
+    ) else {
+        panic!("the order is still there")
+    };
+    assert_eq!(read, confirmed, "an order reads the same without its hold");
+    let failed = ordered(h.pay(later, &unpaid.order_id, true));
+    assert_eq!(failed.status, OrderStatus::PaymentFailed);
+    // A checkout of the dropped hold is "not found"; cancelling the order frees its seats.
+    assert!(matches!(refusal(h.checkout(later, "u1", &confirmed.hold_id)), Refusal::NotFound { .. }));
+    let cancelled = ordered(h.cancel(later, "u1", false, &confirmed.order_id));
+    assert_eq!(cancelled.status, OrderStatus::Cancelled);
+    assert_eq!(h.seat_status(later, "FLOOR-A-1"), SeatStatus::Available);
+    held(h.hold_seats(later, "u3", &["FLOOR-A-1", "FLOOR-A-2"]));
+}
+
+#[test]
+fn a_backlog_of_ended_holds_drains_a_bounded_step_per_command() {
+    let mut h = Harness::new();
+    h.checking = false; // recounting thousands of holds after each command is slow; checked below
+    let backlog = 4 * HOLD_DROPS_PER_EXPIRE_MAX + 5;
+    for i in 0..backlog {
+        let hold = held(h.hold_seats(T0, "u1", &["FLOOR-A-1"]));
+        held(h.run(T0, Command::ReleaseHold { hold_id: hold.hold_id, user: user("u1") }));
+        assert_eq!(holds_retained(&h.m), i + 1);
+    }
+    h.m.check_invariants().unwrap();
+    let due = T0 + HOLD_RETENTION_MS;
+    // An ordinary command drops a few: a step, not the backlog.
+    held(h.hold_seats(due, "u2", &["FLOOR-B-1"]));
+    let after_hold = backlog + 1 - HOLD_DROPS_PER_COMMAND_MAX;
+    assert_eq!(holds_retained(&h.m), after_hold);
+    // A batched entry drops a step per command in it.
+    h.index += 1;
+    let expires = (0..3).map(|_| Proposal::internal(Command::Expire)).collect();
+    h.apply_entry(&Request { time_ms: due, proposals: expires });
+    let mut left = after_hold - 3 * HOLD_DROPS_PER_EXPIRE_MAX;
+    assert_eq!(holds_retained(&h.m), left);
+    // While drops are due the leader's Expire comes back, each dropping its step, until none is.
+    let mut expires = 0;
+    while h.m.has_due_deadlines(due) {
+        h.run(due, Command::Expire);
+        expires += 1;
+        let dropped = left - holds_retained(&h.m);
+        assert!(dropped <= HOLD_DROPS_PER_EXPIRE_MAX);
+        left -= dropped;
+    }
+    assert_eq!((expires, left), (1, 1), "only the active hold stays");
+    h.m.check_invariants().unwrap();
 }
 
 // ---- Rule 4: exactly once under retries -------------------------------------------------------
@@ -538,13 +671,74 @@ fn refusals_are_remembered_too() {
 }
 
 #[test]
-fn remembered_outcomes_are_forgotten_after_the_retention_window() {
+fn a_keyed_outcome_is_remembered_for_a_day_whatever_happened_meanwhile() {
     let mut h = Harness::new();
     let id = Some(RequestId([1; 16]));
-    h.run_with(T0, id, 1, Command::Expire);
-    assert_eq!(h.m.dedup.len(), 1);
-    h.run(T0 + crate::limits::DEDUP_RETAIN_MS + 1, Command::Expire);
-    assert_eq!(h.m.dedup.len(), 0);
+    let hold = |h: &Harness| Command::Hold {
+        event_id: h.event.clone(),
+        user: user("u1"),
+        selection: Selection::Seats(vec!["FLOOR-A-1".into()]),
+        ttl_ms: TTL_MS,
+        access: None,
+    };
+    let first = held(h.run_with(T0, id, 1, hold(&h)));
+    h.run(T0 + 1, Command::ReleaseHold { hold_id: first.hold_id.clone(), user: user("u1") });
+    h.checking = false;
+    for i in 0..1_000 {
+        h.run(T0 + 2 + i, Command::Expire);
+    }
+    let day = crate::limits::DEDUP_RETAIN_MS;
+    assert_eq!(held(h.run_with(T0 + day - 1, id, 1, hold(&h))), first, "a retry within the day: the first answer");
+    // A day on the key is forgotten: the request is judged anew (the event has started by then).
+    let again = h.run_with(T0 + day, id, 1, hold(&h));
+    assert_ne!(again, Outcome::Hold(first), "a day on, the key is forgotten");
+}
+
+#[test]
+fn a_router_id_is_remembered_for_minutes_only() {
+    let mut h = Harness::new();
+    let id = RequestId([2; 16]);
+    let command = Command::Hold {
+        event_id: h.event.clone(),
+        user: user("u1"),
+        selection: Selection::General { section: "LAWN".into(), quantity: 1 },
+        ttl_ms: TTL_MS,
+        access: None,
+    };
+    h.index += 1;
+    let proposal = Proposal { request_id: Some(id), fingerprint: 1, keyed: false, command };
+    let first = held(h.apply_entry(&Request::single(T0, proposal.clone())).remove(0));
+    h.index += 1;
+    let retry =
+        held(h.apply_entry(&Request::single(T0 + crate::limits::RETRY_RETAIN_MS - 1, proposal.clone())).remove(0));
+    assert_eq!(retry, first);
+    h.index += 1;
+    let late = held(h.apply_entry(&Request::single(T0 + crate::limits::RETRY_RETAIN_MS, proposal)).remove(0));
+    assert_ne!(late.hold_id, first.hold_id);
+}
+
+#[test]
+fn a_replayed_entry_does_not_answer_for_itself_from_its_own_earlier_writes() {
+    // A restarted node applies entries again whose cold writes are already on disk: the entry
+    // must decide as it did the first time, not find its own outcome remembered.
+    let mut h = Harness::new();
+    let before = h.m.clone();
+    let id = Some(RequestId([4; 16]));
+    let command = Command::Hold {
+        event_id: h.event.clone(),
+        user: user("u1"),
+        selection: Selection::Seats(vec!["FLOOR-A-1".into()]),
+        ttl_ms: TTL_MS,
+        access: None,
+    };
+    let first = h.run_with(T0, id, 1, command.clone());
+    let index = h.index;
+    h.m = before;
+    let proposal = Proposal { request_id: id, fingerprint: 1, keyed: true, command };
+    let replayed = h.apply_at(index, &Request::single(T0, proposal)).remove(0);
+    assert_eq!(replayed, first);
+    h.m.check_invariants().unwrap();
+    assert_eq!(h.seat_status(T0, "FLOOR-A-1"), SeatStatus::Held, "the hold was made again, in memory");
 }
 
 // ---- Rule 5: limits are state ----------------------------------------------------------------
@@ -641,13 +835,11 @@ fn queue_blocks_are_leased_and_the_watermark_admits_in_order() {
         panic!()
     };
     assert_eq!((view.queue.watermark, view.queue.early_bound, view.sold_out), (150, Some(100), false));
-    let Answer::Admission(at) = h.m.query(&Query::QueueAdmission { event_id: h.event.clone(), position: 149 }, T0)
-    else {
+    let Answer::Admission(at) = h.q(&Query::QueueAdmission { event_id: h.event.clone(), position: 149 }, T0) else {
         panic!()
     };
     assert_eq!(at, Some(T0 + 2_000));
-    let Answer::Admission(None) = h.m.query(&Query::QueueAdmission { event_id: h.event.clone(), position: 150 }, T0)
-    else {
+    let Answer::Admission(None) = h.q(&Query::QueueAdmission { event_id: h.event.clone(), position: 150 }, T0) else {
         panic!()
     };
 }
@@ -657,7 +849,7 @@ fn nothing_is_admitted_before_the_sale_opens_and_the_controller_sees_every_open_
     let mut h = Harness::new();
     let advance = |h: &Harness, to| Command::AdvanceQueue { event_id: h.event.clone(), to };
     assert!(matches!(refusal(h.run(T0, advance(&h, 1))), Refusal::Invalid { .. }), "no waiting room");
-    let Answer::Queues(queues) = h.m.query(&Query::Queues, T0) else { panic!() };
+    let Answer::Queues(queues) = h.q(&Query::Queues, T0) else { panic!() };
     assert!(queues.is_empty());
     let patch = EventPatch { high_traffic: Some(true), on_sale_at_ms: Some(T0 + 1_000), ..EventPatch::default() };
     h.run(T0, Command::UpdateEvent { event_id: h.event.clone(), patch });
@@ -680,7 +872,7 @@ fn nothing_is_admitted_before_the_sale_opens_and_the_controller_sees_every_open_
             }),
         },
     ));
-    let Answer::Queues(queues) = h.m.query(&Query::Queues, T0 + 1_001) else { panic!() };
+    let Answer::Queues(queues) = h.q(&Query::Queues, T0 + 1_001) else { panic!() };
     assert_eq!(queues.len(), 1);
     let q = &queues[0];
     assert_eq!((q.queue.admitted_recently, q.queue.redeemed_recently, q.held), (20, 1, 1));
@@ -698,8 +890,7 @@ fn full_lifecycle_issues_tickets_and_cancel_returns_the_seats() {
     assert_eq!(order.tickets[0].seat.as_deref(), Some("FLOOR-A-1"));
     assert_eq!(h.seat_status(T0, "FLOOR-A-1"), SeatStatus::Sold);
     assert_eq!(h.section(T0, "FLOOR").sold, 2);
-    let Answer::Tickets(tickets) = h.m.query(&Query::UserTickets { user: user("u1"), before: None, limit: 10 }, T0)
-    else {
+    let Answer::Tickets(tickets) = h.q(&Query::UserTickets { user: user("u1"), before: None, limit: 10 }, T0) else {
         panic!()
     };
     assert_eq!(tickets.len(), 2);
@@ -781,22 +972,18 @@ fn another_users_hold_and_order_are_not_found() {
         refusal(h.run(T0, Command::ReleaseHold { hold_id: hold.hold_id.clone(), user: user("u2") })),
         Refusal::NotFound { .. }
     ));
-    let Answer::Hold(None) = h.m.query(&Query::Hold { hold_id: hold.hold_id.clone(), user: user("u2") }, T0) else {
+    let Answer::Hold(None) = h.q(&Query::Hold { hold_id: hold.hold_id.clone(), user: user("u2") }, T0) else {
         panic!()
     };
     let order = ordered(h.checkout(T0, "u1", &hold.hold_id));
     assert!(matches!(refusal(h.cancel(T0, "u2", false, &order.order_id)), Refusal::NotFound { .. }));
     let actor = Actor { user: user("u2"), admin: false };
-    let Answer::Order(None) = h.m.query(&Query::Order { order_id: order.order_id.clone(), actor }, T0) else {
-        panic!()
-    };
+    let Answer::Order(None) = h.q(&Query::Order { order_id: order.order_id.clone(), actor }, T0) else { panic!() };
     let admin = Actor { user: user("ops"), admin: true };
-    let Answer::Order(Some(_)) = h.m.query(&Query::Order { order_id: order.order_id, actor: admin }, T0) else {
-        panic!()
-    };
+    let Answer::Order(Some(_)) = h.q(&Query::Order { order_id: order.order_id, actor: admin }, T0) else { panic!() };
     // An id whose sequence exists but under another event is not found either.
     let forged = HoldId { event_id: EventId::from_u64(99), seq: hold.hold_id.seq };
-    let Answer::Hold(None) = h.m.query(&Query::Hold { hold_id: forged, user: user("u1") }, T0) else { panic!() };
+    let Answer::Hold(None) = h.q(&Query::Hold { hold_id: forged, user: user("u1") }, T0) else { panic!() };
 }
 
 // ---- Events and groups -----------------------------------------------------------------------
@@ -804,7 +991,7 @@ fn another_users_hold_and_order_are_not_found() {
 #[test]
 fn events_must_start_in_the_future_and_ids_are_unique() {
     let mut h = Harness::new();
-    let Answer::Event(Some(view)) = h.m.query(&Query::Event(h.event.clone()), T0) else { panic!() };
+    let Answer::Event(Some(view)) = h.q(&Query::Event(h.event.clone()), T0) else { panic!() };
     let mut spec = view.spec.clone();
     let r = refusal(h.run(T0, Command::CreateEvent(spec.clone())));
     assert!(matches!(r, Refusal::Conflict { .. }));
@@ -822,10 +1009,10 @@ fn events_must_start_in_the_future_and_ids_are_unique() {
 fn commands_for_another_group_are_refused() {
     let mut meta = Machine::new(GroupId::META, SHARDS);
     let checkout = Command::Checkout { hold_id: HoldId { event_id: EventId::from_u64(1), seq: 0 }, user: user("u") };
-    assert_eq!(meta.apply(1, &one(checkout)), vec![Outcome::Refused(Refusal::WrongGroup)]);
+    assert_eq!(apply_bare(&mut meta, 1, &one(checkout)), vec![Outcome::Refused(Refusal::WrongGroup)]);
     let mut h = Harness::new();
     assert_eq!(refusal(h.run(T0, Command::CreateVenue(venue()))), Refusal::WrongGroup);
-    assert!(matches!(meta.apply(2, &one(Command::CreateVenue(venue()))).remove(0), Outcome::Venue(_)));
+    assert!(matches!(apply_bare(&mut meta, 2, &one(Command::CreateVenue(venue()))).remove(0), Outcome::Venue(_)));
 }
 
 #[test]
@@ -834,7 +1021,7 @@ fn the_layout_changes_only_by_its_rules() {
     let mut index = 0;
     let mut run = |command| {
         index += 1;
-        meta.apply(index, &one(command)).remove(0)
+        apply_bare(&mut meta, index, &one(command)).remove(0)
     };
     let nodes = vec![(1, "a:1".to_string()), (2, "a:2".to_string()), (3, "a:3".to_string())];
     assert!(matches!(run(Command::AddNode { id: 4, addr: "a:4".into() }), Outcome::Refused(Refusal::Invalid { .. })));
@@ -884,17 +1071,18 @@ fn listing_is_soonest_first_with_a_cursor() {
     let event = EventId::from_u64(1);
     let group = GroupId::shard(shard_of(&event, 1));
     let mut m = Machine::new(group, 1);
-    let base = Harness::new().m.query(&Query::Event(EventId::from_u64(42)), T0);
+    let base = Harness::new().q(&Query::Event(EventId::from_u64(42)), T0);
     let Answer::Event(Some(view)) = base else { panic!() };
     for (i, start) in [(1u64, 5_000_000i64), (2, 3_000_000), (3, 4_000_000)] {
         let mut spec = view.spec.clone();
         spec.event_id = EventId::from_u64(i);
         spec.starts_at_ms = start;
         spec.on_sale_at_ms = 0;
-        assert!(matches!(m.apply(i, &one(Command::CreateEvent(spec))).remove(0), Outcome::Event(_)));
+        assert!(matches!(apply_bare(&mut m, i, &one(Command::CreateEvent(spec))).remove(0), Outcome::Event(_)));
     }
     let page = |after, limit| {
-        let Answer::Events(list) = m.query(&Query::Events { from_ms: 0, to_ms: i64::MAX, after, limit }, 0) else {
+        let Answer::Events(list) = query_bare(&m, &Query::Events { from_ms: 0, to_ms: i64::MAX, after, limit }, 0)
+        else {
             panic!()
         };
         list.into_iter().map(|e| (e.starts_at_ms, e.event_id)).collect::<Vec<_>>()
@@ -909,7 +1097,7 @@ fn listing_is_soonest_first_with_a_cursor() {
 fn change_feed_reports_compaction_when_records_were_dropped() {
     let mut h = Harness::new();
     let Answer::Changes(ChangesPage::Records { changes, last_index }) =
-        h.m.query(&Query::Changes { after_index: 0, limit: 10 }, T0)
+        h.q(&Query::Changes { after_index: 0, limit: 10 }, T0)
     else {
         panic!()
     };
@@ -920,10 +1108,10 @@ fn change_feed_reports_compaction_when_records_were_dropped() {
         let hold = held(h.hold_seats(T0 + i, "u1", &["FLOOR-A-1"]));
         h.run(T0 + i, Command::ReleaseHold { hold_id: hold.hold_id, user: user("u1") });
     }
-    let Answer::Changes(page) = h.m.query(&Query::Changes { after_index: 0, limit: 10 }, T0) else { panic!() };
+    let Answer::Changes(page) = h.q(&Query::Changes { after_index: 0, limit: 10 }, T0) else { panic!() };
     assert!(matches!(page, ChangesPage::Compacted { .. }), "{page:?}");
     let Answer::Changes(ChangesPage::Records { changes, .. }) =
-        h.m.query(&Query::Changes { after_index: h.index - 1, limit: 10 }, T0)
+        h.q(&Query::Changes { after_index: h.index - 1, limit: 10 }, T0)
     else {
         panic!()
     };

@@ -7,6 +7,7 @@ use crate::command::{Change, ChangeKind, ChangesPage};
 use crate::ids::EventId;
 use crate::limits::CHANGES_RETAINED_MAX;
 use crate::machine::ctx::Ctx;
+use crate::machine::partition_point;
 
 impl ShardState {
     pub(super) fn record(&mut self, ctx: Ctx, event_id: &EventId, kind: ChangeKind) {
@@ -22,13 +23,12 @@ impl ShardState {
             let oldest_retained_index = self.changes.front().map_or(last_index, |c| c.index);
             return ChangesPage::Compacted { oldest_retained_index, last_index };
         }
-        let start = self.changes.partition_point(|c| c.index <= after_index);
-        let mut changes: Vec<Change> = self.changes.range(start..).take(limit).cloned().collect();
+        let start = partition_point(&self.changes, |c| c.index <= after_index);
+        let from = |i: usize| (i..self.changes.len()).map(|i| &self.changes[i]);
+        let mut changes: Vec<Change> = from(start).take(limit).cloned().collect();
         // Never split the records of one log index across pages.
         if let Some(last) = changes.last().map(|c| c.index) {
-            if start + changes.len() < self.changes.len() && self.changes[start + changes.len()].index == last {
-                changes.extend(self.changes.range(start + changes.len()..).take_while(|c| c.index == last).cloned());
-            }
+            changes.extend(from(start + changes.len()).take_while(|c| c.index == last).cloned());
         }
         ChangesPage::Records { changes, last_index }
     }

@@ -1,7 +1,9 @@
 //! Commands on an event itself: creating and updating it, and moving its waiting room (leasing
 //! queue numbers, admitting positions). Holds and orders live in their own modules.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use imbl::{OrdMap, OrdSet};
 
 use super::inventory::section_inventory;
 use super::state::{refused, EventState, ShardState};
@@ -23,12 +25,13 @@ impl ShardState {
             return refused(Refusal::Conflict { detail: format!("event {} exists", spec.event_id) });
         }
         let event = EventState {
-            spec: spec.clone(),
+            spec: Arc::new(spec.clone()),
             created_at_ms: ctx.now_ms,
             updated_at_ms: ctx.now_ms,
             sections: section_inventory(spec),
-            per_user: BTreeMap::new(),
+            per_user: OrdMap::new(),
             queue: QueueState::default(),
+            orders: OrdSet::new(),
         };
         self.by_start.insert((spec.starts_at_ms, spec.event_id.clone()));
         self.events.insert(spec.event_id.clone(), event);
@@ -49,7 +52,7 @@ impl ShardState {
         }
         self.by_start.remove(&(event.spec.starts_at_ms, event_id.clone()));
         self.by_start.insert((next.starts_at_ms, event_id.clone()));
-        event.spec = next;
+        event.spec = Arc::new(next);
         event.updated_at_ms = ctx.now_ms;
         self.record(ctx, event_id, ChangeKind::Event);
         Outcome::Event(Box::new(self.event_view(event_id, ctx.now_ms).expect("exists")))

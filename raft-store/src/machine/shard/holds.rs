@@ -6,7 +6,7 @@ use super::inventory::{occupy, price_of, resolve_selection, seat_id, taken_chang
 use super::state::{refused, Deadline, EventState, HoldRec, SeatRef, ShardState, Slot, Taken};
 use crate::command::{AccessPass, Outcome, Refusal, Selection};
 use crate::ids::{EventId, HoldId, UserId};
-use crate::limits::{HOLD_TTL_MS_MAX, HOLD_TTL_MS_MIN};
+use crate::limits::{HOLD_RETENTION_MS, HOLD_TTL_MS_MAX, HOLD_TTL_MS_MIN};
 use crate::machine::ctx::Ctx;
 use crate::model::{EventSpec, HoldStatus, SeatStatus};
 
@@ -186,15 +186,23 @@ impl ShardState {
         assert_eq!(hold.status, HoldStatus::Active);
         hold.status = status;
         // An expired hold stopped owning its seats at its expiry, not when a command noticed.
-        hold.ended_at_ms = Some(if status == HoldStatus::Expired { hold.expires_at_ms } else { ctx.now_ms });
+        let ended_at_ms = if status == HoldStatus::Expired { hold.expires_at_ms } else { ctx.now_ms };
+        hold.ended_at_ms = Some(ended_at_ms);
         let (event_id, user, taken, expires) =
             (hold.event_id.clone(), hold.user.clone(), hold.taken.clone(), hold.expires_at_ms);
         self.deadlines.remove(&(expires, Deadline::Hold(seq)));
+        self.retire_hold(seq, ended_at_ms);
         let event = self.events.get_mut(&event_id).expect("a hold's event exists");
         vacate(event, &taken, Slot::Held(seq));
         uncount_user(event, &user, taken.count());
         let change = taken_change(event, &taken, SeatStatus::Available);
         self.record(ctx, &event_id, change);
+    }
+
+    /// Schedules an ended hold to leave the state `HOLD_RETENTION_MS` after it ended. Until then
+    /// it still answers reads and repeated releases and checkouts with its final status.
+    pub(super) fn retire_hold(&mut self, seq: u64, ended_at_ms: i64) {
+        self.dropping.insert((ended_at_ms + HOLD_RETENTION_MS, seq));
     }
 }
 

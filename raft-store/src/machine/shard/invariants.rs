@@ -1,12 +1,15 @@
 //! The shard's invariants, recounted from scratch: every event's counters, seat slots and per-user
-//! counts must agree with what its live holds and orders say. Quadratic in the holds of an event:
-//! for tests and simulations between commands, never for apply.
+//! counts must agree with what its active holds and live orders say; orders and the holds they
+//! were made from agree while both are retained; every ended hold is due to leave the state at the
+//! end of its retention, and every active hold and pending order has its deadline. Quadratic in
+//! the holds and orders of an event: for tests and simulations between commands, never for apply.
 
 use std::collections::BTreeMap;
 
 use super::inventory::seat_id;
-use super::state::{EventState, HoldRec, ShardState, Slot, Taken};
+use super::state::{Deadline, EventState, HoldRec, OrderRec, ShardState, Slot, Taken};
 use crate::ids::{EventId, UserId};
+use crate::limits::HOLD_RETENTION_MS;
 use crate::model::{HoldStatus, OrderStatus};
 
 /// A broken invariant of a shard's bookkeeping: a bug in apply, never a business refusal.
@@ -14,8 +17,20 @@ use crate::model::{HoldStatus, OrderStatus};
 pub enum InvariantViolation {
     #[error("hold {hold_seq} is active past its expiry")]
     ActiveHoldPastExpiry { hold_seq: u64 },
-    #[error("checked-out hold without order")]
+    #[error("checked-out hold {hold_seq} without order")]
     CheckedOutHoldWithoutOrder { hold_seq: u64 },
+    /// The order and the retained hold it was made from disagree (event, user, seats, or links).
+    #[error("order {order_seq} and its hold {hold_seq} disagree")]
+    OrderHoldMismatch { order_seq: u64, hold_seq: u64 },
+    /// A pending order's seats are held in its hold's name, so the hold must still be retained.
+    #[error("order {order_seq} awaits payment but its hold {hold_seq} is gone")]
+    PendingOrderWithoutHold { order_seq: u64, hold_seq: u64 },
+    /// An ended hold not due to leave at the end of its retention, or an active one that is.
+    #[error("hold {hold_seq} is not scheduled to leave the state as its status says")]
+    RetentionMismatch { hold_seq: u64 },
+    /// An active hold or pending order without its deadline, or a deadline of neither.
+    #[error("deadline {deadline} does not match the holds and orders")]
+    DeadlineMismatch { deadline: String },
     /// `actual` and `expected` are the seat's slots as `Debug` shows them (the slot type is
     /// private to the shard).
     #[error("seat {seat} is {actual}, expected {expected}")]
@@ -50,11 +65,13 @@ impl ShardState {
             check_sections(event_id, event, &recount)?;
             check_per_user(event_id, event, &recount.per_user)?;
         }
-        Ok(())
+        self.check_retention()?;
+        self.check_deadlines()
     }
 
-    /// Counts the admissions of the event's live holds and orders, checking on the way that each
-    /// of their seats is in the slot they imply.
+    /// Counts the admissions of the event's active holds and live orders, checking on the way
+    /// that each of their seats is in the slot they imply. A checked-out hold's admissions are
+    /// its order's, counted from the order, which outlives it.
     fn recount<'a>(
         &'a self,
         event_id: &EventId,
@@ -64,42 +81,123 @@ impl ShardState {
         let sections = event.sections.len();
         let mut recount = Recount { held: vec![0u32; sections], sold: vec![0u32; sections], per_user: BTreeMap::new() };
         for (seq, hold) in self.holds.iter().filter(|(_, h)| &h.event_id == event_id) {
-            let Some(slot) = self.live_slot(*seq, hold, now_ms)? else { continue };
-            recount.add(event, hold, slot)?;
+            match hold.status {
+                HoldStatus::Active if hold.expires_at_ms <= now_ms => {
+                    return Err(InvariantViolation::ActiveHoldPastExpiry { hold_seq: *seq });
+                }
+                HoldStatus::Active => recount.add(event, &hold.user, &hold.taken, Slot::Held(*seq))?,
+                HoldStatus::CheckedOut => self.check_checked_out(*seq, hold)?,
+                HoldStatus::Released | HoldStatus::Expired => {}
+            }
+        }
+        for (seq, order) in self.orders.iter().filter(|(_, o)| &o.event_id == event_id) {
+            let slot = match order.status {
+                OrderStatus::PendingPayment => {
+                    if !self.holds.contains_key(&order.hold) {
+                        let (order_seq, hold_seq) = (*seq, order.hold);
+                        return Err(InvariantViolation::PendingOrderWithoutHold { order_seq, hold_seq });
+                    }
+                    Slot::Held(order.hold)
+                }
+                OrderStatus::Confirmed => Slot::Sold(*seq),
+                OrderStatus::PaymentFailed | OrderStatus::Cancelled => continue,
+            };
+            recount.add(event, &order.user, &order.taken, slot)?;
         }
         Ok(recount)
     }
 
-    /// The slot the hold `seq`'s seats must be in while it occupies them: held by an active hold
-    /// or by an order awaiting payment, sold to a confirmed order. `None`: it occupies nothing.
-    fn live_slot(&self, seq: u64, hold: &HoldRec, now_ms: i64) -> Result<Option<Slot>, InvariantViolation> {
-        match hold.status {
-            HoldStatus::Active => {
-                if hold.expires_at_ms <= now_ms {
-                    return Err(InvariantViolation::ActiveHoldPastExpiry { hold_seq: seq });
-                }
-                Ok(Some(Slot::Held(seq)))
-            }
-            HoldStatus::CheckedOut => {
-                let order_seq = hold.order.ok_or(InvariantViolation::CheckedOutHoldWithoutOrder { hold_seq: seq })?;
-                Ok(match self.orders[&order_seq].status {
-                    OrderStatus::PendingPayment => Some(Slot::Held(seq)),
-                    OrderStatus::Confirmed => Some(Slot::Sold(order_seq)),
-                    _ => None,
-                })
-            }
-            _ => Ok(None),
+    /// A retained checked-out hold names its order, and the order names it back and took the
+    /// same admissions for the same user.
+    fn check_checked_out(&self, seq: u64, hold: &HoldRec) -> Result<(), InvariantViolation> {
+        let order_seq = hold.order.ok_or(InvariantViolation::CheckedOutHoldWithoutOrder { hold_seq: seq })?;
+        let agrees =
+            |o: &OrderRec| o.hold == seq && o.event_id == hold.event_id && o.user == hold.user && o.taken == hold.taken;
+        if !self.orders.get(&order_seq).is_some_and(agrees) {
+            return Err(InvariantViolation::OrderHoldMismatch { order_seq, hold_seq: seq });
         }
+        Ok(())
+    }
+
+    /// Every ended hold is due to leave the state exactly `HOLD_RETENTION_MS` after it ended, and
+    /// nothing else is.
+    fn check_retention(&self) -> Result<(), InvariantViolation> {
+        let mut ended = 0;
+        for (seq, hold) in &self.holds {
+            let scheduled = match (hold.status, hold.ended_at_ms) {
+                (HoldStatus::Active, None) => true,
+                (HoldStatus::Active, Some(_)) | (_, None) => false,
+                (_, Some(at)) => {
+                    ended += 1;
+                    self.dropping.contains(&(at + HOLD_RETENTION_MS, *seq))
+                }
+            };
+            if !scheduled {
+                return Err(InvariantViolation::RetentionMismatch { hold_seq: *seq });
+            }
+        }
+        if ended != self.dropping.len() {
+            // Each ended hold's entry is there, so another entry is one of no ended hold.
+            let due = |seq: &u64| {
+                let hold = self.holds.get(seq).filter(|h| h.status != HoldStatus::Active)?;
+                hold.ended_at_ms.map(|at| at + HOLD_RETENTION_MS)
+            };
+            let stray = self.dropping.iter().find(|(at, seq)| due(seq) != Some(*at));
+            let (_, hold_seq) = stray.expect("more scheduled than ended holds");
+            return Err(InvariantViolation::RetentionMismatch { hold_seq: *hold_seq });
+        }
+        Ok(())
+    }
+
+    /// Every active hold has its expiry and every pending order its payment deadline, and each
+    /// deadline belongs to one of them.
+    fn check_deadlines(&self) -> Result<(), InvariantViolation> {
+        let mismatch =
+            |deadline: &(i64, Deadline)| InvariantViolation::DeadlineMismatch { deadline: format!("{deadline:?}") };
+        let mut live = 0;
+        for (seq, hold) in self.holds.iter().filter(|(_, h)| h.status == HoldStatus::Active) {
+            let deadline = (hold.expires_at_ms, Deadline::Hold(*seq));
+            if !self.deadlines.contains(&deadline) {
+                return Err(mismatch(&deadline));
+            }
+            live += 1;
+        }
+        for (seq, order) in self.orders.iter().filter(|(_, o)| o.status == OrderStatus::PendingPayment) {
+            let deadline = (order.payment_deadline_ms, Deadline::Payment(*seq));
+            if !self.deadlines.contains(&deadline) {
+                return Err(mismatch(&deadline));
+            }
+            live += 1;
+        }
+        if live != self.deadlines.len() {
+            let stray = self.deadlines.iter().find(|(t, d)| match d {
+                Deadline::Hold(seq) => {
+                    self.holds.get(seq).is_none_or(|h| (h.status, h.expires_at_ms) != (HoldStatus::Active, *t))
+                }
+                Deadline::Payment(seq) => self
+                    .orders
+                    .get(seq)
+                    .is_none_or(|o| (o.status, o.payment_deadline_ms) != (OrderStatus::PendingPayment, *t)),
+            });
+            return Err(mismatch(stray.expect("more deadlines than live holds and orders")));
+        }
+        Ok(())
     }
 }
 
 impl<'a> Recount<'a> {
-    /// Counts a live hold's admissions as `slot` says (held or sold), checking each of its seats
-    /// is in `slot`.
-    fn add(&mut self, event: &EventState, hold: &'a HoldRec, slot: Slot) -> Result<(), InvariantViolation> {
-        *self.per_user.entry(&hold.user).or_insert(0) += hold.taken.count();
+    /// Counts a live hold's or order's admissions as `slot` says (held or sold), checking each of
+    /// its seats is in `slot`.
+    fn add(
+        &mut self,
+        event: &EventState,
+        user: &'a UserId,
+        taken: &Taken,
+        slot: Slot,
+    ) -> Result<(), InvariantViolation> {
+        *self.per_user.entry(user).or_insert(0) += taken.count();
         let counts = if matches!(slot, Slot::Held(_)) { &mut self.held } else { &mut self.sold };
-        match &hold.taken {
+        match taken {
             Taken::Seats(seats) => {
                 for s in seats {
                     let actual = event.sections[s.section as usize].rows[s.row as usize][s.number as usize - 1];

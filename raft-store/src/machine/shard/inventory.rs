@@ -4,6 +4,8 @@
 
 use std::collections::BTreeSet;
 
+use imbl::Vector;
+
 use super::state::{EventState, SeatRef, SectionInv, Slot, Taken, TicketRec};
 use crate::command::{ChangeKind, Refusal, Selection};
 use crate::ids::UserId;
@@ -11,14 +13,17 @@ use crate::limits::{HOLD_QUANTITY_MAX, HOLD_SEATS_MAX};
 use crate::model::{EventSpec, Money, SeatStatus, SectionKind, TicketStatus};
 
 /// A new event's inventory: every seat free, nothing held or sold.
-pub(super) fn section_inventory(spec: &EventSpec) -> Vec<SectionInv> {
+pub(super) fn section_inventory(spec: &EventSpec) -> Vector<SectionInv> {
     spec.venue
         .sections
         .iter()
         .map(|s| SectionInv {
             rows: match &s.kind {
-                SectionKind::Seated { rows } => rows.iter().map(|r| vec![Slot::Free; r.seats as usize]).collect(),
-                SectionKind::General { .. } => Vec::new(),
+                SectionKind::Seated { rows } => rows
+                    .iter()
+                    .map(|r| std::iter::repeat_n(Slot::Free, r.seats as usize).collect::<Vector<_>>())
+                    .collect(),
+                SectionKind::General { .. } => Vector::new(),
             },
             capacity: s.capacity(),
             held: 0,

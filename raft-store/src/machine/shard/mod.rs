@@ -18,8 +18,10 @@
 //! - `orders`: checkout, payment results and cancellation;
 //! - `invariants`: the recount that tests and simulations run between commands.
 //!
-//! This file ties them together: the command dispatch and the expiry that precedes every command.
+//! This file ties them together: the command dispatch and the expiry that precedes every command,
+//! which also drops ended holds once their retention has passed.
 
+mod archive;
 mod changes;
 mod events;
 mod holds;
@@ -35,14 +37,18 @@ pub use invariants::InvariantViolation;
 pub use state::ShardState;
 use state::{refused, Deadline};
 
+use crate::cold::{ColdError, ColdRead};
 use crate::command::{Command, Outcome, Refusal};
+use crate::limits::{HOLD_DROPS_PER_COMMAND_MAX, HOLD_DROPS_PER_EXPIRE_MAX};
 use crate::machine::ctx::Ctx;
-use crate::model::HoldStatus;
+use crate::model::{HoldStatus, OrderStatus};
 
 impl ShardState {
-    /// Applies a command; the caller has already expired what is due at `ctx.now_ms`.
-    pub(crate) fn apply(&mut self, ctx: Ctx, command: &Command) -> Outcome {
-        match command {
+    /// Applies a command; the caller has already expired what is due at `ctx.now_ms`. `cold` is
+    /// the shard's cold store as this entry sees it. (`Archive`, the one command that writes
+    /// there, goes to [`ShardState::archive`].)
+    pub(crate) fn apply(&mut self, ctx: Ctx, command: &Command, cold: &dyn ColdRead) -> Result<Outcome, ColdError> {
+        Ok(match command {
             Command::CreateEvent(spec) => self.create_event(ctx, spec),
             Command::UpdateEvent { event_id, patch } => self.update_event(ctx, event_id, patch),
             Command::Hold { event_id, user, selection, ttl_ms, access } => {
@@ -51,10 +57,11 @@ impl ShardState {
             Command::ReleaseHold { hold_id, user } => self.release(ctx, hold_id, user),
             Command::Checkout { hold_id, user } => self.checkout(ctx, hold_id, user),
             Command::PaymentResult { order_id, approved, reference } => {
-                self.payment_result(ctx, order_id, *approved, reference)
+                self.payment_result(ctx, order_id, *approved, reference, cold)?
             }
-            Command::CancelOrder { order_id, actor } => self.cancel(ctx, order_id, actor),
+            Command::CancelOrder { order_id, actor } => self.cancel(ctx, order_id, actor, cold)?,
             Command::Expire => Outcome::Expired { holds: 0, orders: 0 },
+            Command::Archive { .. } => Outcome::Archived { orders: 0, events: 0 },
             Command::LeaseQueueBlock { event_id, size, unused } => {
                 self.lease_queue_block(ctx, event_id, *size, *unused)
             }
@@ -65,17 +72,45 @@ impl ShardState {
             | Command::DrainNode { .. }
             | Command::SetPlacement { .. }
             | Command::ForgetNode { .. } => refused(Refusal::WrongGroup),
-        }
+        })
     }
 
+    /// The earliest time something is due: a hold's expiry, an order's payment deadline, or an
+    /// ended hold's leaving the state.
     pub(crate) fn next_deadline_ms(&self) -> Option<i64> {
-        self.deadlines.first().map(|(t, _)| *t)
+        let expiry = self.deadlines.get_min().map(|(t, _)| *t);
+        let drop = self.dropping.get_min().map(|(t, _)| *t);
+        expiry.into_iter().chain(drop).min()
     }
 
-    /// Expires every hold and unpaid order due at `ctx.now_ms`. Returns how many of each.
-    pub(crate) fn expire_due(&mut self, ctx: Ctx) -> (u32, u32) {
+    /// How many ended holds past their retention the commands of one entry may drop: each command
+    /// a few, the leader's periodic `Expire` many (it runs when nothing else does).
+    pub(crate) fn drops_allowed<'a>(commands: impl Iterator<Item = &'a Command>) -> usize {
+        commands
+            .map(|c| match c {
+                Command::Expire => HOLD_DROPS_PER_EXPIRE_MAX,
+                _ => HOLD_DROPS_PER_COMMAND_MAX,
+            })
+            .sum()
+    }
+
+    /// Expires every hold and unpaid order due at `ctx.now_ms`, then drops at most `drops_max`
+    /// ended holds whose retention has passed. Returns how many holds and orders expired.
+    ///
+    /// Expiry is not bounded: what is due must be free before the command is judged. Dropping is:
+    /// nothing waits on it, so a backlog (a flash sale's holds, an hour on) drains a bounded step
+    /// per command instead of stalling one. It drains: every hold is made by one command, each
+    /// command may drop `HOLD_DROPS_PER_COMMAND_MAX` (more than one), and while drops are due the
+    /// leader proposes `Expire` (see `next_deadline_ms`), which drops `HOLD_DROPS_PER_EXPIRE_MAX`.
+    pub(crate) fn expire_due(&mut self, ctx: Ctx, drops_max: usize) -> (u32, u32) {
+        let expired = self.expire_deadlines(ctx);
+        self.drop_ended_holds(ctx.now_ms, drops_max);
+        expired
+    }
+
+    fn expire_deadlines(&mut self, ctx: Ctx) -> (u32, u32) {
         let (mut holds, mut orders) = (0, 0);
-        while let Some(&(due, deadline)) = self.deadlines.first() {
+        while let Some(&(due, deadline)) = self.deadlines.get_min() {
             if due > ctx.now_ms {
                 break;
             }
@@ -92,5 +127,30 @@ impl ShardState {
             }
         }
         (holds, orders)
+    }
+
+    /// Drops at most `max` ended holds whose retention has passed at `now_ms`, oldest first. A
+    /// dropped hold reads as unknown; no slot and no order needs it.
+    fn drop_ended_holds(&mut self, now_ms: i64, max: usize) {
+        for _ in 0..max {
+            let Some(&(due, seq)) = self.dropping.get_min() else { break };
+            if due > now_ms {
+                break;
+            }
+            self.dropping.remove(&(due, seq));
+            let hold = self.holds.remove(&seq).expect("a hold waiting to be dropped exists");
+            assert_ne!(hold.status, HoldStatus::Active, "only ended holds are dropped");
+            // A pending order's seats are held in its hold's name, so its hold must stay. It
+            // does: retention outlasts the payment timeout, and expiry runs before dropping.
+            if let Some(order) = hold.order {
+                assert_ne!(self.orders[&order].status, OrderStatus::PendingPayment, "hold {seq} dropped too soon");
+            }
+        }
+    }
+
+    /// Holds in the state, active and ended, for tests of retention.
+    #[cfg(test)]
+    pub(crate) fn holds_retained(&self) -> usize {
+        self.holds.len()
     }
 }

@@ -1,9 +1,13 @@
 //! Orders: checking out an active hold, the payment's result (confirm or fail), and cancelling a
 //! confirmed order. A checked-out hold keeps its seats held until the payment's result; an order
 //! whose payment does not arrive by its deadline fails like a declined one.
+//!
+//! An order carries what it took (`OrderRec::taken`): its hold's record leaves the state an hour
+//! after checkout, and the order goes on without it.
 
 use super::inventory::{sell, taken_change, tickets_for, uncount_user, unsell, vacate};
 use super::state::{refused, Deadline, OrderRec, ShardState, Slot};
+use crate::cold::{ColdError, ColdRead};
 use crate::command::{Actor, Outcome, Refusal};
 use crate::ids::{HoldId, OrderId, UserId};
 use crate::limits::PAYMENT_TIMEOUT_MS;
@@ -37,6 +41,7 @@ impl ShardState {
             event_id: hold.event_id.clone(),
             user: hold.user.clone(),
             hold: hold_id.seq,
+            taken: hold.taken.clone(),
             status: OrderStatus::PendingPayment,
             total: hold.total,
             created_at_ms: ctx.now_ms,
@@ -48,18 +53,33 @@ impl ShardState {
         };
         self.deadlines.remove(&(hold.expires_at_ms, Deadline::Hold(hold_id.seq)));
         self.deadlines.insert((payment_deadline_ms, Deadline::Payment(seq)));
+        self.retire_hold(hold_id.seq, ctx.now_ms);
         self.user_orders.insert((order.user.clone(), seq));
+        if let Some(event) = self.events.get_mut(&order.event_id) {
+            event.orders.insert(seq);
+        }
         self.orders.insert(seq, order);
         Outcome::Order(self.order_view(seq, ctx.now_ms))
     }
 
-    pub(super) fn payment_result(&mut self, ctx: Ctx, order_id: &OrderId, approved: bool, reference: &str) -> Outcome {
+    pub(super) fn payment_result(
+        &mut self,
+        ctx: Ctx,
+        order_id: &OrderId,
+        approved: bool,
+        reference: &str,
+        cold: &dyn ColdRead,
+    ) -> Result<Outcome, ColdError> {
         let Some(order) = self.orders.get(&order_id.seq).filter(|o| o.event_id == order_id.event_id) else {
-            return refused(Refusal::not_found(format!("order {order_id}")));
+            // An archived order was settled long ago: a result now changes nothing.
+            return Ok(match Self::archived_order(cold, order_id, ctx.index)? {
+                Some(view) => Outcome::Order(view),
+                None => refused(Refusal::not_found(format!("order {order_id}"))),
+            });
         };
         if order.status != OrderStatus::PendingPayment {
             // A late or repeated result changes nothing; the caller refunds a late approval.
-            return Outcome::Order(self.order_view(order_id.seq, ctx.now_ms));
+            return Ok(Outcome::Order(self.order_view(order_id.seq, ctx.now_ms)));
         }
         let deadline = (order.payment_deadline_ms, Deadline::Payment(order_id.seq));
         self.deadlines.remove(&deadline);
@@ -68,19 +88,18 @@ impl ShardState {
         } else {
             self.fail_payment(ctx, order_id.seq, Some(reference));
         }
-        Outcome::Order(self.order_view(order_id.seq, ctx.now_ms))
+        Ok(Outcome::Order(self.order_view(order_id.seq, ctx.now_ms)))
     }
 
     fn confirm(&mut self, ctx: Ctx, seq: u64, reference: &str) {
         let order = self.orders.get_mut(&seq).expect("caller checked");
-        let hold = self.holds.get(&order.hold).expect("an order's hold exists");
         let event = self.events.get_mut(&order.event_id).expect("an order's event exists");
-        sell(event, &hold.taken, order.hold, seq);
-        order.tickets = tickets_for(&hold.taken);
+        sell(event, &order.taken, order.hold, seq);
+        order.tickets = tickets_for(&order.taken);
         order.status = OrderStatus::Confirmed;
         order.payment_reference = Some(reference.to_owned());
         order.updated_at_ms = ctx.now_ms;
-        let change = taken_change(event, &hold.taken, SeatStatus::Sold);
+        let change = taken_change(event, &order.taken, SeatStatus::Sold);
         let event_id = order.event_id.clone();
         self.record(ctx, &event_id, change);
     }
@@ -89,49 +108,68 @@ impl ShardState {
     pub(super) fn fail_payment(&mut self, ctx: Ctx, seq: u64, reference: Option<&str>) {
         let order = self.orders.get_mut(&seq).expect("caller checked");
         assert_eq!(order.status, OrderStatus::PendingPayment);
-        let hold = self.holds.get(&order.hold).expect("an order's hold exists");
         let event = self.events.get_mut(&order.event_id).expect("an order's event exists");
-        vacate(event, &hold.taken, Slot::Held(order.hold));
-        uncount_user(event, &order.user, hold.taken.count());
+        vacate(event, &order.taken, Slot::Held(order.hold));
+        uncount_user(event, &order.user, order.taken.count());
         order.status = OrderStatus::PaymentFailed;
         order.payment_reference = reference.map(str::to_owned);
         order.updated_at_ms = ctx.now_ms;
-        let change = taken_change(event, &hold.taken, SeatStatus::Available);
+        let change = taken_change(event, &order.taken, SeatStatus::Available);
         let event_id = order.event_id.clone();
         self.record(ctx, &event_id, change);
     }
 
-    pub(super) fn cancel(&mut self, ctx: Ctx, order_id: &OrderId, actor: &Actor) -> Outcome {
+    pub(super) fn cancel(
+        &mut self,
+        ctx: Ctx,
+        order_id: &OrderId,
+        actor: &Actor,
+        cold: &dyn ColdRead,
+    ) -> Result<Outcome, ColdError> {
         let order = match self.orders.get(&order_id.seq) {
             Some(o) if o.event_id == order_id.event_id && (actor.admin || o.user == actor.user) => o,
-            _ => return refused(Refusal::not_found(format!("order {order_id}"))),
+            Some(_) => return Ok(refused(Refusal::not_found(format!("order {order_id}")))),
+            None => return Self::cancel_archived(ctx, order_id, actor, cold),
         };
         match order.status {
-            OrderStatus::Cancelled => return Outcome::Order(self.order_view(order_id.seq, ctx.now_ms)),
+            OrderStatus::Cancelled => return Ok(Outcome::Order(self.order_view(order_id.seq, ctx.now_ms))),
             OrderStatus::PendingPayment | OrderStatus::PaymentFailed => {
                 let reason = "only a confirmed order can be cancelled".to_owned();
-                return refused(Refusal::OrderNotCancellable { status: order.status, reason });
+                return Ok(refused(Refusal::OrderNotCancellable { status: order.status, reason }));
             }
             OrderStatus::Confirmed => {}
         }
         let event = &self.events[&order.event_id];
         if !actor.admin && ctx.now_ms >= event.spec.starts_at_ms {
             let reason = "the event has started".to_owned();
-            return refused(Refusal::OrderNotCancellable { status: order.status, reason });
+            return Ok(refused(Refusal::OrderNotCancellable { status: order.status, reason }));
         }
         let order = self.orders.get_mut(&order_id.seq).expect("checked above");
-        let taken = self.holds[&order.hold].taken.clone();
         let event = self.events.get_mut(&order.event_id).expect("an order's event exists");
-        unsell(event, &taken, order_id.seq);
-        uncount_user(event, &order.user, taken.count());
+        unsell(event, &order.taken, order_id.seq);
+        uncount_user(event, &order.user, order.taken.count());
         for t in &mut order.tickets {
             t.status = TicketStatus::Cancelled;
         }
         order.status = OrderStatus::Cancelled;
         order.refunded = true;
         order.updated_at_ms = ctx.now_ms;
-        let change = taken_change(event, &taken, SeatStatus::Available);
+        let change = taken_change(event, &order.taken, SeatStatus::Available);
         self.record(ctx, &order_id.event_id, change);
-        Outcome::Order(self.order_view(order_id.seq, ctx.now_ms))
+        Ok(Outcome::Order(self.order_view(order_id.seq, ctx.now_ms)))
+    }
+
+    /// An archived order is final: cancelled already, or refused as its event has ended.
+    fn cancel_archived(ctx: Ctx, order_id: &OrderId, actor: &Actor, cold: &dyn ColdRead) -> Result<Outcome, ColdError> {
+        Ok(match Self::archived_order(cold, order_id, ctx.index)? {
+            Some(view) if actor.admin || view.user_id == actor.user => match view.status {
+                OrderStatus::Cancelled => Outcome::Order(view),
+                status => {
+                    let reason = "the event has ended and its orders are archived".to_owned();
+                    refused(Refusal::OrderNotCancellable { status, reason })
+                }
+            },
+            _ => refused(Refusal::not_found(format!("order {order_id}"))),
+        })
     }
 }

@@ -3,16 +3,30 @@
 
 use std::ops::Bound;
 
+use super::archive;
 use super::state::ShardState;
+use crate::cold::{ColdError, ColdRead};
 use crate::command::{Answer, Query};
 use crate::ids::{EventId, OrderId, UserId};
+use crate::keys::cold::ARCHIVED_EVENT;
 use crate::limits::LIST_LIMIT_MAX;
 use crate::model::{EventSummary, EventView, OrderView, TicketView};
 
 impl ShardState {
-    pub(crate) fn query(&self, query: &Query, now_ms: i64, last_index: u64) -> Answer {
-        match query {
-            Query::Event(id) => Answer::Event(self.event_view(id, now_ms).map(Box::new)),
+    /// Answers `query`. Archived records (`cold`, as of `last_index`) answer for events, orders
+    /// and tickets that left memory.
+    pub(crate) fn query(
+        &self,
+        query: &Query,
+        now_ms: i64,
+        last_index: u64,
+        cold: &dyn ColdRead,
+    ) -> Result<Answer, ColdError> {
+        Ok(match query {
+            Query::Event(id) => match self.event_view(id, now_ms) {
+                Some(view) => Answer::Event(Some(Box::new(view))),
+                None => Answer::Event(Self::archived_event(cold, id, last_index)?.map(Box::new)),
+            },
             Query::Seats(id) => Answer::Seats(self.seat_map(id, now_ms, last_index)),
             Query::Events { from_ms, to_ms, after, limit } => {
                 Answer::Events(self.list_events(*from_ms, *to_ms, after.as_ref(), *limit, now_ms))
@@ -20,24 +34,35 @@ impl ShardState {
             Query::Hold { hold_id, user } => {
                 Answer::Hold(self.own_hold(hold_id, user).ok().map(|_| self.hold_view(hold_id.seq, now_ms)))
             }
-            Query::Order { order_id, actor } => Answer::Order(
-                self.orders
-                    .get(&order_id.seq)
-                    .filter(|o| o.event_id == order_id.event_id && (actor.admin || o.user == actor.user))
-                    .map(|_| self.order_view(order_id.seq, now_ms)),
-            ),
+            Query::Order { order_id, actor } => {
+                let owned = |o: &OrderView| actor.admin || o.user_id == actor.user;
+                match self.orders.get(&order_id.seq) {
+                    Some(o) if o.event_id == order_id.event_id => {
+                        Answer::Order(Some(self.order_view(order_id.seq, now_ms)).filter(owned))
+                    }
+                    Some(_) => Answer::Order(None),
+                    None => Answer::Order(Self::archived_order(cold, order_id, last_index)?.filter(owned)),
+                }
+            }
             Query::UserOrders { user, before, limit } => {
-                Answer::Orders(self.user_orders(user, before.as_ref(), *limit, now_ms))
+                let keys =
+                    self.user_order_keys(user, before.as_ref(), (*limit).min(LIST_LIMIT_MAX), cold, last_index)?;
+                let mut orders = Vec::with_capacity(keys.len());
+                for (_, id) in keys {
+                    orders.extend(self.any_order(&id, now_ms, cold, last_index)?);
+                }
+                Answer::Orders(orders)
             }
             Query::UserTickets { user, before, limit } => {
-                Answer::Tickets(self.user_tickets(user, before.as_ref(), *limit, now_ms))
+                Answer::Tickets(self.user_tickets(user, before.as_ref(), *limit, now_ms, cold, last_index)?)
             }
             Query::Changes { after_index, limit } => {
                 Answer::Changes(self.changes_after(*after_index, *limit, last_index))
             }
-            Query::AllEvents { after, limit } => {
-                Answer::AllEvents { events: self.all_events(after.as_ref(), *limit, now_ms), last_index }
-            }
+            Query::AllEvents { after, limit } => Answer::AllEvents {
+                events: self.all_events(after.as_ref(), *limit, now_ms, cold, last_index)?,
+                last_index,
+            },
             Query::Queue(id) => Answer::Queue(self.queue_view(id, now_ms)),
             Query::Queues => Answer::Queues(
                 self.events
@@ -50,20 +75,98 @@ impl ShardState {
                 Answer::Admission(self.events.get(event_id).and_then(|e| e.queue.admitted_at(*position)))
             }
             Query::Venue(_) | Query::Layout => Answer::WrongGroup,
+        })
+    }
+
+    /// An order in memory or in the archive.
+    fn any_order(
+        &self,
+        id: &OrderId,
+        now_ms: i64,
+        cold: &dyn ColdRead,
+        last_index: u64,
+    ) -> Result<Option<OrderView>, ColdError> {
+        match self.orders.get(&id.seq) {
+            Some(o) if o.event_id == id.event_id => Ok(Some(self.order_view(id.seq, now_ms))),
+            _ => Self::archived_order(cold, id, last_index),
         }
     }
 
-    /// Every event by id, strictly after the cursor.
-    fn all_events(&self, after: Option<&EventId>, limit: usize, now_ms: i64) -> Vec<EventView> {
+    /// The user's orders older than `before` (newest first), at most `limit`: those in memory
+    /// merged with the archived ones.
+    fn user_order_keys(
+        &self,
+        user: &UserId,
+        before: Option<&(i64, OrderId)>,
+        limit: usize,
+        cold: &dyn ColdRead,
+        last_index: u64,
+    ) -> Result<Vec<(i64, OrderId)>, ColdError> {
+        let mut keys: Vec<(i64, OrderId)> = self
+            .user_orders_sorted(user)
+            .into_iter()
+            .filter(|key| before.is_none_or(|b| key < b))
+            .take(limit)
+            .collect();
+        let from = match before {
+            // Keys sort newest first: older than the cursor is after its key.
+            Some((created, id)) => [archive::user_order_key(user, *created, id), vec![0]].concat(),
+            None => archive::user_prefix(user),
+        };
+        for (key, record) in cold.scan(&from, &archive::user_index_end(user), limit)? {
+            if record.index > last_index {
+                continue;
+            }
+            let parsed = archive::parse_user_order_key(user, &key);
+            let parsed = parsed.ok_or_else(|| ColdError::Corrupt {
+                key: key.clone(),
+                source: crate::codec::CodecError::Decode("an unreadable key in a user's archived orders".into()),
+            })?;
+            // A record written by an entry this replica is applying again after a restart: the
+            // order is in memory too.
+            if !keys.contains(&parsed) {
+                keys.push(parsed);
+            }
+        }
+        keys.sort_by(|a, b| b.cmp(a));
+        keys.truncate(limit);
+        Ok(keys)
+    }
+
+    /// Every event by id, strictly after the cursor: in memory and archived.
+    fn all_events(
+        &self,
+        after: Option<&EventId>,
+        limit: usize,
+        now_ms: i64,
+        cold: &dyn ColdRead,
+        last_index: u64,
+    ) -> Result<Vec<EventView>, ColdError> {
+        let limit = limit.min(LIST_LIMIT_MAX);
         let start = match after {
             Some(id) => Bound::Excluded(id.clone()),
             None => Bound::Unbounded,
         };
-        self.events
+        let mut events: Vec<EventView> = self
+            .events
             .range((start, Bound::Unbounded))
-            .take(limit.min(LIST_LIMIT_MAX))
+            .take(limit)
             .filter_map(|(id, _)| self.event_view(id, now_ms))
-            .collect()
+            .collect();
+        let from = match after {
+            Some(id) => [archive::event_key(id), vec![0]].concat(),
+            None => vec![ARCHIVED_EVENT],
+        };
+        for (key, record) in cold.scan(&from, &[ARCHIVED_EVENT + 1], limit)? {
+            let archived: archive::ArchivedEvent = archive::decode_body(&key, &record)?;
+            let id = &archived.view.spec.event_id;
+            if record.index <= last_index && !self.events.contains_key(id) {
+                events.push(archived.view);
+            }
+        }
+        events.sort_by(|a, b| a.spec.event_id.cmp(&b.spec.event_id));
+        events.truncate(limit);
+        Ok(events)
     }
 
     fn list_events(
@@ -101,35 +204,42 @@ impl ShardState {
         keys
     }
 
-    fn user_orders(&self, user: &UserId, before: Option<&(i64, OrderId)>, limit: usize, now_ms: i64) -> Vec<OrderView> {
-        self.user_orders_sorted(user)
-            .into_iter()
-            .filter(|key| before.is_none_or(|b| key < b))
-            .take(limit.min(LIST_LIMIT_MAX))
-            .map(|(_, id)| self.order_view(id.seq, now_ms))
-            .collect()
-    }
-
+    /// The user's tickets older than `before` (by order, newest first; within an order by
+    /// descending number), at most `limit`.
     fn user_tickets(
         &self,
         user: &UserId,
         before: Option<&(i64, OrderId, u32)>,
         limit: usize,
         now_ms: i64,
-    ) -> Vec<(i64, TicketView)> {
+        cold: &dyn ColdRead,
+        last_index: u64,
+    ) -> Result<Vec<(i64, TicketView)>, ColdError> {
+        let limit = limit.min(LIST_LIMIT_MAX);
+        // The cursor's own order may still have tickets to give: start from it, inclusive.
+        let mut cursor =
+            before.map(|(created, id, _)| (*created, OrderId { event_id: id.event_id.clone(), seq: id.seq + 1 }));
         let mut out = Vec::new();
-        for (created, id) in self.user_orders_sorted(user) {
-            let view = self.order_view(id.seq, now_ms);
-            for ticket in view.tickets {
-                let key = (created, id.clone(), ticket.ticket_id.n);
-                if before.is_none_or(|b| key < *b) {
-                    out.push((created, ticket));
+        loop {
+            let keys = self.user_order_keys(user, cursor.as_ref(), LIST_LIMIT_MAX, cold, last_index)?;
+            let Some(last) = keys.last().cloned() else { break };
+            for (created, id) in keys {
+                let Some(view) = self.any_order(&id, now_ms, cold, last_index)? else { continue };
+                for ticket in view.tickets {
+                    let key = (created, id.clone(), ticket.ticket_id.n);
+                    if before.is_none_or(|b| key < *b) {
+                        out.push((created, ticket));
+                    }
                 }
             }
+            if out.len() >= limit {
+                break;
+            }
+            cursor = Some(last);
         }
         // Within one order, tickets go by descending number to match the cursor's order.
         out.sort_by(|(ca, a), (cb, b)| (cb, &b.order_id, b.ticket_id.n).cmp(&(ca, &a.order_id, a.ticket_id.n)));
-        out.truncate(limit.min(LIST_LIMIT_MAX));
-        out
+        out.truncate(limit);
+        Ok(out)
     }
 }

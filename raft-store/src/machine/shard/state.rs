@@ -3,9 +3,17 @@
 //!
 //! Snapshots serialize [`ShardState`] with bincode, which encodes fields in declaration order:
 //! reordering fields here changes the snapshot format.
+//!
+//! Every collection is a persistent one from `imbl` (`OrdMap` and `OrdSet` in the order a
+//! `BTreeMap` and `BTreeSet` would keep, `Vector` for sequences), and the event's spec sits behind
+//! an `Arc`: cloning a shard, as a snapshot does under the apply lock, is O(1), and the first write
+//! after the clone copies only the nodes on the path it touches (DESIGN.md, I9). They encode
+//! exactly as the std collections they replace (a length, then the items in order), so equal
+//! states still give equal snapshot bytes.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
+use imbl::{OrdMap, OrdSet, Vector};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Change, Outcome, Refusal};
@@ -21,7 +29,8 @@ pub(super) struct SeatRef {
     pub(super) number: u16,
 }
 
-/// What a hold (and the order made from it) occupies.
+/// What a hold (and the order made from it) occupies. An order keeps its own copy, so it never
+/// needs its hold's record, which leaves the state after [`crate::limits::HOLD_RETENTION_MS`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(super) enum Taken {
     Seats(Vec<SeatRef>),
@@ -48,8 +57,9 @@ pub(super) enum Slot {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(super) struct SectionInv {
-    /// Seat slots by row; empty for a general-admission section.
-    pub(super) rows: Vec<Vec<Slot>>,
+    /// Seat slots by row; empty for a general-admission section. Persistent vectors: a hold after
+    /// a snapshot copies one chunk of one row, not the section.
+    pub(super) rows: Vector<Vector<Slot>>,
     pub(super) capacity: u32,
     pub(super) held: u32,
     pub(super) sold: u32,
@@ -63,14 +73,17 @@ impl SectionInv {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(super) struct EventState {
-    pub(super) spec: EventSpec,
+    /// Replaced whole by an update, never changed in place: shared by every copy of the state.
+    pub(super) spec: Arc<EventSpec>,
     pub(super) created_at_ms: i64,
     pub(super) updated_at_ms: i64,
-    pub(super) sections: Vec<SectionInv>,
+    pub(super) sections: Vector<SectionInv>,
     /// Admissions each user has in active holds and live orders, for `per_user_limit`.
-    pub(super) per_user: BTreeMap<UserId, u32>,
+    pub(super) per_user: OrdMap<UserId, u32>,
     /// The waiting room (high-traffic events).
     pub(super) queue: QueueState,
+    /// The event's orders still in memory (the archive moves them out in steps).
+    pub(super) orders: OrdSet<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -105,6 +118,8 @@ pub(super) struct OrderRec {
     pub(super) event_id: EventId,
     pub(super) user: UserId,
     pub(super) hold: u64,
+    /// The seats or quantity of the hold it was made from.
+    pub(super) taken: Taken,
     pub(super) status: OrderStatus,
     pub(super) total: Money,
     pub(super) created_at_ms: i64,
@@ -117,17 +132,21 @@ pub(super) struct OrderRec {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ShardState {
-    pub(super) events: BTreeMap<EventId, EventState>,
+    pub(super) events: OrdMap<EventId, EventState>,
     /// Events by `(starts_at, id)` for listing soonest first.
-    pub(super) by_start: BTreeSet<(i64, EventId)>,
-    pub(super) holds: BTreeMap<u64, HoldRec>,
-    pub(super) orders: BTreeMap<u64, OrderRec>,
-    pub(super) user_orders: BTreeSet<(UserId, u64)>,
+    pub(super) by_start: OrdSet<(i64, EventId)>,
+    /// Active holds, and ended ones (released, expired, checked out) until they leave by
+    /// `dropping`.
+    pub(super) holds: OrdMap<u64, HoldRec>,
+    pub(super) orders: OrdMap<u64, OrderRec>,
+    pub(super) user_orders: OrdSet<(UserId, u64)>,
     /// Active holds by expiry and pending orders by payment deadline.
-    pub(super) deadlines: BTreeSet<(i64, Deadline)>,
+    pub(super) deadlines: OrdSet<(i64, Deadline)>,
+    /// Ended holds by the time they leave the state: `HOLD_RETENTION_MS` after they ended.
+    pub(super) dropping: OrdSet<(i64, u64)>,
     /// Sequence for hold and order ids; shared so ids never collide within the shard.
     pub(super) next_seq: u64,
-    pub(super) changes: VecDeque<Change>,
+    pub(super) changes: Vector<Change>,
     /// The highest index whose records were dropped from `changes` (0: none dropped).
     pub(super) changes_dropped_through: u64,
 }

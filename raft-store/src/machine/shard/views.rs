@@ -32,15 +32,15 @@ impl ShardState {
     pub(super) fn lapsed_by_section(&self, event_id: &EventId, now_ms: i64) -> BTreeMap<usize, u32> {
         let mut lapsed = BTreeMap::new();
         for (_, deadline) in self.deadlines.range(..(now_ms.saturating_add(1), Deadline::Hold(0))) {
-            let hold = match deadline {
-                Deadline::Hold(seq) => &self.holds[seq],
-                Deadline::Payment(seq) => &self.holds[&self.orders[seq].hold],
+            let (of_event, taken) = match deadline {
+                Deadline::Hold(seq) => (&self.holds[seq].event_id, &self.holds[seq].taken),
+                Deadline::Payment(seq) => (&self.orders[seq].event_id, &self.orders[seq].taken),
             };
-            if &hold.event_id != event_id {
+            if of_event != event_id {
                 continue;
             }
-            for section in section_indexes(&hold.taken) {
-                *lapsed.entry(section).or_insert(0) += count_in_section(&hold.taken, section);
+            for section in section_indexes(taken) {
+                *lapsed.entry(section).or_insert(0) += count_in_section(taken, section);
             }
         }
         lapsed
@@ -79,7 +79,7 @@ impl ShardState {
         let sections = self.section_views(event_id, event, now_ms);
         let available: u32 = sections.iter().map(|s| s.available).sum();
         Some(EventView {
-            spec: event.spec.clone(),
+            spec: EventSpec::clone(&event.spec),
             status: event_status(&event.spec, available, now_ms),
             sections,
             created_at_ms: event.created_at_ms,
