@@ -32,11 +32,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/search", get(search::search))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(openapi::document));
     // Without dev tokens the route does not exist, so it answers 404 like any unknown path.
     if state.config().dev_tokens {
         routes = routes.route("/v1/auth/dev-token", post(auth::dev_token));
+    }
+    // With an internal metrics address, `/metrics` is served there only (`metrics_router`).
+    if state.config().metrics_addr.is_none() {
+        routes = routes.route("/metrics", get(ops::metrics));
     }
     routes
         // Must follow the routes: it applies to the routes present when it is called.
@@ -49,4 +52,14 @@ pub fn router(state: ApiState) -> Router {
         .layer(from_fn(middleware::problemize))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(from_fn(middleware::observe))
+}
+
+/// `/metrics` alone, for the internal metrics address (`ApiConfig::metrics_addr`): scrapers
+/// reach it there, clients of the public address do not.
+pub fn metrics_router(state: ApiState) -> Router {
+    Router::new()
+        .route("/metrics", get(ops::metrics))
+        .fallback(middleware::not_found)
+        .with_state(state)
+        .layer(from_fn(middleware::problemize))
 }

@@ -94,6 +94,11 @@ impl Doc {
 pub(crate) struct Rendered {
     pub body: Bytes,
     pub etag: HeaderValue,
+    /// The shard's log index a seat map reflects (its `as_of_index`); 0 for event details.
+    pub index: u64,
+    /// The seat map as a stream's `snapshot` frame, built once for every stream that starts
+    /// from this map (see `seat_feed.rs`).
+    sse_snapshot: std::sync::OnceLock<Bytes>,
     /// The invalidation counter when the read began.
     epoch: u64,
 }
@@ -107,7 +112,17 @@ impl Rendered {
         hasher.write(body.get(tagged).unwrap_or(&body));
         let etag = HeaderValue::from_str(&format!("\"{:016x}\"", hasher.finish()))
             .unwrap_or(HeaderValue::from_static("\"0\""));
-        Rendered { body: Bytes::from(body), etag, epoch: 0 }
+        Rendered { body: Bytes::from(body), etag, index: 0, sse_snapshot: std::sync::OnceLock::new(), epoch: 0 }
+    }
+
+    /// The same document, reflecting log index `index`.
+    pub(crate) fn at_index(self, index: u64) -> Rendered {
+        Rendered { index, ..self }
+    }
+
+    /// The body as a server-sent `snapshot` event, built on first use and shared after.
+    pub(crate) fn sse_snapshot(&self) -> Bytes {
+        self.sse_snapshot.get_or_init(|| crate::sse::snapshot_frame(self.index, &self.body)).clone()
     }
 
     /// 200 with the body, or 304 without one when `If-None-Match` names this tag; both with the

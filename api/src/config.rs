@@ -8,6 +8,7 @@
 //! [`ApiConfig::validate`] runs the same checks on a struct built in code.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use raft_store::{HOLD_TTL_MS_MAX, HOLD_TTL_MS_MIN};
@@ -55,6 +56,24 @@ pub fn check_read_cache_ttl(ttl: Duration) -> Result<Duration, ConfigError> {
     Ok(ttl)
 }
 
+/// A timeout of the public edge (`header_timeout`, `request_timeout`, `idle_timeout`): positive
+/// and at most [`EDGE_TIMEOUT_MAX`].
+pub fn check_edge_timeout(key: &'static str, timeout: Duration) -> Result<Duration, ConfigError> {
+    if timeout.is_zero() || timeout > EDGE_TIMEOUT_MAX {
+        let rule = format!("positive and at most {EDGE_TIMEOUT_MAX:?}");
+        return Err(ConfigError::new(key, format!("{timeout:?}"), rule));
+    }
+    Ok(timeout)
+}
+
+/// A cap that cannot be turned off (`connections_max`, `streams_max`): at least one.
+pub fn check_cap(key: &'static str, cap: usize) -> Result<usize, ConfigError> {
+    if cap == 0 {
+        return Err(ConfigError::new(key, cap, "must be positive"));
+    }
+    Ok(cap)
+}
+
 /// Largest request body read, in bytes, unless configured otherwise.
 pub const BODY_LIMIT_BYTES_DEFAULT: usize = 1024 * 1024;
 /// API.md: "Holds last 10 minutes unless the server is configured otherwise."
@@ -82,6 +101,101 @@ pub const RATE_LIMIT_IP_BURST_DEFAULT: u32 = 200;
 /// Releases a user may make per window before their new holds are refused for a while.
 pub const CHURN_RELEASES_MAX_DEFAULT: u32 = 10;
 pub const CHURN_WINDOW_DEFAULT: Duration = Duration::from_secs(10 * 60);
+
+/// How long a client may take to send a request's headers: from the connection's start, or from
+/// the first byte after an idle keep-alive wait. Every legitimate client sends its headers in
+/// one write; ten seconds covers a slow mobile link with retransmissions, and cuts a slowloris
+/// client, which trickles headers to hold a connection, after ten seconds rather than never.
+pub const HEADER_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+/// How long a whole request (headers and body) may take. Bodies are at most
+/// `body_limit_bytes` (1 MiB by default): thirty seconds carries that over a 35 KB/s link, and
+/// bounds how long a client trickling a body holds a connection and a handler.
+pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+/// How long a keep-alive connection may wait for its next request. Longer than the idle timeout
+/// of common load balancers (60 s), so the proxy, not the api, closes an idle upstream
+/// connection and never sends a request into one the api is closing; nginx's default.
+pub const IDLE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(75);
+/// The longest edge timeout accepted: past it a timeout no longer protects anything.
+pub const EDGE_TIMEOUT_MAX: Duration = Duration::from_secs(3600);
+/// Open connections per api instance. An idle HTTP/1 connection costs a socket, a task and an
+/// 8 KiB read buffer (about 10–20 KiB): 16,384 of them stay within a few hundred MB and within
+/// common file-descriptor limits once the binary raises its soft limit (it also lowers this cap
+/// to what the limit allows). Beyond it new connections are closed at once.
+pub const CONNECTIONS_MAX_DEFAULT: usize = 16_384;
+/// Open connections per client address (an IPv6 client's /64). A browser opens at most six per
+/// host, so 1,024 serves an office or NAT of over a hundred and fifty browsers, while one
+/// address can take only a sixteenth of [`CONNECTIONS_MAX_DEFAULT`]. Behind a proxy every client
+/// has the proxy's address: raise it or set 0 (off) there.
+pub const CONNECTIONS_PER_ADDRESS_MAX_DEFAULT: usize = 1_024;
+/// Server-sent-event streams (seat maps, waiting rooms) per api instance. Each holds a
+/// connection for as long as it lasts: half the connection cap, so streams cannot take every
+/// connection from ordinary requests. Beyond it a stream answers 503 `unavailable`.
+pub const STREAMS_MAX_DEFAULT: usize = 8_192;
+/// Streams per client address: a household or office with many tabs open; beyond it 429.
+/// Behind a proxy, raise it or set 0 (off).
+pub const STREAMS_PER_ADDRESS_MAX_DEFAULT: u32 = 64;
+/// Streams per user (bearer token): a buyer with a few tabs and devices; beyond it 429.
+pub const STREAMS_PER_USER_MAX_DEFAULT: u32 = 8;
+
+/// The public edge's server (see `edge/`): timeouts and connection caps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServeConfig {
+    /// Request headers must arrive within this, from the connection's start or the first byte
+    /// after an idle wait; otherwise the connection is closed.
+    pub header_timeout: Duration,
+    /// Headers and body must arrive within this; a late body answers 408 and closes. Responses
+    /// (streams included) are not cut by it.
+    pub request_timeout: Duration,
+    /// A keep-alive connection with no request in progress is closed after this.
+    pub idle_timeout: Duration,
+    /// Open connections in all; beyond it new ones are closed at once.
+    pub connections_max: usize,
+    /// Open connections per client address (IPv6: per /64); 0 = off.
+    pub connections_per_address_max: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            header_timeout: HEADER_TIMEOUT_DEFAULT,
+            request_timeout: REQUEST_TIMEOUT_DEFAULT,
+            idle_timeout: IDLE_TIMEOUT_DEFAULT,
+            connections_max: CONNECTIONS_MAX_DEFAULT,
+            connections_per_address_max: CONNECTIONS_PER_ADDRESS_MAX_DEFAULT,
+        }
+    }
+}
+
+impl ServeConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_edge_timeout("header_timeout", self.header_timeout)?;
+        check_edge_timeout("request_timeout", self.request_timeout)?;
+        check_edge_timeout("idle_timeout", self.idle_timeout)?;
+        check_cap("connections_max", self.connections_max)?;
+        Ok(())
+    }
+}
+
+/// Caps on server-sent-event streams (see `streams.rs`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamsConfig {
+    /// Open streams per api instance; beyond it 503 `unavailable`.
+    pub max: usize,
+    /// Open streams per client address (IPv6: per /64); beyond it 429 `rate_limited`; 0 = off.
+    pub per_address_max: u32,
+    /// Open streams per user (a valid bearer token's `sub`); beyond it 429; 0 = off.
+    pub per_user_max: u32,
+}
+
+impl Default for StreamsConfig {
+    fn default() -> Self {
+        StreamsConfig {
+            max: STREAMS_MAX_DEFAULT,
+            per_address_max: STREAMS_PER_ADDRESS_MAX_DEFAULT,
+            per_user_max: STREAMS_PER_USER_MAX_DEFAULT,
+        }
+    }
+}
 
 /// The read cache of event details and seat maps (see `cache.rs`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,6 +281,13 @@ pub struct ApiConfig {
     pub read_cache: ReadCacheConfig,
     /// Per-user and per-address request rates, and the hold/release churn budget.
     pub limits: LimitsConfig,
+    /// The public edge's timeouts and connection caps.
+    pub serve: ServeConfig,
+    /// Caps on server-sent-event streams.
+    pub streams: StreamsConfig,
+    /// Serve `/metrics` on this internal address instead of the public one (where it then
+    /// answers 404); the binary binds it.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl ApiConfig {
@@ -179,6 +300,9 @@ impl ApiConfig {
             body_limit_bytes: BODY_LIMIT_BYTES_DEFAULT,
             read_cache: ReadCacheConfig::default(),
             limits: LimitsConfig::default(),
+            serve: ServeConfig::default(),
+            streams: StreamsConfig::default(),
+            metrics_addr: None,
         }
     }
 
@@ -190,6 +314,8 @@ impl ApiConfig {
         check_hold_ttl(self.hold_ttl)?;
         check_body_limit_bytes(self.body_limit_bytes)?;
         check_read_cache_ttl(self.read_cache.ttl)?;
+        self.serve.validate()?;
+        check_cap("streams_max", self.streams.max)?;
         self.limits.validate()
     }
 
@@ -207,6 +333,9 @@ impl fmt::Debug for ApiConfig {
             .field("body_limit_bytes", &self.body_limit_bytes)
             .field("read_cache", &self.read_cache)
             .field("limits", &self.limits)
+            .field("serve", &self.serve)
+            .field("streams", &self.streams)
+            .field("metrics_addr", &self.metrics_addr)
             .finish()
     }
 }
@@ -229,5 +358,11 @@ mod tests {
         config.read_cache.ttl = READ_CACHE_TTL_DEFAULT;
         config.limits.user_burst = 0;
         assert_eq!(config.validate().unwrap_err().key, "rate_limit_user_burst");
+        config.limits.user_burst = RATE_LIMIT_USER_BURST_DEFAULT;
+        config.serve.header_timeout = Duration::ZERO;
+        assert_eq!(config.validate().unwrap_err().key, "header_timeout");
+        config.serve.header_timeout = HEADER_TIMEOUT_DEFAULT;
+        config.streams.max = 0;
+        assert_eq!(config.validate().unwrap_err().key, "streams_max");
     }
 }

@@ -44,6 +44,14 @@ pub enum ApiError {
     /// The store cannot be reached now; the request may be retried.
     #[error("{0}")]
     Unavailable(String),
+    /// This instance is at a capacity limit (503 `unavailable`, with this detail); another
+    /// instance, or this one a little later, can serve the request.
+    #[error("{0}")]
+    Overloaded(String),
+    /// The request's body did not arrive within the request timeout (408, code `bad_request`:
+    /// the client's request was incomplete).
+    #[error("{0}")]
+    RequestTimeout(String),
     /// An abuse limit refused the request (429); the client may retry after `retry_after_s`.
     #[error("{detail}")]
     RateLimited { detail: String, retry_after_s: u64 },
@@ -123,6 +131,7 @@ impl Problem {
             403 => ("forbidden", "Forbidden"),
             404 => ("not_found", "Not found"),
             405 => ("method_not_allowed", "Method not allowed"),
+            408 => ("bad_request", "Request timeout"),
             413 => ("payload_too_large", "Payload too large"),
             415 => ("bad_request", "Unsupported media type"),
             422 => ("bad_request", "Unprocessable request"),
@@ -177,6 +186,8 @@ impl ApiError {
                 "Service unavailable",
                 "the store is unavailable; retry shortly",
             ),
+            ApiError::Overloaded(d) => Problem::new(S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable", d),
+            ApiError::RequestTimeout(d) => Problem::new(S::REQUEST_TIMEOUT, "bad_request", "Request timeout", d),
             ApiError::RateLimited { detail, retry_after_s } => {
                 Problem::new(S::TOO_MANY_REQUESTS, "rate_limited", "Too many requests", detail)
                     .with("retry_after_s", json!(retry_after_s))

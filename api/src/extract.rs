@@ -53,6 +53,44 @@ pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
     }
 }
 
+/// Who is asking, as far as is known without requiring anything: the client's address (absent
+/// when the router is called without a connection, as in tests) and the user of a valid bearer
+/// token (absent without one; an invalid one is not an error here, the route being open).
+#[derive(Clone, Debug)]
+pub(crate) struct Client {
+    pub address: Option<std::net::IpAddr>,
+    pub user: Option<UserId>,
+}
+
+impl FromRequestParts<ApiState> for Client {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
+        let address = client_address(parts);
+        let user = match parts.extensions.get::<Caller>() {
+            Some(caller) => Some(caller.user.clone()),
+            None => crate::middleware::verified_caller(&parts.headers, state.tokens()).map(|c| c.user),
+        };
+        Ok(Client { address, user })
+    }
+}
+
+/// The client's address, from the connection (see `edge/`).
+pub(crate) fn client_address(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip())
+}
+
+/// The client's address alone, when known.
+pub(crate) struct ClientAddress(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(client_address(parts)))
+    }
+}
+
 /// A caller with the `admin` role; any other valid caller gets 403.
 #[derive(Clone, Debug)]
 pub(crate) struct Admin(pub Caller);
@@ -211,7 +249,12 @@ async fn read_body(body: Body, headers: &HeaderMap, limit_bytes: usize) -> Resul
     let mut stream = body.into_data_stream();
     let mut buf = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("the request body could not be read: {e}")))?;
+        let chunk = chunk.map_err(|e| {
+            if crate::edge::is_timeout(&e) {
+                return ApiError::RequestTimeout("the request body did not arrive within the request timeout".into());
+            }
+            ApiError::BadRequest(format!("the request body could not be read: {e}"))
+        })?;
         if buf.len() + chunk.len() > limit_bytes {
             return Err(too_large());
         }

@@ -2,6 +2,8 @@
 //!
 //! - [`router`] serves the contract of `shared/API.md` from an [`ApiState`]: auth, idempotency,
 //!   problem documents, the seat stream, metrics and the OpenAPI document.
+//! - [`serve_api`] (and [`serve`]) is the public edge's server loop: header, request and idle
+//!   timeouts, connection caps, readable 413s; `/metrics` optionally on an internal address.
 //! - [`seams::Cluster`] is the only way this crate reaches the store, [`seams::SearchBackend`] the
 //!   only way it reaches a search index, [`PaymentGateway`] the only way it reaches a payment
 //!   provider.
@@ -15,6 +17,7 @@ mod app;
 mod cache;
 mod config;
 mod dto;
+mod edge;
 mod error;
 mod extract;
 mod identity;
@@ -25,7 +28,10 @@ mod pagination;
 mod payments;
 mod queue;
 mod routes;
+mod seat_feed;
+mod sse;
 mod state;
+mod streams;
 mod token;
 mod waiting_room;
 mod words;
@@ -33,13 +39,17 @@ mod words;
 #[cfg(test)]
 mod tests;
 
-pub use app::router;
+pub use app::{metrics_router, router};
 pub use config::{
-    check_body_limit_bytes, check_hold_ttl, check_read_cache_ttl, ApiConfig, ConfigError, LimitsConfig,
-    ReadCacheConfig, BODY_LIMIT_BYTES_DEFAULT, CHURN_RELEASES_MAX_DEFAULT, CHURN_WINDOW_DEFAULT, HOLD_TTL_DEFAULT,
-    RATE_LIMIT_IP_BURST_DEFAULT, RATE_LIMIT_USER_BURST_DEFAULT, RATE_LIMIT_USER_PER_S_DEFAULT,
-    READ_CACHE_BYTES_DEFAULT, READ_CACHE_TTL_DEFAULT, READ_CACHE_TTL_MAX,
+    check_body_limit_bytes, check_cap, check_edge_timeout, check_hold_ttl, check_read_cache_ttl, ApiConfig,
+    ConfigError, LimitsConfig, ReadCacheConfig, ServeConfig, StreamsConfig, BODY_LIMIT_BYTES_DEFAULT,
+    CHURN_RELEASES_MAX_DEFAULT, CHURN_WINDOW_DEFAULT, CONNECTIONS_MAX_DEFAULT, CONNECTIONS_PER_ADDRESS_MAX_DEFAULT,
+    EDGE_TIMEOUT_MAX, HEADER_TIMEOUT_DEFAULT, HOLD_TTL_DEFAULT, IDLE_TIMEOUT_DEFAULT, RATE_LIMIT_IP_BURST_DEFAULT,
+    RATE_LIMIT_USER_BURST_DEFAULT, RATE_LIMIT_USER_PER_S_DEFAULT, READ_CACHE_BYTES_DEFAULT, READ_CACHE_TTL_DEFAULT,
+    READ_CACHE_TTL_MAX, REQUEST_TIMEOUT_DEFAULT, STREAMS_MAX_DEFAULT, STREAMS_PER_ADDRESS_MAX_DEFAULT,
+    STREAMS_PER_USER_MAX_DEFAULT,
 };
+pub use edge::{serve, serve_api, LINGER_BYTES_MAX, LINGER_TIME_MAX, SHUTDOWN_GRACE, WRITE_STALL_MAX};
 pub use error::ApiError;
 pub use payments::{Charge, Charged, PaymentError, PaymentGateway, Refund, SandboxPayments};
 pub use state::{ApiState, Background};

@@ -127,6 +127,19 @@ fn quota(per_s: u32, burst: u32) -> Option<Quota> {
     Some(Quota::per_second(per_s).allow_burst(burst))
 }
 
+/// The key a client address is counted under by the connection and stream caps: an IPv4
+/// address (an IPv4-mapped IPv6 one too) as it is, an IPv6 address by its /64, the block one
+/// subscriber gets, so a client cannot step around a cap by changing its interface id.
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX))),
+        },
+    }
+}
+
 fn refused(limit: &'static str, detail: &str, wait: Duration) -> ApiError {
     metrics::counter!("api_rate_limited_total", "limit" => limit).increment(1);
     ApiError::RateLimited { detail: detail.to_owned(), retry_after_s: retry_after_s(wait) }
@@ -221,6 +234,14 @@ mod tests {
         }
         assert_eq!(churn.wait_before_hold(&alice, t0), Some(Duration::from_secs(10)));
         assert_eq!(churn.prune(t0 + Duration::from_secs(31)), 0, "a refilled budget is forgotten");
+    }
+
+    #[test]
+    fn clients_are_keyed_by_ipv4_address_or_ipv6_64() {
+        let key = |s: &str| client_key(s.parse().unwrap()).to_string();
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::");
     }
 
     #[test]

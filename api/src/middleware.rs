@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
@@ -62,11 +62,29 @@ pub(crate) async fn observe(mut req: Request, next: Next) -> Response {
     } else {
         tracing::info!(%method, %route, status = status.as_u16(), latency_ms, %request_id, "request");
     }
-    let labels = [("method", method.to_string()), ("route", route), ("status", status.as_u16().to_string())];
+    let labels =
+        [("method", method_label(&method).to_owned()), ("route", route), ("status", status.as_u16().to_string())];
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels[..2]).record(latency.as_secs_f64());
     response.headers_mut().insert(REQUEST_ID_HEADER, request_id_value);
     response
+}
+
+/// The method as a metric label: the standard methods by name, anything else `other`, so a
+/// client inventing methods cannot grow the metrics (as `ROUTE_UNMATCHED` does for paths).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }
 
 fn client_request_id(req: &Request) -> Option<String> {
@@ -145,7 +163,21 @@ pub(crate) async fn rate_limit(State(state): State<ApiState>, mut req: Request, 
 
 /// The caller of a request with a valid bearer token. A request without one is anonymous here
 /// (the handler answers 401 where a token is needed); admins are not limited.
-fn verified_caller(headers: &HeaderMap, tokens: &TokenVerifier) -> Option<Caller> {
+pub(crate) fn verified_caller(headers: &HeaderMap, tokens: &TokenVerifier) -> Option<Caller> {
     let (user, role) = tokens.verify(bearer_token(headers).ok()?).ok()?;
     Some(Caller { user, role })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_standard_methods_are_metric_labels() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for invented in ["FOO", "get", "PROPFIND", "X-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"] {
+            assert_eq!(method_label(&Method::from_bytes(invented.as_bytes()).unwrap()), "other", "{invented}");
+        }
+    }
 }

@@ -11,6 +11,8 @@ use crate::config::{ApiConfig, ConfigError};
 use crate::error::ApiError;
 use crate::limits::{Limits, LIMITS_PRUNE_INTERVAL};
 use crate::payments::PaymentGateway;
+use crate::seat_feed::SeatFeeds;
+use crate::streams::StreamSlots;
 use crate::token::TokenVerifier;
 use crate::waiting_room::WaitingRoom;
 
@@ -29,6 +31,8 @@ struct Inner {
     waiting_room: WaitingRoom,
     read_cache: Arc<ReadCache>,
     limits: Arc<Limits>,
+    seat_feeds: SeatFeeds,
+    stream_slots: Arc<StreamSlots>,
 }
 
 impl ApiState {
@@ -46,8 +50,21 @@ impl ApiState {
         let waiting_room = WaitingRoom::new(cluster.clone(), &config.jwt_secret);
         let read_cache = Arc::new(ReadCache::new(&config.read_cache));
         let limits = Arc::new(Limits::new(&config.limits));
-        let inner =
-            Inner { cluster, config, payments, metrics, tokens, search: None, waiting_room, read_cache, limits };
+        let seat_feeds = SeatFeeds::new(cluster.clone());
+        let stream_slots = StreamSlots::new(&config.streams);
+        let inner = Inner {
+            cluster,
+            config,
+            payments,
+            metrics,
+            tokens,
+            search: None,
+            waiting_room,
+            read_cache,
+            limits,
+            seat_feeds,
+            stream_slots,
+        };
         Ok(ApiState { inner: Arc::new(inner) })
     }
 
@@ -99,6 +116,14 @@ impl ApiState {
 
     pub(crate) fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    pub(crate) fn seat_feeds(&self) -> &SeatFeeds {
+        &self.inner.seat_feeds
+    }
+
+    pub(crate) fn stream_slots(&self) -> &Arc<StreamSlots> {
+        &self.inner.stream_slots
     }
 
     /// Starts the tasks this instance runs beside its requests: one change-feed follower per

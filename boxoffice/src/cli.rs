@@ -256,6 +256,7 @@ mod tests {
             "advertise" => "10.0.0.4:7001",
             "data_dir" => "/var/lib/boxoffice",
             "search_url" => "http://127.0.0.1:7100",
+            "metrics_addr" => "127.0.0.1:9100",
             "elasticsearch_url" | "elasticsearch_api_key" | "elasticsearch_username" | "elasticsearch_password" => "",
             other => panic!("no sample value for `{other}`: give it a default or a sample here"),
         }

@@ -12,7 +12,7 @@ use seams::MetricsRender;
 use node::now_ms;
 
 use crate::error::ServeError;
-use crate::process::{flush_stdout, no_delay, shutdown_signal};
+use crate::process::{bind_metrics, bind_public, fit_connections_to_fd_limit, flush_stdout, shutdown_signal};
 use crate::settings::EdgeArgs;
 use node::LocalCluster;
 use node::NoPeers;
@@ -57,7 +57,7 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), ServeEr
     std::fs::create_dir_all(&opts.data_dir).map_err(ServeError::data_dir(&opts.data_dir))?;
     let jwt_secret = dev_jwt_secret(&opts.data_dir, opts.jwt_secret.clone())?;
     let kv = SledKv::open(&opts.data_dir.join("db"), DEV_CACHE_BYTES)?;
-    let listener = tokio::net::TcpListener::bind(opts.addr).await.map_err(ServeError::listen(opts.addr))?;
+    let listener = bind_public(opts.addr)?;
     let addr = listener.local_addr().map_err(ServeError::listen(opts.addr))?;
 
     let node = Node::start(NodeSetup {
@@ -86,10 +86,11 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), ServeEr
     let index = indexer::EmbeddedIndex::open(&opts.data_dir.join("search"))?;
     let follower = indexer::Follower::start(cluster.clone(), index.clone(), indexer::FollowerConfig::default());
 
-    let config = opts.edge.api_config(jwt_secret, true);
+    let mut config = opts.edge.api_config(jwt_secret, true);
+    fit_connections_to_fd_limit(&mut config);
+    let metrics_listener = bind_metrics(&config).await?;
     let metrics = crate::telemetry::with_node_gauges(&node, metrics);
     let state = ApiState::new(cluster, config.clone(), Arc::new(SandboxPayments), metrics)?.with_search(index);
-    let app = api::router(state.clone());
     let background = state.start_background();
 
     tracing::info!(
@@ -100,18 +101,16 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), ServeEr
         api = ?config,
         "boxoffice dev configuration"
     );
-    print_banner(addr, &opts);
+    print_banner(addr, &opts, &config);
 
-    let served = axum::serve(no_delay(listener), app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    let served = api::serve_api(state, listener, metrics_listener, shutdown_signal()).await;
     drop(background);
     follower.stop().await;
     node.shutdown().await;
     served.map_err(ServeError::Serve)
 }
 
-fn print_banner(addr: SocketAddr, opts: &DevOptions) {
+fn print_banner(addr: SocketAddr, opts: &DevOptions, config: &api::ApiConfig) {
     let url = format!("http://{addr}");
     // The first line is stable: scripts and tests read the address from it.
     println!("boxoffice: listening on {url}");
@@ -124,6 +123,10 @@ fn print_banner(addr: SocketAddr, opts: &DevOptions) {
         "  Get a token:         curl -s -X POST {url}/v1/auth/dev-token -H 'content-type: application/json' -d '{{\"user_id\":\"alice\",\"role\":\"user\"}}'"
     );
     println!("  API description:     {url}/openapi.json");
+    match config.metrics_addr {
+        Some(metrics) => println!("  Metrics:             http://{metrics}/metrics"),
+        None => println!("  Metrics:             {url}/metrics"),
+    }
     println!();
     flush_stdout();
 }

@@ -12,7 +12,7 @@ use raft_store::{NodeId, SledKv};
 use seams::MetricsRender;
 
 use crate::http::{internal_routes, NodePort};
-use crate::process::{flush_stdout, no_delay, shutdown_signal};
+use crate::process::{bind_metrics, bind_public, fit_connections_to_fd_limit, flush_stdout, no_delay, shutdown_signal};
 use node::Router;
 use node::{Handler, RpcNodeClient, SplitListener};
 use node::{Node, NodeSetup, RaftTuning};
@@ -103,7 +103,7 @@ async fn listen_and_connect(
     nodes: &[String],
     cluster_secret: &str,
 ) -> Result<(tokio::net::TcpListener, SocketAddr, Arc<Router>), ServeError> {
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(ServeError::listen(listen))?;
+    let listener = bind_public(listen)?;
     let bound = listener.local_addr().map_err(ServeError::listen(listen))?;
     let client = Arc::new(RpcNodeClient::new(cluster_secret));
     Ok((listener, bound, Router::new(client, nodes.to_vec())))
@@ -115,7 +115,10 @@ pub async fn run_api(opts: ApiOptions, metrics: MetricsRender) -> Result<(), Ser
         tracing::warn!(error = %e, "the cluster is not reachable yet; retrying in the background");
     }
     router.spawn_refresher();
-    let state = ApiState::new(router, opts.api.clone(), Arc::new(SandboxPayments), metrics)?;
+    let mut config = opts.api.clone();
+    fit_connections_to_fd_limit(&mut config);
+    let metrics_listener = bind_metrics(&config).await?;
+    let state = ApiState::new(router, config.clone(), Arc::new(SandboxPayments), metrics)?;
     let state = match &opts.search {
         SearchSource::None => state,
         SearchSource::Indexer { url } => {
@@ -127,19 +130,18 @@ pub async fn run_api(opts: ApiOptions, metrics: MetricsRender) -> Result<(), Ser
         %bound,
         nodes = ?opts.nodes,
         search = ?search_name(&opts.search),
-        api = ?opts.api,
+        api = ?config,
         cluster_secret = "****",
         "boxoffice api configuration"
     );
     println!("boxoffice: api listening on http://{bound}");
+    if let Some(metrics) = config.metrics_addr {
+        println!("boxoffice: api metrics on http://{metrics}/metrics");
+    }
     flush_stdout();
-    let app = api::router(state.clone());
     // The feed followers and limiter pruning run as long as the api serves.
     let _background = state.start_background();
-    axum::serve(no_delay(listener), app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(ServeError::Serve)
+    api::serve_api(state, listener, metrics_listener, shutdown_signal()).await.map_err(ServeError::Serve)
 }
 
 fn search_name(source: &SearchSource) -> String {

@@ -45,6 +45,28 @@ fn body_limit_bytes(text: &str) -> Result<usize, Box<dyn std::error::Error + Sen
     Ok(api::check_body_limit_bytes(text.parse()?)?)
 }
 
+type ParseResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+fn header_timeout(text: &str) -> ParseResult<Span> {
+    Ok(span(api::check_edge_timeout("header_timeout", parse_span(text)?)?))
+}
+
+fn request_timeout(text: &str) -> ParseResult<Span> {
+    Ok(span(api::check_edge_timeout("request_timeout", parse_span(text)?)?))
+}
+
+fn idle_timeout(text: &str) -> ParseResult<Span> {
+    Ok(span(api::check_edge_timeout("idle_timeout", parse_span(text)?)?))
+}
+
+fn connections_max(text: &str) -> ParseResult<usize> {
+    Ok(api::check_cap("connections_max", text.parse()?)?)
+}
+
+fn streams_max(text: &str) -> ParseResult<usize> {
+    Ok(api::check_cap("streams_max", text.parse()?)?)
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("at most {max}")]
 struct TooLarge {
@@ -110,6 +132,39 @@ pub struct EdgeArgs {
     /// The window of `--churn-releases-max`; the budget refills evenly over it.
     #[arg(long, env = "BOXOFFICE_CHURN_WINDOW", default_value_t = span(api::CHURN_WINDOW_DEFAULT), value_parser = any_span)]
     pub churn_window: Span,
+    /// A request's headers must arrive within this (from the connection's start, or the first
+    /// byte after an idle wait), or the connection is closed.
+    #[arg(long, env = "BOXOFFICE_HEADER_TIMEOUT", default_value_t = span(api::HEADER_TIMEOUT_DEFAULT), value_parser = header_timeout)]
+    pub header_timeout: Span,
+    /// A request's headers and body must arrive within this; a late body answers 408. Responses,
+    /// streams included, are not cut by it.
+    #[arg(long, env = "BOXOFFICE_REQUEST_TIMEOUT", default_value_t = span(api::REQUEST_TIMEOUT_DEFAULT), value_parser = request_timeout)]
+    pub request_timeout: Span,
+    /// A keep-alive connection without a request in progress is closed after this.
+    #[arg(long, env = "BOXOFFICE_IDLE_TIMEOUT", default_value_t = span(api::IDLE_TIMEOUT_DEFAULT), value_parser = idle_timeout)]
+    pub idle_timeout: Span,
+    /// Open connections in all; beyond it new connections are closed at once. Lowered at
+    /// start-up to what the process's file-descriptor limit allows.
+    #[arg(long, env = "BOXOFFICE_CONNECTIONS_MAX", default_value_t = api::CONNECTIONS_MAX_DEFAULT, value_parser = connections_max)]
+    pub connections_max: usize,
+    /// Open connections per client address (IPv6: per /64); 0 turns the cap off. Behind a
+    /// proxy every client has the proxy's address: raise it or turn it off there.
+    #[arg(long, env = "BOXOFFICE_CONNECTIONS_PER_ADDRESS_MAX", default_value_t = api::CONNECTIONS_PER_ADDRESS_MAX_DEFAULT)]
+    pub connections_per_address_max: usize,
+    /// Open event streams (seat maps, waiting rooms) per instance; beyond it they answer 503.
+    #[arg(long, env = "BOXOFFICE_STREAMS_MAX", default_value_t = api::STREAMS_MAX_DEFAULT, value_parser = streams_max)]
+    pub streams_max: usize,
+    /// Open event streams per client address; beyond it they answer 429; 0 turns the cap off.
+    #[arg(long, env = "BOXOFFICE_STREAMS_PER_ADDRESS_MAX", default_value_t = api::STREAMS_PER_ADDRESS_MAX_DEFAULT)]
+    pub streams_per_address_max: u32,
+    /// Open event streams per user (bearer token); beyond it they answer 429; 0 turns the cap
+    /// off.
+    #[arg(long, env = "BOXOFFICE_STREAMS_PER_USER_MAX", default_value_t = api::STREAMS_PER_USER_MAX_DEFAULT)]
+    pub streams_per_user_max: u32,
+    /// Serve `/metrics` on this address (an internal one, for scrapers) instead of the public
+    /// address, where it then answers 404.
+    #[arg(long, env = "BOXOFFICE_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl EdgeArgs {
@@ -131,6 +186,19 @@ impl EdgeArgs {
                 churn_releases_max: self.churn_releases_max,
                 churn_window: self.churn_window.into(),
             },
+            serve: api::ServeConfig {
+                header_timeout: self.header_timeout.into(),
+                request_timeout: self.request_timeout.into(),
+                idle_timeout: self.idle_timeout.into(),
+                connections_max: self.connections_max,
+                connections_per_address_max: self.connections_per_address_max,
+            },
+            streams: api::StreamsConfig {
+                max: self.streams_max,
+                per_address_max: self.streams_per_address_max,
+                per_user_max: self.streams_per_user_max,
+            },
+            metrics_addr: self.metrics_addr,
             ..api::ApiConfig::new(jwt_secret)
         }
     }

@@ -23,9 +23,10 @@ use utoipa::ToSchema;
 use crate::config::STREAM_KEEP_ALIVE;
 use crate::dto::{now_ms, time_json, ProblemJson};
 use crate::error::ApiError;
-use crate::extract::{Caller, IdPath};
+use crate::extract::{Caller, ClientAddress, IdPath};
 use crate::queue::QueueClaims;
 use crate::state::ApiState;
+use crate::streams::StreamPermit;
 use crate::waiting_room::{admitted_at, Room, Seen};
 
 /// Header that carries the queue token on `GET /v1/events/{id}/queue`.
@@ -112,6 +113,8 @@ pub(crate) async fn join(
         (status = 401, body = ProblemJson, content_type = "application/problem+json"),
         (status = 403, description = "queue_required: missing or invalid queue token", body = ProblemJson, content_type = "application/problem+json"),
         (status = 404, body = ProblemJson, content_type = "application/problem+json"),
+        (status = 429, description = "rate_limited: too many streams from this address or user", body = ProblemJson, content_type = "application/problem+json"),
+        (status = 503, description = "unavailable: this instance serves as many streams as it can", body = ProblemJson, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -119,6 +122,7 @@ pub(crate) async fn status(
     State(state): State<ApiState>,
     caller: Caller,
     IdPath(event_id): IdPath<EventId>,
+    ClientAddress(address): ClientAddress,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let token = headers
@@ -132,7 +136,8 @@ pub(crate) async fn status(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("text/event-stream"));
     if wants_stream {
-        return Ok(stream(state, room, caller.user, claims.seq).into_response());
+        let permit = state.stream_slots().acquire(address, Some(&caller.user))?;
+        return Ok(stream(state, room, caller.user, claims.seq, permit).into_response());
     }
     let seen = room.current().await?;
     Ok(Json(status_of(&state, &room, &caller.user, claims.seq, &seen).await?).into_response())
@@ -143,8 +148,11 @@ fn stream(
     room: Arc<Room>,
     user: UserId,
     seq: u64,
+    permit: StreamPermit,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     struct Follow {
+        /// Held while the stream lasts.
+        _permit: StreamPermit,
         state: ApiState,
         room: Arc<Room>,
         rx: tokio::sync::watch::Receiver<Option<Arc<Seen>>>,
@@ -154,7 +162,7 @@ fn stream(
         ended: bool,
     }
     let rx = room.subscribe();
-    let follow = Follow { state, room, rx, user, seq, last: None, ended: false };
+    let follow = Follow { _permit: permit, state, room, rx, user, seq, last: None, ended: false };
     let events = stream::unfold(follow, |mut f| async move {
         loop {
             if f.ended {

@@ -1,37 +1,41 @@
 //! The seat map of an event and its live stream (server-sent events).
 //!
-//! The map is served from the read cache (see `cache.rs`) with an ETag and `Cache-Control`; the
-//! stream reads the store directly, since it must start exactly where its changes continue.
+//! The map is served from the read cache (see `cache.rs`) with an ETag and `Cache-Control`.
 //!
-//! The stream starts with a `snapshot` (the seat map, at a log index), then follows the shard's
-//! change feed after that index and sends the records of this event as `change` events whose
-//! `id` is the log index. A client that reconnects with `Last-Event-ID` continues after it; a
-//! client behind the feed's retention gets a fresh snapshot.
+//! The stream starts with a `snapshot` (the seat map, at a log index), then sends the records
+//! of this event that follow that index in the shard's change feed as `change` events whose
+//! `id` is the log index. A client that reconnects with `Last-Event-ID` continues after it when
+//! this instance still has the changes since; otherwise, and whenever the stream falls too far
+//! behind or the feed is compacted, it gets a fresh snapshot. Streams start from the read
+//! cache's map and share one follower of the feed per shard (`seat_feed.rs`); they are capped
+//! per client address, per user and per instance (`streams.rs`).
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::Response;
-use futures_util::stream::{self, Stream, StreamExt};
-use raft_store::{Answer, Change, ChangeKind, ChangesPage, EventId, GroupId, Query, SeatMap};
-use serde_json::{json, Value};
+use futures_util::stream;
+use raft_store::{Answer, EventId, GroupId, Query, SeatMap};
+use tokio::sync::broadcast::error::RecvError;
 
 use crate::cache::{Doc, Rendered};
-use crate::config::{STREAM_KEEP_ALIVE, STREAM_POLL_WAIT};
-use crate::dto::{ProblemJson, SeatMapJson, SeatStatusJson};
+use crate::config::STREAM_KEEP_ALIVE;
+use crate::dto::{ProblemJson, SeatMapJson};
 use crate::error::ApiError;
-use crate::extract::IdPath;
+use crate::extract::{Client, IdPath};
+use crate::seat_feed::{Behind, FeedMsg, Joined};
+use crate::sse;
 use crate::state::ApiState;
+use crate::streams::StreamPermit;
 use seams::{Cluster, Consistency};
 
-/// Change records asked of the feed per read.
-const FEED_BATCH_RECORDS_MAX: usize = 256;
-/// How soon a disconnected client should reconnect.
-const STREAM_RETRY: Duration = Duration::from_secs(2);
+/// Fresher maps a stream reads when the one it has is behind the feed: first the read cache
+/// again after dropping its copy, then a linearizable read, which is never behind.
+const STREAM_FRESHER_READS_MAX: u32 = 2;
 
 /// The seat map, from the read cache; `If-None-Match` with the current `ETag` answers 304.
 #[utoipa::path(
@@ -52,10 +56,19 @@ pub(crate) async fn map(
     IdPath(event_id): IdPath<EventId>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let group = state.group_of(&event_id);
-    let load = || async { render_seat_map(&read_seat_map(state.cluster(), group, &event_id).await?) };
-    let (rendered, source) = state.read_cache().get(Doc::Seats, &event_id, load).await?;
+    let (rendered, source) = cached_seat_map(&state, &event_id).await?;
     Ok(rendered.respond(Doc::Seats, source, &headers, state.read_cache().cache_control()))
+}
+
+/// The rendered map from the read cache (one read for any number of concurrent requests).
+async fn cached_seat_map(
+    state: &ApiState,
+    event_id: &EventId,
+) -> Result<(Arc<Rendered>, crate::cache::Source), ApiError> {
+    let group = state.group_of(event_id);
+    let load =
+        || async { render_seat_map(&read_seat_map(state.cluster(), group, event_id, Consistency::Stale).await?) };
+    state.read_cache().get(Doc::Seats, event_id, load).await
 }
 
 /// The map's JSON; its tag covers the event id, seats and general sections, not the read
@@ -72,11 +85,16 @@ fn render_seat_map(map: &SeatMap) -> Result<Rendered, ApiError> {
         .checked_sub(trailer.len())
         .filter(|&end| body[end..] == *trailer.as_bytes())
         .ok_or_else(|| render_error(&"the read position is not the document's end"))?;
-    Ok(Rendered::new(body, 0..tagged))
+    Ok(Rendered::new(body, 0..tagged).at_index(map.as_of_index))
 }
 
-async fn read_seat_map(cluster: &dyn Cluster, group: GroupId, event_id: &EventId) -> Result<SeatMap, ApiError> {
-    match cluster.query(group, Query::Seats(event_id.clone()), Consistency::Stale).await? {
+async fn read_seat_map(
+    cluster: &dyn Cluster,
+    group: GroupId,
+    event_id: &EventId,
+    consistency: Consistency,
+) -> Result<SeatMap, ApiError> {
+    match cluster.query(group, Query::Seats(event_id.clone()), consistency).await? {
         Answer::Seats(Some(map)) => Ok(map),
         Answer::Seats(None) => Err(ApiError::NotFound("no event has this id".into())),
         other => Err(ApiError::unexpected(other)),
@@ -85,7 +103,8 @@ async fn read_seat_map(cluster: &dyn Cluster, group: GroupId, event_id: &EventId
 
 /// Server-sent events: `snapshot` (the seat map), then `change` events
 /// (`{"index", "seats": [{"id", "status"}]}`, `{"index", "general": {...}}` or
-/// `{"index", "event": "updated"}`), with keep-alive comments.
+/// `{"index", "event": "updated"}`), with keep-alive comments. A client over its own stream cap
+/// (per address, per user) gets 429; an instance at its cap answers 503.
 #[utoipa::path(
     get, path = "/v1/events/{event_id}/seats/stream", operation_id = "stream_seats", tag = "events",
     params(
@@ -95,113 +114,129 @@ async fn read_seat_map(cluster: &dyn Cluster, group: GroupId, event_id: &EventId
     responses(
         (status = 200, content_type = "text/event-stream", description = "snapshot, then change events"),
         (status = 404, body = ProblemJson, content_type = "application/problem+json"),
+        (status = 429, description = "rate_limited: too many streams from this address or user", body = ProblemJson, content_type = "application/problem+json"),
+        (status = 503, description = "unavailable: this instance serves as many streams as it can", body = ProblemJson, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn stream(
     State(state): State<ApiState>,
     IdPath(event_id): IdPath<EventId>,
+    client: Client,
     headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let group = state.group_of(&event_id);
-    // Read the map first, so an unknown event answers 404 rather than an empty stream.
-    let map = read_seat_map(state.cluster(), group, &event_id).await?;
+) -> Result<Response, ApiError> {
+    let permit = state.stream_slots().acquire(client.address, client.user.as_ref())?;
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
-    let feed = Feed {
-        cluster: state.cluster_arc(),
-        shard: state.shard_of(&event_id),
-        group,
-        after_index: resume.unwrap_or(map.as_of_index),
-        snapshot: if resume.is_some() { None } else { Some(map) },
-        event_id,
-        ended: false,
-    };
-    let events = stream::unfold(feed, |mut feed| async move {
-        let batch = feed.next_batch().await?;
-        Some((stream::iter(batch.into_iter().map(Ok)), feed))
-    })
-    .flatten();
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(STREAM_KEEP_ALIVE)))
+    let opened = open(&state, &event_id, resume).await?;
+    let stream = SeatStream { state, event_id, opened, ended: false, _permit: permit };
+    let frames =
+        stream::unfold(stream, |mut s| async move { s.next_frame().await.map(|f| (Ok::<_, Infallible>(f), s)) });
+    Ok(sse::response(frames))
 }
 
-/// One client's position in the change feed of its event's shard.
-struct Feed {
-    cluster: Arc<dyn Cluster>,
-    shard: u32,
-    group: GroupId,
+/// A stream's start: the frames to send first, and its place in the feed.
+struct Opened {
+    rx: tokio::sync::broadcast::Receiver<FeedMsg>,
+    frames: VecDeque<Bytes>,
+    /// The last log index whose changes the client has (or will have, once `frames` are sent).
+    last_index: u64,
+}
+
+impl Opened {
+    fn new(joined: Joined, snapshot: Option<&Rendered>, after: u64) -> Opened {
+        let mut frames: VecDeque<Bytes> = snapshot.map(Rendered::sse_snapshot).into_iter().collect();
+        let mut last_index = after;
+        for (index, change) in joined.replay {
+            last_index = last_index.max(index);
+            frames.push_back(change);
+        }
+        Opened { rx: joined.rx, frames, last_index }
+    }
+}
+
+/// Joins the event's feed: after `resume` if this instance can continue from there, else after
+/// a snapshot, from the read cache when it is recent enough for the feed. An unknown event is
+/// 404 either way.
+async fn open(state: &ApiState, event_id: &EventId, resume: Option<u64>) -> Result<Opened, ApiError> {
+    let shard = state.shard_of(event_id);
+    let feeds = state.seat_feeds();
+    let (mut snapshot, _) = cached_seat_map(state, event_id).await?;
+    if let Some(after) = resume {
+        if let Ok(joined) = feeds.join(shard, event_id, after, false) {
+            return Ok(Opened::new(joined, None, after));
+        }
+    }
+    for fresher in 0..=STREAM_FRESHER_READS_MAX {
+        match feeds.join(shard, event_id, snapshot.index, true) {
+            Ok(joined) => return Ok(Opened::new(joined, Some(&snapshot), snapshot.index)),
+            Err(Behind) if fresher < STREAM_FRESHER_READS_MAX => {
+                metrics::counter!("api_seat_stream_fresher_reads_total").increment(1);
+                snapshot = fresher_seat_map(state, event_id, fresher).await?;
+            }
+            Err(Behind) => break,
+        }
+    }
+    Err(ApiError::Unavailable(format!("the seat map of {event_id} stays behind the change feed")))
+}
+
+/// A map fresher than the cache's: the cache's again after dropping its copy (coalesced with
+/// every other stream that needs one), then a linearizable read.
+async fn fresher_seat_map(state: &ApiState, event_id: &EventId, attempt: u32) -> Result<Arc<Rendered>, ApiError> {
+    if attempt == 0 {
+        state.read_cache().invalidate(event_id, "stream").await;
+        return Ok(cached_seat_map(state, event_id).await?.0);
+    }
+    let map = read_seat_map(state.cluster(), state.group_of(event_id), event_id, Consistency::Linearizable).await?;
+    Ok(Arc::new(render_seat_map(&map)?))
+}
+
+/// One client's stream: its frames, its feed, and its place under the stream caps.
+struct SeatStream {
+    state: ApiState,
     event_id: EventId,
-    /// The last log index whose records this client has been sent (or does not need).
-    after_index: u64,
-    /// A seat map to send before anything else.
-    snapshot: Option<SeatMap>,
+    opened: Opened,
     ended: bool,
+    _permit: StreamPermit,
 }
 
-impl Feed {
-    /// The next events to send; waits until there is at least one. `None` ends the stream.
-    async fn next_batch(&mut self) -> Option<Vec<Event>> {
-        if self.ended {
-            return None;
-        }
+impl SeatStream {
+    /// The next frame to send; waits for one, sending keep-alives meanwhile. `None` ends it.
+    async fn next_frame(&mut self) -> Option<Bytes> {
         loop {
-            if let Some(map) = self.snapshot.take() {
-                self.after_index = map.as_of_index;
-                return Some(vec![snapshot_event(&map)]);
+            if let Some(frame) = self.opened.frames.pop_front() {
+                return Some(frame);
             }
-            match self.read().await {
-                Ok(events) if events.is_empty() => continue,
-                Ok(events) => return Some(events),
-                Err(e) => {
-                    // The client reconnects with Last-Event-ID and resumes where it was.
-                    tracing::warn!(event_id = %self.event_id, error = %e, "seat stream ends");
-                    self.ended = true;
-                    let problem = e.problem();
-                    return Some(vec![Event::default().event("error").data(problem.text())]);
+            if self.ended {
+                return None;
+            }
+            let received = match tokio::time::timeout(STREAM_KEEP_ALIVE, self.opened.rx.recv()).await {
+                Ok(received) => received,
+                Err(_) => return Some(Bytes::from_static(sse::KEEP_ALIVE_FRAME)),
+            };
+            match received {
+                Ok(FeedMsg::Change { index, frames }) if index > self.opened.last_index => {
+                    self.opened.last_index = index;
+                    return Some(frames);
                 }
+                Ok(FeedMsg::Change { .. }) => {} // in the snapshot or the replay already
+                Ok(FeedMsg::Resync) | Err(RecvError::Lagged(_)) => self.resync().await,
+                // The feed went away (the api is stopping): the client reconnects elsewhere.
+                Err(RecvError::Closed) => return None,
             }
         }
     }
 
-    /// One read of the feed: this event's changes, or a fresh snapshot after compaction.
-    async fn read(&mut self) -> Result<Vec<Event>, ApiError> {
-        let page = self.cluster.changes(self.shard, self.after_index, FEED_BATCH_RECORDS_MAX, STREAM_POLL_WAIT).await?;
-        match page {
-            ChangesPage::Compacted { .. } => {
-                self.snapshot = Some(read_seat_map(self.cluster.as_ref(), self.group, &self.event_id).await?);
-                Ok(Vec::new())
-            }
-            ChangesPage::Records { changes, last_index } => {
-                // A full page may stop short of `last_index`: continue after its last record.
-                let read_through = match changes.last() {
-                    Some(last) if changes.len() >= FEED_BATCH_RECORDS_MAX => last.index,
-                    _ => last_index,
-                };
-                self.after_index = self.after_index.max(read_through);
-                Ok(changes.iter().filter(|c| c.event_id == self.event_id).map(change_event).collect())
+    /// Starts again from a fresh snapshot; if none can be read, sends an `error` event and ends
+    /// (the client reconnects with `Last-Event-ID`).
+    async fn resync(&mut self) {
+        metrics::counter!("api_seat_stream_resyncs_total").increment(1);
+        match open(&self.state, &self.event_id, None).await {
+            Ok(opened) => self.opened = opened,
+            Err(e) => {
+                tracing::warn!(event_id = %self.event_id, error = %e, "seat stream ends");
+                let frame = sse::frame("error", None, None, e.problem().text().as_bytes());
+                self.opened.frames.push_back(Bytes::from(frame));
+                self.ended = true;
             }
         }
-    }
-}
-
-fn snapshot_event(map: &SeatMap) -> Event {
-    let data = serde_json::to_string(&SeatMapJson::from(map)).unwrap_or_default();
-    Event::default().event("snapshot").id(map.as_of_index.to_string()).retry(STREAM_RETRY).data(data)
-}
-
-fn change_event(change: &Change) -> Event {
-    Event::default().event("change").id(change.index.to_string()).data(change_data(change).to_string())
-}
-
-pub(crate) fn change_data(change: &Change) -> Value {
-    match &change.kind {
-        ChangeKind::Seats { seats, status } => {
-            let status = SeatStatusJson::from(*status);
-            let seats: Vec<Value> = seats.iter().map(|id| json!({ "id": id, "status": status })).collect();
-            json!({ "index": change.index, "seats": seats })
-        }
-        ChangeKind::General { section, available, held, sold } => json!({
-            "index": change.index,
-            "general": { "section": section, "available": available, "held": held, "sold": sold },
-        }),
-        ChangeKind::Event => json!({ "index": change.index, "event": "updated" }),
     }
 }

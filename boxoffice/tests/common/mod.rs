@@ -91,6 +91,19 @@ impl Server {
         self.process = None;
     }
 
+    /// SIGTERM: a graceful shutdown.
+    pub fn terminate(&self) {
+        let pid = self.process.as_ref().and_then(|p| p.id()).and_then(|id| i32::try_from(id).ok());
+        if let Some(pid) = pid.and_then(rustix::process::Pid::from_raw) {
+            rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM sent");
+        }
+    }
+
+    /// Whether the server process is alive.
+    pub fn is_running(&mut self) -> bool {
+        self.process.as_mut().is_some_and(|p| p.is_running())
+    }
+
     /// Kills the server with SIGKILL and starts it again on the same data directory.
     pub async fn crash_and_restart(&mut self) {
         self.kill9();
