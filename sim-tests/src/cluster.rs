@@ -329,8 +329,29 @@ impl SimCluster {
             .filter_map(|(id, n)| n.group(group).map(|g| (*id, g)))
             .map(|(id, g)| {
                 let applied = g.state.read();
-                let bytes = raft_store::encode(&applied.machine).unwrap_or_default();
-                (id, applied.machine.last_index(), bytes)
+                let mut bytes = raft_store::encode(&applied.machine).unwrap_or_default();
+                // The cold records too (remembered outcomes, the archive), as a snapshot at this
+                // index would hold them: every replica must have written the same ones.
+                let (index, time_ms) = (applied.machine.last_index(), applied.machine.last_time_ms());
+                let view = g.state.cold().view(index, time_ms);
+                let mut after: Option<Vec<u8>> = None;
+                loop {
+                    match view.page(after.as_deref(), 1_024) {
+                        Ok(Some((records, last))) => {
+                            for (key, value) in records {
+                                bytes.extend_from_slice(&key);
+                                bytes.extend_from_slice(&value);
+                            }
+                            after = Some(last);
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            bytes.extend_from_slice(format!("unreadable cold store: {e}").as_bytes());
+                            break;
+                        }
+                    }
+                }
+                (id, index, bytes)
             })
             .collect()
     }
