@@ -33,7 +33,7 @@ repository; build it first with:  cargo build --release --bin boxoffice
 
 DIR (default ./boxoffice-cluster) keeps each node's data (node-ID/), the logs (logs/), the pid
 files (run/), the settings of the first start (cluster.env), and two secrets generated on the first
-start, mode 600: cluster-secret and jwt-secret. The api serves dev tokens
+start, mode 600: cluster-secret, jwt-secret and queue-secret. The api serves dev tokens
 (POST /v1/auth/dev-token): this is a development cluster, not a deployment.
 
 environment:
@@ -121,9 +121,8 @@ node_addr() {
 }
 
 load_secrets() {
-  [[ -f $DIR/cluster-secret && -f $DIR/jwt-secret ]] || die "no secrets in $DIR"
+  [[ -f $DIR/cluster-secret ]] || die "no secrets in $DIR"
   CLUSTER_SECRET=$(cat "$DIR/cluster-secret")
-  JWT_SECRET=$(cat "$DIR/jwt-secret")
 }
 
 # Records the settings of the first start, or checks that this start asks for the same ones: the
@@ -174,7 +173,7 @@ start() {
   settle_settings
   mkdir -p "$DIR/logs" "$DIR/run"
   local f
-  for f in cluster-secret jwt-secret; do
+  for f in cluster-secret jwt-secret queue-secret; do
     [[ -f $DIR/$f ]] || (umask 077 && random_secret >"$DIR/$f")
     chmod 600 "$DIR/$f"
   done
@@ -211,8 +210,8 @@ start() {
     echo "api already running (pid $(cat "$pidfile"))"
   else
     offset=$(file_size "$log")
-    BOXOFFICE_JWT_SECRET=$JWT_SECRET launch "$pidfile" "$log" \
-      "$BIN" api --listen "127.0.0.1:$API_PORT" --nodes "$addrs" --dev-tokens
+    launch "$pidfile" "$log" "$BIN" api --listen "127.0.0.1:$API_PORT" --nodes "$addrs" --dev-tokens \
+      --jwt-secret-file "$DIR/jwt-secret" --queue-secret-file "$DIR/queue-secret"
     wait_for_line "$(cat "$pidfile")" "$log" "$offset" "boxoffice: api listening on " "the api"
     echo "api listening on 127.0.0.1:$API_PORT (pid $(cat "$pidfile"))"
   fi

@@ -197,6 +197,36 @@ impl Default for StreamsConfig {
     }
 }
 
+/// The shortest HS256 key and waiting-room key accepted, in bytes: 256 bits, as RFC 7518 asks of
+/// HS256 keys.
+pub const SECRET_BYTES_MIN: usize = 32;
+/// The longest a bearer token may be valid for, unless configured.
+pub const TOKEN_LIFETIME_MAX_DEFAULT: Duration = Duration::from_secs(24 * 3600);
+
+/// A key or secret: at least [`SECRET_BYTES_MIN`] bytes.
+pub fn check_secret(key: &'static str, secret: &str) -> Result<(), ConfigError> {
+    if secret.len() < SECRET_BYTES_MIN {
+        let rule = format!("at least {SECRET_BYTES_MIN} bytes");
+        return Err(ConfigError::new(key, format!("<{} bytes>", secret.len()), rule));
+    }
+    Ok(())
+}
+
+/// An OIDC issuer whose tokens the api accepts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OidcConfig {
+    /// The issuer (`iss`), e.g. `https://login.example.com/realms/boxoffice`; its keys are found
+    /// through `{issuer}/.well-known/openid-configuration` unless `jwks_url` is given.
+    pub issuer: String,
+    /// The audience (`aud`) a token must name.
+    pub audience: String,
+    pub jwks_url: Option<String>,
+    /// The claim holding the role (`user`, `admin`, `scanner`); a token without it is a user's.
+    pub role_claim: String,
+    /// A PEM file of certificates to trust for the issuer's HTTPS, beside the public roots.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
 /// The read cache of event details and seat maps (see `cache.rs`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadCacheConfig {
@@ -268,8 +298,16 @@ impl LimitsConfig {
 /// [`ApiConfig::new`] (`..ApiConfig::new(secret)`) to stay compatible when fields are added.
 #[derive(Clone)]
 pub struct ApiConfig {
-    /// HS256 key that signs and verifies bearer tokens; every api instance shares it.
-    pub jwt_secret: String,
+    /// HS256 key that verifies bearer tokens (and signs dev tokens); every api instance shares
+    /// it. At least [`SECRET_BYTES_MIN`]. `None` when tokens come only from an OIDC issuer.
+    pub jwt_secret: Option<String>,
+    /// An OIDC issuer whose published keys verify RS256, ES256 and EdDSA tokens.
+    pub oidc: Option<OidcConfig>,
+    /// Tokens that are valid for longer than this (from now, or from their `iat`) are refused.
+    pub token_lifetime_max: Duration,
+    /// The waiting room's own key: its queue and access tokens are signed with keys derived from
+    /// it, never from a bearer-token key. At least [`SECRET_BYTES_MIN`]; every instance shares it.
+    pub queue_secret: String,
     /// Serves `POST /v1/auth/dev-token` (development and tests only; 404 otherwise).
     pub dev_tokens: bool,
     /// How long a hold keeps its seats; the state machine bounds it to
@@ -291,10 +329,15 @@ pub struct ApiConfig {
 }
 
 impl ApiConfig {
-    /// The defaults, with the given signing secret and dev tokens off.
+    /// The defaults, with the given HS256 secret (which also keys the waiting room until
+    /// `queue_secret` is set apart) and dev tokens off.
     pub fn new(jwt_secret: impl Into<String>) -> ApiConfig {
+        let jwt_secret = jwt_secret.into();
         ApiConfig {
-            jwt_secret: jwt_secret.into(),
+            queue_secret: jwt_secret.clone(),
+            jwt_secret: Some(jwt_secret),
+            oidc: None,
+            token_lifetime_max: TOKEN_LIFETIME_MAX_DEFAULT,
             dev_tokens: false,
             hold_ttl: HOLD_TTL_DEFAULT,
             body_limit_bytes: BODY_LIMIT_BYTES_DEFAULT,
@@ -308,8 +351,18 @@ impl ApiConfig {
 
     /// Checks what would otherwise fail on every request; [`crate::ApiState::new`] runs it.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.jwt_secret.is_empty() {
-            return Err(ConfigError::new("jwt_secret", "\"\"", "must not be empty"));
+        if let Some(secret) = &self.jwt_secret {
+            check_secret("jwt_secret", secret)?;
+        }
+        if self.jwt_secret.is_none() && self.oidc.is_none() {
+            return Err(ConfigError::new("jwt_secret", "none", "give a token key or an OIDC issuer (oidc_issuer)"));
+        }
+        if self.dev_tokens && self.jwt_secret.is_none() {
+            return Err(ConfigError::new("dev_tokens", true, "dev tokens are signed with the HS256 key (jwt_secret)"));
+        }
+        check_secret("queue_secret", &self.queue_secret)?;
+        if self.token_lifetime_max.is_zero() {
+            return Err(ConfigError::new("token_lifetime_max", "0s", "must be positive"));
         }
         check_hold_ttl(self.hold_ttl)?;
         check_body_limit_bytes(self.body_limit_bytes)?;
@@ -327,7 +380,10 @@ impl ApiConfig {
 impl fmt::Debug for ApiConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiConfig")
-            .field("jwt_secret", &"***")
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
+            .field("oidc", &self.oidc)
+            .field("token_lifetime_max", &self.token_lifetime_max)
+            .field("queue_secret", &"***")
             .field("dev_tokens", &self.dev_tokens)
             .field("hold_ttl", &self.hold_ttl)
             .field("body_limit_bytes", &self.body_limit_bytes)
@@ -346,7 +402,7 @@ mod tests {
 
     #[test]
     fn an_invalid_setting_is_named_with_its_value() {
-        let mut config = ApiConfig::new("secret");
+        let mut config = ApiConfig::new("a-secret-of-thirty-two-bytes-or-more");
         assert_eq!(config.validate(), Ok(()));
         config.hold_ttl = Duration::from_secs(25 * 3600);
         let err = config.validate().unwrap_err();

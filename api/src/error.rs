@@ -20,8 +20,14 @@ const RETRY_AFTER_S: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// The request breaks what the OpenAPI document declares (a schema, a pattern, a bound).
     #[error("{0}")]
     BadRequest(String),
+    /// The request meets the document but breaks a rule it cannot state: between fields, against
+    /// another record (an event's prices and its venue's sections), or the clock. 422, code
+    /// `bad_request`.
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -168,6 +174,9 @@ impl ApiError {
         use StatusCode as S;
         match self {
             ApiError::BadRequest(d) => Problem::new(S::BAD_REQUEST, "bad_request", "Bad request", d),
+            ApiError::Unprocessable(d) => {
+                Problem::new(S::UNPROCESSABLE_ENTITY, "bad_request", "Unprocessable request", d)
+            }
             ApiError::Unauthorized(d) => Problem::new(S::UNAUTHORIZED, "unauthorized", "Unauthorized", d),
             ApiError::Forbidden(d) => Problem::new(S::FORBIDDEN, "forbidden", "Forbidden", d),
             ApiError::SoldOut(d) => Problem::new(S::CONFLICT, "sold_out", "Sold out", d),
@@ -205,7 +214,11 @@ fn refusal_problem(refusal: &Refusal) -> Problem {
     use StatusCode as S;
     match refusal {
         Refusal::NotFound { what } => Problem::new(S::NOT_FOUND, "not_found", "Not found", format!("{what} not found")),
-        Refusal::Invalid { detail } => Problem::new(S::BAD_REQUEST, "bad_request", "Bad request", detail),
+        // The store sees only requests that met the document (the api checks it first), so what
+        // it finds invalid is a rule the document cannot state: 422, like `Unprocessable`.
+        Refusal::Invalid { detail } => {
+            Problem::new(S::UNPROCESSABLE_ENTITY, "bad_request", "Unprocessable request", detail)
+        }
         Refusal::Conflict { detail } => Problem::new(S::CONFLICT, "conflict", "Conflict", detail),
         Refusal::SeatsUnavailable { seats } => {
             Problem::new(S::CONFLICT, "seats_unavailable", "Seats unavailable", "some seats are not available")

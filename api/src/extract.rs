@@ -33,12 +33,17 @@ impl FromRequestParts<ApiState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
         // The rate-limit layer may have verified the token already.
-        if let Some(caller) = parts.extensions.get::<Caller>() {
-            return Ok(caller.clone());
+        let caller = match parts.extensions.get::<Caller>() {
+            Some(caller) => caller.clone(),
+            None => {
+                let (user, role) = state.tokens().verify(bearer_token(&parts.headers)?).await?;
+                Caller { user, role }
+            }
+        };
+        if caller.role == Role::Scanner {
+            return Err(ApiError::Forbidden("a scanner's token only checks tickets in".into()));
         }
-        let token = bearer_token(&parts.headers)?;
-        let (user, role) = state.tokens().verify(token)?;
-        Ok(Caller { user, role })
+        Ok(caller)
     }
 }
 
@@ -69,7 +74,7 @@ impl FromRequestParts<ApiState> for Client {
         let address = client_address(parts);
         let user = match parts.extensions.get::<Caller>() {
             Some(caller) => Some(caller.user.clone()),
-            None => crate::middleware::verified_caller(&parts.headers, state.tokens()).map(|c| c.user),
+            None => crate::middleware::verified_caller(&parts.headers, state.tokens()).await.map(|c| c.user),
         };
         Ok(Client { address, user })
     }

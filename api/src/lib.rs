@@ -21,6 +21,7 @@ mod edge;
 mod error;
 mod extract;
 mod identity;
+mod jwks;
 mod limits;
 mod middleware;
 mod openapi;
@@ -32,6 +33,7 @@ mod seat_feed;
 mod sse;
 mod state;
 mod streams;
+mod tls;
 mod token;
 mod waiting_room;
 mod words;
@@ -41,13 +43,13 @@ mod tests;
 
 pub use app::{metrics_router, router};
 pub use config::{
-    check_body_limit_bytes, check_cap, check_edge_timeout, check_hold_ttl, check_read_cache_ttl, ApiConfig,
-    ConfigError, LimitsConfig, ReadCacheConfig, ServeConfig, StreamsConfig, BODY_LIMIT_BYTES_DEFAULT,
-    CHURN_RELEASES_MAX_DEFAULT, CHURN_WINDOW_DEFAULT, CONNECTIONS_MAX_DEFAULT, CONNECTIONS_PER_ADDRESS_MAX_DEFAULT,
-    EDGE_TIMEOUT_MAX, HEADER_TIMEOUT_DEFAULT, HOLD_TTL_DEFAULT, IDLE_TIMEOUT_DEFAULT, RATE_LIMIT_IP_BURST_DEFAULT,
-    RATE_LIMIT_USER_BURST_DEFAULT, RATE_LIMIT_USER_PER_S_DEFAULT, READ_CACHE_BYTES_DEFAULT, READ_CACHE_TTL_DEFAULT,
-    READ_CACHE_TTL_MAX, REQUEST_TIMEOUT_DEFAULT, STREAMS_MAX_DEFAULT, STREAMS_PER_ADDRESS_MAX_DEFAULT,
-    STREAMS_PER_USER_MAX_DEFAULT,
+    check_body_limit_bytes, check_cap, check_edge_timeout, check_hold_ttl, check_read_cache_ttl, check_secret,
+    ApiConfig, ConfigError, LimitsConfig, OidcConfig, ReadCacheConfig, ServeConfig, StreamsConfig,
+    BODY_LIMIT_BYTES_DEFAULT, CHURN_RELEASES_MAX_DEFAULT, CHURN_WINDOW_DEFAULT, CONNECTIONS_MAX_DEFAULT,
+    CONNECTIONS_PER_ADDRESS_MAX_DEFAULT, EDGE_TIMEOUT_MAX, HEADER_TIMEOUT_DEFAULT, HOLD_TTL_DEFAULT,
+    IDLE_TIMEOUT_DEFAULT, RATE_LIMIT_IP_BURST_DEFAULT, RATE_LIMIT_USER_BURST_DEFAULT, RATE_LIMIT_USER_PER_S_DEFAULT,
+    READ_CACHE_BYTES_DEFAULT, READ_CACHE_TTL_DEFAULT, READ_CACHE_TTL_MAX, REQUEST_TIMEOUT_DEFAULT, SECRET_BYTES_MIN,
+    STREAMS_MAX_DEFAULT, STREAMS_PER_ADDRESS_MAX_DEFAULT, STREAMS_PER_USER_MAX_DEFAULT, TOKEN_LIFETIME_MAX_DEFAULT,
 };
 pub use edge::{serve, serve_api, LINGER_BYTES_MAX, LINGER_TIME_MAX, SHUTDOWN_GRACE, WRITE_STALL_MAX};
 pub use error::ApiError;

@@ -149,7 +149,7 @@ pub(crate) async fn rate_limit(State(state): State<ApiState>, mut req: Request, 
             return e.into_response();
         }
     }
-    if let Some(caller) = verified_caller(req.headers(), state.tokens()) {
+    if let Some(caller) = verified_caller(req.headers(), state.tokens()).await {
         if caller.role == Role::User {
             if let Err(e) = limits.check_user(&caller.user) {
                 return e.into_response();
@@ -163,8 +163,8 @@ pub(crate) async fn rate_limit(State(state): State<ApiState>, mut req: Request, 
 
 /// The caller of a request with a valid bearer token. A request without one is anonymous here
 /// (the handler answers 401 where a token is needed); admins are not limited.
-pub(crate) fn verified_caller(headers: &HeaderMap, tokens: &TokenVerifier) -> Option<Caller> {
-    let (user, role) = tokens.verify(bearer_token(headers).ok()?).ok()?;
+pub(crate) async fn verified_caller(headers: &HeaderMap, tokens: &TokenVerifier) -> Option<Caller> {
+    let (user, role) = tokens.verify(bearer_token(headers).ok()?).await.ok()?;
     Some(Caller { user, role })
 }
 

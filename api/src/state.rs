@@ -46,8 +46,11 @@ impl ApiState {
     ) -> Result<ApiState, ConfigError> {
         config.validate()?;
         assert!(cluster.shard_count() > 0, "a cluster has at least one shard");
-        let tokens = TokenVerifier::new(&config.jwt_secret);
-        let waiting_room = WaitingRoom::new(cluster.clone(), &config.jwt_secret);
+        let tokens = TokenVerifier::new(&config).map_err(|e| {
+            let issuer = config.oidc.as_ref().map_or("", |o| o.issuer.as_str());
+            ConfigError { key: "oidc_issuer", value: issuer.to_owned(), rule: e.to_string() }
+        })?;
+        let waiting_room = WaitingRoom::new(cluster.clone(), &config.queue_secret);
         let read_cache = Arc::new(ReadCache::new(&config.read_cache));
         let limits = Arc::new(Limits::new(&config.limits));
         let seat_feeds = SeatFeeds::new(cluster.clone());
@@ -142,6 +145,21 @@ impl ApiState {
                 loop {
                     tokio::time::sleep(LIMITS_PRUNE_INTERVAL).await;
                     limits.prune();
+                }
+            }));
+        }
+        if self.tokens().jwks().is_some() {
+            let state = self.clone();
+            tasks.push(tokio::spawn(async move {
+                // At once, so the first tokens find their keys; then on a timer, so rotated keys
+                // are known before tokens signed with them arrive.
+                loop {
+                    if let Some(jwks) = state.tokens().jwks() {
+                        if let Err(e) = jwks.refresh(true).await {
+                            tracing::warn!(error = %e, "the identity provider's keys could not be fetched");
+                        }
+                    }
+                    tokio::time::sleep(crate::jwks::REFRESH_INTERVAL).await;
                 }
             }));
         }

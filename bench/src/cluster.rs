@@ -23,7 +23,7 @@ pub const CLUSTER_NODES_MAX: usize = 9;
 const REPLICATION_MAX: usize = 3;
 /// How long a process may take to print its address line.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
-/// Length of the generated cluster secret and token key, in hex digits (the node wants ≥ 16).
+/// Length of the generated cluster secret and keys, in hex digits (the api wants ≥ 32 bytes).
 const SECRET_HEX_LEN: usize = 32;
 /// Log filter of the children: their logs go to files, and only trouble is worth the disk.
 const CHILD_LOG_FILTER: &str = "warn";
@@ -223,6 +223,7 @@ impl ClusterProcesses {
         let mut command = self.command();
         command
             .env("BOXOFFICE_JWT_SECRET", random_hex(SECRET_HEX_LEN))
+            .env("BOXOFFICE_QUEUE_SECRET", random_hex(SECRET_HEX_LEN))
             .args(["api", "--listen", "127.0.0.1:0", "--dev-tokens", "--nodes", &nodes.join(",")])
             .args(extra_api_args)
             .stderr(stderr);
@@ -290,6 +291,24 @@ impl ClusterProcesses {
         let mut command = self.command();
         command.args(["cluster", "status", "--node", &addr]);
         run_to_end(command, "boxoffice cluster status").await
+    }
+
+    /// Starts one more node (the next id, a free port, a fresh data directory), not yet part of
+    /// the cluster; returns its id and address.
+    pub async fn start_node(&self) -> Result<(u64, String), TargetError> {
+        let id = lock(&self.nodes).iter().map(|n| n.id).max().unwrap_or(0) + 1;
+        let data_dir = self.root_path.join(format!("node-{id}"));
+        let log = self.root_path.join(format!("node-{id}.log"));
+        let (process, addr) = self.spawn_node(id, "127.0.0.1:0", &data_dir, &log).await?;
+        lock(&self.nodes).push(NodeProcess { id, addr: addr.clone(), data_dir, log, process: Some(process) });
+        Ok((id, addr))
+    }
+
+    /// Runs `boxoffice ARGS` with the cluster's secret to completion; returns its stdout.
+    pub async fn cli(&self, args: &[&str]) -> Result<String, TargetError> {
+        let mut command = self.command();
+        command.args(args);
+        run_to_end(command, &format!("boxoffice {}", args.iter().take(2).copied().collect::<Vec<_>>().join(" "))).await
     }
 
     /// The status table's row of `group` (`meta`, `shard-3`).

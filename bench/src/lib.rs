@@ -2,6 +2,7 @@
 
 mod browse;
 mod catalogue;
+mod catch_up;
 mod cluster;
 mod compare;
 mod compare_mix;
@@ -15,14 +16,18 @@ mod mix;
 mod pace;
 mod postgres;
 mod postgres_browse;
+mod probe;
 mod queue;
 mod report;
 mod sale;
 mod search;
+mod soak;
 mod target;
+mod write_path;
 
 pub use browse::run as browse;
 pub use catalogue::{CatalogEvent, SearchQuery};
+pub use catch_up::{run as catch_up, CatchUpConfig};
 pub use cluster::{ClusterProcesses, GroupRow, CLUSTER_NODES_MAX};
 pub use compare::{run as compare, CompareConfig, Comparison};
 pub use compare_mix::{compare_browse, compare_mixed, MixComparison};
@@ -34,11 +39,16 @@ pub use ledger::I1Check;
 pub use mix::{run_mix, BrowseBenchConfig, BrowseStore, MixFigures, RunFigures};
 pub use pace::{open_loop, Paced};
 pub use postgres::{PostgresStore, POSTGRES_CONNECTIONS_MAX};
+pub use probe::{Housekeeping, NodePages, NodeProbe};
 pub use queue::{run as queue, QueueBenchConfig};
 pub use report::{Latencies, Report};
 pub use sale::{run_paced_sale, run_sale, FlashSaleConfig, HoldOutcome, PacedSaleFigures, SaleFigures, SaleStore};
 pub use search::{run as search, SearchBenchConfig};
-pub use target::Target;
+pub use soak::{print_minutes as print_soak_minutes, run as soak, Minute, SoakConfig, SoakOutcome};
+pub use target::{stop as stop_target, Target};
+pub use write_path::{
+    print_comparison as print_write_path_comparison, run as write_path, WritePathConfig, WritePathRow, OPEN_LOOP_SHARE,
+};
 
 /// Arguments that turn the server's abuse limits off (`boxoffice dev`, `boxoffice api`): a
 /// bench's few users make thousands of requests a second from one address, and it measures the

@@ -38,6 +38,10 @@ enum Command {
     /// A cluster of three mid-sale loses the leader of the event's shard to SIGKILL: how long
     /// bookings stop, and whether every acknowledged hold survives.
     Failover(FailoverArgs),
+    /// A cluster of three holds a sold-out event (200,000 seats, 1,000,000 orders); a fourth
+    /// node takes over a replica of its shard by snapshot while bookings go on: the transfer's
+    /// size, how long the catch-up took, and the bookings' latency before and during it.
+    CatchUp(CatchUpArgs),
     /// Many events, a 100:1 mix of browsing (event details, seat maps) and holds, with some
     /// events hot: peak reads per second, latency below the peak, and the read cache's hit ratio.
     Browse(BrowseBenchArgs),
@@ -45,6 +49,14 @@ enum Command {
     /// store after another, on the flash sale, browsing, and browsing mixed with searches; a
     /// table per scenario with the ratios.
     Compare(CompareArgs),
+    /// Uncontended holds (each a different seat; every one succeeds): the peak in a closed loop,
+    /// then an open loop at 70% of it — durable holds/s, the tail from when each hold was due,
+    /// the longest stall, and the snapshots the nodes built meanwhile.
+    WritePath(WritePathArgs),
+    /// `boxoffice dev` with short hold and archive delays, booked for minutes while events are
+    /// created, start and are archived: its RSS each minute; fails unless RSS is flat after
+    /// warm-up.
+    Soak(SoakArgs),
 }
 
 /// A scenario of `boxoffice-bench compare`.
@@ -220,6 +232,58 @@ struct FailoverArgs {
     keep_files: bool,
 }
 
+#[derive(Args)]
+struct CatchUpArgs {
+    /// Seated seats of the event, a multiple of 1,000 up to 200,000; all sold.
+    #[arg(long, default_value_t = bench::CatchUpConfig::default().seats)]
+    seats: u32,
+    /// Orders in all, one per seat and the rest general admissions.
+    #[arg(long, default_value_t = bench::CatchUpConfig::default().orders)]
+    orders: u64,
+    /// Concurrent buyers filling the event.
+    #[arg(long, default_value_t = bench::CatchUpConfig::default().clients)]
+    clients: usize,
+}
+
+#[derive(Args)]
+struct WritePathArgs {
+    /// Boxoffice nodes the bench starts, comma-separated for several runs in one (`1,3`): 1 is
+    /// `boxoffice dev`; more are `boxoffice node`s (replication min(3, N)) behind one `boxoffice
+    /// api`. Each runs on fresh servers; with several, a table compares them.
+    #[arg(long, value_delimiter = ',', default_value = "3", value_parser = clap::value_parser!(u64).range(1..=bench::CLUSTER_NODES_MAX as u64))]
+    nodes: Vec<u64>,
+    /// Clients of the closed loop that finds the peak.
+    #[arg(long, default_value_t = bench::WritePathConfig::default().clients)]
+    clients: usize,
+    /// Length of each of the two runs (the closed loop, then the open loop).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Users the holds are spread over.
+    #[arg(long, default_value_t = bench::WritePathConfig::default().users)]
+    users: usize,
+    /// Seats of each event (one per shard or more), a multiple of 1,000 up to 200,000.
+    #[arg(long, default_value_t = bench::WritePathConfig::default().seats_per_event)]
+    seats_per_event: u32,
+    /// How long the server keeps a hold: expiry is what frees the seats for the next round.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    hold_ttl: Duration,
+}
+
+#[derive(Args)]
+struct SoakArgs {
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Holds offered per second, each followed by a checkout, a release, or nothing.
+    #[arg(long, default_value_t = bench::SoakConfig::default().rate)]
+    rate: f64,
+    /// The server's `--hold-ttl`.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    hold_ttl: Duration,
+    /// The server's `--archive-after`: events leave memory this long after they start.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    archive_after: Duration,
+}
+
 /// Event shards of the clusters the bench starts, as `boxoffice dev` has by default.
 const BENCH_SHARDS: u32 = 8;
 
@@ -363,8 +427,60 @@ async fn run_failover(a: FailoverArgs) -> Result<(), BenchError> {
     Ok(())
 }
 
+async fn run_catch_up(a: CatchUpArgs) -> Result<(), BenchError> {
+    let config = bench::CatchUpConfig { seats: a.seats, orders: a.orders, clients: a.clients };
+    let exe = harness::boxoffice_bin()?;
+    Ok(bench::catch_up(&exe, config).await?)
+}
+
+async fn run_write_path(a: WritePathArgs) -> Result<(), BenchError> {
+    let config = bench::WritePathConfig {
+        clients: a.clients,
+        duration: a.duration,
+        users: a.users,
+        seats_per_event: a.seats_per_event,
+        hold_ttl: a.hold_ttl,
+    };
+    config.check()?;
+    let mut rows = Vec::new();
+    for nodes in a.nodes {
+        let target = std::sync::Arc::new(bench_target(None, nodes, &config.server_args()).await?);
+        let mut row = bench::write_path(target.clone(), &config).await?;
+        bench::stop_target(target)?;
+        row.report().print();
+        println!();
+        rows.push(row);
+    }
+    if rows.len() > 1 {
+        bench::print_write_path_comparison(&mut rows);
+    }
+    Ok(())
+}
+
+async fn run_soak(a: SoakArgs) -> Result<(), BenchError> {
+    let config = bench::SoakConfig {
+        duration: a.duration,
+        rate: a.rate,
+        hold_ttl: a.hold_ttl,
+        archive_after: a.archive_after,
+        ..bench::SoakConfig::default()
+    };
+    config.check()?;
+    let target = std::sync::Arc::new(bench_target(None, 1, &config.server_args()).await?);
+    let outcome = bench::soak(target, &config).await?;
+    println!();
+    outcome.report(&config).print();
+    bench::print_soak_minutes(&outcome.minutes);
+    if !outcome.flat {
+        return Err(BenchError::Target(bench::TargetError::Scenario("RSS was not flat after warm-up".into())));
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The HTTP clients' TLS uses ring (reqwest is built without a provider of its own).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -378,8 +494,11 @@ fn main() -> ExitCode {
             Command::Search(a) => run_search_bench(a).await,
             Command::Queue(a) => run_queue_bench(a).await,
             Command::Failover(a) => run_failover(a).await,
+            Command::CatchUp(a) => run_catch_up(a).await,
             Command::Browse(a) => run_browse(a).await,
             Command::Compare(a) => run_compare(a).await,
+            Command::WritePath(a) => run_write_path(a).await,
+            Command::Soak(a) => run_soak(a).await,
         }
     });
     match result {

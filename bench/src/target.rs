@@ -29,8 +29,8 @@ enum Server {
     Existing,
     /// `boxoffice dev`: one node and the api in one process.
     Dev {
-        _process: Process,
-        _dir: tempfile::TempDir,
+        process: Process,
+        dir: tempfile::TempDir,
     },
     Cluster(ClusterProcesses),
 }
@@ -46,7 +46,7 @@ impl Target {
             .args(extra)
             .stderr(Stdio::inherit());
         let (process, url) = spawn_until_announced(command, "boxoffice dev", "boxoffice: listening on ").await?;
-        let target = Target { url, http: client(), server: Server::Dev { _process: process, _dir: dir } };
+        let target = Target { url, http: client(), server: Server::Dev { process, dir } };
         target.wait_ready().await?;
         Ok(target)
     }
@@ -92,6 +92,15 @@ impl Target {
         match &self.server {
             Server::Cluster(c) => Some(c),
             Server::Existing | Server::Dev { .. } => None,
+        }
+    }
+
+    /// The process id and data directory of the `boxoffice dev` the bench started, for
+    /// scenarios that watch its memory and disk.
+    pub fn dev_process(&self) -> Option<(u32, &Path)> {
+        match &self.server {
+            Server::Dev { process, dir } => Some((process.id()?, dir.path())),
+            Server::Existing | Server::Cluster(_) => None,
         }
     }
 

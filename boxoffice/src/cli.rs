@@ -1,11 +1,12 @@
 //! The `boxoffice` binary's command line.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::cluster_cli::{ClusterCliError, NodeList};
+use crate::cluster_cli::NodeList;
 use crate::config;
 use crate::error::{CliError, ServeError};
 use crate::settings::{shards, ApiArgs, ClusterTarget, DevArgs, ElasticArgs, IndexerArgs, NodeArgs, SHARDS_DEFAULT};
@@ -36,9 +37,34 @@ enum Command {
     /// Search index operations.
     #[command(subcommand)]
     Search(SearchCommand),
-    /// Operator commands: create a cluster, show it, add and remove nodes.
+    /// Operator commands: create a cluster, show it, add and remove nodes, rebuild a damaged copy.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Backups: a consistent copy of every group, and its check.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// The cluster CA and each process's TLS credential.
+    #[command(subcommand)]
+    Certs(crate::certs::CertsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum BackupCommand {
+    /// Writes a backup of every group (each at a committed index, with the layout and a manifest
+    /// of checksums) into a new directory, while bookings go on.
+    Create {
+        #[command(flatten)]
+        target: ClusterTarget,
+        /// The directory to write (new, or empty).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Re-reads a backup: every file against the manifest's checksums, every group's stream
+    /// against its own digest. Needs no node.
+    Verify {
+        /// The backup's directory.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -50,12 +76,17 @@ enum ClusterCommand {
         /// The nodes, as `ID=ADDRESS` pairs, comma-separated.
         #[arg(long, value_parser = NodeList::parse)]
         nodes: NodeList,
-        /// Event shards, fixed for the life of the cluster.
-        #[arg(long, default_value_t = SHARDS_DEFAULT, value_parser = shards())]
-        shards: u32,
+        /// Event shards, fixed for the life of the cluster [default: 8; with --restore, the
+        /// backup's].
+        #[arg(long, value_parser = shards())]
+        shards: Option<u32>,
         /// Replicas of each shard.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=i64::from(raft_store::REPLICATION_MAX)))]
         replication: u32,
+        /// Start the new cluster's groups from this backup (`boxoffice backup create`); the
+        /// nodes must be new.
+        #[arg(long)]
+        restore: Option<PathBuf>,
     },
     /// Nodes, shards, leaders, replicas, lag and health.
     Status {
@@ -85,7 +116,27 @@ enum ClusterCommand {
         #[arg(long)]
         wait: bool,
     },
+    /// Rebuilds a node's copy of a group (one `cluster status` reports damaged) from the other
+    /// replicas: removed from the group, deleted, added back to catch up from a snapshot.
+    Repair {
+        #[command(flatten)]
+        target: ClusterTarget,
+        /// The node whose copy is rebuilt.
+        #[arg(long)]
+        id: u64,
+        /// The group: `meta` or `shard-N`.
+        #[arg(long, value_parser = parse_group)]
+        group: raft_store::GroupId,
+    },
 }
+
+fn parse_group(text: &str) -> Result<raft_store::GroupId, GroupNameError> {
+    raft_store::GroupId::parse_name(text).ok_or_else(|| GroupNameError(text.to_owned()))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not a group (`meta` or `shard-N`)")]
+struct GroupNameError(String);
 
 #[derive(Subcommand, Debug)]
 enum SearchCommand {
@@ -106,7 +157,8 @@ async fn run_dev(a: DevArgs, metrics: seams::MetricsRender) -> Result<(), ServeE
         data_dir: a.data_dir,
         demo: !a.no_demo,
         shards: a.shards,
-        jwt_secret: a.jwt_secret,
+        restore: a.restore,
+        tokens: a.tokens,
         archive_after_ms: a.archive.archive_after_ms(),
         edge: a.edge,
     };
@@ -133,11 +185,24 @@ async fn run_api(a: ApiArgs, metrics: seams::MetricsRender) -> Result<(), ServeE
         (None, Some(config)) => crate::serve::SearchSource::Elastic(config),
         (None, None) => crate::serve::SearchSource::None,
     };
+    if a.dev_tokens && !a.listen.ip().is_loopback() {
+        return Err(ServeError::DevTokensOffLoopback { listen: a.listen });
+    }
+    let keys = a.tokens.keys()?;
+    if keys.jwt_secret.is_none() && a.tokens.oidc_issuer.is_none() {
+        return Err(ServeError::MissingSecret {
+            what: "a token key or issuer",
+            flags: "--jwt-secret(-file) or --oidc-issuer",
+        });
+    }
+    if keys.queue_secret.is_none() {
+        return Err(ServeError::MissingSecret { what: "the waiting room's key", flags: "--queue-secret(-file)" });
+    }
     let opts = crate::serve::ApiOptions {
         listen: a.listen,
         nodes: a.nodes,
         cluster_secret: a.cluster_secret,
-        api: a.edge.api_config(a.jwt_secret, a.dev_tokens),
+        api: a.edge.api_config(&a.tokens, keys, a.dev_tokens),
         search,
     };
     crate::serve::run_api(opts, metrics).await
@@ -154,11 +219,20 @@ async fn run_indexer(a: IndexerArgs, metrics: seams::MetricsRender) -> Result<()
     crate::serve::run_indexer(opts, metrics).await
 }
 
-async fn run_cluster(command: ClusterCommand) -> Result<(), ClusterCliError> {
+async fn run_cluster(command: ClusterCommand) -> Result<(), CliError> {
     match command {
-        ClusterCommand::Init { target, nodes, shards, replication } => {
+        ClusterCommand::Init { target, nodes, shards, replication, restore: Some(dir) } => {
             let cli = crate::cluster_cli::Cli::new(&target.node, &target.cluster_secret);
-            println!("{}", cli.init(nodes.0, shards, replication).await?);
+            println!("{}", crate::restore::init_cluster(&cli, &dir, nodes.0, shards, replication).await?);
+        }
+        ClusterCommand::Init { target, nodes, shards, replication, restore: None } => {
+            let cli = crate::cluster_cli::Cli::new(&target.node, &target.cluster_secret);
+            println!("{}", cli.init(nodes.0, shards.unwrap_or(SHARDS_DEFAULT), replication).await?);
+        }
+        ClusterCommand::Repair { target, id, group } => {
+            let cli = crate::cluster_cli::Cli::new(&target.node, &target.cluster_secret);
+            cli.repair(id, group, SETTLE_TIMEOUT).await?;
+            println!("node {id}'s copy of {group} is rebuilt");
         }
         ClusterCommand::Status { target } => {
             let cli = crate::cluster_cli::Cli::new(&target.node, &target.cluster_secret);
@@ -195,9 +269,39 @@ async fn reindex(elastic: ElasticArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `boxoffice backup …`.
+async fn run_backup(command: BackupCommand) -> Result<(), CliError> {
+    match command {
+        BackupCommand::Create { target, out } => {
+            let cli = crate::cluster_cli::Cli::new(&target.node, &target.cluster_secret);
+            let manifest = crate::backup::create(&cli, &out).await?;
+            println!("backup of {} groups written to {}", manifest.groups.len(), out.display());
+        }
+        BackupCommand::Verify { dir } => {
+            let backup = crate::backup::Backup::open(&dir)?;
+            let summaries = backup.verify()?;
+            println!("backup {} taken {} from {}", dir.display(), backup.manifest.created_at, backup.manifest.source);
+            println!(
+                "{:<10} {:>10} {:>6} {:>12} {:>12}  DIGEST",
+                "GROUP", "INDEX", "TERM", "HOT BYTES", "COLD RECORDS"
+            );
+            for (entry, summary) in backup.manifest.groups.iter().zip(&summaries) {
+                println!(
+                    "{:<10} {:>10} {:>6} {:>12} {:>12}  {}",
+                    entry.group, entry.index, entry.term, summary.hot_bytes, summary.cold_records, entry.digest
+                );
+            }
+            println!("ok: every file matches its checksum and every stream its digest");
+        }
+    }
+    Ok(())
+}
+
 async fn run(command: Command) -> Result<(), CliError> {
     match command {
-        Command::Cluster(c) => Ok(run_cluster(c).await?),
+        Command::Cluster(c) => run_cluster(c).await,
+        Command::Backup(c) => run_backup(c).await,
+        Command::Certs(c) => Ok(crate::certs::run(c)?),
         Command::Search(SearchCommand::Reindex { elastic }) => reindex(elastic).await,
         Command::Dev(a) => Ok(run_dev(a, telemetry::install_metrics()?).await?),
         Command::Node(a) => Ok(run_node(a, telemetry::install_metrics()?).await?),
@@ -221,6 +325,9 @@ fn parse() -> Cli {
 
 pub fn main() -> ExitCode {
     let cli = parse();
+    // Every TLS client and server of the process uses ring (reqwest is built without a provider
+    // of its own); installed before anything can build one. It fails only if one is installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     telemetry::init_tracing(cli.log_format, &cli.log);
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -249,7 +356,14 @@ mod tests {
     /// A valid value for each flag of `command` that has none by default.
     fn sample(id: &str) -> &'static str {
         match id {
-            "jwt_secret" => "a-token-key-for-tests",
+            "jwt_secret" => "a-token-key-for-tests-of-32-bytes-or-more",
+            "queue_secret" => "a-waiting-room-key-of-32-bytes-or-more",
+            "oidc_issuer" => "https://login.example.com/realms/boxoffice",
+            "oidc_audience" => "boxoffice-api",
+            "oidc_jwks_url" => "https://login.example.com/realms/boxoffice/keys",
+            "oidc_ca_file" => "/etc/boxoffice/idp-ca.pem",
+            // Alternatives the inline values exclude.
+            "jwt_secret_file" | "queue_secret_file" => "",
             "cluster_secret" => "a-cluster-secret-for-tests",
             "nodes" => "127.0.0.1:7001",
             "node_id" => "4",
@@ -257,6 +371,9 @@ mod tests {
             "data_dir" => "/var/lib/boxoffice",
             "search_url" => "http://127.0.0.1:7100",
             "metrics_addr" => "127.0.0.1:9100",
+            "shards" => "4",
+            "restore" => "/var/backups/boxoffice",
+            "elasticsearch_ca_file" => "/etc/boxoffice/elasticsearch-ca.pem",
             "elasticsearch_url" | "elasticsearch_api_key" | "elasticsearch_username" | "elasticsearch_password" => "",
             other => panic!("no sample value for `{other}`: give it a default or a sample here"),
         }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use node::{call_leader, CallError, NodeClient, NodeReply, NodeRequest, NodeStatusReply, RpcNodeClient};
+use node::{call_leader, CallError, DamagedGroup, NodeClient, NodeReply, NodeRequest, NodeStatusReply, RpcNodeClient};
 use node::{TransportError, WireError};
 use raft_store::{Command, GroupId, Layout, NodeId, NodeStatus, Outcome, Proposal, Refusal};
 
@@ -29,6 +29,10 @@ pub enum ClusterCliError {
     Join { id: NodeId, addr: String, source: Box<ClusterCliError> },
     #[error("the cluster did not settle within {0:?}")]
     Unsettled(Duration),
+    #[error("node {id} holds no replica of {group}")]
+    NotReplica { id: NodeId, group: GroupId },
+    #[error("{group} has no replica besides node {id}'s to rebuild it from: restore it from a backup")]
+    NoOtherReplica { id: NodeId, group: GroupId },
 }
 
 pub struct Cli {
@@ -47,6 +51,15 @@ fn unexpected(reply: NodeReply) -> ClusterCliError {
 impl Cli {
     pub fn new(node: &str, secret: &str) -> Cli {
         Cli { client: RpcNodeClient::new(secret), node: node.to_owned() }
+    }
+
+    pub fn client(&self) -> &RpcNodeClient {
+        &self.client
+    }
+
+    /// The node the operator talks to.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     async fn call(&self, addr: &str, request: NodeRequest, timeout: Duration) -> Result<NodeReply, ClusterCliError> {
@@ -112,14 +125,19 @@ impl Cli {
         }
     }
 
+    /// Has node `id` at `addr` join a cluster of `shard_count` shards.
+    pub async fn join(&self, id: NodeId, addr: &str, shard_count: u32) -> Result<(), ClusterCliError> {
+        let join = |source| ClusterCliError::Join { id, addr: addr.to_owned(), source: Box::new(source) };
+        match self.call(addr, NodeRequest::Join { shard_count }, CALL_TIMEOUT).await {
+            Ok(NodeReply::Done) => Ok(()),
+            Ok(other) => Err(join(unexpected(other))),
+            Err(e) => Err(join(e)),
+        }
+    }
+
     pub async fn add_node(&self, id: NodeId, addr: &str) -> Result<Layout, ClusterCliError> {
         let layout = self.layout().await?;
-        let join = |source| ClusterCliError::Join { id, addr: addr.to_owned(), source: Box::new(source) };
-        match self.call(addr, NodeRequest::Join { shard_count: layout.shard_count }, CALL_TIMEOUT).await {
-            Ok(NodeReply::Done) => {}
-            Ok(other) => return Err(join(unexpected(other))),
-            Err(e) => return Err(join(e)),
-        }
+        self.join(id, addr, layout.shard_count).await?;
         self.propose_meta(&layout, Command::AddNode { id, addr: addr.to_owned() }).await
     }
 
@@ -147,6 +165,54 @@ impl Cli {
         }
     }
 
+    /// Rebuilds node `id`'s copy of `group` (a damaged one, say) from the other replicas: the
+    /// group's leader removes it from the membership, the node deletes its copy, and the leader
+    /// adds it back as a learner, which catches up from a snapshot and becomes a voter again.
+    /// Each step is safe to repeat.
+    pub async fn repair(&self, id: NodeId, group: GroupId, timeout: Duration) -> Result<(), ClusterCliError> {
+        let layout = self.layout().await?;
+        let (voters, learners) = members_of(&layout, group);
+        let addr = match voters.get(&id).or_else(|| learners.get(&id)) {
+            Some(addr) => addr.clone(),
+            None => return Err(ClusterCliError::NotReplica { id, group }),
+        };
+        let without = |m: &BTreeMap<NodeId, String>| -> BTreeMap<NodeId, String> {
+            m.iter().filter(|(n, _)| **n != id).map(|(n, a)| (*n, a.clone())).collect()
+        };
+        if without(&voters).is_empty() {
+            return Err(ClusterCliError::NoOtherReplica { id, group });
+        }
+        println!("{group}: removing node {id}'s copy from the membership");
+        self.ensure_members(&layout, group, without(&voters), without(&learners), timeout).await?;
+        println!("{group}: deleting node {id}'s copy");
+        match self.call(&addr, NodeRequest::DropGroup { group }, CALL_TIMEOUT).await? {
+            NodeReply::Done => {}
+            other => return Err(unexpected(other)),
+        }
+        println!("{group}: adding node {id} back; it catches up from a snapshot");
+        self.ensure_members(&layout, group, voters, learners, timeout).await
+    }
+
+    async fn ensure_members(
+        &self,
+        layout: &Layout,
+        group: GroupId,
+        voters: BTreeMap<NodeId, String>,
+        learners: BTreeMap<NodeId, String>,
+        timeout: Duration,
+    ) -> Result<(), ClusterCliError> {
+        let (all_voters, all_learners) = members_of(layout, group);
+        let candidates: Vec<(NodeId, String)> = all_voters.into_iter().chain(all_learners).collect();
+        let request = move || NodeRequest::EnsureMembers { group, voters: voters.clone(), learners: learners.clone() };
+        let deadline = tokio::time::Instant::now() + timeout;
+        let noop = |_: NodeId, _: Option<String>| {};
+        let (_, reply) = call_leader(&self.client, group, &candidates, &request, timeout, deadline, &noop).await?;
+        match reply {
+            NodeReply::Done => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Nodes, shards, leaders, replicas, lag and health, as a text report.
     pub async fn status(&self) -> Result<String, ClusterCliError> {
         let layout = self.layout().await?;
@@ -160,6 +226,20 @@ impl Cli {
             statuses.insert(n.id, status);
         }
         Ok(render_status(&layout, &statuses))
+    }
+}
+
+/// A group's intended voters and learners, with their addresses.
+fn members_of(layout: &Layout, group: GroupId) -> (BTreeMap<NodeId, String>, BTreeMap<NodeId, String>) {
+    let addrs = |ids: Vec<NodeId>| -> BTreeMap<NodeId, String> {
+        ids.into_iter().filter_map(|id| layout.addr(id).map(|a| (id, a.to_owned()))).collect()
+    };
+    match group.as_shard() {
+        Some(s) => (addrs(layout.placement.get(s as usize).cloned().unwrap_or_default()), BTreeMap::new()),
+        None => {
+            let (voters, learners) = layout.meta_members();
+            (addrs(voters.into_iter().collect()), addrs(learners.into_iter().collect()))
+        }
     }
 }
 
@@ -182,7 +262,9 @@ fn render_status(layout: &Layout, statuses: &BTreeMap<NodeId, Result<NodeStatusR
         let (health, groups, leading) = match statuses.get(&n.id) {
             Some(Ok(s)) => {
                 let leading = s.groups.iter().filter(|g| g.leader == Some(n.id)).count();
-                ("up".to_owned(), s.groups.len().to_string(), leading.to_string())
+                let health =
+                    if s.damaged.is_empty() { "up".to_owned() } else { format!("{} DAMAGED", s.damaged.len()) };
+                (health, s.groups.len().to_string(), leading.to_string())
             }
             Some(Err(_)) => ("unreachable".to_owned(), "-".into(), "-".into()),
             None => ("-".to_owned(), "-".into(), "-".into()),
@@ -237,6 +319,19 @@ fn render_status(layout: &Layout, statuses: &BTreeMap<NodeId, Result<NodeStatusR
             lag.join(" "),
             health
         );
+    }
+    let damaged: Vec<(NodeId, &DamagedGroup)> = statuses
+        .iter()
+        .filter_map(|(id, s)| s.as_ref().ok().map(|s| (*id, s)))
+        .flat_map(|(id, s)| s.damaged.iter().map(move |d| (id, d)))
+        .collect();
+    if !damaged.is_empty() {
+        let _ = writeln!(out);
+        let _ =
+            writeln!(out, "DAMAGED COPIES (stopped; rebuild with `boxoffice cluster repair --id NODE --group GROUP`)");
+        for (id, d) in damaged {
+            let _ = writeln!(out, "node {id} {}: {}", d.group, d.error);
+        }
     }
     out
 }

@@ -12,8 +12,11 @@ use seams::MetricsRender;
 use node::now_ms;
 
 use crate::error::ServeError;
-use crate::process::{bind_metrics, bind_public, fit_connections_to_fd_limit, flush_stdout, shutdown_signal};
-use crate::settings::EdgeArgs;
+use crate::process::{
+    bind_metrics, bind_public, fit_connections_to_fd_limit, flush_stdout, shutdown_or_storage_failure,
+};
+use crate::secrets;
+use crate::settings::{EdgeArgs, TokenArgs, TokenKeys, SHARDS_DEFAULT};
 use node::LocalCluster;
 use node::NoPeers;
 use node::{Node, NodeSetup, RaftTuning};
@@ -28,34 +31,40 @@ pub struct DevOptions {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
     pub demo: bool,
-    pub shards: u32,
-    pub jwt_secret: Option<String>,
+    /// `None`: the stored count, or `SHARDS_DEFAULT` for a new directory (the backup's with
+    /// `restore`).
+    pub shards: Option<u32>,
+    /// A backup to start a new data directory from.
+    pub restore: Option<PathBuf>,
+    pub tokens: TokenArgs,
     /// See `RaftTuning::archive_after_ms`.
     pub archive_after_ms: i64,
     pub edge: EdgeArgs,
 }
 
-/// The dev signing key: given, or generated once and kept in the data directory so tokens
-/// survive restarts.
-fn dev_jwt_secret(data_dir: &Path, given: Option<String>) -> Result<String, ServeError> {
-    if let Some(secret) = given {
-        return Ok(secret);
-    }
-    let path = data_dir.join("dev-jwt-secret");
-    match std::fs::read_to_string(&path) {
-        Ok(secret) if !secret.trim().is_empty() => return Ok(secret.trim().to_owned()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(ServeError::DataDir { path, source: e }),
-    }
-    let secret: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
-    std::fs::write(&path, &secret).map_err(ServeError::data_dir(path))?;
-    Ok(secret)
+/// The dev keys: given, or generated once and kept in the data directory (readable by its
+/// owner only) so tokens and queue places survive restarts.
+fn dev_keys(data_dir: &Path, tokens: &TokenArgs) -> Result<TokenKeys, ServeError> {
+    let given = tokens.keys()?;
+    let jwt_secret = match given.jwt_secret {
+        Some(secret) => secret,
+        None => secrets::kept_or_generated(&data_dir.join("dev-jwt-secret"))?,
+    };
+    let queue_secret = match given.queue_secret {
+        Some(secret) => secret,
+        None => secrets::kept_or_generated(&data_dir.join("dev-queue-secret"))?,
+    };
+    Ok(TokenKeys { jwt_secret: Some(jwt_secret), queue_secret: Some(queue_secret) })
 }
 
 pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), ServeError> {
+    // Checked before the directory is touched: a restore goes into a new one.
+    let backup = match &opts.restore {
+        Some(dir) => Some(crate::restore::open_for_dev(dir, &opts.data_dir, opts.shards)?),
+        None => None,
+    };
     std::fs::create_dir_all(&opts.data_dir).map_err(ServeError::data_dir(&opts.data_dir))?;
-    let jwt_secret = dev_jwt_secret(&opts.data_dir, opts.jwt_secret.clone())?;
+    let keys = dev_keys(&opts.data_dir, &opts.tokens)?;
     let kv = SledKv::open(&opts.data_dir.join("db"), DEV_CACHE_BYTES)?;
     let listener = bind_public(opts.addr)?;
     let addr = listener.local_addr().map_err(ServeError::listen(opts.addr))?;
@@ -70,11 +79,19 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), ServeEr
         clock: node::Clock::new(0),
     })
     .await?;
-    node.bootstrap_single(opts.shards).await?;
+    let shards = match &backup {
+        Some(backup) => {
+            crate::restore::seed_dev(&node, backup).await?;
+            tracing::info!(backup = ?opts.restore, groups = backup.manifest.groups.len(), "data directory restored");
+            backup.manifest.shard_count
+        }
+        None => opts.shards.unwrap_or(SHARDS_DEFAULT),
+    };
+    node.bootstrap_single(shards).await?;
     node.wait_for_leaders(Duration::from_millis(STARTUP_LEADER_WAIT_MS)).await?;
     let cluster = Arc::new(LocalCluster::new(node.clone()));
 
-    if opts.demo {
+    if opts.demo && backup.is_none() {
         let seeded = crate::demo::seed(cluster.as_ref(), now_ms()).await?;
         if seeded.venues + seeded.events > 0 {
             tracing::info!(venues = seeded.venues, events = seeded.events, "demo data created");
@@ -86,7 +103,12 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), ServeEr
     let index = indexer::EmbeddedIndex::open(&opts.data_dir.join("search"))?;
     let follower = indexer::Follower::start(cluster.clone(), index.clone(), indexer::FollowerConfig::default());
 
-    let mut config = opts.edge.api_config(jwt_secret, true);
+    // Dev tokens mint anyone's tokens: served only where no one else can ask for them.
+    let dev_tokens = addr.ip().is_loopback();
+    if !dev_tokens {
+        tracing::warn!(%addr, "not a loopback address: dev tokens are off (POST /v1/auth/dev-token answers 404)");
+    }
+    let mut config = opts.edge.api_config(&opts.tokens, keys, dev_tokens);
     fit_connections_to_fd_limit(&mut config);
     let metrics_listener = bind_metrics(&config).await?;
     let metrics = crate::telemetry::with_node_gauges(&node, metrics);
@@ -96,27 +118,37 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), ServeEr
     tracing::info!(
         %addr,
         data_dir = %opts.data_dir.display(),
-        shards = node.shard_count().unwrap_or(opts.shards),
+        shards = node.shard_count().unwrap_or(shards),
         demo = opts.demo,
         api = ?config,
         "boxoffice dev configuration"
     );
-    print_banner(addr, &opts, &config);
+    print_banner(addr, &opts, shards, &config);
 
-    let served = api::serve_api(state, listener, metrics_listener, shutdown_signal()).await;
+    let failed = std::sync::Mutex::new(None);
+    let stop = async {
+        if let Some(e) = shutdown_or_storage_failure(&node).await {
+            *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+        }
+    };
+    let served = api::serve_api(state, listener, metrics_listener, stop).await;
     drop(background);
     follower.stop().await;
     node.shutdown().await;
+    if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(ServeError::StorageFailed(e));
+    }
     served.map_err(ServeError::Serve)
 }
 
-fn print_banner(addr: SocketAddr, opts: &DevOptions, config: &api::ApiConfig) {
+fn print_banner(addr: SocketAddr, opts: &DevOptions, shards: u32, config: &api::ApiConfig) {
     let url = format!("http://{addr}");
     // The first line is stable: scripts and tests read the address from it.
     println!("boxoffice: listening on {url}");
     println!();
-    println!("  Boxoffice dev is running: one node, {} shards, data in {}", opts.shards, opts.data_dir.display());
-    println!("  Holds last {}. Dev tokens are on.", opts.edge.hold_ttl);
+    println!("  Boxoffice dev is running: one node, {shards} shards, data in {}", opts.data_dir.display());
+    let dev_tokens = if config.dev_tokens { "on" } else { "off (not a loopback address)" };
+    println!("  Holds last {}. Dev tokens are {dev_tokens}.", opts.edge.hold_ttl);
     println!();
     println!("  Browse the events:   curl -s {url}/v1/events");
     println!(

@@ -23,6 +23,18 @@ pub enum ServeError {
     Serve(std::io::Error),
     #[error("api configuration: {0}")]
     Api(#[from] api::ConfigError),
+    #[error(transparent)]
+    SecretFile(#[from] crate::secrets::SecretFileError),
+    #[error("give {what} ({flags})")]
+    MissingSecret { what: &'static str, flags: &'static str },
+    #[error("dev tokens mint anyone's tokens: they are served only on a loopback address, not {listen}")]
+    DevTokensOffLoopback { listen: SocketAddr },
+    #[error("restore: {0}")]
+    Restore(#[from] crate::restore::RestoreCliError),
+    /// The storage failed a flush and refuses every later one: stop, so that the supervisor
+    /// restarts the process on what was durable.
+    #[error("storage failed: {0}; stopping so that a restart recovers what was durable")]
+    StorageFailed(String),
 }
 
 impl ServeError {
@@ -43,6 +55,10 @@ pub enum CliError {
     Serve(#[from] ServeError),
     #[error(transparent)]
     Cluster(#[from] crate::cluster_cli::ClusterCliError),
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
+    #[error(transparent)]
+    Restore(#[from] crate::restore::RestoreCliError),
     #[error("metrics: {0}")]
     Metrics(#[from] crate::telemetry::MetricsError),
     #[error("search index: {0}")]
@@ -51,4 +67,6 @@ pub enum CliError {
     NoElasticsearch,
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(transparent)]
+    Certs(#[from] pki::PkiError),
 }

@@ -30,9 +30,18 @@ pub fn internal_routes(node: Arc<Node>, metrics: MetricsRender) -> axum::Router 
 async fn ready(State(s): State<Internal>) -> Response {
     let health = s.node.health();
     let ready = s.node.shard_count().is_some() && !health.is_empty() && health.iter().all(|g| g.leader.is_some());
+    // A damaged copy stays stopped: the node serves its other groups, and says which copy to
+    // rebuild (`boxoffice cluster repair`).
+    let damaged: Vec<serde_json::Value> = s
+        .node
+        .damaged_groups()
+        .into_iter()
+        .map(|(group, error)| serde_json::json!({"group": group.to_string(), "error": error}))
+        .collect();
     let body = serde_json::json!({
         "ready": ready,
         "groups": health.iter().map(|g| serde_json::json!({"group": g.group.to_string(), "leader": g.leader})).collect::<Vec<_>>(),
+        "damaged": damaged,
     });
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(body)).into_response()

@@ -1,6 +1,8 @@
 //! The `boxoffice` binary: `dev`, `node`, `api`, `indexer`, and the operator's commands. Its
 //! command line lives in `cli.rs`; each long-running command in a module of its own.
 
+mod backup;
+mod certs;
 mod cli;
 mod cluster_cli;
 mod config;
@@ -9,6 +11,8 @@ mod dev;
 mod error;
 mod http;
 mod process;
+mod restore;
+mod secrets;
 mod serve;
 mod settings;
 mod telemetry;

@@ -114,3 +114,16 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutting down");
 }
+
+/// Waits for a shutdown signal (`None`), or for the node's storage to fail a flush (its error):
+/// the storage then refuses every later flush, and the process must stop so that its supervisor
+/// restarts it on what was durable.
+pub async fn shutdown_or_storage_failure(node: &node::Node) -> Option<String> {
+    tokio::select! {
+        () = shutdown_signal() => None,
+        e = node.storage_failure() => {
+            tracing::error!(error = %e, "the storage failed a flush; stopping");
+            Some(e)
+        }
+    }
+}

@@ -12,7 +12,10 @@ use raft_store::{NodeId, SledKv};
 use seams::MetricsRender;
 
 use crate::http::{internal_routes, NodePort};
-use crate::process::{bind_metrics, bind_public, fit_connections_to_fd_limit, flush_stdout, no_delay, shutdown_signal};
+use crate::process::{
+    bind_metrics, bind_public, fit_connections_to_fd_limit, flush_stdout, no_delay, shutdown_or_storage_failure,
+    shutdown_signal,
+};
 use node::Router;
 use node::{Handler, RpcNodeClient, SplitListener};
 use node::{Node, NodeSetup, RaftTuning};
@@ -70,8 +73,20 @@ pub async fn run_node(opts: NodeOptions, metrics: MetricsRender) -> Result<(), S
     };
     // Peers, api instances and the CLI call on this port (`rpc.rs`); operators' HTTP too.
     let listener = SplitListener::new(listener, &opts.cluster_secret, handler).map_err(ServeError::Serve)?;
-    let served = axum::serve(NodePort(listener), app).with_graceful_shutdown(shutdown_signal()).await;
+    let failed = Arc::new(std::sync::Mutex::new(None));
+    let stop = {
+        let (node, failed) = (node.clone(), failed.clone());
+        async move {
+            if let Some(e) = shutdown_or_storage_failure(&node).await {
+                *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+            }
+        }
+    };
+    let served = axum::serve(NodePort(listener), app).with_graceful_shutdown(stop).await;
     node.shutdown().await;
+    if let Some(e) = failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(ServeError::StorageFailed(e));
+    }
     served.map_err(ServeError::Serve)
 }
 
@@ -124,7 +139,8 @@ pub async fn run_api(opts: ApiOptions, metrics: MetricsRender) -> Result<(), Ser
         SearchSource::Indexer { url } => {
             state.with_search(Arc::new(indexer::RemoteSearch::new(url, &opts.cluster_secret)?))
         }
-        SearchSource::Elastic(config) => state.with_search(indexer::ElasticIndex::connect(config.clone()).await?),
+        // Read-only: the indexer installs templates and moves aliases; the api only searches.
+        SearchSource::Elastic(config) => state.with_search(indexer::ElasticSearch::connect(config.clone()).await?),
     };
     tracing::info!(
         %bound,

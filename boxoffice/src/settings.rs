@@ -167,10 +167,89 @@ pub struct EdgeArgs {
     pub metrics_addr: Option<SocketAddr>,
 }
 
+fn token_lifetime_max(text: &str) -> ParseResult<Span> {
+    let lifetime = parse_span(text)?;
+    if lifetime.is_zero() {
+        return Err("must be positive".into());
+    }
+    Ok(span(lifetime))
+}
+
+/// Who signs the bearer tokens the api accepts, and the waiting room's key (`dev` and `api`).
+#[derive(Args, Clone, Debug)]
+pub struct TokenArgs {
+    /// HS256 key that verifies clients' tokens, at least 32 bytes (`boxoffice dev`: generated
+    /// and kept in the data directory unless given).
+    #[arg(long, env = "BOXOFFICE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// A file holding `--jwt-secret`, readable by its owner (and group) only.
+    #[arg(long, env = "BOXOFFICE_JWT_SECRET_FILE", conflicts_with = "jwt_secret")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Accept tokens from this OIDC issuer (its `iss`, e.g.
+    /// `https://login.example.com/realms/boxoffice`), verified with the keys it publishes.
+    #[arg(long, env = "BOXOFFICE_OIDC_ISSUER", requires = "oidc_audience")]
+    pub oidc_issuer: Option<String>,
+    /// The audience (`aud`) the issuer's tokens must name: this api's client id.
+    #[arg(long, env = "BOXOFFICE_OIDC_AUDIENCE", requires = "oidc_issuer")]
+    pub oidc_audience: Option<String>,
+    /// The issuer's key set [default: the `jwks_uri` of its discovery document].
+    #[arg(long, env = "BOXOFFICE_OIDC_JWKS_URL", requires = "oidc_issuer")]
+    pub oidc_jwks_url: Option<String>,
+    /// The claim of an issuer's token that holds the role (`user`, `admin` or `scanner`; a
+    /// list gives the highest it names; a dotted path reaches into objects, such as
+    /// `realm_access.roles`). A token without it is a user's.
+    #[arg(long, env = "BOXOFFICE_OIDC_ROLE_CLAIM", default_value = "role")]
+    pub oidc_role_claim: String,
+    /// PEM file of certificates to trust for the issuer's HTTPS, beside the public roots.
+    #[arg(long, env = "BOXOFFICE_OIDC_CA_FILE", requires = "oidc_issuer")]
+    pub oidc_ca_file: Option<PathBuf>,
+    /// Tokens valid for longer than this (from now, or from when they were issued) are refused.
+    #[arg(long, env = "BOXOFFICE_TOKEN_LIFETIME_MAX", default_value_t = span(api::TOKEN_LIFETIME_MAX_DEFAULT), value_parser = token_lifetime_max)]
+    pub token_lifetime_max: Span,
+    /// The waiting room's key, at least 32 bytes, shared by every api instance (`boxoffice
+    /// dev`: generated and kept in the data directory unless given).
+    #[arg(long, env = "BOXOFFICE_QUEUE_SECRET", hide_env_values = true)]
+    pub queue_secret: Option<String>,
+    /// A file holding `--queue-secret`, readable by its owner (and group) only.
+    #[arg(long, env = "BOXOFFICE_QUEUE_SECRET_FILE", conflicts_with = "queue_secret")]
+    pub queue_secret_file: Option<PathBuf>,
+}
+
+/// The keys [`TokenArgs`] gives, read from their files where given as files.
+pub struct TokenKeys {
+    pub jwt_secret: Option<String>,
+    pub queue_secret: Option<String>,
+}
+
+impl TokenArgs {
+    pub fn keys(&self) -> Result<TokenKeys, crate::secrets::SecretFileError> {
+        use crate::secrets::inline_or_file;
+        Ok(TokenKeys {
+            jwt_secret: inline_or_file(self.jwt_secret.as_deref(), self.jwt_secret_file.as_deref())?,
+            queue_secret: inline_or_file(self.queue_secret.as_deref(), self.queue_secret_file.as_deref())?,
+        })
+    }
+
+    pub fn oidc(&self) -> Option<api::OidcConfig> {
+        Some(api::OidcConfig {
+            issuer: self.oidc_issuer.clone()?,
+            audience: self.oidc_audience.clone()?,
+            jwks_url: self.oidc_jwks_url.clone(),
+            role_claim: self.oidc_role_claim.clone(),
+            ca_file: self.oidc_ca_file.clone(),
+        })
+    }
+}
+
 impl EdgeArgs {
-    /// The api's configuration: these settings, the token key, and whether dev tokens are served.
-    pub fn api_config(&self, jwt_secret: String, dev_tokens: bool) -> api::ApiConfig {
+    /// The api's configuration: these settings, the token settings and keys (the waiting room's
+    /// is required), and whether dev tokens are served.
+    pub fn api_config(&self, tokens: &TokenArgs, keys: TokenKeys, dev_tokens: bool) -> api::ApiConfig {
         api::ApiConfig {
+            jwt_secret: keys.jwt_secret,
+            oidc: tokens.oidc(),
+            token_lifetime_max: tokens.token_lifetime_max.into(),
+            queue_secret: keys.queue_secret.unwrap_or_default(),
             dev_tokens,
             hold_ttl: self.hold_ttl.into(),
             body_limit_bytes: self.body_limit_bytes,
@@ -199,7 +278,6 @@ impl EdgeArgs {
                 per_user_max: self.streams_per_user_max,
             },
             metrics_addr: self.metrics_addr,
-            ..api::ApiConfig::new(jwt_secret)
         }
     }
 }
@@ -219,12 +297,16 @@ pub struct DevArgs {
     /// Start without the demo venues and events.
     #[arg(long)]
     pub no_demo: bool,
-    /// Event shards (one Raft group each); fixed when the data directory is created.
-    #[arg(long, env = "BOXOFFICE_SHARDS", default_value_t = SHARDS_DEFAULT, value_parser = shards())]
-    pub shards: u32,
-    /// HS256 key for tokens; by default one is generated and kept in the data directory.
-    #[arg(long, env = "BOXOFFICE_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    /// Event shards (one Raft group each); fixed when the data directory is created [default:
+    /// 8; with --restore, the backup's].
+    #[arg(long, env = "BOXOFFICE_SHARDS", value_parser = shards())]
+    pub shards: Option<u32>,
+    /// Start a new data directory from this backup (`boxoffice backup create`) instead of the
+    /// demo data; the data directory must be new or empty.
+    #[arg(long, env = "BOXOFFICE_RESTORE")]
+    pub restore: Option<PathBuf>,
+    #[command(flatten)]
+    pub tokens: TokenArgs,
     #[command(flatten)]
     pub archive: ArchiveArgs,
     #[command(flatten)]
@@ -323,6 +405,10 @@ pub struct ElasticArgs {
     pub elasticsearch_username: Option<String>,
     #[arg(long, env = "BOXOFFICE_ELASTICSEARCH_PASSWORD", hide_env_values = true)]
     pub elasticsearch_password: Option<String>,
+    /// PEM file of the certificate authority that signed Elasticsearch's HTTPS certificate (a
+    /// self-managed cluster's `config/certs/http_ca.crt`), trusted beside the public roots.
+    #[arg(long, env = "BOXOFFICE_ELASTICSEARCH_CA_FILE")]
+    pub elasticsearch_ca_file: Option<PathBuf>,
 }
 
 impl ElasticArgs {
@@ -334,6 +420,7 @@ impl ElasticArgs {
             api_key: self.elasticsearch_api_key.clone(),
             username: self.elasticsearch_username.clone(),
             password: self.elasticsearch_password.clone(),
+            ca_file: self.elasticsearch_ca_file.clone(),
         })
     }
 }
@@ -352,10 +439,10 @@ pub struct ApiArgs {
     pub nodes: Vec<String>,
     #[arg(long, env = "BOXOFFICE_CLUSTER_SECRET", hide_env_values = true, value_parser = cluster_secret)]
     pub cluster_secret: String,
-    /// HS256 key that verifies clients' tokens.
-    #[arg(long, env = "BOXOFFICE_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: String,
-    /// Serve `POST /v1/auth/dev-token` (development and tests only).
+    #[command(flatten)]
+    pub tokens: TokenArgs,
+    /// Serve `POST /v1/auth/dev-token`, which mints any user's and admin tokens (development and
+    /// tests only; refused unless `--listen` is a loopback address).
     #[arg(long, env = "BOXOFFICE_DEV_TOKENS")]
     pub dev_tokens: bool,
     /// Answer `GET /v1/search` through this `boxoffice indexer` (http://HOST:PORT).

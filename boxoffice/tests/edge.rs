@@ -433,6 +433,7 @@ impl Events {
 
 fn stream_client() -> reqwest::Client {
     // No overall timeout: a stream is read for as long as the test needs.
+    common::install_crypto_provider();
     reqwest::Client::builder().build().expect("http client")
 }
 

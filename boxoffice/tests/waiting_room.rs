@@ -116,6 +116,7 @@ async fn ten_thousand_buyers_queue_for_five_hundred_seats_on_two_api_instances()
     // The second half of the buyers arrives after the opening, however fast the first half joins
     // (on a quiet machine all 10,000 joins could otherwise land before it).
     let late_from = started + opens.duration_since(SystemTime::now()).unwrap_or_default() + Duration::from_millis(200);
+    common::install_crypto_provider();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
     let mut tasks = Vec::new();
     let mut streams = Vec::new();

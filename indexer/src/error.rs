@@ -20,6 +20,10 @@ pub enum IndexError {
     /// Elasticsearch refused a request for a reason a retry will not fix (mapping, auth, syntax).
     #[error("elasticsearch refused the request ({status}): {detail}")]
     Rejected { status: u16, detail: String },
+    /// A search answered from some shards only (`_shards.failed > 0`, or timed out): not served,
+    /// since the page and its cursor would silently leave out what the other shards hold.
+    #[error("elasticsearch answered from {failed} of {total} shards failing (timed out: {timed_out}): {reason}")]
+    Partial { failed: u64, total: u64, timed_out: bool, reason: String },
     #[error("invalid configuration: {0}")]
     Config(String),
     /// The HTTP client of a remote index could not be built (its TLS backend failed to load).
@@ -33,9 +37,18 @@ pub enum IndexError {
     Task(String),
 }
 
+/// Shown to clients for a query Elasticsearch refused: its own text names indexes and internals,
+/// and is logged instead.
+const REJECTED_QUERY: &str = "the search index cannot answer this query as asked";
+
 impl From<IndexError> for SearchError {
+    /// A 400 from Elasticsearch is a query that cannot be answered as asked (the api's 400);
+    /// anything else, a partial answer included, is the index being unable to answer now (503).
     fn from(e: IndexError) -> SearchError {
-        SearchError::Unavailable(e.to_string())
+        match e {
+            IndexError::Rejected { status: 400, .. } => SearchError::Invalid(REJECTED_QUERY.into()),
+            other => SearchError::Unavailable(other.to_string()),
+        }
     }
 }
 

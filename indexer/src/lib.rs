@@ -4,7 +4,8 @@
 //! - [`Follower`] reads the change feed through [`seams::Cluster`] and writes [`Document`]s with
 //!   their checkpoints to an [`Index`].
 //! - [`EmbeddedIndex`] (tantivy, one local directory) is the default backend; [`ElasticIndex`]
-//!   serves deployments that outgrow one machine. Both answer the same query the same way: one
+//!   (the indexer's writer) and [`ElasticSearch`] (the api's read-only searcher) serve
+//!   deployments that outgrow one machine. Both answer the same query the same way: one
 //!   analyzer, one query plan, one order.
 
 mod document;
@@ -21,7 +22,7 @@ mod text;
 mod tests;
 
 pub use document::Document;
-pub use elastic::{ElasticConfig, ElasticIndex};
+pub use elastic::{ElasticConfig, ElasticIndex, ElasticSearch};
 pub use embedded::EmbeddedIndex;
 pub use error::IndexError;
 pub use follower::{follow, Follower, FollowerConfig, FEED_PAGE_RECORDS_MAX};

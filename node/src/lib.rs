@@ -18,15 +18,15 @@ mod wire;
 pub use clock::{now_ms, Clock, MAX_OFFSET_MS_DEFAULT};
 pub use coordinator::{init_cluster, rebalance_duty, rebalance_once, CoordinatorError};
 pub use host::{
-    Group, IdentityError, InvalidRequest, Node, NodeError, NodeSetup, ProposeError, RaftTuning,
+    Group, IdentityError, InvalidRequest, Node, NodeError, NodeSetup, ProposeError, RaftTuning, TransferError,
     ARCHIVE_AFTER_MS_DEFAULT,
 };
 pub use local::LocalCluster;
-pub use network::{NetworkFactory, NoPeers};
+pub use network::{chunk_timeout, NetworkFactory, NoPeers};
 pub use router::{call_leader, CallError, Router};
 #[cfg(not(madsim))]
 pub use rpc::{Handler, RpcNodeClient, SplitListener, PREAMBLE};
 pub use wire::{
-    GroupStatus, LeaderHint, NodeClient, NodeReply, NodeRequest, NodeStatusReply, RaftRpc, RaftRpcReply, RoutingReply,
-    TransportError, WireError,
+    DamagedGroup, GroupStatus, LeaderHint, NodeClient, NodeReply, NodeRequest, NodeStatusReply, RaftRpc, RaftRpcReply,
+    RoutingReply, TransportError, WireError,
 };

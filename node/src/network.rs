@@ -2,6 +2,7 @@
 //! (one message type for every group, so many groups share the connections between two nodes).
 //! [`NoPeers`] is the client of a node alone.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use openraft::error::{
 use openraft::network::RPCOption;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use openraft::{RaftNetwork, RaftNetworkFactory};
-use raft_store::{GroupId, NodeAddr, NodeId, Snapshot, TypeConfig, Vote};
+use raft_store::{GroupId, NodeAddr, NodeId, Snapshot, SnapshotChunk, TypeConfig, Vote};
 use seams::BoxFuture;
 
 use crate::wire::{NodeClient, NodeReply, NodeRequest, RaftRpc, RaftRpcReply, TransportError};
@@ -26,6 +27,8 @@ enum PeerError {
     NotHosted { node: NodeId, group: GroupId },
     #[error("unexpected reply {0:?}")]
     UnexpectedReply(Box<RaftRpcReply>),
+    #[error("the snapshot's stream ended without its end")]
+    CutStream,
 }
 
 /// The client of a node that is the only member of its groups: there is nobody to call.
@@ -75,7 +78,18 @@ type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<NodeId, 
 
 impl PeerClient {
     async fn call(&self, rpc: RaftRpc, timeout: Duration) -> Result<RaftRpcReply, Unreachable> {
-        match self.client.call(&self.addr, NodeRequest::Raft(rpc), timeout).await {
+        let reply = self.client.call(&self.addr, NodeRequest::Raft(rpc), timeout).await;
+        self.raft_reply(reply)
+    }
+
+    /// A call carrying bulk data, on the peer's bulk connection.
+    async fn call_bulk(&self, rpc: RaftRpc, timeout: Duration) -> Result<RaftRpcReply, Unreachable> {
+        let reply = self.client.call_bulk(&self.addr, NodeRequest::Raft(rpc), timeout).await;
+        self.raft_reply(reply)
+    }
+
+    fn raft_reply(&self, reply: Result<NodeReply, TransportError>) -> Result<RaftRpcReply, Unreachable> {
+        match reply {
             Ok(NodeReply::Raft(reply)) => Ok(reply),
             Ok(NodeReply::Error(e)) => Err(Unreachable::new(&e)),
             Ok(other) => {
@@ -85,12 +99,41 @@ impl PeerClient {
         }
     }
 
-    fn unexpected(&self, reply: RaftRpcReply) -> NetworkError {
-        let error = match reply {
-            RaftRpcReply::UnknownGroup => PeerError::NotHosted { node: self.target, group: self.group },
-            other => PeerError::UnexpectedReply(Box::new(other)),
-        };
-        NetworkError::new(&error)
+    /// What a reply that is not the one asked for means to openraft. A peer that does not host
+    /// the group (not yet, no longer, or its copy is damaged) is unreachable for it: openraft backs
+    /// off before trying again, rather than asking again at once.
+    fn unexpected(&self, reply: RaftRpcReply) -> Unexpected {
+        match reply {
+            RaftRpcReply::UnknownGroup => Unexpected::Unreachable(Unreachable::new(&PeerError::NotHosted {
+                node: self.target,
+                group: self.group,
+            })),
+            other => Unexpected::Network(NetworkError::new(&PeerError::UnexpectedReply(Box::new(other)))),
+        }
+    }
+}
+
+/// A reply other than the one asked for, as openraft's errors say it.
+enum Unexpected {
+    Unreachable(Unreachable),
+    Network(NetworkError),
+}
+
+impl<E: std::error::Error> From<Unexpected> for RPCError<NodeId, NodeAddr, E> {
+    fn from(e: Unexpected) -> Self {
+        match e {
+            Unexpected::Unreachable(e) => RPCError::Unreachable(e),
+            Unexpected::Network(e) => RPCError::Network(e),
+        }
+    }
+}
+
+impl From<Unexpected> for StreamingError<TypeConfig, Fatal<NodeId>> {
+    fn from(e: Unexpected) -> Self {
+        match e {
+            Unexpected::Unreachable(e) => StreamingError::Unreachable(e),
+            Unexpected::Network(e) => StreamingError::Network(e),
+        }
     }
 }
 
@@ -104,7 +147,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         match reply {
             RaftRpcReply::Append(Ok(resp)) => Ok(resp),
             RaftRpcReply::Append(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
-            other => Err(RPCError::Network(self.unexpected(other))),
+            other => Err(self.unexpected(other).into()),
         }
     }
 
@@ -113,28 +156,66 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         match reply {
             RaftRpcReply::Vote(Ok(resp)) => Ok(resp),
             RaftRpcReply::Vote(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
-            other => Err(RPCError::Network(self.unexpected(other))),
+            other => Err(self.unexpected(other).into()),
         }
     }
 
+    /// Streams the snapshot as a sequence of calls on the peer's bulk connection, one chunk each:
+    /// each is answered before the next is read and sent (the receiver's pace bounds what is in
+    /// flight to one chunk), each has a timeout sized to its bytes, and the transfer stops when
+    /// openraft cancels it (a new leader, a removed peer).
     async fn full_snapshot(
         &mut self,
         vote: Vote,
         snapshot: Snapshot,
-        _cancel: impl std::future::Future<Output = ReplicationClosed> + Send + 'static,
-        option: RPCOption,
+        cancel: impl std::future::Future<Output = ReplicationClosed> + Send + 'static,
+        _option: RPCOption,
     ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
+        let transfer = NEXT_TRANSFER.fetch_add(1, Ordering::Relaxed);
+        let hot_bytes = snapshot.snapshot.hot().len();
+        let mut cancel = std::pin::pin!(cancel);
         let mut reader = snapshot.snapshot.reader();
-        let mut chunks = Vec::new();
-        while let Some(chunk) = reader.next_chunk().map_err(|e| StreamingError::Network(NetworkError::new(&e)))? {
-            chunks.push(chunk);
-        }
-        let rpc = RaftRpc::Snapshot { group: self.group, vote, chunks };
-        let reply = self.call(rpc, option.hard_ttl()).await?;
-        match reply {
-            RaftRpcReply::Snapshot(Ok(resp)) => Ok(resp),
-            RaftRpcReply::Snapshot(Err(e)) => Err(StreamingError::RemoteError(RemoteError::new(self.target, e))),
-            other => Err(StreamingError::Network(self.unexpected(other))),
+        let mut seq = 0u64;
+        loop {
+            let (next, chunk) =
+                reader.next_chunk_off_runtime().await.map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+            reader = next;
+            let chunk = chunk.ok_or_else(|| StreamingError::Network(NetworkError::new(&PeerError::CutStream)))?;
+            let end = matches!(chunk, SnapshotChunk::End { .. });
+            // The last chunk is answered once the snapshot is installed: its decoding and writing
+            // take time in proportion to the hot part.
+            let timeout = chunk_timeout(if end { hot_bytes } else { chunk.payload_bytes() });
+            let bytes = chunk.payload_bytes();
+            let rpc = RaftRpc::SnapshotChunk { group: self.group, transfer, seq, vote, chunk };
+            let reply = tokio::select! {
+                biased;
+                closed = &mut cancel => return Err(StreamingError::Closed(closed)),
+                reply = self.call_bulk(rpc, timeout) => reply?,
+            };
+            metrics::counter!("boxoffice_snapshot_sent_bytes_total").increment(bytes as u64);
+            match reply {
+                RaftRpcReply::ChunkTaken if !end => seq += 1,
+                RaftRpcReply::Snapshot(Ok(resp)) if end => return Ok(resp),
+                RaftRpcReply::Snapshot(Err(e)) => {
+                    return Err(StreamingError::RemoteError(RemoteError::new(self.target, e)))
+                }
+                other => return Err(self.unexpected(other).into()),
+            }
         }
     }
 }
+
+/// Names each snapshot transfer this process starts (the receiver tells transfers apart by it).
+static NEXT_TRANSFER: AtomicU64 = AtomicU64::new(1);
+
+/// How long one chunk of a snapshot may take: a floor for the round trip and the receiver's
+/// bookkeeping, plus its bytes at a rate any link and disk of a cluster sustain.
+pub fn chunk_timeout(bytes: usize) -> Duration {
+    let transfer_ms = (bytes as u64).saturating_mul(1_000) / CHUNK_RATE_BYTES_PER_S_MIN;
+    Duration::from_millis(CHUNK_TIMEOUT_FLOOR_MS.saturating_add(transfer_ms))
+}
+
+/// The floor of every chunk's timeout.
+const CHUNK_TIMEOUT_FLOOR_MS: u64 = 2_000;
+/// The slowest transfer a chunk's timeout allows for, in bytes per second: 4 MiB/s.
+const CHUNK_RATE_BYTES_PER_S_MIN: u64 = 4 << 20;

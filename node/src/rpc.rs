@@ -10,6 +10,11 @@
 //! frame:      u32 length (big-endian) | u64 call id (big-endian) | body (length - 8 bytes)
 //! ```
 //!
+//! A client keeps two connections per peer: the control connection carries heartbeats, appends,
+//! votes, proposals and reads; the bulk connection carries snapshots' chunks
+//! ([`NodeClient::call_bulk`]), so a large transfer never delays a heartbeat in a queue or a
+//! socket buffer. The server serves every connection alike.
+//!
 //! The client's first frame (id 0) carries the cluster secret; a server that does not accept it
 //! answers with frame 0 and closes. Request bodies are `raft_store::encode(NodeRequest)`, reply
 //! bodies `raft_store::encode(NodeReply)`, under the request's id. Replies come in any order, so
@@ -36,7 +41,8 @@ use crate::wire::{NodeClient, NodeReply, NodeRequest, TransportError, WireError}
 
 /// The first bytes of every connection of this protocol. No HTTP request starts with them.
 pub const PREAMBLE: &[u8; 16] = b"BOXOFFICE-RPC/1\n";
-/// Largest frame: a whole shard's snapshot travels in one.
+/// Largest frame. A snapshot travels in chunks of at most `raft_store::SNAPSHOT_CHUNK_BYTES_MAX`;
+/// this bounds whatever else a peer sends.
 const FRAME_BYTES_MAX: usize = (1 << 30) + 8;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a new connection may take to show which protocol it speaks.
@@ -188,11 +194,21 @@ async fn run_client_reader(half: OwnedReadHalf, conn: Arc<Conn>) {
     conn.close(why);
 }
 
-/// A [`NodeClient`] over this protocol: one connection per peer address, opened on first use and
-/// again after it breaks.
+/// Which of a peer's two connections a call travels on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Lane {
+    /// Heartbeats, appends, votes, proposals, reads: small frames, answered fast.
+    Control,
+    /// Snapshots' chunks: a megabyte each. On a connection of their own, so a transfer's frames
+    /// never queue in front of a heartbeat in a writer or a socket buffer.
+    Bulk,
+}
+
+/// A [`NodeClient`] over this protocol: two connections per peer address (control and bulk),
+/// each opened on first use and again after it breaks.
 pub struct RpcNodeClient {
     secret: String,
-    conns: Mutex<HashMap<String, ConnSlot>>,
+    conns: Mutex<HashMap<(String, Lane), ConnSlot>>,
 }
 
 /// A peer's connection, if open; locked while one is being opened.
@@ -203,10 +219,10 @@ impl RpcNodeClient {
         RpcNodeClient { secret: secret.to_owned(), conns: Mutex::new(HashMap::new()) }
     }
 
-    async fn conn(&self, addr: &str) -> Result<Arc<Conn>, TransportError> {
+    async fn conn(&self, addr: &str, lane: Lane) -> Result<Arc<Conn>, TransportError> {
         let slot = {
             let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-            conns.entry(addr.to_owned()).or_default().clone()
+            conns.entry((addr.to_owned(), lane)).or_default().clone()
         };
         // One connection attempt per address at a time; calls to other peers do not wait.
         let mut slot = slot.lock().await;
@@ -219,6 +235,25 @@ impl RpcNodeClient {
     }
 }
 
+impl RpcNodeClient {
+    async fn call_on(
+        &self,
+        lane: Lane,
+        addr: String,
+        request: NodeRequest,
+        timeout: Duration,
+    ) -> Result<NodeReply, TransportError> {
+        let body = raft_store::encode(&request).map_err(|e| TransportError::BadReply(addr.clone(), e.to_string()))?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let conn = tokio::time::timeout(timeout, self.conn(&addr, lane))
+            .await
+            .map_err(|_| TransportError::Timeout(addr.clone()))??;
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let reply = conn.call(body, remaining).await?;
+        raft_store::decode(&reply).map_err(|e| TransportError::BadReply(addr, e.to_string()))
+    }
+}
+
 impl NodeClient for RpcNodeClient {
     fn call(
         &self,
@@ -226,18 +261,16 @@ impl NodeClient for RpcNodeClient {
         request: NodeRequest,
         timeout: Duration,
     ) -> BoxFuture<'_, Result<NodeReply, TransportError>> {
-        let addr = addr.to_owned();
-        Box::pin(async move {
-            let body =
-                raft_store::encode(&request).map_err(|e| TransportError::BadReply(addr.clone(), e.to_string()))?;
-            let deadline = tokio::time::Instant::now() + timeout;
-            let conn = tokio::time::timeout(timeout, self.conn(&addr))
-                .await
-                .map_err(|_| TransportError::Timeout(addr.clone()))??;
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let reply = conn.call(body, remaining).await?;
-            raft_store::decode(&reply).map_err(|e| TransportError::BadReply(addr, e.to_string()))
-        })
+        Box::pin(self.call_on(Lane::Control, addr.to_owned(), request, timeout))
+    }
+
+    fn call_bulk(
+        &self,
+        addr: &str,
+        request: NodeRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<NodeReply, TransportError>> {
+        Box::pin(self.call_on(Lane::Bulk, addr.to_owned(), request, timeout))
     }
 }
 
@@ -426,6 +459,28 @@ mod tests {
         assert!(started.elapsed() < Duration::from_millis(500), "the fast calls waited for the slow one");
         assert!(matches!(slow.await.unwrap(), Ok(NodeReply::Done)));
         assert_eq!(client.conns.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn bulk_calls_travel_on_a_connection_of_their_own() {
+        let (_server, addr) = server(3).await;
+        let client = Arc::new(RpcNodeClient::new(SECRET));
+        // A bulk call still in progress (the handler takes 300 ms) while control calls come and go.
+        let bulk = {
+            let (client, addr) = (client.clone(), addr.clone());
+            tokio::spawn(async move {
+                client.call_bulk(&addr, NodeRequest::Join { shard_count: 300 }, Duration::from_secs(5)).await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = std::time::Instant::now();
+        for _ in 0..20 {
+            assert_eq!(node_id(client.call(&addr, NodeRequest::Routing, Duration::from_secs(5)).await.unwrap()), 3);
+        }
+        assert!(started.elapsed() < Duration::from_millis(250), "control calls waited for the bulk one");
+        assert!(matches!(bulk.await.unwrap(), Ok(NodeReply::Done)));
+        let lanes: Vec<Lane> = client.conns.lock().unwrap().keys().map(|(_, lane)| *lane).collect();
+        assert_eq!(lanes.len(), 2, "one control and one bulk connection: {lanes:?}");
     }
 
     #[tokio::test]

@@ -19,7 +19,7 @@ impl Node {
 
     async fn answer(self: &Arc<Self>, request: NodeRequest) -> Result<NodeReply, WireError> {
         let reply = match request {
-            NodeRequest::Raft(rpc) => NodeReply::Raft(self.handle_raft(rpc).await),
+            NodeRequest::Raft(rpc) => NodeReply::Raft(self.handle_raft(rpc).await?),
             NodeRequest::Propose { group, proposal, quick_refusal } => {
                 NodeReply::Outcome(self.propose(group, proposal, quick_refusal).await?)
             }
@@ -64,6 +64,17 @@ impl Node {
             }
             NodeRequest::DropGroup { group } => {
                 self.drop_group(group).await?;
+                NodeReply::Done
+            }
+            NodeRequest::BackupOpen { group } => {
+                let (transfer, index, term) = self.backup_open(group).await?;
+                NodeReply::BackupOpened { transfer, index, term }
+            }
+            NodeRequest::BackupNext { group, transfer } => {
+                NodeReply::BackupChunk(self.backup_next(group, transfer).await?)
+            }
+            NodeRequest::RestoreChunk { group, transfer, seq, chunk } => {
+                self.restore_chunk(group, transfer, seq, chunk).await?;
                 NodeReply::Done
             }
         };

@@ -78,9 +78,29 @@ pub enum NodeRequest {
         voters: BTreeMap<NodeId, String>,
         learners: BTreeMap<NodeId, String>,
     },
-    /// Stops the group here and deletes its copy (after it was moved away).
+    /// Stops the group here and deletes its copy (after it was moved away, or to rebuild a
+    /// damaged copy from the other replicas).
     DropGroup {
         group: GroupId,
+    },
+    /// Backups: as the group's leader, builds a fresh snapshot that holds every write acknowledged
+    /// before this call, and opens it for reading (`BackupNext`).
+    BackupOpen {
+        group: GroupId,
+    },
+    /// The next chunk of an opened backup; `None` after its end.
+    BackupNext {
+        group: GroupId,
+        transfer: u64,
+    },
+    /// Restores: one chunk of a restored group's stream (`raft_store::Rebaser`), with which this
+    /// node seeds its copy of a group it does not host yet. Chunks travel in order, each answered
+    /// before the next; at the end the group starts from it.
+    RestoreChunk {
+        group: GroupId,
+        transfer: u64,
+        seq: u64,
+        chunk: SnapshotChunk,
     },
 }
 
@@ -100,6 +120,9 @@ impl NodeRequest {
             NodeRequest::Campaign { .. } => "campaign",
             NodeRequest::EnsureMembers { .. } => "ensure_members",
             NodeRequest::DropGroup { .. } => "drop_group",
+            NodeRequest::BackupOpen { .. } => "backup_open",
+            NodeRequest::BackupNext { .. } => "backup_next",
+            NodeRequest::RestoreChunk { .. } => "restore_chunk",
         }
     }
 }
@@ -116,18 +139,25 @@ pub enum RaftRpc {
         group: GroupId,
         req: VoteRequest<NodeId>,
     },
-    /// A whole snapshot as its stream of chunks (see `raft_store::SnapshotChunk`).
-    Snapshot {
+    /// One chunk of a snapshot stream (see `raft_store::SnapshotChunk`) from the group's leader.
+    /// A transfer's chunks travel in order (`seq` from 0), each answered before the next is sent;
+    /// the last is answered with the installation's result.
+    SnapshotChunk {
         group: GroupId,
+        /// Names the transfer; a new one for the same group supersedes it.
+        transfer: u64,
+        seq: u64,
         vote: Vote,
-        chunks: Vec<SnapshotChunk>,
+        chunk: SnapshotChunk,
     },
 }
 
 impl RaftRpc {
     pub fn group(&self) -> GroupId {
         match self {
-            RaftRpc::Append { group, .. } | RaftRpc::Vote { group, .. } | RaftRpc::Snapshot { group, .. } => *group,
+            RaftRpc::Append { group, .. } | RaftRpc::Vote { group, .. } | RaftRpc::SnapshotChunk { group, .. } => {
+                *group
+            }
         }
     }
 }
@@ -136,7 +166,10 @@ impl RaftRpc {
 pub enum RaftRpcReply {
     Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    /// The last chunk of a snapshot: the installation's result.
     Snapshot(Result<SnapshotResponse<NodeId>, Fatal<NodeId>>),
+    /// A chunk before the last was taken.
+    ChunkTaken,
     /// The receiving node does not host this group (not yet, or no longer).
     UnknownGroup,
 }
@@ -152,6 +185,14 @@ pub enum NodeReply {
     Layout(Option<Box<Layout>>),
     Done,
     Error(WireError),
+    /// A backup was opened: its snapshot's log index and term.
+    BackupOpened {
+        transfer: u64,
+        index: u64,
+        term: u64,
+    },
+    /// The next chunk of a backup; `None` after its end.
+    BackupChunk(Option<SnapshotChunk>),
 }
 
 /// Why a call to a node failed, as the caller hears it. It travels between processes, so what a
@@ -201,6 +242,16 @@ pub struct NodeStatusReply {
     pub addr: String,
     pub shard_count: Option<u32>,
     pub groups: Vec<GroupStatus>,
+    /// Groups whose copy here did not open (a damaged record): stopped, until rebuilt from the
+    /// other replicas (`boxoffice cluster repair`) or the disk is repaired.
+    pub damaged: Vec<DamagedGroup>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DamagedGroup {
+    pub group: GroupId,
+    /// Why it did not open.
+    pub error: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -237,4 +288,15 @@ pub trait NodeClient: Send + Sync + 'static {
         request: NodeRequest,
         timeout: Duration,
     ) -> BoxFuture<'_, Result<NodeReply, TransportError>>;
+
+    /// A call that carries bulk data (a snapshot's chunk): over a connection of its own where the
+    /// transport has connections, so it never queues in front of heartbeats and appends.
+    fn call_bulk(
+        &self,
+        addr: &str,
+        request: NodeRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<NodeReply, TransportError>> {
+        self.call(addr, request, timeout)
+    }
 }

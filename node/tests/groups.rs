@@ -24,12 +24,12 @@ async fn raft_traffic_for_a_group_not_hosted_does_not_start_it() {
     let group = GroupId::shard(2);
     let vote = VoteRequest::new(openraft::Vote::new(5, 2), None);
     let reply = node.handle_raft(RaftRpc::Vote { group, req: vote }).await;
-    assert!(matches!(reply, RaftRpcReply::UnknownGroup), "{reply:?}");
+    assert!(matches!(reply, Ok(RaftRpcReply::UnknownGroup)), "{reply:?}");
     assert!(node.group(group).is_none(), "the group was not started");
 
     // Told to, it starts the group, and the same message now reaches it.
     node.ensure_group(group).await.expect("open");
     let vote = VoteRequest::new(openraft::Vote::new(5, 2), None);
-    assert!(matches!(node.handle_raft(RaftRpc::Vote { group, req: vote }).await, RaftRpcReply::Vote(_)));
+    assert!(matches!(node.handle_raft(RaftRpc::Vote { group, req: vote }).await, Ok(RaftRpcReply::Vote(_))));
     node.shutdown().await;
 }

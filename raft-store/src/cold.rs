@@ -78,6 +78,17 @@ fn decode_record(key: &[u8], bytes: &[u8]) -> Result<ColdRecord, ColdError> {
     codec::decode(bytes).map_err(|source| ColdError::Corrupt { key: key.to_vec(), source })
 }
 
+/// A record as a snapshot stream carries it (raw, as a view yields it), checked: its key is in
+/// the records' key spaces and its bytes decode. A damaged transfer or backup is refused here
+/// rather than installed.
+pub(crate) fn check_record(key: &[u8], bytes: &[u8]) -> Result<ColdRecord, ColdError> {
+    if key.first().is_none_or(|p| *p >= COLD_INDEX) {
+        let source = CodecError::Decode("a record key outside the records' key spaces".into());
+        return Err(ColdError::Corrupt { key: key.to_vec(), source });
+    }
+    decode_record(key, bytes)
+}
+
 /// What apply reads of the cold store.
 pub trait ColdRead {
     fn get(&self, key: &[u8]) -> Result<Option<ColdRecord>, ColdError>;
@@ -268,6 +279,10 @@ impl ColdStore {
         self.current.read().unwrap_or_else(|e| e.into_inner()).1.clone()
     }
 
+    pub fn group(&self) -> GroupId {
+        self.group
+    }
+
     pub fn generation(&self) -> u64 {
         self.current.read().unwrap_or_else(|e| e.into_inner()).0
     }
@@ -404,18 +419,19 @@ impl Drop for ColdStage {
 }
 
 impl ColdStage {
-    /// Adds records as they arrive (raw, as a view yields them). Each is decoded, so a damaged
+    /// Adds records as they arrive (raw, as a view yields them). Each is checked, so a damaged
     /// transfer or backup is refused here rather than installed.
     pub fn add(&mut self, raw: &[(Vec<u8>, Vec<u8>)]) -> Result<(), ColdError> {
-        let mut records = Vec::with_capacity(raw.len());
-        for (key, bytes) in raw {
-            if key.first().is_none_or(|p| *p >= COLD_INDEX) {
-                let source = CodecError::Decode("a record key outside the records' key spaces".into());
-                return Err(ColdError::Corrupt { key: key.clone(), source });
-            }
-            records.push((key.clone(), decode_record(key, bytes)?));
-        }
-        write_records(self.tree.as_ref(), &records)?;
+        let records: Vec<(Vec<u8>, ColdRecord)> = raw
+            .iter()
+            .map(|(key, bytes)| Ok((key.clone(), check_record(key, bytes)?)))
+            .collect::<Result<_, ColdError>>()?;
+        self.add_checked(&records)
+    }
+
+    /// Adds records a [`crate::StreamCheck`] already checked.
+    pub(crate) fn add_checked(&mut self, records: &[(Vec<u8>, ColdRecord)]) -> Result<(), ColdError> {
+        write_records(self.tree.as_ref(), records)?;
         self.records += records.len() as u64;
         Ok(())
     }

@@ -143,6 +143,18 @@ impl GroupId {
         GroupId(shard + 1)
     }
 
+    /// The group a name such as `meta` or `shard-3` (its `Display`) names.
+    pub fn parse_name(name: &str) -> Option<GroupId> {
+        if name == "meta" {
+            return Some(GroupId::META);
+        }
+        let digits = name.strip_prefix("shard-")?;
+        if digits.is_empty() || digits.len() > 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse::<u32>().ok().filter(|s| *s < u32::MAX).map(GroupId::shard)
+    }
+
     /// The shard number, or `None` for the meta group.
     pub fn as_shard(self) -> Option<u32> {
         self.0.checked_sub(1)
@@ -204,6 +216,16 @@ mod tests {
             "ho-ev0000000000000007-99999999999999999999999",
         ] {
             assert_eq!(HoldId::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn group_names_parse_back() {
+        for g in [GroupId::META, GroupId::shard(0), GroupId::shard(1023)] {
+            assert_eq!(GroupId::parse_name(&g.to_string()), Some(g));
+        }
+        for bad in ["", "shard-", "shard-x", "shard--1", "Meta", "shard-99999999999", "group/1"] {
+            assert_eq!(GroupId::parse_name(bad), None, "{bad}");
         }
     }
 

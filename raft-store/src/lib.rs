@@ -7,6 +7,7 @@
 // openraft's `StorageError` is large and is the error type its traits require.
 #![allow(clippy::result_large_err)]
 
+mod blocking;
 mod codec;
 mod cold;
 mod command;
@@ -21,6 +22,7 @@ mod model;
 #[cfg(madsim)]
 pub mod planted;
 mod raft_types;
+mod restore;
 #[cfg(madsim)]
 mod sim_runtime;
 mod sm_store;
@@ -33,6 +35,8 @@ pub use cold::{
 };
 pub use command::*;
 pub use ids::*;
+/// The key of a group's tree that holds its snapshot record (tests damage it).
+pub use keys::SNAPSHOT as SNAPSHOT_KEY;
 pub use keys::{group_tree, parse_group_tree, NODE_IDENTITY, NODE_TREE};
 #[cfg(not(madsim))]
 pub use kv::SledKv;
@@ -43,7 +47,9 @@ pub use log_store::LogStore;
 pub use machine::{EntryApplied, InvariantViolation, Machine};
 pub use model::*;
 pub use raft_types::*;
+pub use restore::{Rebaser, RestoreError, RestoreTarget, RESTORED_INDEX};
 pub use sm_store::{Applied, GroupState, SnapshotBuilder, StateMachineStore};
 pub use snapshot::{
-    GroupSnapshot, SnapshotChunk, SnapshotError, SnapshotReader, SnapshotWriter, SNAPSHOT_CHUNK_BYTES_MAX,
+    GroupSnapshot, SnapshotChunk, SnapshotError, SnapshotReader, SnapshotWriter, StreamCheck, StreamSummary,
+    SNAPSHOT_CHUNK_BYTES_MAX,
 };

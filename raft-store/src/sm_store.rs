@@ -53,6 +53,8 @@ pub struct GroupState {
     cold: Arc<ColdStore>,
     /// The last applied log index, for readers that wait for their write to be applied.
     applied_index: watch::Sender<u64>,
+    /// The newest snapshot, shared with the state machine store that keeps it.
+    latest: Arc<Mutex<Option<Latest>>>,
 }
 
 impl GroupState {
@@ -88,6 +90,14 @@ impl GroupState {
     /// Follows the last applied log index.
     pub fn watch_applied(&self) -> watch::Receiver<u64> {
         self.applied_index.subscribe()
+    }
+
+    /// The newest snapshot (built here or installed), to hand to a backup. Its cold records stay
+    /// readable while it lives.
+    pub fn latest_snapshot(&self) -> Option<GroupSnapshot> {
+        let latest = self.latest.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
+        let index = latest.meta.last_log_id.map_or(0, |l| l.index);
+        Some(GroupSnapshot::new(latest.meta, latest.time_ms, latest.hot, self.cold.view(index, latest.time_ms)))
     }
 }
 
@@ -161,13 +171,53 @@ impl StateMachineStore {
             }
         };
         let index = applied.last_applied.map_or(0, |l| l.index);
+        let latest = Arc::new(Mutex::new(latest));
         let state = Arc::new(GroupState {
             group,
             applied: RwLock::new(applied),
             cold: Arc::new(cold),
             applied_index: watch::channel(index).0,
+            latest: latest.clone(),
         });
-        Ok(StateMachineStore { state, kv, tree, latest: Arc::new(Mutex::new(latest)) })
+        Ok(StateMachineStore { state, kv, tree, latest })
+    }
+
+    /// Writes a restored group's first state — a rebased snapshot received whole, its cold records
+    /// staged in `cold` (see `restore.rs`) — into the group's tree, which must hold no snapshot,
+    /// log or vote yet: the snapshot record and the name of its cold generation, durable
+    /// together. The group then opens from it as from any snapshot.
+    pub async fn seed(
+        kv: &dyn Kv,
+        tree: &dyn KvTree,
+        cold: &ColdStore,
+        snapshot: &GroupSnapshot,
+    ) -> Result<(), StorageError> {
+        for key in [keys::SNAPSHOT, keys::VOTE, keys::LOG] {
+            let taken = tree.scan(&[key], &[key + 1], 1).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+            if !taken.is_empty() {
+                let e = std::io::Error::other(format!("{} already holds data", cold.group()));
+                return Err(snap_err(ErrorVerb::Write, e));
+            }
+        }
+        let hot = snapshot.hot().clone();
+        let machine: Machine =
+            off_runtime(move || codec::decode(&hot)).await?.map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        if machine.group() != cold.group() {
+            let e = std::io::Error::other(format!("a restored {} sent to {}", machine.group(), cold.group()));
+            return Err(snap_err(ErrorVerb::Write, e));
+        }
+        let stage = snapshot.take_stage().ok_or_else(|| {
+            snap_err(ErrorVerb::Write, std::io::Error::other("a restored snapshot arrives with its records staged"))
+        })?;
+        let mut batch = Batch::default();
+        cold.name_generation(&stage, &mut batch).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        let stored =
+            StoredSnapshot { meta: snapshot.meta().clone(), time_ms: snapshot.time_ms(), hot: snapshot.hot().to_vec() };
+        write_snapshot(kv, tree, &stored, batch).await?;
+        let old = cold.switch(stage);
+        cold.drop_generation(old).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        tracing::info!(group = %cold.group(), snapshot = %stored.meta.snapshot_id, "restored state written");
+        Ok(())
     }
 
     pub fn state(&self) -> Arc<GroupState> {
@@ -200,18 +250,11 @@ async fn write_snapshot(
     flushed(kv).await.map_err(|e| snap_err(ErrorVerb::Write, e))
 }
 
-/// Runs CPU-heavy work on a blocking thread, so it does not hold up a runtime worker. The
-/// simulation forbids threads and has no workers to hold up: it runs the work in place.
-#[cfg(not(madsim))]
+/// Runs CPU-heavy work off the runtime's workers (see `blocking.rs`).
 async fn off_runtime<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> Result<R, StorageError> {
-    tokio::task::spawn_blocking(work)
+    crate::blocking::off_runtime(work)
         .await
-        .map_err(|e| snap_err(ErrorVerb::Write, std::io::Error::other(e.to_string())))
-}
-
-#[cfg(madsim)]
-async fn off_runtime<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> Result<R, StorageError> {
-    Ok(work())
+        .ok_or_else(|| snap_err(ErrorVerb::Write, std::io::Error::other("a blocking task panicked")))
 }
 
 /// Copies a snapshot's cold records into a new stage of `cold` (a snapshot that arrived without

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::cold::{ColdError, ColdStage, ColdStore, ColdView};
+use crate::cold::{check_record, ColdError, ColdRecord, ColdStage, ColdStore, ColdView};
 use crate::raft_types::SnapshotMeta;
 
 /// Largest chunk of a snapshot stream, in bytes (hot bytes, or cold records' keys and values).
@@ -191,6 +191,13 @@ impl SnapshotReader {
         }
     }
 
+    /// [`SnapshotReader::next_chunk`] off the runtime's workers: a cold chunk is a disk read.
+    pub async fn next_chunk_off_runtime(mut self) -> Result<(SnapshotReader, Option<SnapshotChunk>), SnapshotError> {
+        crate::blocking::off_runtime(move || self.next_chunk().map(|chunk| (self, chunk)))
+            .await
+            .ok_or(SnapshotError::Stream("a blocking task panicked"))?
+    }
+
     #[allow(clippy::type_complexity)]
     fn cold_chunk(
         &mut self,
@@ -214,37 +221,47 @@ impl SnapshotReader {
     }
 }
 
-/// Rebuilds a snapshot from its chunks: the hot bytes in memory, the cold records into a staged
-/// generation of the group's cold store.
-pub struct SnapshotWriter {
+/// What a checked stream held.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamSummary {
+    pub meta: SnapshotMeta,
+    pub time_ms: i64,
+    pub hot_bytes: u64,
+    pub cold_records: u64,
+    pub digest: [u8; 32],
+}
+
+/// Checks a snapshot stream as it goes by, needing nothing to store it in: the order of its
+/// chunks, the hot part's length, that every cold record decodes, the record count and the
+/// digest. A receiver's [`SnapshotWriter`] checks with it, and so does `boxoffice backup verify`,
+/// offline.
+pub struct StreamCheck {
     meta: SnapshotMeta,
     time_ms: i64,
     hot_bytes: u64,
-    hot: Vec<u8>,
-    stage: ColdStage,
+    hot_seen: u64,
     hasher: Sha256,
     records: u64,
-    ended: bool,
+    digest: Option<[u8; 32]>,
 }
 
-impl SnapshotWriter {
-    /// Starts from the stream's first chunk, staging into `cold`'s next generation.
-    pub fn begin(cold: &ColdStore, first: SnapshotChunk) -> Result<SnapshotWriter, SnapshotError> {
+impl StreamCheck {
+    /// Starts from the stream's first chunk.
+    pub fn begin(first: &SnapshotChunk) -> Result<StreamCheck, SnapshotError> {
         let SnapshotChunk::Begin { meta, time_ms, hot_bytes } = first else {
             return Err(SnapshotError::Stream("the first chunk is not a beginning"));
         };
-        if hot_bytes > crate::codec::DECODE_BYTES_MAX as u64 {
-            return Err(SnapshotError::HotLength { expected: hot_bytes, got: 0 });
+        if *hot_bytes > crate::codec::DECODE_BYTES_MAX as u64 {
+            return Err(SnapshotError::HotLength { expected: *hot_bytes, got: 0 });
         }
-        Ok(SnapshotWriter {
-            meta,
-            time_ms,
-            hot_bytes,
-            hot: Vec::new(),
-            stage: cold.stage()?,
+        Ok(StreamCheck {
+            meta: meta.clone(),
+            time_ms: *time_ms,
+            hot_bytes: *hot_bytes,
+            hot_seen: 0,
             hasher: Sha256::new(),
             records: 0,
-            ended: false,
+            digest: None,
         })
     }
 
@@ -252,50 +269,146 @@ impl SnapshotWriter {
         &self.meta
     }
 
-    pub fn push(&mut self, chunk: SnapshotChunk) -> Result<(), SnapshotError> {
-        if self.ended {
+    pub fn time_ms(&self) -> i64 {
+        self.time_ms
+    }
+
+    /// The hot part's length, as the beginning announced it.
+    pub fn hot_bytes(&self) -> u64 {
+        self.hot_bytes
+    }
+
+    /// Checks the next chunk; a cold chunk's records come back decoded.
+    pub fn push(&mut self, chunk: &SnapshotChunk) -> Result<Vec<(Vec<u8>, ColdRecord)>, SnapshotError> {
+        if self.digest.is_some() {
             return Err(SnapshotError::Stream("a chunk after the end"));
         }
         match chunk {
-            SnapshotChunk::Begin { .. } => return Err(SnapshotError::Stream("a second beginning")),
+            SnapshotChunk::Begin { .. } => Err(SnapshotError::Stream("a second beginning")),
             SnapshotChunk::Hot(bytes) => {
-                if self.records > 0 || self.hot.len() as u64 + bytes.len() as u64 > self.hot_bytes {
+                if self.records > 0 || self.hot_seen + bytes.len() as u64 > self.hot_bytes {
                     return Err(SnapshotError::Stream("hot bytes out of place"));
                 }
-                digest_hot(&mut self.hasher, &bytes);
-                self.hot.extend_from_slice(&bytes);
+                digest_hot(&mut self.hasher, bytes);
+                self.hot_seen += bytes.len() as u64;
+                Ok(Vec::new())
             }
-            SnapshotChunk::Cold(records) => {
-                if (self.hot.len() as u64) < self.hot_bytes {
-                    return Err(SnapshotError::HotLength { expected: self.hot_bytes, got: self.hot.len() as u64 });
-                }
-                for (key, value) in &records {
+            SnapshotChunk::Cold(raw) => {
+                self.hot_complete()?;
+                let mut records = Vec::with_capacity(raw.len());
+                for (key, value) in raw {
+                    records.push((key.clone(), check_record(key, value)?));
                     digest_record(&mut self.hasher, key, value);
                 }
-                self.stage.add(&records)?;
-                self.records += records.len() as u64;
+                self.records += raw.len() as u64;
+                Ok(records)
             }
             SnapshotChunk::End { cold_records, digest } => {
-                if (self.hot.len() as u64) != self.hot_bytes {
-                    return Err(SnapshotError::HotLength { expected: self.hot_bytes, got: self.hot.len() as u64 });
-                }
+                self.hot_complete()?;
                 let ours: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
-                if cold_records != self.records || ours != digest {
+                if *cold_records != self.records || ours != *digest {
                     return Err(SnapshotError::Digest);
                 }
-                self.ended = true;
+                self.digest = Some(ours);
+                Ok(Vec::new())
             }
         }
+    }
+
+    fn hot_complete(&self) -> Result<(), SnapshotError> {
+        if self.hot_seen != self.hot_bytes {
+            return Err(SnapshotError::HotLength { expected: self.hot_bytes, got: self.hot_seen });
+        }
         Ok(())
+    }
+
+    /// Whether the end arrived, and checked.
+    pub fn ended(&self) -> bool {
+        self.digest.is_some()
+    }
+
+    /// What the stream held, once its end arrived and checked.
+    pub fn finish(self) -> Result<StreamSummary, SnapshotError> {
+        let digest = self.digest.ok_or(SnapshotError::Stream("the stream ended early"))?;
+        Ok(StreamSummary {
+            meta: self.meta,
+            time_ms: self.time_ms,
+            hot_bytes: self.hot_bytes,
+            cold_records: self.records,
+            digest,
+        })
+    }
+}
+
+/// Builds the end of a stream being written (a restored group's, see `restore.rs`): the digest
+/// over what was emitted, the same way [`SnapshotReader`] computes it.
+#[derive(Default)]
+pub(crate) struct StreamDigest {
+    hasher: Sha256,
+    records: u64,
+}
+
+impl StreamDigest {
+    pub(crate) fn hot(&mut self, bytes: &[u8]) {
+        digest_hot(&mut self.hasher, bytes);
+    }
+
+    pub(crate) fn record(&mut self, key: &[u8], value: &[u8]) {
+        digest_record(&mut self.hasher, key, value);
+        self.records += 1;
+    }
+
+    pub(crate) fn end(self) -> SnapshotChunk {
+        SnapshotChunk::End { cold_records: self.records, digest: self.hasher.finalize().into() }
+    }
+}
+
+/// Rebuilds a snapshot from its chunks: the hot bytes in memory, the cold records into a staged
+/// generation of the group's cold store.
+pub struct SnapshotWriter {
+    check: StreamCheck,
+    hot: Vec<u8>,
+    stage: ColdStage,
+}
+
+impl SnapshotWriter {
+    /// Starts from the stream's first chunk, staging into `cold`'s next generation.
+    pub fn begin(cold: &ColdStore, first: SnapshotChunk) -> Result<SnapshotWriter, SnapshotError> {
+        let check = StreamCheck::begin(&first)?;
+        Ok(SnapshotWriter { check, hot: Vec::new(), stage: cold.stage()? })
+    }
+
+    pub fn meta(&self) -> &SnapshotMeta {
+        self.check.meta()
+    }
+
+    /// The hot part's length, as the stream's beginning announced it.
+    pub fn hot_bytes(&self) -> u64 {
+        self.check.hot_bytes()
+    }
+
+    pub fn push(&mut self, chunk: SnapshotChunk) -> Result<(), SnapshotError> {
+        let records = self.check.push(&chunk)?;
+        match chunk {
+            SnapshotChunk::Hot(bytes) => self.hot.extend_from_slice(&bytes),
+            SnapshotChunk::Cold(_) => self.stage.add_checked(&records)?,
+            SnapshotChunk::Begin { .. } | SnapshotChunk::End { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// [`SnapshotWriter::push`] off the runtime's workers: a cold chunk is a disk write.
+    pub async fn push_off_runtime(mut self, chunk: SnapshotChunk) -> Result<SnapshotWriter, SnapshotError> {
+        crate::blocking::off_runtime(move || self.push(chunk).map(|()| self))
+            .await
+            .ok_or(SnapshotError::Stream("a blocking task panicked"))?
     }
 
     /// The snapshot, once its end arrived and checked; its cold records are in a stage the
     /// state machine switches to when it installs it ([`GroupSnapshot::take_stage`]).
     pub fn finish(self) -> Result<GroupSnapshot, SnapshotError> {
-        if !self.ended {
-            return Err(SnapshotError::Stream("the stream ended early"));
-        }
-        Ok(GroupSnapshot::staged(self.meta, self.time_ms, self.hot, self.stage))
+        let summary = self.check.finish()?;
+        Ok(GroupSnapshot::staged(summary.meta, summary.time_ms, self.hot, self.stage))
     }
 }
 

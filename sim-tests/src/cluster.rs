@@ -213,6 +213,11 @@ impl SimCluster {
         state != openraft::ServerState::Shutdown
     }
 
+    /// The groups the live node reports damaged (did not open at its start), and why.
+    pub fn damaged(&self, id: NodeId) -> BTreeMap<GroupId, String> {
+        lock(&self.live).get(&id).map(|n| n.damaged_groups()).unwrap_or_default()
+    }
+
     /// Why the node's last start failed, if it did.
     pub fn refused(&self, id: NodeId) -> Option<String> {
         lock(&self.refused).get(&id).cloned()

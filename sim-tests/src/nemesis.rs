@@ -5,8 +5,9 @@
 //! (a node added, a node drained).
 //!
 //! Disk faults carry their own check: a node restarted on a rotten newest log record must not
-//! run that record's group (today the node refuses to start), a node must never refuse to start
-//! unless rot is to blame, and a restarted node must start or refuse within `START_WAIT_MAX`.
+//! run that record's group (the node starts its other groups and reports that one damaged), a
+//! node must never refuse to start or report a group damaged unless rot is to blame, and a
+//! restarted node must start or refuse within `START_WAIT_MAX`.
 //! What breaks these is reported with the run's violations.
 
 use std::sync::{Arc, Mutex};
@@ -270,6 +271,10 @@ impl Nemesis {
         for &id in ids {
             let rotted: Vec<GroupId> = rotten.iter().filter(|(n, _)| *n == id).map(|(_, g)| *g).collect();
             let refused = lock(&self.cluster).refused(id);
+            let damaged = lock(&self.cluster).damaged(id);
+            for (group, why) in damaged.iter().filter(|(g, _)| !rotted.contains(g)) {
+                self.violation(format!("node {id} reports {group} damaged although nothing of it rotted: {why}"));
+            }
             match refused {
                 Some(why) if rotted.is_empty() => self.violation(format!("node {id} refused to start: {why}")),
                 Some(why) => {
@@ -284,7 +289,18 @@ impl Nemesis {
                     for group in rotted.iter().filter(|g| lock(&self.cluster).runs(id, **g)) {
                         self.violation(format!("node {id} runs {group} although its newest log record rotted"));
                     }
-                    lock(&self.cluster).repair(id);
+                    let count = lock(&self.cluster).repair(id);
+                    if !damaged.is_empty() {
+                        // The node started its other groups and keeps the damaged ones stopped; its
+                        // supervisor puts the rotten records back, as restoring the copy would, and
+                        // restarts it.
+                        let groups: Vec<String> = damaged.keys().map(|g| g.to_string()).collect();
+                        self.note(format!("node {id} reports {groups:?} damaged; {count} rotten values put back"));
+                        let mut c = lock(&self.cluster);
+                        c.crash(id);
+                        c.restart(id);
+                        repaired.push(id);
+                    }
                 }
             }
         }
@@ -295,6 +311,9 @@ impl Nemesis {
         for id in repaired {
             if let Some(why) = lock(&self.cluster).refused(id) {
                 self.violation(format!("node {id} refused to start on a repaired disk: {why}"));
+            }
+            if let Some((group, why)) = lock(&self.cluster).damaged(id).into_iter().next() {
+                self.violation(format!("node {id} reports {group} damaged on a repaired disk: {why}"));
             }
         }
     }

@@ -2,25 +2,59 @@
 
 use std::collections::BTreeSet;
 
-use raft_store::{
-    is_valid_part_id, HoldStatus, HoldView, OrderStatus, OrderView, Selection, TicketStatus, TicketView,
-    HOLD_QUANTITY_MAX, HOLD_SEATS_MAX, SEATS_PER_ROW_MAX,
-};
+use raft_store::{HoldStatus, HoldView, OrderStatus, OrderView, Selection, TicketStatus, TicketView};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{PartialSchema, ToSchema};
 
+use super::rules::{self, HOLD_QUANTITY, HOLD_SEATS, PART_ID, SEAT_ID};
 use super::{time_json, MoneyJson};
 use crate::error::ApiError;
+use crate::payments::SandboxPayments;
 use seams::GroupHealth;
 
-/// Body of `POST /v1/events/{event_id}/holds`: `seats`, or `section` with `quantity`.
-#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
+/// Body of `POST /v1/events/{event_id}/holds`: `seats`, or `section` with `quantity`. The
+/// fields of the other shape may be absent or `null`, nothing else.
+#[derive(Clone, Debug, Default, Deserialize)]
 pub(crate) struct HoldBody {
     /// Seat ids `SECTION-ROW-NUMBER` of seated sections.
     pub seats: Option<Vec<String>>,
     /// A general-admission section, with `quantity`.
     pub section: Option<String>,
+    #[serde(default, deserialize_with = "super::integer::option_u32")]
     pub quantity: Option<u32>,
+}
+
+impl ToSchema for HoldBody {}
+
+/// Two shapes, exactly one of which a body has (`oneOf`): a schema cannot derive this.
+impl PartialSchema for HoldBody {
+    fn schema() -> RefOr<Schema> {
+        let null = || ObjectBuilder::new().schema_type(Type::Null).build();
+        let seats = ObjectBuilder::new()
+            .title(Some("Seats"))
+            .description(Some("Numbered seats of seated sections, all or none."))
+            .property("seats", rules::hold_seats())
+            .property("section", null())
+            .property("quantity", null())
+            .required("seats")
+            .build();
+        let admissions = ObjectBuilder::new()
+            .title(Some("General admission"))
+            .description(Some("A quantity of a general-admission section."))
+            .property("section", rules::part_id())
+            .property("quantity", rules::hold_quantity())
+            .property("seats", null())
+            .required("section")
+            .required("quantity")
+            .build();
+        OneOfBuilder::new()
+            .description(Some("`seats`, or `section` with `quantity`."))
+            .item(seats)
+            .item(admissions)
+            .into()
+    }
 }
 
 impl HoldBody {
@@ -28,14 +62,10 @@ impl HoldBody {
         let bad = |detail: String| Err(ApiError::BadRequest(detail));
         match (self.seats, self.section, self.quantity) {
             (Some(seats), None, None) => {
-                if seats.is_empty() || seats.len() > HOLD_SEATS_MAX {
-                    return bad(format!("`seats` lists 1 to {HOLD_SEATS_MAX} seats"));
-                }
+                HOLD_SEATS.check("seats", seats.len())?;
                 let mut seen = BTreeSet::new();
                 for seat in &seats {
-                    if !is_seat_id(seat) {
-                        return bad("a seat id has the shape SECTION-ROW-NUMBER, such as FLOOR-A-7".into());
-                    }
+                    SEAT_ID.check("seats[]", seat)?;
                     if !seen.insert(seat.as_str()) {
                         return bad(format!("seat {seat} is listed twice"));
                     }
@@ -43,32 +73,14 @@ impl HoldBody {
                 Ok(Selection::Seats(seats))
             }
             (None, Some(section), Some(quantity)) => {
-                if !is_valid_part_id(&section) {
-                    return bad("`section` is a section id: letters, digits and `_`".into());
-                }
-                if quantity == 0 || quantity > HOLD_QUANTITY_MAX {
-                    return bad(format!("`quantity` is between 1 and {HOLD_QUANTITY_MAX}"));
-                }
+                PART_ID.check("section", &section)?;
+                HOLD_QUANTITY.check("quantity", i64::from(quantity))?;
                 Ok(Selection::General { section, quantity })
             }
             (Some(_), _, _) => bad("give either `seats` or `section` with `quantity`, not both".into()),
             _ => bad("give either `seats`, or `section` with `quantity`".into()),
         }
     }
-}
-
-/// Whether `id` has the shape of a seat id; whether the seat exists is the event's to say.
-fn is_seat_id(id: &str) -> bool {
-    let mut parts = id.splitn(3, '-');
-    let (Some(section), Some(row), Some(number)) = (parts.next(), parts.next(), parts.next()) else {
-        return false;
-    };
-    let number_digits_max = SEATS_PER_ROW_MAX.to_string().len();
-    is_valid_part_id(section)
-        && is_valid_part_id(row)
-        && !number.is_empty()
-        && number.len() <= number_digits_max
-        && number.bytes().all(|b| b.is_ascii_digit())
 }
 
 #[derive(Clone, Copy, Debug, Serialize, ToSchema)]
@@ -139,9 +151,20 @@ impl From<&HoldView> for HoldJson {
 /// Body of `POST /v1/holds/{hold_id}/checkout`.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 pub(crate) struct CheckoutBody {
-    /// `sandbox_ok` or `sandbox_decline` with the sandbox gateway.
-    #[schema(example = "sandbox_ok")]
+    /// `sandbox_ok` pays at once, `sandbox_decline` is declined (the sandbox gateway).
+    #[schema(schema_with = payment_method)]
     pub payment_method: String,
+}
+
+/// The methods of the gateway this server runs (`payments::SandboxPayments`).
+pub(crate) const PAYMENT_METHODS: [&str; 2] = [SandboxPayments::APPROVE, SandboxPayments::DECLINE];
+
+fn payment_method() -> utoipa::openapi::schema::Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(PAYMENT_METHODS))
+        .examples([serde_json::json!(SandboxPayments::APPROVE)])
+        .build()
 }
 
 /// A body with nothing in it: `{}` or no body at all.
@@ -248,10 +271,23 @@ impl From<&OrderView> for OrderJson {
 /// Body of `POST /v1/auth/dev-token`.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 pub(crate) struct DevTokenBody {
+    #[schema(schema_with = rules::dev_user_id)]
     pub user_id: String,
-    /// `user` (default) or `admin`.
+    /// `user` (default), `admin` or `scanner`.
     #[serde(default)]
+    #[schema(schema_with = dev_token_role)]
     pub role: Option<String>,
+}
+
+/// The roles a dev token may carry: each is a `token::Role` (a test checks).
+pub(crate) const DEV_TOKEN_ROLES: [&str; 3] = ["user", "admin", "scanner"];
+
+fn dev_token_role() -> utoipa::openapi::schema::Object {
+    let values = DEV_TOKEN_ROLES.iter().map(|r| serde_json::json!(r)).chain([serde_json::Value::Null]);
+    ObjectBuilder::new()
+        .schema_type([Type::String, Type::Null].into_iter().collect::<utoipa::openapi::schema::SchemaType>())
+        .enum_values(Some(values))
+        .build()
 }
 
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -333,7 +369,7 @@ mod tests {
         assert!(body(Some(&["FLOOR-A-1", "FLOOR-A-1"]), None, None).into_selection().is_err());
         assert!(body(Some(&[]), None, None).into_selection().is_err());
         assert!(body(None, Some("LAWN"), Some(0)).into_selection().is_err());
-        assert!(body(None, Some("LAWN"), Some(HOLD_QUANTITY_MAX + 1)).into_selection().is_err());
+        assert!(body(None, Some("LAWN"), Some(raft_store::HOLD_QUANTITY_MAX + 1)).into_selection().is_err());
         assert!(body(None, Some("LA-WN"), Some(1)).into_selection().is_err());
     }
 }

@@ -4,23 +4,39 @@ use raft_store::{
     EventId, EventPatch, EventSpec, EventStatus, EventSummary, EventView, GeneralView, GeoPoint, Row, SeatMap,
     SeatStatus, SeatView, Section, SectionKind, SectionKindTag, SectionPrice, SectionView, Venue, VenueId,
 };
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::rules::{self, CAPACITY, DESCRIPTION, LABEL, NAME, PART_ID, PERFORMERS, PRICES, ROWS, SECTIONS};
 use super::{parse_time, time_json, MoneyJson};
 use crate::error::ApiError;
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct LocationJson {
+    #[schema(schema_with = rules::latitude)]
     pub lat: f64,
+    #[schema(schema_with = rules::longitude)]
     pub lon: f64,
+}
+
+impl LocationJson {
+    fn check(&self) -> Result<(), ApiError> {
+        let within = |value: f64, max: f64| value.is_finite() && (-max..=max).contains(&value);
+        if !within(self.lat, rules::LATITUDE_MAX) || !within(self.lon, rules::LONGITUDE_MAX) {
+            return Err(ApiError::BadRequest("`location` is lat -90 to 90 and lon -180 to 180".into()));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct RowJson {
     /// Letters, digits and `_`.
+    #[schema(schema_with = rules::part_id)]
     pub id: String,
     /// Seats of the row, numbered from 1.
+    #[schema(schema_with = rules::seats_per_row)]
+    #[serde(deserialize_with = "super::integer::u32")]
     pub seats: u32,
 }
 
@@ -28,21 +44,73 @@ pub(crate) struct RowJson {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub(crate) enum SectionJson {
-    Seated { id: String, name: String, rows: Vec<RowJson> },
-    General { id: String, name: String, capacity: u32 },
+    Seated {
+        #[schema(schema_with = rules::part_id)]
+        id: String,
+        #[schema(schema_with = rules::name)]
+        name: String,
+        #[schema(schema_with = rules::rows)]
+        rows: Vec<RowJson>,
+    },
+    General {
+        #[schema(schema_with = rules::part_id)]
+        id: String,
+        #[schema(schema_with = rules::name)]
+        name: String,
+        #[schema(schema_with = rules::capacity)]
+        #[serde(deserialize_with = "super::integer::u32")]
+        capacity: u32,
+    },
 }
 
-/// Body of `POST /v1/venues`.
+impl SectionJson {
+    fn check(&self) -> Result<(), ApiError> {
+        match self {
+            SectionJson::Seated { id, name, rows } => {
+                PART_ID.check("sections[].id", id)?;
+                NAME.check("sections[].name", name)?;
+                ROWS.check("sections[].rows", rows.len())?;
+                for row in rows {
+                    PART_ID.check("sections[].rows[].id", &row.id)?;
+                    rules::SEATS_PER_ROW.check("sections[].rows[].seats", i64::from(row.seats))?;
+                }
+                Ok(())
+            }
+            SectionJson::General { id, name, capacity } => {
+                PART_ID.check("sections[].id", id)?;
+                NAME.check("sections[].name", name)?;
+                CAPACITY.check("sections[].capacity", i64::from(*capacity))
+            }
+        }
+    }
+}
+
+/// Body of `POST /v1/venues`. Section ids are distinct, and so are the row ids of a section;
+/// the seats of all rows together are at most 200,000 (422 otherwise).
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 pub(crate) struct VenueBody {
+    #[schema(schema_with = rules::name)]
     pub name: String,
+    #[schema(schema_with = rules::label)]
     pub city: String,
+    #[schema(schema_with = rules::label)]
     pub country: String,
     pub location: LocationJson,
+    #[schema(schema_with = rules::sections)]
     pub sections: Vec<SectionJson>,
 }
 
 impl VenueBody {
+    /// The rules the document states (400); the venue's own `validate` checks the rest (422).
+    pub(crate) fn check(&self) -> Result<(), ApiError> {
+        NAME.check("name", &self.name)?;
+        LABEL.check("city", &self.city)?;
+        LABEL.check("country", &self.country)?;
+        self.location.check()?;
+        SECTIONS.check("sections", self.sections.len())?;
+        self.sections.iter().try_for_each(SectionJson::check)
+    }
+
     pub(crate) fn into_venue(self, venue_id: VenueId) -> Venue {
         let sections = self
             .sections
@@ -111,13 +179,46 @@ impl From<&Venue> for VenueJson {
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct PerformerJson {
+    #[schema(schema_with = rules::name)]
     pub name: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct PriceJson {
+    #[schema(schema_with = rules::part_id)]
     pub section: String,
+    /// The price of one admission: 0 to 100,000,000 minor units.
+    #[schema(schema_with = price_money)]
     pub price: MoneyJson,
+}
+
+/// Money as a price: bounded, unlike a total.
+fn price_money() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .property("amount", rules::price_amount())
+        .property("currency", rules::currency())
+        .required("amount")
+        .required("currency")
+        .build()
+}
+
+fn check_performers(performers: &[PerformerJson]) -> Result<(), ApiError> {
+    PERFORMERS.check("performers", performers.len())?;
+    performers.iter().try_for_each(|p| NAME.check("performers[].name", &p.name))
+}
+
+fn check_prices(prices: &[PriceJson]) -> Result<(), ApiError> {
+    PRICES.check("prices", prices.len())?;
+    for p in prices {
+        PART_ID.check("prices[].section", &p.section)?;
+        rules::PRICE_AMOUNT.check("prices[].price.amount", p.price.amount)?;
+        rules::CURRENCY.check("prices[].price.currency", &p.price.currency)?;
+    }
+    Ok(())
+}
+
+fn check_time(field: &str, text: &str) -> Result<(), ApiError> {
+    parse_time(field, text).map(drop)
 }
 
 fn performers_in(performers: Vec<PerformerJson>) -> Vec<String> {
@@ -135,32 +236,54 @@ fn prices_in(prices: &[PriceJson]) -> Result<Vec<SectionPrice>, ApiError> {
         .collect()
 }
 
-/// Body of `POST /v1/events`.
+/// Body of `POST /v1/events`. Beyond what the schema says (400 otherwise): `starts_at` is in
+/// the future, `on_sale_at` not after it, and `prices` name every section of the venue once, in
+/// one currency (422 otherwise).
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 pub(crate) struct EventBody {
+    #[schema(schema_with = rules::name)]
     pub name: String,
     #[serde(default)]
+    #[schema(schema_with = rules::description)]
     pub description: String,
+    #[schema(schema_with = rules::label)]
     pub category: String,
     #[serde(default)]
+    #[schema(schema_with = rules::performers)]
     pub performers: Vec<PerformerJson>,
+    #[schema(schema_with = rules::venue_id)]
     pub venue_id: String,
     /// RFC 3339.
-    #[schema(format = DateTime)]
+    #[schema(schema_with = rules::time_text)]
     pub starts_at: String,
     /// RFC 3339; default now.
     #[serde(default)]
-    #[schema(format = DateTime)]
+    #[schema(schema_with = rules::time_text_or_null)]
     pub on_sale_at: Option<String>,
     /// One price for every section of the venue.
+    #[schema(schema_with = rules::prices)]
     pub prices: Vec<PriceJson>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::integer::option_u32")]
+    #[schema(schema_with = rules::per_user_limit_or_null)]
     pub per_user_limit: Option<u32>,
     #[serde(default)]
     pub high_traffic: bool,
 }
 
 impl EventBody {
+    /// The rules the document states (400); the event's `validate` checks the rest (422).
+    pub(crate) fn check(&self) -> Result<(), ApiError> {
+        NAME.check("name", &self.name)?;
+        DESCRIPTION.check("description", &self.description)?;
+        LABEL.check("category", &self.category)?;
+        check_performers(&self.performers)?;
+        check_time("starts_at", &self.starts_at)?;
+        self.on_sale_at.as_deref().map(|t| check_time("on_sale_at", t)).transpose()?;
+        check_prices(&self.prices)?;
+        self.per_user_limit.map(|n| rules::PER_USER_LIMIT.check("per_user_limit", i64::from(n))).transpose()?;
+        Ok(())
+    }
+
     /// The event as proposed: the venue copied in, `on_sale_at` defaulting to `now_ms`.
     pub(crate) fn into_spec(self, event_id: EventId, venue: Venue, now_ms: i64) -> Result<EventSpec, ApiError> {
         let starts_at_ms = parse_time("starts_at", &self.starts_at)?;
@@ -184,31 +307,48 @@ impl EventBody {
     }
 }
 
-/// Tells a field given as `null` (`Some(None)`) from an absent one (`None`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
-/// Body of `PATCH /v1/events/{event_id}`: absent fields stay as they are.
+/// Body of `PATCH /v1/events/{event_id}`: absent (or `null`) fields stay as they are, except
+/// `per_user_limit`, which `null` removes. The event as patched must meet the rules of
+/// `POST /v1/events` (422 otherwise).
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 pub(crate) struct EventPatchBody {
+    #[schema(schema_with = rules::name_or_null)]
     pub name: Option<String>,
+    #[schema(schema_with = rules::description_or_null)]
     pub description: Option<String>,
+    #[schema(schema_with = rules::label_or_null)]
     pub category: Option<String>,
+    #[schema(schema_with = rules::performers_or_null)]
     pub performers: Option<Vec<PerformerJson>>,
-    #[schema(format = DateTime)]
+    #[schema(schema_with = rules::time_text_or_null)]
     pub starts_at: Option<String>,
-    #[schema(format = DateTime)]
+    #[schema(schema_with = rules::time_text_or_null)]
     pub on_sale_at: Option<String>,
+    #[schema(schema_with = rules::prices_or_null)]
     pub prices: Option<Vec<PriceJson>>,
     /// `null` removes the limit.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<u32>)]
+    #[serde(default, deserialize_with = "super::integer::present_u32")]
+    #[schema(schema_with = rules::per_user_limit_or_null)]
     pub per_user_limit: Option<Option<u32>>,
     pub high_traffic: Option<bool>,
 }
 
 impl EventPatchBody {
+    /// The rules the document states (400); the patched event's `validate` checks the rest.
+    pub(crate) fn check(&self) -> Result<(), ApiError> {
+        self.name.as_deref().map(|v| NAME.check("name", v)).transpose()?;
+        self.description.as_deref().map(|v| DESCRIPTION.check("description", v)).transpose()?;
+        self.category.as_deref().map(|v| LABEL.check("category", v)).transpose()?;
+        self.performers.as_deref().map(check_performers).transpose()?;
+        self.starts_at.as_deref().map(|t| check_time("starts_at", t)).transpose()?;
+        self.on_sale_at.as_deref().map(|t| check_time("on_sale_at", t)).transpose()?;
+        self.prices.as_deref().map(check_prices).transpose()?;
+        if let Some(Some(n)) = self.per_user_limit {
+            rules::PER_USER_LIMIT.check("per_user_limit", i64::from(n))?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn into_patch(self) -> Result<EventPatch, ApiError> {
         Ok(EventPatch {
             name: self.name,

@@ -5,6 +5,7 @@
 
 mod booking;
 mod catalog;
+pub(crate) mod rules;
 
 use raft_store::{Currency, Money};
 use serde::{Deserialize, Serialize};
@@ -18,8 +19,7 @@ pub(crate) use crate::words::{now_ms, time_json};
 pub(crate) use booking::*;
 pub(crate) use catalog::*;
 
-/// Longest time string accepted; RFC 3339 with nanoseconds and an offset is 35 characters.
-const TIME_TEXT_LEN_MAX: usize = 64;
+use rules::TIME_TEXT_LEN_MAX;
 
 /// An RFC 3339 time (any offset) as Unix milliseconds; `field` names it in the error.
 pub(crate) fn parse_time(field: &str, text: &str) -> Result<i64, ApiError> {
@@ -31,10 +31,47 @@ pub(crate) fn parse_time(field: &str, text: &str) -> Result<i64, ApiError> {
     i64::try_from(time.unix_timestamp_nanos().div_euclid(1_000_000)).map_err(|_| bad())
 }
 
+/// Integers in request bodies. JSON does not tell `2` from `2.0`, and neither does a schema's
+/// `integer`: any integral number is read as the integer it is; a fraction, or a value the
+/// field cannot hold, is refused (400).
+pub(crate) mod integer {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Number;
+
+    fn integral<E: Error, T: TryFrom<i64>>(n: &Number) -> Result<T, E> {
+        let whole = n.as_i64().or_else(|| {
+            let f = n.as_f64()?;
+            // `i64::MAX as f64` rounds up to 2^63, which `as i64` would saturate: keep below it.
+            (f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64).then_some(f as i64)
+        });
+        whole.and_then(|v| T::try_from(v).ok()).ok_or_else(|| E::custom(format!("{n} is not an integer in range")))
+    }
+
+    pub(crate) fn u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        integral(&Number::deserialize(d)?)
+    }
+
+    pub(crate) fn i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        integral(&Number::deserialize(d)?)
+    }
+
+    /// `null` or absent (with `#[serde(default)]`): `None`.
+    pub(crate) fn option_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        Option::<Number>::deserialize(d)?.as_ref().map(integral).transpose()
+    }
+
+    /// Absent (with `#[serde(default)]`): `None`; `null`: `Some(None)`.
+    pub(crate) fn present_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+        option_u32(d).map(Some)
+    }
+}
+
 /// Money: `{"amount": <integer minor units>, "currency": "USD"}`.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct MoneyJson {
     /// Minor units (cents for USD).
+    #[serde(deserialize_with = "integer::i64")]
     pub amount: i64,
     /// ISO 4217 code: three upper-case letters.
     #[schema(example = "USD")]

@@ -14,6 +14,7 @@ use crate::error::ApiError;
 use crate::extract::{Caller, IdPath, Posted};
 use crate::identity::{self, payment_request_id};
 use crate::payments::{Charge, Refund};
+use crate::routes::events::read_event;
 use crate::routes::orders::read_order;
 use crate::routes::queue::access_pass;
 use crate::state::ApiState;
@@ -26,7 +27,7 @@ use seams::{Consistency, Submit};
     params(
         ("event_id" = String, Path),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry"),
-        ("X-Queue-Access" = Option<String>, Header, description = "The access token from the waiting room (high-traffic events)"),
+        ("X-Queue-Access" = Option<String>, Header, description = "The access token from the waiting room: required by high-traffic events, ignored by others"),
     ),
     responses(
         (status = 201, body = HoldJson),
@@ -35,7 +36,7 @@ use seams::{Consistency, Submit};
         (status = 403, description = "not_on_sale or queue_required", body = ProblemJson, content_type = "application/problem+json"),
         (status = 404, description = "Unknown event, seat or section", body = ProblemJson, content_type = "application/problem+json"),
         (status = 409, description = "seats_unavailable or sold_out", body = ProblemJson, content_type = "application/problem+json"),
-        (status = 422, description = "limit_exceeded or idempotency_key_reused", body = ProblemJson, content_type = "application/problem+json"),
+        (status = 422, description = "limit_exceeded, idempotency_key_reused, or a selection the event cannot take as given (a quantity of a seated section, a seat named twice)", body = ProblemJson, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -50,8 +51,19 @@ pub(crate) async fn hold(
     let (request_id, fingerprint, keyed) = (posted.request_id(&caller.user), posted.fingerprint(), posted.has_key());
     let selection = posted.body.into_selection()?;
     let ttl_ms = state.config().hold_ttl_ms();
-    // High-traffic events refuse a hold without a pass in apply; other events ignore one.
-    let access = access_pass(&state, &headers, &caller.user, &event_id)?;
+    // High-traffic events refuse a hold without a pass in apply; other events ignore one, even
+    // one that does not verify (API.md asks for the header on high-traffic events only).
+    let access = match access_pass(&state, &headers, &caller.user, &event_id) {
+        Ok(access) => access,
+        Err(refused) => {
+            // Refused here, before anything is submitted (so a keyed retry with a good pass is a
+            // new request), if the event sells through its waiting room; ignored otherwise.
+            if read_event(&state, &event_id, Consistency::Linearizable).await?.spec.high_traffic {
+                return Err(refused);
+            }
+            None
+        }
+    };
     let command = Command::Hold { event_id, user: caller.user, selection, ttl_ms, access };
     // Without an `Idempotency-Key` a refusal need not be remembered, so the leader may answer one
     // from its confirmed state without writing it.
@@ -126,6 +138,7 @@ pub(crate) async fn release(
         (status = 401, body = ProblemJson, content_type = "application/problem+json"),
         (status = 404, body = ProblemJson, content_type = "application/problem+json"),
         (status = 409, description = "hold_expired or hold_not_active", body = ProblemJson, content_type = "application/problem+json"),
+        (status = 422, description = "idempotency_key_reused", body = ProblemJson, content_type = "application/problem+json"),
         (status = 503, description = "Store or payment provider unavailable; retry", body = ProblemJson, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

@@ -9,11 +9,12 @@ use raft_store::{Answer, Command, EventId, EventSummary, EventView, GroupId, Out
 use serde::Deserialize;
 
 use crate::cache::{Doc, Rendered};
+use crate::dto::rules;
 use crate::dto::{now_ms, parse_time, EventBody, EventJson, EventPatchBody, EventSummaryJson, Page, ProblemJson};
 use crate::error::ApiError;
 use crate::extract::{Admin, ApiQuery, IdPath, Posted};
 use crate::identity::IdKind;
-use crate::pagination::{encode_cursor, gather, merge, per_shard_limit, PageParams};
+use crate::pagination::{gather, limit_schema, merge, per_shard_limit, Cursor, EventCursor, PageParams};
 use crate::state::ApiState;
 use seams::Consistency;
 
@@ -28,7 +29,7 @@ use seams::Consistency;
         (status = 401, body = ProblemJson, content_type = "application/problem+json"),
         (status = 403, body = ProblemJson, content_type = "application/problem+json"),
         (status = 404, description = "Unknown venue", body = ProblemJson, content_type = "application/problem+json"),
-        (status = 422, body = ProblemJson, content_type = "application/problem+json"),
+        (status = 422, description = "`starts_at` not in the future, `on_sale_at` after it, prices that do not name each section of the venue once in one currency, or idempotency_key_reused", body = ProblemJson, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -37,15 +38,17 @@ pub(crate) async fn create(
     Admin(caller): Admin,
     posted: Posted<EventBody>,
 ) -> Result<(StatusCode, Json<EventJson>), ApiError> {
+    posted.body.check()?;
     let venue = read_venue(&state, &posted.body.venue_id).await?;
     let event_id = EventId::from_u64(posted.new_id_bits(IdKind::Event, &caller.user));
     let (request_id, fingerprint) = (posted.request_id(&caller.user), posted.fingerprint());
     let now = now_ms();
     let spec = posted.body.into_spec(event_id, venue, now)?;
+    // What is left after the document's rules: the clock, and the event against its venue.
     if spec.starts_at_ms <= now {
-        return Err(ApiError::BadRequest("`starts_at` must be in the future".into()));
+        return Err(ApiError::Unprocessable("`starts_at` must be in the future".into()));
     }
-    spec.validate().map_err(ApiError::BadRequest)?;
+    spec.validate().map_err(ApiError::Unprocessable)?;
     match state.submit(Command::CreateEvent(spec), request_id, fingerprint).await? {
         Outcome::Event(view) => Ok((StatusCode::CREATED, Json(EventJson::from(view.as_ref())))),
         other => Err(ApiError::unexpected(other)),
@@ -79,13 +82,17 @@ pub(crate) async fn read_event(
 #[utoipa::path(
     patch, path = "/v1/events/{event_id}", operation_id = "update_event", tag = "events",
     request_body = EventPatchBody,
-    params(("event_id" = String, Path)),
+    params(
+        ("event_id" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry"),
+    ),
     responses(
         (status = 200, body = EventJson),
         (status = 400, body = ProblemJson, content_type = "application/problem+json"),
         (status = 401, body = ProblemJson, content_type = "application/problem+json"),
         (status = 403, body = ProblemJson, content_type = "application/problem+json"),
         (status = 404, body = ProblemJson, content_type = "application/problem+json"),
+        (status = 422, description = "The event as patched breaks the rules of creating one", body = ProblemJson, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -95,13 +102,14 @@ pub(crate) async fn update(
     IdPath(event_id): IdPath<EventId>,
     posted: Posted<EventPatchBody>,
 ) -> Result<Json<EventJson>, ApiError> {
+    posted.body.check()?;
     let (request_id, fingerprint) = (posted.request_id(&caller.user), posted.fingerprint());
     let patch = posted.body.into_patch()?;
     // Validate the patched event here so that nothing invalid is proposed; apply checks again.
     let current = read_event(&state, &event_id, Consistency::Linearizable).await?;
-    patch.apply_to(&current.spec).validate().map_err(ApiError::BadRequest)?;
+    patch.apply_to(&current.spec).validate().map_err(ApiError::Unprocessable)?;
     if patch.starts_at_ms.is_some_and(|t| t <= now_ms()) {
-        return Err(ApiError::BadRequest("`starts_at` must be in the future".into()));
+        return Err(ApiError::Unprocessable("`starts_at` must be in the future".into()));
     }
     match state.submit(Command::UpdateEvent { event_id, patch }, request_id, fingerprint).await? {
         Outcome::Event(view) => Ok(Json(EventJson::from(view.as_ref()))),
@@ -114,13 +122,21 @@ pub(crate) async fn update(
 #[into_params(parameter_in = Query)]
 pub(crate) struct EventListParams {
     /// RFC 3339; default now (upcoming events).
+    #[param(schema_with = rules::time_text)]
     pub from: Option<String>,
-    /// RFC 3339, exclusive; default no bound.
+    /// RFC 3339, exclusive; default no bound. Not before `from` (422).
+    #[param(schema_with = rules::time_text)]
     pub to: Option<String>,
     /// 1 to 100, default 20.
+    #[param(schema_with = limit_schema)]
     pub limit: Option<u64>,
     /// `next_cursor` of the previous page.
+    #[param(schema_with = event_cursor)]
     pub cursor: Option<String>,
+}
+
+fn event_cursor() -> utoipa::openapi::schema::Object {
+    EventCursor::SHAPE.schema(false)
 }
 
 /// Events whose `starts_at` is in `[from, to)`, soonest first, from every shard.
@@ -130,6 +146,7 @@ pub(crate) struct EventListParams {
     responses(
         (status = 200, body = Page<EventSummaryJson>),
         (status = 400, body = ProblemJson, content_type = "application/problem+json"),
+        (status = 422, description = "`from` is after `to`", body = ProblemJson, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn list(
@@ -138,15 +155,12 @@ pub(crate) async fn list(
 ) -> Result<Json<Page<EventSummaryJson>>, ApiError> {
     let from_ms = params.from.as_deref().map(|t| parse_time("from", t)).transpose()?.unwrap_or_else(now_ms);
     let to_ms = params.to.as_deref().map(|t| parse_time("to", t)).transpose()?.unwrap_or(i64::MAX);
-    if from_ms > to_ms {
-        return Err(ApiError::BadRequest("`from` must not be after `to`".into()));
-    }
     let page = PageParams { limit: params.limit, cursor: params.cursor };
     let limit = page.limit()?;
-    let after = match page.cursor::<(i64, String)>()? {
-        None => None,
-        Some((starts_at_ms, id)) => Some((starts_at_ms, cursor_event_id(&id)?)),
-    };
+    let after = page.cursor::<EventCursor>()?.map(|c| (c.starts_at_ms, c.event_id));
+    if from_ms > to_ms {
+        return Err(ApiError::Unprocessable("`from` must not be after `to`".into()));
+    }
     let asked = per_shard_limit(limit);
     let query = |_| Query::Events { from_ms, to_ms, after: after.clone(), limit: asked };
     let unpack = |answer| match answer {
@@ -156,13 +170,12 @@ pub(crate) async fn list(
     let pages = gather(state.cluster(), Consistency::Stale, query, unpack).await?;
     let key = |e: &EventSummary| (e.starts_at_ms, e.event_id.clone());
     let (items, more) = merge(pages, asked, limit, key);
-    let next_cursor =
-        more.then(|| items.last().map(|e| encode_cursor(&(e.starts_at_ms, e.event_id.as_str())))).flatten();
+    let next_cursor = more
+        .then(|| {
+            items.last().map(|e| EventCursor { starts_at_ms: e.starts_at_ms, event_id: e.event_id.clone() }.encode())
+        })
+        .flatten();
     Ok(Json(Page { items: items.iter().map(EventSummaryJson::from).collect(), next_cursor }))
-}
-
-fn cursor_event_id(id: &str) -> Result<EventId, ApiError> {
-    EventId::parse(id).ok_or_else(|| ApiError::BadRequest("`cursor` is not a cursor this list returned".into()))
 }
 
 /// One event, with per-section `available`, `held`, `sold` and price. Served from the read

@@ -5,11 +5,12 @@ use std::cmp::Reverse;
 use axum::extract::State;
 use axum::Json;
 use raft_store::{Answer, Command, OrderId, OrderStatus, OrderView, Outcome, Query, TicketView};
+use serde::Deserialize;
 
 use crate::dto::{EmptyBody, OrderJson, Page, ProblemJson, TicketJson};
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, Caller, IdPath, Posted};
-use crate::pagination::{encode_cursor, gather, merge, per_shard_limit, PageParams};
+use crate::pagination::{gather, limit_schema, merge, per_shard_limit, Cursor, OrderCursor, PageParams, TicketCursor};
 use crate::payments::Refund;
 use crate::state::ApiState;
 use seams::Consistency;
@@ -53,9 +54,11 @@ pub(crate) async fn get(
     ),
     responses(
         (status = 200, body = OrderJson),
+        (status = 400, description = "A malformed Idempotency-Key", body = ProblemJson, content_type = "application/problem+json"),
         (status = 401, body = ProblemJson, content_type = "application/problem+json"),
         (status = 404, body = ProblemJson, content_type = "application/problem+json"),
         (status = 409, description = "order_not_cancellable", body = ProblemJson, content_type = "application/problem+json"),
+        (status = 422, description = "idempotency_key_reused", body = ProblemJson, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -83,10 +86,42 @@ pub(crate) async fn cancel(
     Ok(Json(OrderJson::from(&order)))
 }
 
+/// `?limit=&cursor=` of the caller's orders.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct OrderPageParams {
+    /// 1 to 100, default 20.
+    #[param(schema_with = limit_schema)]
+    pub limit: Option<u64>,
+    /// `next_cursor` of the previous page.
+    #[param(schema_with = order_cursor)]
+    pub cursor: Option<String>,
+}
+
+fn order_cursor() -> utoipa::openapi::schema::Object {
+    OrderCursor::SHAPE.schema(false)
+}
+
+/// `?limit=&cursor=` of the caller's tickets.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct TicketPageParams {
+    /// 1 to 100, default 20.
+    #[param(schema_with = limit_schema)]
+    pub limit: Option<u64>,
+    /// `next_cursor` of the previous page.
+    #[param(schema_with = ticket_cursor)]
+    pub cursor: Option<String>,
+}
+
+fn ticket_cursor() -> utoipa::openapi::schema::Object {
+    TicketCursor::SHAPE.schema(false)
+}
+
 /// The caller's orders, newest first.
 #[utoipa::path(
     get, path = "/v1/me/orders", operation_id = "list_my_orders", tag = "booking",
-    params(PageParams),
+    params(OrderPageParams),
     responses(
         (status = 200, body = Page<OrderJson>),
         (status = 400, body = ProblemJson, content_type = "application/problem+json"),
@@ -97,13 +132,11 @@ pub(crate) async fn cancel(
 pub(crate) async fn mine(
     State(state): State<ApiState>,
     caller: Caller,
-    ApiQuery(page): ApiQuery<PageParams>,
+    ApiQuery(params): ApiQuery<OrderPageParams>,
 ) -> Result<Json<Page<OrderJson>>, ApiError> {
+    let page = PageParams { limit: params.limit, cursor: params.cursor };
     let limit = page.limit()?;
-    let before = match page.cursor::<(i64, String)>()? {
-        None => None,
-        Some((created_at_ms, id)) => Some((created_at_ms, cursor_order_id(&id)?)),
-    };
+    let before = page.cursor::<OrderCursor>()?.map(|c| (c.created_at_ms, c.order_id));
     let asked = per_shard_limit(limit);
     let query = |_| Query::UserOrders { user: caller.user.clone(), before: before.clone(), limit: asked };
     let unpack = |answer| match answer {
@@ -112,15 +145,18 @@ pub(crate) async fn mine(
     };
     let pages = gather(state.cluster(), Consistency::Linearizable, query, unpack).await?;
     let (items, more) = merge(pages, asked, limit, |o: &OrderView| Reverse((o.created_at_ms, o.order_id.clone())));
-    let next_cursor =
-        more.then(|| items.last().map(|o| encode_cursor(&(o.created_at_ms, o.order_id.to_string())))).flatten();
+    let next_cursor = more
+        .then(|| {
+            items.last().map(|o| OrderCursor { created_at_ms: o.created_at_ms, order_id: o.order_id.clone() }.encode())
+        })
+        .flatten();
     Ok(Json(Page { items: items.iter().map(OrderJson::from).collect(), next_cursor }))
 }
 
 /// The caller's tickets, newest order first.
 #[utoipa::path(
     get, path = "/v1/me/tickets", operation_id = "list_my_tickets", tag = "booking",
-    params(PageParams),
+    params(TicketPageParams),
     responses(
         (status = 200, body = Page<TicketJson>),
         (status = 400, body = ProblemJson, content_type = "application/problem+json"),
@@ -131,13 +167,11 @@ pub(crate) async fn mine(
 pub(crate) async fn my_tickets(
     State(state): State<ApiState>,
     caller: Caller,
-    ApiQuery(page): ApiQuery<PageParams>,
+    ApiQuery(params): ApiQuery<TicketPageParams>,
 ) -> Result<Json<Page<TicketJson>>, ApiError> {
+    let page = PageParams { limit: params.limit, cursor: params.cursor };
     let limit = page.limit()?;
-    let before = match page.cursor::<(i64, String, u32)>()? {
-        None => None,
-        Some((created_at_ms, id, n)) => Some((created_at_ms, cursor_order_id(&id)?, n)),
-    };
+    let before = page.cursor::<TicketCursor>()?.map(|c| (c.created_at_ms, c.order_id, c.n));
     let asked = per_shard_limit(limit);
     let query = |_| Query::UserTickets { user: caller.user.clone(), before: before.clone(), limit: asked };
     let unpack = |answer| match answer {
@@ -149,14 +183,10 @@ pub(crate) async fn my_tickets(
     let (items, more) = merge(pages, asked, limit, key);
     let next_cursor = more
         .then(|| {
-            items
-                .last()
-                .map(|(created_at_ms, t)| encode_cursor(&(created_at_ms, t.order_id.to_string(), t.ticket_id.n)))
+            items.last().map(|(created_at_ms, t)| {
+                TicketCursor { created_at_ms: *created_at_ms, order_id: t.order_id.clone(), n: t.ticket_id.n }.encode()
+            })
         })
         .flatten();
     Ok(Json(Page { items: items.iter().map(|(_, t)| TicketJson::from(t)).collect(), next_cursor }))
-}
-
-fn cursor_order_id(id: &str) -> Result<OrderId, ApiError> {
-    OrderId::parse(id).ok_or_else(|| ApiError::BadRequest("`cursor` is not a cursor this list returned".into()))
 }

@@ -23,7 +23,7 @@ use seams::Consistency;
         (status = 400, body = ProblemJson, content_type = "application/problem+json"),
         (status = 401, body = ProblemJson, content_type = "application/problem+json"),
         (status = 403, body = ProblemJson, content_type = "application/problem+json"),
-        (status = 422, body = ProblemJson, content_type = "application/problem+json"),
+        (status = 422, description = "Section or row ids repeat, too many seats in all, or idempotency_key_reused", body = ProblemJson, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -32,10 +32,12 @@ pub(crate) async fn create(
     Admin(caller): Admin,
     posted: Posted<VenueBody>,
 ) -> Result<(StatusCode, Json<VenueJson>), ApiError> {
+    posted.body.check()?;
     let venue_id = VenueId::from_u64(posted.new_id_bits(IdKind::Venue, &caller.user));
     let (request_id, fingerprint) = (posted.request_id(&caller.user), posted.fingerprint());
     let venue = posted.body.into_venue(venue_id);
-    venue.validate().map_err(ApiError::BadRequest)?;
+    // What is left after the document's rules: distinct ids, the seats of all rows together.
+    venue.validate().map_err(ApiError::Unprocessable)?;
     match state.submit(Command::CreateVenue(venue), request_id, fingerprint).await? {
         Outcome::Venue(venue) => Ok((StatusCode::CREATED, Json(VenueJson::from(&venue)))),
         other => Err(ApiError::unexpected(other)),

@@ -24,7 +24,7 @@ async fn admin_creates_a_venue_and_anyone_reads_it() {
 }
 
 #[tokio::test]
-async fn invalid_venues_are_400_and_never_reach_the_store() {
+async fn invalid_venues_are_refused_and_never_reach_the_store() {
     let app = TestApp::new();
     let admin = app.admin();
     let mut duplicate = venue_body();
@@ -41,8 +41,18 @@ async fn invalid_venues_are_400_and_never_reach_the_store() {
     negative["sections"][1]["capacity"] = json!(-5);
     let mut empty = venue_body();
     empty["sections"] = json!([]);
-    for body in [duplicate, hostile, huge, off_map, bad_kind, negative, empty] {
-        let doc = app.post("/v1/venues", Some(&admin), &body).await.problem(StatusCode::BAD_REQUEST, "bad_request");
+    // 400 for what the OpenAPI document states; 422 for a rule between items it cannot.
+    let cases = [
+        (duplicate, StatusCode::UNPROCESSABLE_ENTITY),
+        (hostile, StatusCode::BAD_REQUEST),
+        (huge, StatusCode::BAD_REQUEST),
+        (off_map, StatusCode::BAD_REQUEST),
+        (bad_kind, StatusCode::BAD_REQUEST),
+        (negative, StatusCode::BAD_REQUEST),
+        (empty, StatusCode::BAD_REQUEST),
+    ];
+    for (body, status) in cases {
+        let doc = app.post("/v1/venues", Some(&admin), &body).await.problem(status, "bad_request");
         assert!(!doc["detail"].as_str().unwrap().is_empty());
     }
     assert_eq!(app.cluster.submits(), 0);
@@ -87,25 +97,27 @@ async fn an_event_copies_its_venue_and_counts_every_section() {
 }
 
 #[tokio::test]
-async fn invalid_events_are_400_and_never_reach_the_store() {
+async fn invalid_events_are_refused_and_never_reach_the_store() {
     let app = TestApp::new();
     let venue = app.venue().await;
     let venue_id = venue["venue_id"].as_str().unwrap();
     let submits = app.cluster.submits();
     let floor_only = json!([{ "section": "FLOOR", "price": { "amount": 5000, "currency": "USD" } }]);
+    // 400 for what the OpenAPI document states; 422 for rules against the venue or the clock.
+    let (bad, rule) = (StatusCode::BAD_REQUEST, StatusCode::UNPROCESSABLE_ENTITY);
     let cases = [
-        (json!({ "prices": floor_only }), "LAWN"),
-        (json!({ "starts_at": in_days(-1) }), "future"),
-        (json!({ "starts_at": "next friday" }), "starts_at"),
-        (json!({ "on_sale_at": in_days(40) }), "on_sale_at"),
-        (json!({ "prices": [{ "section": "FLOOR", "price": { "amount": 5, "currency": "usd" } }] }), "currency"),
-        (json!({ "name": "" }), "name"),
-        (json!({ "per_user_limit": 0 }), "per_user_limit"),
-        (json!({ "performers": [{ "name": "a\u{0}" }] }), "control"),
+        (json!({ "prices": floor_only }), "LAWN", rule),
+        (json!({ "starts_at": in_days(-1) }), "future", rule),
+        (json!({ "starts_at": "next friday" }), "starts_at", bad),
+        (json!({ "on_sale_at": in_days(40) }), "on_sale_at", rule),
+        (json!({ "prices": [{ "section": "FLOOR", "price": { "amount": 5, "currency": "usd" } }] }), "currency", bad),
+        (json!({ "name": "" }), "name", bad),
+        (json!({ "per_user_limit": 0 }), "per_user_limit", bad),
+        (json!({ "performers": [{ "name": "a\u{0}" }] }), "control", bad),
     ];
-    for (extra, needle) in cases {
+    for (extra, needle, status) in cases {
         let reply = app.post("/v1/events", Some(&app.admin()), &event_body(venue_id, extra.clone())).await;
-        let doc = reply.problem(StatusCode::BAD_REQUEST, "bad_request");
+        let doc = reply.problem(status, "bad_request");
         assert!(doc["detail"].as_str().unwrap().contains(needle), "{extra}: {doc}");
     }
     assert_eq!(app.cluster.submits(), submits);
@@ -135,7 +147,7 @@ async fn patching_an_event_changes_only_the_given_fields() {
 
     let bad = json!({ "prices": [{ "section": "FLOOR", "price": { "amount": 1, "currency": "USD" } }] });
     let reply = app.call(Method::PATCH, &path, Some(&app.admin()), Some(&bad)).await;
-    reply.problem(StatusCode::BAD_REQUEST, "bad_request");
+    reply.problem(StatusCode::UNPROCESSABLE_ENTITY, "bad_request");
     let unknown = app.call(Method::PATCH, "/v1/events/ev00000000000000aa", Some(&app.admin()), Some(&patch)).await;
     unknown.problem(StatusCode::NOT_FOUND, "not_found");
 }

@@ -129,7 +129,7 @@ async fn request_ids_are_echoed_or_generated() {
 fn every_refusal_maps_to_its_status_code_and_fields() {
     let cases: Vec<(Refusal, u64, &str)> = vec![
         (Refusal::not_found("event x"), 404, "not_found"),
-        (Refusal::Invalid { detail: "bad".into() }, 400, "bad_request"),
+        (Refusal::Invalid { detail: "bad".into() }, 422, "bad_request"),
         (Refusal::Conflict { detail: "exists".into() }, 409, "conflict"),
         (Refusal::SeatsUnavailable { seats: vec!["A-1-1".into()] }, 409, "seats_unavailable"),
         (Refusal::SoldOut { section: "LAWN".into(), available: 1 }, 409, "sold_out"),

@@ -8,6 +8,7 @@ mod errors;
 mod idempotency;
 mod limits;
 mod lists;
+mod oidc;
 mod ops;
 mod payments;
 mod stream;
@@ -26,7 +27,7 @@ use seams::{MetricsRender, TestCluster};
 use crate::{router, ApiConfig, ApiState, Role};
 use payments::RecordingPayments;
 
-pub(crate) const SECRET: &str = "test-secret-that-signs-tokens";
+pub(crate) const SECRET: &str = "test-secret-that-signs-tokens-0123456789";
 pub(crate) const SHARDS: u32 = 4;
 const DAY_MS: i64 = 24 * 3_600_000;
 

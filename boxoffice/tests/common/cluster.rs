@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use super::client;
 
 pub const SECRET: &str = "test-cluster-secret-0123456789";
-pub const JWT: &str = "test-jwt-key-0123456789";
+pub const JWT: &str = "test-jwt-key-0123456789-0123456789abcdef";
+pub const QUEUE: &str = "test-queue-key-0123456789-0123456789abcdef";
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn exe() -> &'static str {
@@ -32,6 +33,7 @@ fn spawn_api(node_addrs: &str, extra: &[&str]) -> (Process, String) {
     let args =
         ["api", "--listen", "127.0.0.1:0", "--nodes", node_addrs, "--cluster-secret", SECRET, "--jwt-secret", JWT]
             .iter()
+            .chain(&["--queue-secret", QUEUE])
             .chain(&["--dev-tokens"])
             .chain(extra)
             .map(|s| s.to_string())

@@ -213,7 +213,14 @@ pub fn row_name(r: usize) -> String {
     letters.get(r).map(|s| s.to_string()).unwrap_or_else(|| format!("R{r}"))
 }
 
+/// reqwest is built without a TLS provider of its own; the binary installs ring, and so do the
+/// tests before building a client.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub fn client() -> reqwest::Client {
+    install_crypto_provider();
     reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client")
 }
 

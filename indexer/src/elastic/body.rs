@@ -284,8 +284,36 @@ fn filters(plan: &Plan) -> Vec<Value> {
     out
 }
 
-/// A page from a search answer: the first `limit` hits, and whether one more came back.
-pub(crate) fn parse_search(answer: &Value, plan: &Plan) -> Result<SearchPage, IndexError> {
+/// What a search answer holds: a page from every shard, or only some shards' hits.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum SearchAnswer {
+    Complete(SearchPage),
+    /// `_shards.failed > 0` or `timed_out`: the hits are not all there are. `reason` is the
+    /// first failure's, for the log.
+    Partial {
+        failed: u64,
+        total: u64,
+        timed_out: bool,
+        reason: String,
+    },
+}
+
+/// A page from a search answer: the first `limit` hits, and whether one more came back; or the
+/// shards that failed, if any did.
+pub(crate) fn parse_search(answer: &Value, plan: &Plan) -> Result<SearchAnswer, IndexError> {
+    let shards = |field: &str| answer.pointer(&format!("/_shards/{field}")).and_then(Value::as_u64).unwrap_or(0);
+    let (failed, total) = (shards("failed"), shards("total"));
+    let timed_out = answer.get("timed_out") == Some(&Value::Bool(true));
+    if failed > 0 || timed_out {
+        let reason = answer.pointer("/_shards/failures/0/reason").map(Value::to_string).unwrap_or_else(|| {
+            if timed_out {
+                "timed out".into()
+            } else {
+                String::new()
+            }
+        });
+        return Ok(SearchAnswer::Partial { failed, total, timed_out, reason });
+    }
     let mut page = Vec::new();
     let mut more = false;
     for hit in hits(answer) {
@@ -299,7 +327,7 @@ pub(crate) fn parse_search(answer: &Value, plan: &Plan) -> Result<SearchPage, In
         let score = if plan.scored() { hit.get("_score").and_then(Value::as_f64).unwrap_or(0.0) as f32 } else { 0.0 };
         page.push(SearchHit { event: doc.summary(), score });
     }
-    Ok(SearchPage { hits: page, more })
+    Ok(SearchAnswer::Complete(SearchPage { hits: page, more }))
 }
 
 /// Copies every document of `source` into `dest`, keeping external versions so that a copy

@@ -5,25 +5,29 @@
 //! every read and write goes through and which [`ElasticIndex::reindex`] moves atomically; and
 //! `p-checkpoints`, one document per shard (`shard-{n}`), from its own higher-priority template.
 //!
+//! Two roles, two types, two sets of privileges (README, "Search"): [`ElasticIndex`] is the
+//! indexer's (and `boxoffice search reindex`'s) — it installs the templates, creates the indexes
+//! and the alias, writes, and moves the alias; [`ElasticSearch`] is the api's — it only searches
+//! the alias, so the api's key needs nothing but `read` on it.
+//!
 //! Versions: documents and checkpoints are written with `version_type: external`, so
 //! Elasticsearch itself refuses (409) anything not newer than what it holds: replays, restarts
 //! and concurrent indexers never regress a document or a checkpoint. Checkpoints are written
 //! after the documents they cover, never atomically with them: a crash in between only replays.
 
 pub(crate) mod body;
+mod client;
 
-use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use elasticsearch::auth::Credentials;
-use elasticsearch::http::response::Response;
-use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
-use elasticsearch::http::{StatusCode, Url};
+use elasticsearch::http::StatusCode;
 use elasticsearch::indices::{
     IndicesCreateParts, IndicesGetAliasParts, IndicesPutIndexTemplateParts, IndicesRefreshParts,
 };
-use elasticsearch::{BulkParts, Elasticsearch, SearchParts};
+use elasticsearch::{BulkParts, SearchParts};
 use seams::{BoxFuture, SearchBackend, SearchError, SearchPage, SearchQuery};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -34,22 +38,12 @@ use crate::index::{Checkpoints, Index};
 use crate::plan::Plan;
 use body::{
     bulk_body, bulk_outcome, checkpoints_body, checkpoints_index, checkpoints_template, generation_of, index_template,
-    parse_checkpoints, parse_search, reindex_body, search_body, swap_alias_body, versioned_index, BulkOutcome,
+    parse_checkpoints, reindex_body, search_body, swap_alias_body, versioned_index, BulkOutcome,
 };
+use client::{clip, Client, RETRY_DELAY_MAX, RETRY_DELAY_MIN, WRITE_ATTEMPTS_MAX};
 
-/// Attempts of one write (bulk, template, index creation, reindex) before the error goes to the
-/// caller: waits of 0.1, 0.2, 0.4 and 0.8 s between them. The follower then retries on its own.
-const WRITE_ATTEMPTS_MAX: u32 = 5;
-/// Attempts of one search: a client is waiting, so one quick retry only.
-const SEARCH_ATTEMPTS_MAX: u32 = 2;
-const RETRY_DELAY_MIN: Duration = Duration::from_millis(100);
-const RETRY_DELAY_MAX: Duration = Duration::from_secs(5);
-/// Time one request may take, except a reindex.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time a reindex may take: it copies the whole index before it answers.
 const REINDEX_TIMEOUT: Duration = Duration::from_secs(3_600);
-/// Error text kept from an answer, in bytes.
-const DETAIL_LEN_MAX: usize = 1_000;
 
 #[derive(Clone, Serialize, Deserialize)]
 pub struct ElasticConfig {
@@ -63,6 +57,11 @@ pub struct ElasticConfig {
     pub api_key: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// A PEM file of certificate authorities to trust for the cluster's HTTPS certificate, beside
+    /// the public roots: a self-managed Elasticsearch 8 makes its own CA on first start
+    /// (`config/certs/http_ca.crt`).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_prefix() -> String {
@@ -77,6 +76,7 @@ impl Default for ElasticConfig {
             api_key: None,
             username: None,
             password: None,
+            ca_file: None,
         }
     }
 }
@@ -91,6 +91,7 @@ impl std::fmt::Debug for ElasticConfig {
             .field("api_key", &mask(&self.api_key))
             .field("username", &self.username)
             .field("password", &mask(&self.password))
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -119,8 +120,11 @@ impl ElasticConfig {
     }
 }
 
+/// The indexer's side: installs the templates, creates the indexes and the alias, writes
+/// documents and checkpoints, reindexes. Its key needs the privileges of `boxoffice_indexer`
+/// (README, "Search").
 pub struct ElasticIndex {
-    client: Elasticsearch,
+    client: Client,
     prefix: String,
     /// Reads and writes go through the alias, never a concrete index.
     alias: String,
@@ -133,15 +137,9 @@ impl ElasticIndex {
     /// to the cluster; it fails if the cluster cannot be reached after a few retries.
     pub async fn connect(config: ElasticConfig) -> Result<Arc<ElasticIndex>, IndexError> {
         config.check_prefix()?;
-        let url = Url::parse(&config.url).map_err(|e| IndexError::Config(format!("`{}`: {e}", config.url)))?;
-        let mut transport = TransportBuilder::new(SingleNodeConnectionPool::new(url)).timeout(REQUEST_TIMEOUT);
-        if let Some(credentials) = config.credentials()? {
-            transport = transport.auth(credentials);
-        }
-        let transport = transport.build().map_err(|e| IndexError::Config(e.to_string()))?;
         let prefix = config.index_prefix.clone();
         let index = ElasticIndex {
-            client: Elasticsearch::new(transport),
+            client: Client::new(&config)?,
             alias: prefix.clone(),
             checkpoints_index: checkpoints_index(&prefix),
             prefix,
@@ -152,9 +150,9 @@ impl ElasticIndex {
 
     /// Builds the next generation of the events index from the template as it is now (after a
     /// mapping change, say): creates `{prefix}-v{n+1}`, copies every document into it, moves the
-    /// alias to it in one atomic step, and copies again what reached the old index in between.
-    /// Searches and writes go on throughout. The old index is left for the operator to delete.
-    /// Returns the new index's name.
+    /// alias to it in one atomic step, refreshes the old index, and copies again what reached it
+    /// in between. Searches and writes go on throughout. The old index is left for the operator
+    /// to delete. Returns the new index's name.
     pub async fn reindex(&self) -> Result<String, IndexError> {
         self.install_templates().await?;
         let current = self
@@ -166,8 +164,14 @@ impl ElasticIndex {
         self.create_index(&new, json!({})).await?;
         self.copy(&old, &new).await?;
         let swap = swap_alias_body(&self.alias, &old, &new);
-        let api = self.client.indices();
-        self.ok_json(self.send(WRITE_ATTEMPTS_MAX, || api.update_aliases().body(&swap).send()).await?).await?;
+        let api = self.client.es.indices();
+        let swapped = self.client.send(WRITE_ATTEMPTS_MAX, || api.update_aliases().body(&swap).send()).await?;
+        self.client.ok_json(swapped).await?;
+        // A copy reads what a refresh has made visible. Writes that reached the old index during
+        // the first copy, up to the moment of the swap, may not be yet (up to the refresh
+        // interval): without this refresh the second copy would miss them, and they would be
+        // lost from the new index. No new writes reach the old index after the swap.
+        self.refresh_indices(&[old.as_str()]).await?;
         // External versions make the second copy bring only what is newer than the first.
         self.copy(&old, &new).await?;
         tracing::info!(%old, %new, "reindexed; the old index can be deleted");
@@ -176,11 +180,14 @@ impl ElasticIndex {
 
     /// Makes every write so far searchable now, rather than within the refresh interval.
     pub async fn refresh(&self) -> Result<(), IndexError> {
-        let indices = [self.alias.as_str(), self.checkpoints_index.as_str()];
-        let api = self.client.indices();
+        self.refresh_indices(&[self.alias.as_str(), self.checkpoints_index.as_str()]).await
+    }
+
+    async fn refresh_indices(&self, indices: &[&str]) -> Result<(), IndexError> {
+        let api = self.client.es.indices();
         let response =
-            self.send(WRITE_ATTEMPTS_MAX, || api.refresh(IndicesRefreshParts::Index(&indices)).send()).await?;
-        self.ok_json(response).await.map(drop)
+            self.client.send(WRITE_ATTEMPTS_MAX, || api.refresh(IndicesRefreshParts::Index(indices)).send()).await?;
+        self.client.ok_json(response).await.map(drop)
     }
 
     /// The index template as JSON (pattern `{prefix}-*`): settings, analyzer and mapping.
@@ -206,18 +213,20 @@ impl ElasticIndex {
         let mut names: Vec<String> = (1..=generation).map(|g| versioned_index(&self.prefix, g)).collect();
         names.push(self.checkpoints_index.clone());
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let api = self.client.indices();
+        let api = self.client.es.indices();
         let response = self
+            .client
             .send(WRITE_ATTEMPTS_MAX, || api.delete(IndicesDeleteParts::Index(&names)).ignore_unavailable(true).send())
             .await?;
-        self.ok_json(response).await?;
+        self.client.ok_json(response).await?;
         for name in [format!("{}-events", self.prefix), self.checkpoints_index.clone()] {
             let response = self
+                .client
                 .send(WRITE_ATTEMPTS_MAX, || {
                     api.delete_index_template(IndicesDeleteIndexTemplateParts::Name(&name)).send()
                 })
                 .await?;
-            self.ok_json(response).await?;
+            self.client.ok_json(response).await?;
         }
         Ok(())
     }
@@ -242,24 +251,27 @@ impl ElasticIndex {
             (format!("{}-events", self.prefix), index_template(&self.prefix)),
             (self.checkpoints_index.clone(), checkpoints_template(&self.prefix)),
         ];
-        let api = self.client.indices();
+        let api = self.client.es.indices();
         for (name, template) in &templates {
             let response = self
+                .client
                 .send(WRITE_ATTEMPTS_MAX, || {
                     api.put_index_template(IndicesPutIndexTemplateParts::Name(name)).body(template).send()
                 })
                 .await?;
-            self.ok_json(response).await?;
+            self.client.ok_json(response).await?;
         }
         Ok(())
     }
 
     /// Creates an index; one that already exists is fine.
     async fn create_index(&self, name: &str, body: Value) -> Result<(), IndexError> {
-        let api = self.client.indices();
-        let response =
-            self.send(WRITE_ATTEMPTS_MAX, || api.create(IndicesCreateParts::Index(name)).body(&body).send()).await?;
-        match self.ok_json(response).await {
+        let api = self.client.es.indices();
+        let response = self
+            .client
+            .send(WRITE_ATTEMPTS_MAX, || api.create(IndicesCreateParts::Index(name)).body(&body).send())
+            .await?;
+        match self.client.ok_json(response).await {
             Err(IndexError::Rejected { status: 400, detail })
                 if detail.contains("resource_already_exists_exception") =>
             {
@@ -272,13 +284,13 @@ impl ElasticIndex {
     /// The generation the alias points at, or `None` if there is no alias yet.
     async fn generation(&self) -> Result<Option<u32>, IndexError> {
         let names = [self.alias.as_str()];
-        let api = self.client.indices();
+        let api = self.client.es.indices();
         let response =
-            self.send(WRITE_ATTEMPTS_MAX, || api.get_alias(IndicesGetAliasParts::Name(&names)).send()).await?;
+            self.client.send(WRITE_ATTEMPTS_MAX, || api.get_alias(IndicesGetAliasParts::Name(&names)).send()).await?;
         if response.status_code() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let answer = self.ok_json(response).await?;
+        let answer = self.client.ok_json(response).await?;
         let indexes = answer.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
         let generations: Option<Vec<u32>> = indexes.iter().map(|name| generation_of(&self.prefix, name)).collect();
         match generations {
@@ -293,8 +305,10 @@ impl ElasticIndex {
     async fn copy(&self, source: &str, dest: &str) -> Result<(), IndexError> {
         let body = reindex_body(source, dest);
         let response = self
+            .client
             .send(WRITE_ATTEMPTS_MAX, || {
                 self.client
+                    .es
                     .reindex()
                     .wait_for_completion(true)
                     .refresh(true)
@@ -303,7 +317,7 @@ impl ElasticIndex {
                     .send()
             })
             .await?;
-        let answer = self.ok_json(response).await?;
+        let answer = self.client.ok_json(response).await?;
         match answer.get("failures").and_then(Value::as_array) {
             Some(failures) if !failures.is_empty() => {
                 Err(IndexError::Rejected { status: 200, detail: clip(Value::Array(failures.clone()).to_string()) })
@@ -318,14 +332,15 @@ impl ElasticIndex {
         let mut last = String::new();
         for attempt in 1..=WRITE_ATTEMPTS_MAX {
             let response = self
+                .client
                 .send(WRITE_ATTEMPTS_MAX, || {
-                    let bulk = self.client.bulk(BulkParts::Index(index));
+                    let bulk = self.client.es.bulk(BulkParts::Index(index));
                     // Through the alias, a missing alias must fail rather than create an index.
                     let bulk = if through_alias { bulk.require_alias(true) } else { bulk };
                     bulk.body(vec![body]).send()
                 })
                 .await?;
-            match bulk_outcome(&self.ok_json(response).await?) {
+            match bulk_outcome(&self.client.ok_json(response).await?) {
                 BulkOutcome::Done => return Ok(()),
                 BulkOutcome::Rejected { status, detail } => {
                     return Err(IndexError::Rejected { status, detail: clip(detail) })
@@ -338,43 +353,6 @@ impl ElasticIndex {
             }
         }
         Err(IndexError::Unavailable(format!("bulk items kept failing: {}", clip(last))))
-    }
-
-    /// Sends a request, again after a transport error, 429 or 5xx, up to `attempts` times with
-    /// exponential backoff. Any other answer is returned as it is.
-    async fn send<F, Fut>(&self, attempts: u32, call: F) -> Result<Response, IndexError>
-    where
-        F: Fn() -> Fut,
-        Fut: Future<Output = Result<Response, elasticsearch::Error>>,
-    {
-        let mut delay = RETRY_DELAY_MIN;
-        let mut last = String::new();
-        for attempt in 1..=attempts {
-            match call().await {
-                Ok(response) if !retryable(response.status_code()) => return Ok(response),
-                Ok(response) => last = format!("answered {}", response.status_code()),
-                Err(e) => last = e.to_string(),
-            }
-            if attempt < attempts {
-                tracing::warn!(attempt, error = %last, "elasticsearch request failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(RETRY_DELAY_MAX);
-            }
-        }
-        Err(IndexError::Unavailable(last))
-    }
-
-    /// The answer's JSON if it is a success; its status and text otherwise.
-    async fn ok_json(&self, response: Response) -> Result<Value, IndexError> {
-        let status = response.status_code();
-        if status.is_success() {
-            return response
-                .json::<Value>()
-                .await
-                .map_err(|e| IndexError::Unavailable(format!("reading an answer: {e}")));
-        }
-        let detail = response.text().await.unwrap_or_default();
-        Err(IndexError::Rejected { status: status.as_u16(), detail: clip(detail) })
     }
 
     async fn write(&self, docs: Vec<Document>, checkpoints: Checkpoints) -> Result<(), IndexError> {
@@ -391,52 +369,75 @@ impl ElasticIndex {
     async fn read_checkpoints(&self) -> Result<Checkpoints, IndexError> {
         // Checkpoints written within the last refresh interval must count too.
         let indices = [self.checkpoints_index.as_str()];
-        let api = self.client.indices();
+        let api = self.client.es.indices();
         let response =
-            self.send(WRITE_ATTEMPTS_MAX, || api.refresh(IndicesRefreshParts::Index(&indices)).send()).await?;
-        self.ok_json(response).await?;
+            self.client.send(WRITE_ATTEMPTS_MAX, || api.refresh(IndicesRefreshParts::Index(&indices)).send()).await?;
+        self.client.ok_json(response).await?;
         let body = json!({"size": raft_store::SHARDS_MAX, "query": {"match_all": {}}});
         let response = self
-            .send(WRITE_ATTEMPTS_MAX, || self.client.search(SearchParts::Index(&indices)).body(&body).send())
+            .client
+            .send(WRITE_ATTEMPTS_MAX, || self.client.es.search(SearchParts::Index(&indices)).body(&body).send())
             .await?;
-        parse_checkpoints(&self.ok_json(response).await?)
+        parse_checkpoints(&self.client.ok_json(response).await?)
     }
-
-    async fn run_search(&self, plan: &Plan) -> Result<SearchPage, IndexError> {
-        let body = search_body(plan);
-        let indices = [self.alias.as_str()];
-        let response = self
-            .send(SEARCH_ATTEMPTS_MAX, || self.client.search(SearchParts::Index(&indices)).body(&body).send())
-            .await?;
-        parse_search(&self.ok_json(response).await?, plan)
-    }
-}
-
-fn retryable(status: StatusCode) -> bool {
-    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
-}
-
-fn clip(mut text: String) -> String {
-    if text.len() > DETAIL_LEN_MAX {
-        let mut end = DETAIL_LEN_MAX;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    text
 }
 
 impl SearchBackend for ElasticIndex {
     fn search(&self, query: SearchQuery) -> BoxFuture<'_, Result<SearchPage, SearchError>> {
-        Box::pin(async move {
-            let plan = Plan::new(&query)?;
-            if plan.matches_nothing() {
-                return Ok(SearchPage { hits: Vec::new(), more: false });
-            }
-            Ok(self.run_search(&plan).await?)
-        })
+        Box::pin(search_alias(&self.client, &self.alias, query))
     }
+}
+
+/// The api's side: searches the alias and nothing else. It creates nothing, so its key needs
+/// only `read` on the alias (README, "Search"); the indexer makes the alias.
+pub struct ElasticSearch {
+    client: Client,
+    alias: String,
+}
+
+impl ElasticSearch {
+    /// Checks the configuration and asks the alias for an empty page once. A key that may not
+    /// search (401, 403) fails here, at start-up; a cluster that cannot be reached, or an alias
+    /// the indexer has not made yet, is only logged: the api serves everything else meanwhile,
+    /// and searches answer 503 until it can.
+    pub async fn connect(config: ElasticConfig) -> Result<Arc<ElasticSearch>, IndexError> {
+        config.check_prefix()?;
+        let search = ElasticSearch { client: Client::new(&config)?, alias: config.index_prefix.clone() };
+        match search.probe().await {
+            Ok(()) => {}
+            Err(IndexError::Rejected { status: status @ (401 | 403), detail }) => {
+                return Err(IndexError::Config(format!(
+                    "elasticsearch refused this key a search of `{}` ({status}): {detail}",
+                    search.alias
+                )))
+            }
+            Err(e) => tracing::warn!(alias = %search.alias, error = %e, "elasticsearch cannot be searched yet"),
+        }
+        Ok(Arc::new(search))
+    }
+
+    /// An empty page of the alias: the one kind of request the api's key is allowed.
+    async fn probe(&self) -> Result<(), IndexError> {
+        let indices = [self.alias.as_str()];
+        let body = json!({"size": 0, "track_total_hits": false, "query": {"match_none": {}}});
+        let response =
+            self.client.send(1, || self.client.es.search(SearchParts::Index(&indices)).body(&body).send()).await?;
+        self.client.ok_json(response).await.map(drop)
+    }
+}
+
+impl SearchBackend for ElasticSearch {
+    fn search(&self, query: SearchQuery) -> BoxFuture<'_, Result<SearchPage, SearchError>> {
+        Box::pin(search_alias(&self.client, &self.alias, query))
+    }
+}
+
+async fn search_alias(client: &Client, alias: &str, query: SearchQuery) -> Result<SearchPage, SearchError> {
+    let plan = Plan::new(&query)?;
+    if plan.matches_nothing() {
+        return Ok(SearchPage { hits: Vec::new(), more: false });
+    }
+    Ok(client.search(alias, &plan).await?)
 }
 
 impl Index for ElasticIndex {

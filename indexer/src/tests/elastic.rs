@@ -10,7 +10,7 @@ use super::{doc, ids, query};
 use crate::document::Document;
 use crate::elastic::body::{
     bulk_body, bulk_outcome, checkpoints_body, checkpoints_template, generation_of, index_template, parse_checkpoints,
-    parse_search, reindex_body, search_body, swap_alias_body, BulkOutcome,
+    parse_search, reindex_body, search_body, swap_alias_body, BulkOutcome, SearchAnswer,
 };
 use crate::plan::Plan;
 use crate::text::ENGLISH_STOP_WORDS;
@@ -164,15 +164,42 @@ fn a_search_without_text_sorts_by_date_and_leaves_open_bounds_out() {
 #[test]
 fn search_answers_become_pages_with_more() {
     let hit = |id: u64, score: Value| json!({"_id": "x", "_score": score, "_source": crate::elastic::body::source(&doc(id)).unwrap()});
-    let answer = json!({"hits": {"hits": [hit(1, json!(2.5)), hit(2, json!(1.0)), hit(3, json!(0.5))]}});
-    let page = parse_search(&answer, &plan(&SearchQuery { limit: 2, ..query(Some("untitled")) })).unwrap();
+    let complete = |answer: &Value, plan: &Plan| match parse_search(answer, plan).unwrap() {
+        SearchAnswer::Complete(page) => page,
+        partial => panic!("{partial:?}"),
+    };
+    let answer = json!({"_shards": {"total": 1, "successful": 1, "failed": 0},
+                        "hits": {"hits": [hit(1, json!(2.5)), hit(2, json!(1.0)), hit(3, json!(0.5))]}});
+    let page = complete(&answer, &plan(&SearchQuery { limit: 2, ..query(Some("untitled")) }));
     assert_eq!((ids(&page), page.more), (vec![1, 2], true));
     assert_eq!(page.hits[0].score, 2.5);
     assert_eq!(page.hits[0].event, doc(1).summary());
     let unscored = json!({"hits": {"hits": [hit(1, Value::Null)]}});
-    let page = parse_search(&unscored, &plan(&query(None))).unwrap();
+    let page = complete(&unscored, &plan(&query(None)));
     assert_eq!((ids(&page), page.more, page.hits[0].score), (vec![1], false, 0.0));
     assert!(parse_search(&json!({"hits": {"hits": [{"_source": {"name": 1}}]}}), &plan(&query(None))).is_err());
+}
+
+#[test]
+fn answers_missing_shards_or_time_are_partial_whatever_their_hits() {
+    // The shapes of `_shards` and `timed_out` in the ES 8 search API reference.
+    let hit = json!({"_score": 1.0, "_source": crate::elastic::body::source(&doc(1)).unwrap()});
+    let failed = json!({"timed_out": false, "hits": {"hits": [hit.clone()]},
+        "_shards": {"total": 3, "successful": 2, "skipped": 0, "failed": 1,
+                    "failures": [{"shard": 0, "index": "p-v1", "reason": {"type": "illegal_argument_exception"}}]}});
+    let partial = parse_search(&failed, &plan(&query(None))).unwrap();
+    assert!(
+        matches!(&partial, SearchAnswer::Partial { failed: 1, total: 3, timed_out: false, reason } if reason.contains("illegal_argument")),
+        "{partial:?}"
+    );
+    let slow =
+        json!({"timed_out": true, "_shards": {"total": 1, "successful": 1, "failed": 0}, "hits": {"hits": [hit]}});
+    assert!(matches!(parse_search(&slow, &plan(&query(None))).unwrap(), SearchAnswer::Partial { timed_out: true, .. }));
+    let skipped = json!({"timed_out": false, "_shards": {"total": 2, "successful": 2, "skipped": 1, "failed": 0}, "hits": {"hits": []}});
+    assert!(
+        matches!(parse_search(&skipped, &plan(&query(None))).unwrap(), SearchAnswer::Complete(_)),
+        "skipped is not failed"
+    );
 }
 
 #[test]
@@ -213,6 +240,7 @@ async fn configuration_is_checked_and_secrets_are_masked() {
         ElasticConfig { url: "not a url".into(), ..ElasticConfig::default() },
         ElasticConfig { username: Some("elastic".into()), ..ElasticConfig::default() },
     ] {
+        assert!(matches!(crate::ElasticSearch::connect(bad.clone()).await, Err(crate::IndexError::Config(_))));
         assert!(matches!(ElasticIndex::connect(bad).await, Err(crate::IndexError::Config(_))));
     }
 }
@@ -285,8 +313,9 @@ async fn both_backends_answer_the_same_queries_alike() {
         api_key: env("BOXOFFICE_TEST_ELASTICSEARCH_API_KEY"),
         username: env("BOXOFFICE_TEST_ELASTICSEARCH_USERNAME"),
         password: env("BOXOFFICE_TEST_ELASTICSEARCH_PASSWORD"),
+        ca_file: env("BOXOFFICE_TEST_ELASTICSEARCH_CA_FILE").map(Into::into),
     };
-    let elastic = ElasticIndex::connect(config).await.unwrap();
+    let elastic = ElasticIndex::connect(config.clone()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let embedded = crate::EmbeddedIndex::open(dir.path()).unwrap();
     let backends: [std::sync::Arc<dyn crate::Index>; 2] = [elastic.clone(), embedded.clone()];
@@ -297,6 +326,12 @@ async fn both_backends_answer_the_same_queries_alike() {
         backend.apply(vec![older.clone()], BTreeMap::from([(0, 2)])).await.unwrap();
     }
     elastic.refresh().await.unwrap();
+    // The api's read-only side answers what the indexer's does.
+    let reader = crate::ElasticSearch::connect(config.clone()).await.unwrap();
+    for q in comparison_queries() {
+        let (a, b) = (elastic.search(q.clone()).await.unwrap(), reader.search(q.clone()).await.unwrap());
+        assert_eq!((ids(&a), a.more), (ids(&b), b.more), "reader: {q:?}");
+    }
     for backend in &backends {
         assert_eq!(backend.checkpoints().await.unwrap(), BTreeMap::from([(0, 9), (1, 4)]));
     }

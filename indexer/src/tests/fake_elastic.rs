@@ -1,20 +1,22 @@
 //! A stand-in for an Elasticsearch node on a loopback port: it records every request and
 //! answers from a script. It shows that the client sends each body to the right endpoint with
-//! the right parameters, and handles errors and retries, without a real server.
+//! the right parameters, and handles errors and retries, without a real server. Over TLS too,
+//! with a certificate from a CA minted for the test, as a self-managed Elasticsearch 8 has.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_rustls::rustls;
 
 use super::{doc, ids, query};
 use crate::document::Document;
 use crate::elastic::body::{bulk_body, checkpoints_body, index_template, search_body, source};
 use crate::plan::Plan;
-use crate::{ElasticConfig, ElasticIndex, Index};
-use seams::SearchBackend;
+use crate::{ElasticConfig, ElasticIndex, ElasticSearch, Index, IndexError};
+use seams::{SearchBackend, SearchError};
 
 #[derive(Clone, Debug)]
 struct Request {
@@ -34,14 +36,35 @@ struct Fake {
 impl Fake {
     /// Serves `script`; its map counts requests per target, for answers that change on retry.
     async fn start(script: Arc<Script>) -> Fake {
+        Fake::start_with(script, None).await
+    }
+
+    /// Serves `script` over TLS with `tls`'s certificate, at `https://127.0.0.1:PORT`.
+    async fn start_tls(script: Arc<Script>, tls: Arc<rustls::ServerConfig>) -> Fake {
+        Fake::start_with(script, Some(tokio_rustls::TlsAcceptor::from(tls))).await
+    }
+
+    async fn start_with(script: Arc<Script>, tls: Option<tokio_rustls::TlsAcceptor>) -> Fake {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
         let log = requests.clone();
         let counts = Arc::new(Mutex::new(BTreeMap::new()));
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, script.clone(), log.clone(), counts.clone()));
+                let (script, log, counts, tls) = (script.clone(), log.clone(), counts.clone(), tls.clone());
+                tokio::spawn(async move {
+                    match tls {
+                        // A client that does not trust the certificate ends the handshake.
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                serve(stream, script, log, counts).await;
+                            }
+                        }
+                        None => serve(stream, script, log, counts).await,
+                    }
+                });
             }
         });
         Fake { url, requests }
@@ -61,7 +84,7 @@ impl Fake {
 }
 
 async fn serve(
-    mut stream: TcpStream,
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
     script: Arc<Script>,
     log: Arc<Mutex<Vec<Request>>>,
     counts: Arc<Mutex<BTreeMap<String, u32>>>,
@@ -84,7 +107,7 @@ async fn serve(
     }
 }
 
-async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Request> {
+async fn read_request(stream: &mut (impl AsyncRead + Unpin), buffer: &mut Vec<u8>) -> Option<Request> {
     let mut chunk = [0u8; 8192];
     let head_end = loop {
         if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -216,9 +239,163 @@ async fn the_client_sends_each_body_to_its_endpoint_and_retries_what_may_succeed
             "PUT /boxoffice-events-v2",
             "POST /_reindex?refresh=true&wait_for_completion=true",
             "POST /_aliases",
+            // What reached v1 during the first copy becomes visible to the second.
+            "GET /boxoffice-events-v1/_refresh",
             "POST /_reindex?refresh=true&wait_for_completion=true",
         ]
     );
     let swap = fake.requests().into_iter().find(|r| r.target == "/_aliases").unwrap();
     assert_eq!(json_body(&swap)["actions"][1]["add"]["index"], "boxoffice-events-v2");
+}
+
+/// A search answer from Elasticsearch's documentation: one of two shards failed.
+fn partial_answer() -> Value {
+    json!({
+        "took": 5, "timed_out": false,
+        "_shards": {"total": 2, "successful": 1, "skipped": 0, "failed": 1, "failures": [{
+            "shard": 1, "index": "boxoffice-events-v1", "node": "n1",
+            "reason": {"type": "node_not_connected_exception", "reason": "[n2] Node not connected"},
+        }]},
+        "hits": {"hits": [{"_score": 1.0, "_source": source(&doc(1)).unwrap()}]},
+    })
+}
+
+/// Searches of the alias answer pages, partial answers or refusals by their first word; every
+/// other request is answered as by `script`.
+fn search_script() -> Arc<Script> {
+    let others = script();
+    Arc::new(move |request: &Request, counts: &mut BTreeMap<String, u32>| {
+        if request.target != "/boxoffice-events/_search" {
+            return others(request, counts);
+        }
+        let asks = |word: &str| request.body.contains(&format!("\"query\":\"{word}\""));
+        match () {
+            _ if asks("partial") => (200, partial_answer()),
+            _ if asks("refused") => (
+                400,
+                json!({"error": {"type": "search_phase_execution_exception", "reason": "all shards failed"}, "status": 400}),
+            ),
+            _ => (
+                200,
+                json!({"_shards": {"total": 1, "successful": 1, "failed": 0},
+                       "hits": {"hits": [{"_score": 2.0, "_source": source(&doc(3)).unwrap()}]}}),
+            ),
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_side_only_searches_the_alias() {
+    let fake = Fake::start(search_script()).await;
+    let search =
+        ElasticSearch::connect(ElasticConfig { url: fake.url.clone(), ..ElasticConfig::default() }).await.unwrap();
+    // No template, no index, no alias: the one request at start-up is an empty search.
+    assert_eq!(fake.targets(), ["POST /boxoffice-events/_search"]);
+    assert_eq!(json_body(&fake.requests()[0])["size"], 0);
+
+    fake.clear();
+    let q = query(Some("untitled"));
+    let page = search.search(q.clone()).await.unwrap();
+    assert_eq!(ids(&page), vec![3]);
+    assert_eq!(fake.targets(), ["POST /boxoffice-events/_search"]);
+    assert_eq!(json_body(&fake.requests()[0]), search_body(&Plan::new(&q).unwrap()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_answers_are_unavailable_and_refused_queries_are_invalid() {
+    let fake = Fake::start(search_script()).await;
+    let config = ElasticConfig { url: fake.url.clone(), ..ElasticConfig::default() };
+    let reader = ElasticSearch::connect(config.clone()).await.unwrap();
+    let writer = ElasticIndex::connect(config).await.unwrap();
+    let backends: [Arc<dyn SearchBackend>; 2] = [reader, writer];
+    for backend in backends {
+        fake.clear();
+        // One shard of two failed: not a short page served as the whole answer.
+        let partial = backend.search(query(Some("partial"))).await;
+        assert!(matches!(&partial, Err(SearchError::Unavailable(d)) if d.contains("1 of 2 shards")), "{partial:?}");
+        // A 400 is the query's fault: not retried, reported as invalid, without ES's own text.
+        let refused = backend.search(query(Some("refused"))).await;
+        assert!(matches!(&refused, Err(SearchError::Invalid(d)) if !d.contains("search_phase")), "{refused:?}");
+        assert_eq!(fake.targets().len(), 2, "neither is retried");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_side_refuses_a_key_that_may_not_search_but_waits_for_a_missing_alias() {
+    let forbidden = Fake::start(Arc::new(|_: &Request, _: &mut BTreeMap<String, u32>| {
+        (403, json!({"error": {"type": "security_exception", "reason": "action [indices:data/read/search] is unauthorized"}, "status": 403}))
+    }))
+    .await;
+    let refused =
+        ElasticSearch::connect(ElasticConfig { url: forbidden.url.clone(), ..ElasticConfig::default() }).await;
+    assert!(matches!(&refused, Err(IndexError::Config(d)) if d.contains("403")), "{:?}", refused.err());
+
+    let empty = Fake::start(Arc::new(|_: &Request, _: &mut BTreeMap<String, u32>| {
+        (404, json!({"error": {"type": "index_not_found_exception"}, "status": 404}))
+    }))
+    .await;
+    let search =
+        ElasticSearch::connect(ElasticConfig { url: empty.url.clone(), ..ElasticConfig::default() }).await.unwrap();
+    assert!(matches!(search.search(query(None)).await, Err(SearchError::Unavailable(_))));
+}
+
+/// A CA, and a certificate for 127.0.0.1 that it signed, minted for one test.
+struct TestPki {
+    ca_pem: String,
+    server: Arc<rustls::ServerConfig>,
+}
+
+fn test_pki() -> TestPki {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "Elasticsearch security auto-configuration HTTP CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert =
+        CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&server_key, &issuer).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![server_cert.der().clone()], key)
+        .unwrap();
+    TestPki { ca_pem, server: Arc::new(server) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_given_the_clusters_ca_reaches_it_over_https_and_one_without_it_does_not() {
+    let pki = test_pki();
+    let fake = Fake::start_tls(search_script(), pki.server.clone()).await;
+    assert!(fake.url.starts_with("https://127.0.0.1:"), "{}", fake.url);
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("http_ca.crt");
+    std::fs::write(&ca_file, &pki.ca_pem).unwrap();
+
+    let trusting = ElasticConfig { url: fake.url.clone(), ca_file: Some(ca_file), ..ElasticConfig::default() };
+    let search = ElasticSearch::connect(trusting).await.unwrap();
+    assert_eq!(ids(&search.search(query(Some("untitled"))).await.unwrap()), vec![3]);
+    assert_eq!(fake.targets(), ["POST /boxoffice-events/_search"; 2], "both went through TLS to the stand-in");
+
+    // Public roots alone do not know this CA: the handshake fails and nothing arrives.
+    fake.clear();
+    let public_only = ElasticSearch::connect(ElasticConfig { url: fake.url.clone(), ..ElasticConfig::default() }).await;
+    let search = public_only.unwrap();
+    assert!(matches!(search.search(query(None)).await, Err(SearchError::Unavailable(_))));
+    assert!(fake.targets().is_empty());
+
+    // A CA file that is missing or holds no certificate is a configuration error.
+    let missing = dir.path().join("missing.crt");
+    let garbage = dir.path().join("garbage.crt");
+    std::fs::write(&garbage, "not a certificate").unwrap();
+    for ca_file in [missing, garbage] {
+        let config = ElasticConfig { url: fake.url.clone(), ca_file: Some(ca_file), ..ElasticConfig::default() };
+        assert!(matches!(ElasticSearch::connect(config.clone()).await, Err(IndexError::Config(_))));
+        assert!(matches!(ElasticIndex::connect(config).await, Err(IndexError::Config(_))));
+    }
 }

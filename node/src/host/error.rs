@@ -8,7 +8,7 @@
 
 use openraft::error::{ClientWriteError, Fatal, InitializeError, RaftError};
 use openraft::metrics::WaitError;
-use raft_store::{Answer, CodecError, GroupId, KvError, NodeAddr, NodeId, Outcome, StorageError};
+use raft_store::{Answer, CodecError, GroupId, KvError, NodeAddr, NodeId, Outcome, SnapshotError, StorageError};
 
 use crate::wire::{NodeReply, TransportError, WireError};
 
@@ -24,13 +24,6 @@ pub enum NodeError {
     Storage(#[from] KvError),
     #[error("raft: {0}")]
     RaftConfig(#[source] Box<openraft::ConfigError>),
-    /// A group found on disk could not be started.
-    #[error("raft: {source}")]
-    OpenGroup {
-        group: GroupId,
-        #[source]
-        source: ProposeError,
-    },
     /// A node alone could not join its own cluster.
     #[error("{0}")]
     Join(#[source] ProposeError),
@@ -134,6 +127,42 @@ pub enum ProposeError {
         #[source]
         source: WireError,
     },
+    /// A snapshot transfer, a backup or a restore could not go on.
+    #[error("{0}")]
+    Transfer(#[from] TransferError),
+}
+
+/// Why a snapshot's chunk was refused, a backup could not be read, or a restore not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    #[error("a snapshot of {group} refused: {source}")]
+    Refused {
+        group: GroupId,
+        #[source]
+        source: SnapshotError,
+    },
+    #[error("{group}: this node already receives {max} snapshots; try again later")]
+    Busy { group: GroupId, max: usize },
+    #[error("no snapshot transfer {transfer} into {group} expects chunk {seq}")]
+    Unexpected { group: GroupId, transfer: u64, seq: u64 },
+    #[error("snapshot transfer {transfer} into {group} was superseded")]
+    Superseded { group: GroupId, transfer: u64 },
+    #[error("{group} already holds data on this node: a restore goes into a new cluster's empty nodes")]
+    Occupied { group: GroupId },
+    #[error("no backup {transfer} of {group} is open on this node")]
+    NoBackup { group: GroupId, transfer: u64 },
+    #[error("{max} backups are open on this node already; try again later")]
+    TooManyBackups { max: usize },
+    #[error("{group} has no snapshot to back up")]
+    NoSnapshot { group: GroupId },
+    #[error("{group}'s snapshot was not built in time: {source}")]
+    SnapshotWait {
+        group: GroupId,
+        #[source]
+        source: WaitError,
+    },
+    #[error("{group}'s copy on this node is damaged: {error}")]
+    Damaged { group: GroupId, error: String },
 }
 
 impl ProposeError {

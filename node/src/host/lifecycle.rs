@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use openraft::error::{InitializeError, RaftError};
 use openraft::BasicNode;
-use raft_store::{Command, GroupId, LogStore, NodeId, Outcome, Proposal, Raft, StateMachineStore};
+use raft_store::{
+    ColdStore, Command, GroupId, GroupSnapshot, LogStore, NodeId, Outcome, Proposal, Raft, StateMachineStore,
+};
 
 use super::barrier::ReadBarrier;
 use super::batcher::Batcher;
 use super::duties::{admission_duty, archive_duty, election_nudge, expire_duty, LeaderDuty};
-use super::error::{NodeError, ProposeError};
+use super::error::{NodeError, ProposeError, TransferError};
 use super::identity::IdentityStore;
 use super::setup::NodeSetup;
 use super::status::telemetry_duty;
@@ -22,6 +24,8 @@ use crate::network::NetworkFactory;
 
 /// How long a node alone waits for its groups' first leaders.
 const BOOTSTRAP_LEADER_WAIT_MS: u64 = 30_000;
+/// How often `storage_failure` looks at the storage.
+const STORAGE_CHECK_MS: u64 = 250;
 
 impl Node {
     /// Opens the node's database and starts every group found on it.
@@ -45,9 +49,12 @@ impl Node {
             clock: setup.clock,
             identity,
             groups: RwLock::new(BTreeMap::new()),
+            damaged: RwLock::new(BTreeMap::new()),
             group_lock: tokio::sync::Mutex::new(()),
             tasks: Mutex::new(Vec::new()),
             votes_embargoed_until,
+            transfers: Mutex::default(),
+            backups: Mutex::default(),
         });
         node.open_stored_groups().await?;
         node.spawn(telemetry_duty(Arc::downgrade(&node)));
@@ -55,17 +62,46 @@ impl Node {
         Ok(node)
     }
 
-    /// Starts every group whose tree is on disk, once this node has joined a cluster.
+    /// Starts every group whose tree is on disk, once this node has joined a cluster. A group
+    /// that does not open (a damaged record) stays stopped and is reported (`damaged_groups`); the
+    /// others start. Its other replicas serve it meanwhile, and `boxoffice cluster repair` rebuilds
+    /// this copy from them.
     async fn open_stored_groups(self: &Arc<Self>) -> Result<(), NodeError> {
         if self.shard_count().is_none() {
             return Ok(());
         }
         for name in self.kv.tree_names()? {
             if let Some(group) = raft_store::parse_group_tree(&name) {
-                self.ensure_group(group).await.map_err(|source| NodeError::OpenGroup { group, source })?;
+                if let Err(e) = self.ensure_group(group).await {
+                    tracing::error!(
+                        node = self.id,
+                        %group,
+                        error = %e,
+                        "this copy of the group is damaged and stays stopped; rebuild it from the other \
+                         replicas with `boxoffice cluster repair --id {} --group {group}`",
+                        self.id
+                    );
+                }
             }
         }
         Ok(())
+    }
+
+    /// The groups whose copy here did not open, and why.
+    pub fn damaged_groups(&self) -> BTreeMap<GroupId, String> {
+        self.damaged.read().map(|d| d.clone()).unwrap_or_default()
+    }
+
+    /// Resolves once the node's storage has failed a flush. It then refuses every later flush, so
+    /// nothing written from then on can become durable: the process should stop, and its
+    /// supervisor restart it (a restart finds what was durable).
+    pub async fn storage_failure(&self) -> String {
+        loop {
+            if let Some(e) = self.kv.failure() {
+                return e;
+            }
+            tokio::time::sleep(Duration::from_millis(STORAGE_CHECK_MS)).await;
+        }
     }
 
     fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
@@ -88,12 +124,46 @@ impl Node {
         if let Some(group) = self.group(id) {
             return Ok(group);
         }
-        let group = self.open_group(id, shard_count).await?;
-        if let Ok(mut groups) = self.groups.write() {
-            groups.insert(id, group.clone());
-        }
-        tracing::info!(node = self.id, group = %id, "group started");
+        let group = match self.open_group(id, shard_count).await {
+            Ok(group) => group,
+            Err(e) => {
+                if let Ok(mut damaged) = self.damaged.write() {
+                    damaged.insert(id, e.to_string());
+                }
+                return Err(e);
+            }
+        };
+        self.insert_group(group.clone());
         Ok(group)
+    }
+
+    fn insert_group(&self, group: Arc<Group>) {
+        if let Ok(mut damaged) = self.damaged.write() {
+            damaged.remove(&group.id);
+        }
+        if let Ok(mut groups) = self.groups.write() {
+            groups.insert(group.id, group.clone());
+        }
+        tracing::info!(node = self.id, group = %group.id, "group started");
+    }
+
+    /// Writes a restored group's first state (see `backup.rs`) and starts the group from it.
+    pub(super) async fn seed_group(
+        self: &Arc<Self>,
+        id: GroupId,
+        cold: &ColdStore,
+        snapshot: &GroupSnapshot,
+    ) -> Result<(), ProposeError> {
+        let shard_count = self.shard_count().ok_or(ProposeError::NotJoined)?;
+        let _creating = self.group_lock.lock().await;
+        if self.group(id).is_some() {
+            return Err(TransferError::Occupied { group: id }.into());
+        }
+        let tree = self.kv.tree(&raft_store::group_tree(id))?;
+        StateMachineStore::seed(self.kv.as_ref(), tree.as_ref(), cold, snapshot).await?;
+        let group = self.open_group(id, shard_count).await?;
+        self.insert_group(group);
+        Ok(())
     }
 
     async fn open_group(self: &Arc<Self>, id: GroupId, shard_count: u32) -> Result<Arc<Group>, ProposeError> {
@@ -147,19 +217,24 @@ impl Node {
         }
     }
 
-    /// Stops a group here and deletes its copy. Called after the group was moved away.
+    /// Stops a group here and deletes its copy: after the group was moved away, or to rebuild a
+    /// damaged copy from the other replicas.
     pub async fn drop_group(&self, id: GroupId) -> Result<(), ProposeError> {
         let _removing = self.group_lock.lock().await;
+        self.abandon_transfer(id);
         let group = self.groups.write().map_err(|_| ProposeError::LockPoisoned)?.remove(&id);
-        if let Some(group) = group {
+        let damaged = self.damaged.write().map_err(|_| ProposeError::LockPoisoned)?.remove(&id).is_some();
+        if let Some(group) = &group {
             for task in &group.tasks {
                 task.abort();
             }
             group.raft.shutdown().await.map_err(ProposeError::Shutdown)?;
+        }
+        if group.is_some() || damaged {
             self.kv.drop_tree(&raft_store::group_tree(id))?;
             raft_store::ColdStore::drop_all(self.kv.as_ref(), id)?;
             raft_store::flushed(self.kv.as_ref()).await?;
-            tracing::info!(node = self.id, group = %id, "group dropped");
+            tracing::info!(node = self.id, group = %id, damaged, "group dropped");
         }
         Ok(())
     }
@@ -184,8 +259,10 @@ impl Node {
             }
         };
         let me = BTreeMap::from([(self.id, self.advertise_addr.clone())]);
+        let damaged = self.damaged_groups();
         let groups = std::iter::once(GroupId::META).chain((0..shard_count).map(GroupId::shard));
-        for group in groups {
+        // A damaged group has no other replica to be rebuilt from: it stays stopped, reported.
+        for group in groups.filter(|g| !damaged.contains_key(g)) {
             self.init_group(group, me.clone()).await.map_err(|source| NodeError::InitGroup { group, source })?;
         }
         self.wait_for_leaders(Duration::from_millis(BOOTSTRAP_LEADER_WAIT_MS)).await?;

@@ -12,6 +12,8 @@
 //! - `requests`: proposals, linearizable and local reads, the change-feed long-poll, Raft traffic.
 //! - `membership`: a group leader's membership changes, and standing for election.
 //! - `status`: leader hints, status, health and gauges.
+//! - `transfer`: snapshots arriving in chunks (from a leader, or a restore); `backup`: backups
+//!   read from a group's leader, and restores that seed a group.
 //! - `batcher`: each group's queue of proposals, turned into log entries.
 //! - `lease` and `barrier`: confirming leadership for reads, and the lease a confirmation grants.
 //! - `duties`: the shard leader's `Expire` and admission, and the election nudge.
@@ -22,6 +24,7 @@
 //! the leaf modules (`batcher`, `barrier`, `lease`, `duties`, `identity`, `setup`, `error`);
 //! the leaf modules never use [`Node`] or [`Group`].
 
+mod backup;
 mod barrier;
 mod batcher;
 mod duties;
@@ -33,6 +36,7 @@ mod membership;
 mod requests;
 mod setup;
 mod status;
+mod transfer;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicI64;
@@ -43,7 +47,7 @@ use tokio::task::JoinHandle;
 
 use self::barrier::ReadBarrier;
 use self::batcher::Batcher;
-pub use self::error::{IdentityError, InvalidRequest, NodeError, ProposeError};
+pub use self::error::{IdentityError, InvalidRequest, NodeError, ProposeError, TransferError};
 use self::identity::IdentityStore;
 pub use self::setup::{NodeSetup, RaftTuning, ARCHIVE_AFTER_MS_DEFAULT};
 use crate::clock::Clock;
@@ -75,11 +79,17 @@ pub struct Node {
     clock: Clock,
     identity: IdentityStore,
     groups: RwLock<BTreeMap<GroupId, Arc<Group>>>,
+    /// Groups on disk that did not open, and why: stopped, reported, until rebuilt or repaired.
+    damaged: RwLock<BTreeMap<GroupId, String>>,
     /// Serializes group creation and removal.
     group_lock: tokio::sync::Mutex<()>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Until then, this node answers no vote request: see [`Node::start`].
     votes_embargoed_until: tokio::time::Instant,
+    /// Snapshots arriving in chunks (`transfer.rs`).
+    transfers: Mutex<transfer::Transfers>,
+    /// Backups being read (`backup.rs`).
+    backups: Mutex<backup::Backups>,
 }
 
 impl Node {

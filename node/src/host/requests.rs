@@ -8,6 +8,7 @@ use std::time::Duration;
 use raft_store::{Answer, ChangesPage, GroupId, Outcome, Proposal, Query, Refusal};
 
 use super::error::ProposeError;
+use super::transfer::{Chunk, Purpose, Taken};
 use super::{Group, Node};
 use crate::wire::{RaftRpc, RaftRpcReply};
 
@@ -113,9 +114,9 @@ impl Node {
 
     /// Dispatches a Raft message from a peer to its group. A group not hosted here is not started:
     /// the sender hears "unknown group", which it treats like an unreachable peer.
-    pub async fn handle_raft(self: &Arc<Self>, rpc: RaftRpc) -> RaftRpcReply {
-        let Some(group) = self.group(rpc.group()) else { return RaftRpcReply::UnknownGroup };
-        match rpc {
+    pub async fn handle_raft(self: &Arc<Self>, rpc: RaftRpc) -> Result<RaftRpcReply, ProposeError> {
+        let Some(group) = self.group(rpc.group()) else { return Ok(RaftRpcReply::UnknownGroup) };
+        let reply = match rpc {
             RaftRpc::Append { req, .. } => {
                 let reply = group.raft.append_entries(req).await;
                 if matches!(&reply, Ok(r) if r.is_success()) {
@@ -128,30 +129,24 @@ impl Node {
                 RaftRpcReply::UnknownGroup
             }
             RaftRpc::Vote { req, .. } => RaftRpcReply::Vote(group.raft.vote(req).await),
-            RaftRpc::Snapshot { vote, chunks, .. } => match assemble(&group, chunks) {
-                Ok(data) => {
-                    let snapshot = raft_store::Snapshot { meta: data.meta().clone(), snapshot: Box::new(data) };
-                    RaftRpcReply::Snapshot(group.raft.install_full_snapshot(vote, snapshot).await)
+            RaftRpc::SnapshotChunk { group: id, transfer, seq, vote, chunk } => {
+                let chunk = Chunk { group: id, transfer, seq, purpose: Purpose::Raft(vote), chunk };
+                match self.take_chunk(chunk, || Ok(group.state.cold().clone())).await {
+                    Ok(Taken::More) => RaftRpcReply::ChunkTaken,
+                    Ok(Taken::Whole(data, _)) => {
+                        let snapshot = raft_store::Snapshot { meta: data.meta().clone(), snapshot: Box::new(data) };
+                        let installed = group.raft.install_full_snapshot(vote, snapshot).await;
+                        let outcome = if installed.is_ok() { "installed" } else { "failed" };
+                        metrics::counter!("boxoffice_snapshot_installs_total", "outcome" => outcome).increment(1);
+                        RaftRpcReply::Snapshot(installed)
+                    }
+                    Err(e) => {
+                        tracing::warn!(group = %id, error = %e, "a snapshot's chunk was refused");
+                        return Err(e);
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(group = %group.id, error = %e, "a snapshot that does not assemble is refused");
-                    RaftRpcReply::UnknownGroup
-                }
-            },
-        }
+            }
+        };
+        Ok(reply)
     }
-}
-
-/// Rebuilds a received snapshot from its chunks, staging its cold records in the group's store.
-fn assemble(
-    group: &Group,
-    chunks: Vec<raft_store::SnapshotChunk>,
-) -> Result<raft_store::GroupSnapshot, raft_store::SnapshotError> {
-    let mut chunks = chunks.into_iter();
-    let first = chunks.next().ok_or(raft_store::SnapshotError::Stream("an empty snapshot stream"))?;
-    let mut writer = raft_store::SnapshotWriter::begin(group.state.cold(), first)?;
-    for chunk in chunks {
-        writer.push(chunk)?;
-    }
-    writer.finish()
 }

@@ -9,7 +9,7 @@ use raft_store::NodeId;
 
 use super::lease::{leads, Metrics};
 use super::{Group, Node};
-use crate::wire::{GroupStatus, LeaderHint, NodeStatusReply};
+use crate::wire::{DamagedGroup, GroupStatus, LeaderHint, NodeStatusReply};
 
 /// How often group and storage gauges are refreshed.
 const TELEMETRY_TICK_MS: u64 = 2_000;
@@ -57,7 +57,14 @@ impl Node {
 
     pub fn status(&self) -> NodeStatusReply {
         let groups = self.group_ids().into_iter().filter_map(|id| self.group(id)).map(|g| group_status(&g)).collect();
-        NodeStatusReply { node_id: self.id, addr: self.advertise_addr.clone(), shard_count: self.shard_count(), groups }
+        let damaged = self.damaged_groups().into_iter().map(|(group, error)| DamagedGroup { group, error }).collect();
+        NodeStatusReply {
+            node_id: self.id,
+            addr: self.advertise_addr.clone(),
+            shard_count: self.shard_count(),
+            groups,
+            damaged,
+        }
     }
 
     /// Leader and applied index of every group hosted here, for readiness. A group this node
@@ -86,6 +93,7 @@ impl Node {
             metrics::gauge!("boxoffice_raft_last_log_index", "group" => group)
                 .set(m.last_log_index.unwrap_or(0) as f64);
         }
+        metrics::gauge!("boxoffice_damaged_groups").set(self.damaged_groups().len() as f64);
         let stats = self.kv.flush_stats();
         metrics::counter!("boxoffice_storage_flushes_total").absolute(stats.flushes);
         metrics::counter!("boxoffice_storage_flush_requests_total").absolute(stats.requests);

@@ -402,6 +402,10 @@ impl Kv for MemKv {
     fn flush_stats(&self) -> FlushStats {
         FlushStats { flushes: self.flushes.load(Ordering::Relaxed), requests: self.requests.load(Ordering::Relaxed) }
     }
+
+    fn failure(&self) -> Option<String> {
+        self.flush_failed().then(|| "flush failed (injected disk fault)".to_owned())
+    }
 }
 
 struct MemTree {

@@ -74,6 +74,9 @@ pub trait Kv: Send + Sync + 'static {
     /// share one flush: this is where many commands per fsync come from.
     fn flush(&self, done: FlushDone);
     fn flush_stats(&self) -> FlushStats;
+    /// The error of the flush that failed, once one has: the store refuses every later flush, and
+    /// its owner should stop (a restart finds what was durable).
+    fn failure(&self) -> Option<String>;
 }
 
 pub trait KvTree: Send + Sync + 'static {

@@ -29,6 +29,8 @@ pub struct SledKv {
 struct Stats {
     flushes: AtomicU64,
     requests: AtomicU64,
+    /// The error of the flush that failed, once one has.
+    failure: Mutex<Option<String>>,
 }
 
 impl SledKv {
@@ -99,6 +101,7 @@ fn run_flusher(db: sled::Db, rx: mpsc::Receiver<FlushDone>, stats: Arc<Stats>) {
         if let Err(e) = &result {
             tracing::error!(error = %e, "flush failed; every later flush fails too");
             failed = Some(e.clone());
+            *stats.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
         }
         for done in waiting {
             done(result.clone().map_err(std::io::Error::other));
@@ -137,6 +140,10 @@ impl Kv for SledKv {
             flushes: self.stats.flushes.load(Ordering::Relaxed),
             requests: self.stats.requests.load(Ordering::Relaxed),
         }
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.stats.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 

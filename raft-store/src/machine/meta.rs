@@ -96,6 +96,11 @@ impl MetaState {
         }
     }
 
+    /// A restored meta group keeps its catalog and takes the new cluster's layout.
+    pub(crate) fn rebase(&mut self, layout: Option<Layout>) {
+        self.layout = layout.map(Arc::new);
+    }
+
     pub(crate) fn query(&self, query: &Query) -> Answer {
         match query {
             Query::Venue(id) => Answer::Venue(self.venues.get(id).map(|v| Venue::clone(v))),

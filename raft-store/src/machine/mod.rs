@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::cold::{ColdError, ColdRead, ColdWrites, WithPending};
 use crate::command::{Answer, Command, Outcome, Proposal, Query, Refusal, Request};
 use crate::ids::GroupId;
+use crate::layout::Layout;
 
 use ctx::Ctx;
 pub use meta::MetaState;
@@ -71,6 +72,22 @@ impl Machine {
 
     pub fn last_index(&self) -> u64 {
         self.last_index
+    }
+
+    pub fn shard_count(&self) -> u32 {
+        self.shard_count
+    }
+
+    /// Moves the state onto a new cluster's log (a restore from a backup, see `restore.rs`): it
+    /// stands at `index`, the change feed restarts there (a reader from before it hears
+    /// `Compacted` and re-reads the shard), and the meta group takes the new cluster's `layout`.
+    /// Everything else — time, catalog, events, holds, orders, id sequences — is kept.
+    pub fn rebase(&mut self, index: u64, layout: Option<Layout>) {
+        self.last_index = index;
+        match &mut self.state {
+            MetaOrShard::Meta(meta) => meta.rebase(layout),
+            MetaOrShard::Shard(shard) => shard.rebase_changes(index),
+        }
     }
 
     pub fn last_time_ms(&self) -> i64 {

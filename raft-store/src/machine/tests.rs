@@ -695,6 +695,64 @@ fn a_keyed_outcome_is_remembered_for_a_day_whatever_happened_meanwhile() {
 }
 
 #[test]
+fn a_keyed_hold_replayed_after_300_000_other_keyed_writes_returns_its_first_answer() {
+    // The table of outcomes is bounded by time, not by count: 300,000 keyed writes (holds of the
+    // lawn and their releases, each with its own key) between a request and its retry change
+    // nothing. (boxoffice/tests/idempotency_day.rs does the same over HTTP, with a restart.)
+    const OTHER_WRITES: u64 = 300_000;
+    let mut h = Harness::new();
+    h.checking = false;
+    let keyed = |n: u64| {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&n.to_le_bytes());
+        id[8] = 0xAA;
+        Some(RequestId(id))
+    };
+    let hold = |h: &Harness, who: &str| Command::Hold {
+        event_id: h.event.clone(),
+        user: user(who),
+        selection: Selection::General { section: "LAWN".into(), quantity: 1 },
+        ttl_ms: TTL_MS,
+        access: None,
+    };
+    let first = held(h.run_with(T0, keyed(u64::MAX), 1, hold(&h, "alice")));
+    // Four of the lawn's five places are left: holds of four, then their releases, one entry each.
+    let mut n = 0;
+    let mut time = T0;
+    while n < OTHER_WRITES {
+        time += 1;
+        h.index += 1;
+        let holds = (0..4)
+            .map(|k| Proposal {
+                request_id: keyed(n + k),
+                fingerprint: 2,
+                keyed: true,
+                command: hold(&h, &format!("u{k}")),
+            })
+            .collect();
+        let taken: Vec<HoldView> =
+            h.apply_entry(&Request { time_ms: time, proposals: holds }).into_iter().map(held).collect();
+        h.index += 1;
+        let releases = taken
+            .into_iter()
+            .enumerate()
+            .map(|(k, t)| Proposal {
+                request_id: keyed(n + 4 + k as u64),
+                fingerprint: 3,
+                keyed: true,
+                command: Command::ReleaseHold { hold_id: t.hold_id, user: user(&format!("u{k}")) },
+            })
+            .collect();
+        h.apply_entry(&Request { time_ms: time, proposals: releases });
+        n += 8;
+    }
+    let retry = held(h.run_with(time + 1, keyed(u64::MAX), 1, hold(&h, "alice")));
+    assert_eq!(retry, first, "the first answer");
+    assert_eq!(h.section(time + 1, "LAWN").held, 1, "booked once");
+    h.m.check_invariants().unwrap();
+}
+
+#[test]
 fn a_router_id_is_remembered_for_minutes_only() {
     let mut h = Harness::new();
     let id = RequestId([2; 16]);

@@ -18,6 +18,13 @@ impl ShardState {
         }
     }
 
+    /// Restarts the feed at `index` (a restored shard): the records of the old log's indexes go,
+    /// and a reader from before `index` is told to re-read the shard.
+    pub(crate) fn rebase_changes(&mut self, index: u64) {
+        self.changes.clear();
+        self.changes_dropped_through = index;
+    }
+
     pub(super) fn changes_after(&self, after_index: u64, limit: usize, last_index: u64) -> ChangesPage {
         if after_index < self.changes_dropped_through {
             let oldest_retained_index = self.changes.front().map_or(last_index, |c| c.index);
