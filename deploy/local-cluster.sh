@@ -32,9 +32,12 @@ This script builds nothing. It runs \$BOXOFFICE, by default target/release/boxof
 repository; build it first with:  cargo build --release --bin boxoffice
 
 DIR (default ./boxoffice-cluster) keeps each node's data (node-ID/), the logs (logs/), the pid
-files (run/), the settings of the first start (cluster.env), and two secrets generated on the first
-start, mode 600: cluster-secret, jwt-secret and queue-secret. The api serves dev tokens
-(POST /v1/auth/dev-token): this is a development cluster, not a deployment.
+files (run/), the settings of the first start (cluster.env), the secrets generated on the first
+start, mode 600: cluster-secret, jwt-secret and queue-secret, and the cluster's TLS (tls/): a CA
+made on the first start (tls/ca, its key mode 600) and a credential for the nodes, the api and the
+operator (tls/node, tls/api, tls/operator; keys mode 600). Every connection between the processes
+is mutual TLS. The api serves dev tokens (POST /v1/auth/dev-token): this is a development
+cluster, not a deployment.
 
 environment:
   BOXOFFICE                  the binary to run     (default: $ROOT/target/release/boxoffice)
@@ -122,7 +125,25 @@ node_addr() {
 
 load_secrets() {
   [[ -f $DIR/cluster-secret ]] || die "no secrets in $DIR"
-  CLUSTER_SECRET=$(cat "$DIR/cluster-secret")
+  [[ -f $DIR/tls/operator/cert.pem ]] || die "no TLS credentials in $DIR/tls"
+}
+
+# The cluster CA and a credential for each role, made on the first start (never replaced).
+make_credentials() {
+  local role
+  if [[ ! -f $DIR/tls/ca/ca.pem ]]; then
+    "$BIN" certs init --ca-dir "$DIR/tls/ca" >/dev/null
+  fi
+  for role in node api operator; do
+    [[ -f $DIR/tls/$role/cert.pem ]] && continue
+    "$BIN" certs issue --ca-dir "$DIR/tls/ca" --role "$role" --name "local-$role" --host 127.0.0.1 \
+      --out "$DIR/tls/$role" >/dev/null
+  done
+}
+
+# The operator's flags: the secret from its file, the operator's credential.
+operator_flags() {
+  OPERATOR_FLAGS=(--cluster-secret-file "$DIR/cluster-secret" --tls-dir "$DIR/tls/operator")
 }
 
 # Records the settings of the first start, or checks that this start asks for the same ones: the
@@ -177,10 +198,9 @@ start() {
     [[ -f $DIR/$f ]] || (umask 077 && random_secret >"$DIR/$f")
     chmod 600 "$DIR/$f"
   done
+  make_credentials
   load_secrets
-
-  # Secrets travel in the environment, which only this user can read, not on command lines.
-  export BOXOFFICE_CLUSTER_SECRET=$CLUSTER_SECRET
+  operator_flags
 
   local id addrs="" members="" pidfile log offset
   for ((id = 1; id <= NODES; id++)); do
@@ -193,14 +213,16 @@ start() {
       continue
     fi
     offset=$(file_size "$log")
-    launch "$pidfile" "$log" "$BIN" node --id "$id" --listen "$(node_addr "$id")" --data-dir "$DIR/node-$id"
+    launch "$pidfile" "$log" "$BIN" node --id "$id" --listen "$(node_addr "$id")" --data-dir "$DIR/node-$id" \
+      --cluster-secret-file "$DIR/cluster-secret" --tls-dir "$DIR/tls/node"
     wait_for_line "$(cat "$pidfile")" "$log" "$offset" "boxoffice: node $id listening on " "node $id"
     echo "node $id listening on $(node_addr "$id") (pid $(cat "$pidfile"))"
   done
 
   local replication=$((NODES < REPLICATION_MAX ? NODES : REPLICATION_MAX))
   if [[ ! -f $DIR/initialized ]]; then
-    "$BIN" cluster init --node "$(node_addr 1)" --nodes "$members" --shards "$SHARDS" --replication "$replication"
+    "$BIN" cluster init --node "$(node_addr 1)" --nodes "$members" --shards "$SHARDS" --replication "$replication" \
+      "${OPERATOR_FLAGS[@]}"
     touch "$DIR/initialized"
   fi
 
@@ -211,7 +233,8 @@ start() {
   else
     offset=$(file_size "$log")
     launch "$pidfile" "$log" "$BIN" api --listen "127.0.0.1:$API_PORT" --nodes "$addrs" --dev-tokens \
-      --jwt-secret-file "$DIR/jwt-secret" --queue-secret-file "$DIR/queue-secret"
+      --jwt-secret-file "$DIR/jwt-secret" --queue-secret-file "$DIR/queue-secret" \
+      --cluster-secret-file "$DIR/cluster-secret" --tls-dir "$DIR/tls/api"
     wait_for_line "$(cat "$pidfile")" "$log" "$offset" "boxoffice: api listening on " "the api"
     echo "api listening on 127.0.0.1:$API_PORT (pid $(cat "$pidfile"))"
   fi
@@ -231,7 +254,7 @@ Boxoffice is up: $NODES nodes, $SHARDS shards, replication $replication.
   logs     $DIR/logs/
   token    curl -s -X POST $url/v1/auth/dev-token -d '{"user_id":"alice","role":"user"}'
   status   $0 status --dir $DIR
-           (or: BOXOFFICE_CLUSTER_SECRET=\$(cat $DIR/cluster-secret) $BIN cluster status --node $(node_addr 1))
+           (or: $BIN cluster status --node $(node_addr 1) ${OPERATOR_FLAGS[*]})
   stop     $0 stop --dir $DIR
 EOF
 }
@@ -302,7 +325,8 @@ status() {
   [[ -n $first ]] || die "no node is running"
   echo
   load_secrets
-  BOXOFFICE_CLUSTER_SECRET=$CLUSTER_SECRET "$BIN" cluster status --node "$first"
+  operator_flags
+  "$BIN" cluster status --node "$first" "${OPERATOR_FLAGS[@]}"
 }
 
 main() {

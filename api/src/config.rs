@@ -78,6 +78,9 @@ pub fn check_cap(key: &'static str, cap: usize) -> Result<usize, ConfigError> {
 pub const BODY_LIMIT_BYTES_DEFAULT: usize = 1024 * 1024;
 /// API.md: "Holds last 10 minutes unless the server is configured otherwise."
 pub const HOLD_TTL_DEFAULT: Duration = Duration::from_secs(10 * 60);
+/// Seats one user may have in active holds of one event at once, unless configured otherwise:
+/// a hold takes at most 20 (`HOLD_SEATS_MAX`), so one full hold, but no second one beside it.
+pub const HELD_SEATS_PER_USER_MAX_DEFAULT: u32 = 20;
 /// Lifetime of a token minted by `POST /v1/auth/dev-token`.
 pub(crate) const DEV_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
 /// How long one change-feed read of the seat stream waits for a record before it asks again.
@@ -313,6 +316,12 @@ pub struct ApiConfig {
     /// How long a hold keeps its seats; the state machine bounds it to
     /// `HOLD_TTL_MS_MIN..=HOLD_TTL_MS_MAX`.
     pub hold_ttl: Duration,
+    /// The most seats (and general admissions) one user may have in active holds of one event
+    /// at once; 0: no cap. Carried in each hold command and enforced in apply, so every replica
+    /// judges it alike; checked-out holds (orders) do not count, the event's `per_user_limit`
+    /// does that. Bounds how much of a sale one account can keep off the market by holding and
+    /// letting holds expire.
+    pub held_seats_per_user_max: u32,
     /// Larger request bodies answer 413 `payload_too_large`.
     pub body_limit_bytes: usize,
     /// The read cache of event details and seat maps.
@@ -340,6 +349,7 @@ impl ApiConfig {
             token_lifetime_max: TOKEN_LIFETIME_MAX_DEFAULT,
             dev_tokens: false,
             hold_ttl: HOLD_TTL_DEFAULT,
+            held_seats_per_user_max: HELD_SEATS_PER_USER_MAX_DEFAULT,
             body_limit_bytes: BODY_LIMIT_BYTES_DEFAULT,
             read_cache: ReadCacheConfig::default(),
             limits: LimitsConfig::default(),
@@ -375,6 +385,11 @@ impl ApiConfig {
     pub(crate) fn hold_ttl_ms(&self) -> i64 {
         i64::try_from(self.hold_ttl.as_millis()).unwrap_or(i64::MAX)
     }
+
+    /// The cap a hold carries: `None` when the setting is 0 (off).
+    pub(crate) fn held_seats_max(&self) -> Option<u32> {
+        (self.held_seats_per_user_max > 0).then_some(self.held_seats_per_user_max)
+    }
 }
 
 impl fmt::Debug for ApiConfig {
@@ -386,6 +401,7 @@ impl fmt::Debug for ApiConfig {
             .field("queue_secret", &"***")
             .field("dev_tokens", &self.dev_tokens)
             .field("hold_ttl", &self.hold_ttl)
+            .field("held_seats_per_user_max", &self.held_seats_per_user_max)
             .field("body_limit_bytes", &self.body_limit_bytes)
             .field("read_cache", &self.read_cache)
             .field("limits", &self.limits)

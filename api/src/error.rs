@@ -241,6 +241,18 @@ fn refusal_problem(refusal: &Refusal) -> Problem {
         .with("limit", json!(limit))
         .with("current", json!(current))
         .with("requested", json!(requested)),
+        Refusal::HeldSeatsExceeded { limit, current, requested } => Problem::new(
+            S::UNPROCESSABLE_ENTITY,
+            "limit_exceeded",
+            "Limit exceeded",
+            format!(
+                "at most {limit} seats held at once per user for this event; you hold {current} and asked for \
+                 {requested}: check out or release a hold first"
+            ),
+        )
+        .with("limit", json!(limit))
+        .with("current", json!(current))
+        .with("requested", json!(requested)),
         Refusal::NotOnSale { on_sale_at_ms, starts_at_ms } => {
             let (on_sale_at, starts_at) = (time_json(*on_sale_at_ms), time_json(*starts_at_ms));
             Problem::new(

@@ -2,7 +2,7 @@
 //! honour any other's tokens without sharing anything but the signing secret.
 //!
 //! - A **queue token** proves "user U holds sequence number S in event E's queue". Sequence
-//!   numbers come from blocks leased from the store (see `waiting_room.rs`).
+//!   numbers come from the store, one place per user (see `waiting_room.rs`).
 //! - A sequence number becomes a **position** (the admission order): sequences leased before the
 //!   sale opened (below the store's `early_bound`) are shuffled among themselves by a keyed
 //!   permutation, so joining early gives no edge over joining on time; later ones keep their order.

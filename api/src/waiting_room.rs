@@ -1,41 +1,44 @@
-//! The waiting room inside one api instance: sequence numbers from leased blocks, and the queue
-//! views it watches for its clients.
+//! The waiting room inside one api instance: joins sent in batches, and the queue views it
+//! watches for its clients.
 //!
 //! Nothing here is needed for correctness across instances: the store holds the queue's truth
-//! (leases, watermark, redemptions) and the tokens carry the rest, so an instance that restarts
+//! (places, watermark, redemptions) and the tokens carry the rest, so an instance that restarts
 //! or is added starts from nothing and honours every token. What an instance keeps is soft:
 //!
-//! - **Leases.** Joining costs no Raft write: each instance takes blocks of sequence numbers and
-//!   hands them out one by one. Concurrent joins wait for the one lease in progress instead of
-//!   each proposing its own. A block is sized to last about [`BLOCK_LIFE_TARGET`] at the recent
-//!   arrival rate and is dropped after [`BLOCK_AGE_MAX`] (or once admission has reached it, or
-//!   when the sale opens under an early block), so later arrivals keep their order within about
-//!   a second; the unused tail becomes positions nobody holds, which admission passes over.
+//! - **Joins.** Each user has one place per event, decided in apply (`JoinQueue`): a second join,
+//!   on this instance or another, gets the first one's place back. Joins stay cheap because
+//!   they travel in batches: one command per room carries every join that arrived since the last
+//!   one, sent at most every [`JOIN_BATCH_INTERVAL`] (at once when the room was quiet), at most
+//!   `QUEUE_JOINS_PER_COMMAND_MAX` each. The log gets a few entries a second per room and api
+//!   instance, however many arrive.
 //! - **Views.** Each room is read every [`VIEW_POLL`] by one task, however many clients poll or
 //!   stream; every GET and SSE stream of the room is answered from that view. A room nobody has
 //!   asked about for [`ROOM_IDLE`] is dropped.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use raft_store::{Answer, Command, EventId, GroupId, Outcome, Query, QueueView, RequestId, QUEUE_BLOCK_MAX};
-use tokio::sync::watch;
+use raft_store::{
+    Answer, Command, EventId, GroupId, Outcome, Query, QueueJoin, QueuePlace, QueueView, Refusal, RequestId, UserId,
+    QUEUE_JOINS_PER_COMMAND_MAX,
+};
+use seams::{Cluster, ClusterError, Consistency, Submit};
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use crate::dto::now_ms;
 use crate::error::ApiError;
 use crate::queue::QueueKeys;
-use seams::{Cluster, Consistency, Submit};
 
-/// A block should last about this long at the current arrival rate.
-const BLOCK_LIFE_TARGET: Duration = Duration::from_millis(500);
-/// A block is not handed out from after this long: later arrivals would jump ahead of the
-/// blocks other instances leased since.
-const BLOCK_AGE_MAX: Duration = Duration::from_secs(1);
-/// The first block of a room.
-const BLOCK_SIZE_START: u64 = 8;
+/// A room's join batches leave one instance at most this often: the log's cost of a flood of
+/// joins is a few entries a second, and a join waits at most this long for its batch to leave.
+const JOIN_BATCH_INTERVAL: Duration = Duration::from_millis(50);
+/// Joins waiting for a batch in one room of one instance at most; beyond, a join answers 503.
+const JOINS_PENDING_MAX: usize = 50_000;
+/// How long a join waits for its batch's answer.
+const JOIN_WAIT_MAX: Duration = Duration::from_secs(10);
 /// How often a room's view is read while anyone is interested.
 pub(crate) const VIEW_POLL: Duration = Duration::from_millis(500);
 /// A room without clients for this long stops being watched.
@@ -67,24 +70,42 @@ struct Rooms {
 pub(crate) struct Room {
     event_id: EventId,
     group: GroupId,
-    leasing: tokio::sync::Mutex<Leasing>,
+    joins: Mutex<Joins>,
     seen: watch::Sender<Option<Arc<Seen>>>,
     last_used_ms: AtomicI64,
 }
 
-#[derive(Debug)]
-struct Leasing {
-    block: Option<Block>,
-    size: u64,
+/// The joins of a room waiting for their batch.
+#[derive(Default)]
+struct Joins {
+    pending: Vec<PendingJoin>,
+    /// A task is sending batches; it stops once nothing is pending.
+    sending: bool,
+    /// When the last batch left.
+    last_sent: Option<Instant>,
 }
 
-#[derive(Debug)]
-struct Block {
-    start: u64,
-    next: u64,
-    end: u64,
-    early: bool,
-    leased_at: Instant,
+struct PendingJoin {
+    join: QueueJoin,
+    reply: oneshot::Sender<Result<QueuePlace, JoinFailure>>,
+}
+
+/// Why a batch got no places: the same answer for each of its joins.
+#[derive(Clone, Debug)]
+enum JoinFailure {
+    Refused(Refusal),
+    Cluster(ClusterError),
+    Unexpected(String),
+}
+
+impl From<JoinFailure> for ApiError {
+    fn from(failure: JoinFailure) -> Self {
+        match failure {
+            JoinFailure::Refused(refusal) => ApiError::Refused(refusal),
+            JoinFailure::Cluster(error) => error.into(),
+            JoinFailure::Unexpected(detail) => ApiError::Internal(detail),
+        }
+    }
 }
 
 impl WaitingRoom {
@@ -127,7 +148,7 @@ impl WaitingRoom {
                 let room = Arc::new(Room {
                     event_id: event_id.clone(),
                     group,
-                    leasing: tokio::sync::Mutex::new(Leasing { block: None, size: BLOCK_SIZE_START }),
+                    joins: Mutex::new(Joins::default()),
                     seen,
                     last_used_ms: AtomicI64::new(now_ms()),
                 });
@@ -140,59 +161,93 @@ impl WaitingRoom {
         Ok(room)
     }
 
-    /// Takes the next sequence number of the room, leasing a block when needed.
-    pub(crate) async fn take_seq(&self, room: &Room) -> Result<u64, ApiError> {
-        let mut leasing = room.leasing.lock().await;
-        let seen = room.current().await?;
-        let now = Instant::now();
-        if let Some(block) = &mut leasing.block {
-            let opened = seen.view.queue.early_bound.is_some() || now_ms() >= seen.view.on_sale_at_ms;
-            let usable = block.next < block.end
-                && now.duration_since(block.leased_at) < BLOCK_AGE_MAX
-                && !(block.early && opened)
-                && block.next >= seen.view.queue.watermark;
-            if usable {
-                block.next += 1;
-                return Ok(block.next - 1);
+    /// The user's place in the room: the live one they have (joined on any instance), or a new
+    /// one. `replaces`: a place the caller found ended (admitted, pass expired), to be replaced
+    /// if it is still the user's. Waits for the join's batch.
+    pub(crate) async fn join(
+        &self,
+        room: &Arc<Room>,
+        user: &UserId,
+        replaces: Option<u64>,
+    ) -> Result<QueuePlace, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        let start_sending = {
+            let mut joins = room.joins();
+            if joins.pending.len() >= JOINS_PENDING_MAX {
+                return Err(ApiError::Overloaded("too many joins are waiting for this waiting room".into()));
             }
+            joins.pending.push(PendingJoin { join: QueueJoin { user: user.clone(), replaces }, reply });
+            !std::mem::replace(&mut joins.sending, true)
+        };
+        if start_sending {
+            tokio::spawn(send_joins(self.inner.clone(), room.clone()));
         }
-        let size = match &leasing.block {
-            Some(last) => next_block_size(last, leasing.size, now),
-            None => leasing.size,
-        };
-        // Hand the dropped block's tail back, so admission does not wait for buyers it never had.
-        let unused = leasing.block.as_ref().filter(|b| b.next < b.end).map(|b| (b.next, b.end));
-        let command = Command::LeaseQueueBlock { event_id: room.event_id.clone(), size, unused };
-        let submit = Submit { command, request_id: RequestId(rand::random()), fingerprint: 0, keyed: true };
-        let block = match self.inner.cluster.submit(submit).await? {
-            Outcome::QueueBlock(block) => block,
-            Outcome::Refused(refusal) => return Err(refusal.into()),
-            other => return Err(ApiError::unexpected(other)),
-        };
-        metrics::counter!("api_queue_leases_total").increment(1);
-        leasing.size = size;
-        leasing.block = Some(Block {
-            start: block.start,
-            next: block.start + 1,
-            end: block.end,
-            early: block.early,
-            leased_at: now,
-        });
-        Ok(block.start)
+        match tokio::time::timeout(JOIN_WAIT_MAX, answer).await {
+            Ok(Ok(place)) => Ok(place?),
+            Ok(Err(_)) => Err(ApiError::Unavailable("the join was dropped before it was sent".into())),
+            Err(_) => Err(ApiError::Unavailable("the waiting room did not answer the join in time".into())),
+        }
     }
 }
 
-/// The size of the next block: enough for [`BLOCK_LIFE_TARGET`] at the rate the last one was
-/// taken, doubling at most per lease.
-fn next_block_size(last: &Block, size: u64, now: Instant) -> u64 {
-    let used = last.next - last.start;
-    let life = now.duration_since(last.leased_at).max(Duration::from_millis(10));
-    let per_s = used as f64 / life.as_secs_f64();
-    let wanted = (per_s * BLOCK_LIFE_TARGET.as_secs_f64()).ceil() as u64;
-    wanted.clamp(1, size.saturating_mul(2).max(1)).min(QUEUE_BLOCK_MAX)
+/// Sends a room's pending joins in batches, one at a time and at most every
+/// [`JOIN_BATCH_INTERVAL`], until none are left.
+async fn send_joins(rooms: Arc<Rooms>, room: Arc<Room>) {
+    loop {
+        let next = room.joins().last_sent.map(|at| at + JOIN_BATCH_INTERVAL);
+        if let Some(at) = next {
+            tokio::time::sleep_until(at).await;
+        }
+        let batch: Vec<PendingJoin> = {
+            let mut joins = room.joins();
+            if joins.pending.is_empty() {
+                joins.sending = false;
+                return;
+            }
+            joins.last_sent = Some(Instant::now());
+            let n = joins.pending.len().min(QUEUE_JOINS_PER_COMMAND_MAX);
+            joins.pending.drain(..n).collect()
+        };
+        let joins: Vec<QueueJoin> = batch.iter().map(|p| p.join.clone()).collect();
+        match submit_joins(rooms.cluster.as_ref(), &room.event_id, joins).await {
+            Ok(places) => {
+                for (pending, place) in batch.into_iter().zip(places) {
+                    let _ = pending.reply.send(Ok(place));
+                }
+            }
+            Err(failure) => {
+                for pending in batch {
+                    let _ = pending.reply.send(Err(failure.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// One `JoinQueue` command: the places of `joins`, in order.
+async fn submit_joins(
+    cluster: &dyn Cluster,
+    event_id: &EventId,
+    joins: Vec<QueueJoin>,
+) -> Result<Vec<QueuePlace>, JoinFailure> {
+    let asked = joins.len();
+    let command = Command::JoinQueue { event_id: event_id.clone(), joins };
+    // A router's retries of the batch reuse this id, so a retried batch is applied once.
+    let submit = Submit { command, request_id: RequestId(rand::random()), fingerprint: 0, keyed: false };
+    metrics::counter!("api_queue_join_batches_total").increment(1);
+    match cluster.submit(submit).await.map_err(JoinFailure::Cluster)? {
+        Outcome::QueuePlaces(places) if places.len() == asked => Ok(places),
+        Outcome::Refused(refusal) => Err(JoinFailure::Refused(refusal)),
+        other => Err(JoinFailure::Unexpected(format!("a join batch was answered {other:?}"))),
+    }
 }
 
 impl Room {
+    fn joins(&self) -> MutexGuard<'_, Joins> {
+        // The lock guards plain vectors, left consistent by every holder.
+        self.joins.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn touch(&self) {
         self.last_used_ms.store(now_ms(), Ordering::Relaxed);
     }
@@ -291,30 +346,5 @@ async fn watch_room(rooms: Weak<Rooms>, room: Weak<Room>) {
             *current = Some(Arc::new(seen));
             true
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn block(used: u64, size: u64, age: Duration, now: Instant) -> Block {
-        Block { start: 100, next: 100 + used, end: 100 + size, early: false, leased_at: now - age }
-    }
-
-    #[test]
-    fn blocks_grow_with_the_arrival_rate_and_shrink_when_it_drops() {
-        let now = Instant::now() + Duration::from_secs(10);
-        // 8 taken in 50 ms: 160/s wants 80, but a block at most doubles.
-        assert_eq!(next_block_size(&block(8, 8, Duration::from_millis(50), now), 8, now), 16);
-        // 64 taken in 100 ms: 640/s wants 320.
-        assert_eq!(next_block_size(&block(64, 64, Duration::from_millis(100), now), 256, now), 320);
-        // 3 taken before the block aged out: 3/s wants 2.
-        assert_eq!(next_block_size(&block(3, 64, Duration::from_secs(1), now), 64, now), 2);
-        assert_eq!(next_block_size(&block(0, 64, Duration::from_secs(1), now), 64, now), 1);
-        assert_eq!(
-            next_block_size(&block(10_000, 10_000, Duration::from_millis(10), now), 10_000, now),
-            QUEUE_BLOCK_MAX
-        );
     }
 }

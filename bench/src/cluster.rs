@@ -3,6 +3,10 @@
 //! front, and on request a `boxoffice indexer` that the api sends its searches to. Scenarios can
 //! kill a node with SIGKILL and start it again on the same address and data.
 //! Every child is killed when the cluster is dropped.
+//!
+//! Every connection between the processes is mutual TLS: the cluster gets its own CA and a
+//! credential per role (`boxoffice certs init` and `issue`, under its directory's `tls/`), and
+//! each process is started with its role's `--tls-dir`.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -27,6 +31,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const SECRET_HEX_LEN: usize = 32;
 /// Log filter of the children: their logs go to files, and only trouble is worth the disk.
 const CHILD_LOG_FILTER: &str = "warn";
+/// The roles of the cluster's processes, each with a credential directory under `tls/`.
+const ROLES: [&str; 4] = ["node", "api", "indexer", "operator"];
 
 /// One row of `boxoffice cluster status`'s group table.
 #[derive(Clone, Debug, PartialEq)]
@@ -142,6 +148,7 @@ impl ClusterProcesses {
             root: Mutex::new(Some(root)),
             keep_files: AtomicBool::new(false),
         };
+        cluster.make_credentials().await?;
         // Ids start at 1; each node is started on port 0 and keeps the port it was given.
         for id in 1..=nodes as u64 {
             let data_dir = cluster.root_path.join(format!("node-{id}"));
@@ -151,7 +158,7 @@ impl ClusterProcesses {
         }
         let addrs = cluster.node_addrs();
         let members: Vec<String> = addrs.iter().map(|(id, addr)| format!("{id}={addr}")).collect();
-        let mut init = cluster.command();
+        let mut init = cluster.operator_command();
         init.args(["cluster", "init", "--node", &addrs[0].1, "--nodes", &members.join(",")]).args([
             "--shards",
             &shards.to_string(),
@@ -172,6 +179,35 @@ impl ClusterProcesses {
         Ok((cluster, url))
     }
 
+    /// The cluster's CA and a credential for each role (nodes and the indexer on loopback).
+    async fn make_credentials(&self) -> Result<(), TargetError> {
+        let mut init = self.command();
+        init.args(["certs", "init", "--ca-dir"]).arg(self.root_path.join("tls").join("ca"));
+        run_to_end(init, "boxoffice certs init").await?;
+        for role in ROLES {
+            let mut issue = self.command();
+            issue
+                .args(["certs", "issue", "--ca-dir"])
+                .arg(self.root_path.join("tls").join("ca"))
+                .args(["--role", role, "--name", &format!("bench-{role}"), "--host", "127.0.0.1", "--out"])
+                .arg(self.tls_dir(role));
+            run_to_end(issue, "boxoffice certs issue").await?;
+        }
+        Ok(())
+    }
+
+    /// The `--tls-dir` of the cluster's processes of `role`.
+    fn tls_dir(&self, role: &str) -> PathBuf {
+        self.root_path.join("tls").join(role)
+    }
+
+    /// An operator's `boxoffice` command: the cluster secret and the operator's credential.
+    fn operator_command(&self) -> Command {
+        let mut command = self.command();
+        command.env("BOXOFFICE_TLS_DIR", self.tls_dir("operator"));
+        command
+    }
+
     /// Starts the indexer; returns the URL it answers the api's searches on.
     async fn spawn_indexer(&self, addrs: &[(u64, String)]) -> Result<String, TargetError> {
         let nodes: Vec<&str> = addrs.iter().map(|(_, a)| a.as_str()).collect();
@@ -180,6 +216,8 @@ impl ClusterProcesses {
         command
             .args(["indexer", "--listen", "127.0.0.1:0", "--nodes", &nodes.join(","), "--data-dir"])
             .arg(self.root_path.join("indexer"))
+            .arg("--tls-dir")
+            .arg(self.tls_dir("indexer"))
             .stderr(stderr);
         let (process, url) = spawn_until_announced(command, "the indexer", "boxoffice: indexer listening on ").await?;
         *lock(&self.indexer) = Some(process);
@@ -212,7 +250,12 @@ impl ClusterProcesses {
         // Appending: a restarted node's log follows its first life's.
         let stderr = File::options().create(true).append(true).open(log).map_err(spawn_error)?;
         let mut command = self.command();
-        command.args(["node", "--id", &id.to_string(), "--listen", listen, "--data-dir"]).arg(data_dir).stderr(stderr);
+        command
+            .args(["node", "--id", &id.to_string(), "--listen", listen, "--data-dir"])
+            .arg(data_dir)
+            .arg("--tls-dir")
+            .arg(self.tls_dir("node"))
+            .stderr(stderr);
         let what = format!("node {id}");
         spawn_until_announced(command, &what, &format!("boxoffice: node {id} listening on ")).await
     }
@@ -225,6 +268,8 @@ impl ClusterProcesses {
             .env("BOXOFFICE_JWT_SECRET", random_hex(SECRET_HEX_LEN))
             .env("BOXOFFICE_QUEUE_SECRET", random_hex(SECRET_HEX_LEN))
             .args(["api", "--listen", "127.0.0.1:0", "--dev-tokens", "--nodes", &nodes.join(",")])
+            .arg("--tls-dir")
+            .arg(self.tls_dir("api"))
             .args(extra_api_args)
             .stderr(stderr);
         let (process, url) = spawn_until_announced(command, "the api", "boxoffice: api listening on ").await?;
@@ -288,7 +333,7 @@ impl ClusterProcesses {
     pub async fn status(&self) -> Result<String, TargetError> {
         let addr = lock(&self.nodes).iter().find(|n| n.process.is_some()).map(|n| n.addr.clone());
         let addr = addr.ok_or_else(|| spawn_error("no node is running"))?;
-        let mut command = self.command();
+        let mut command = self.operator_command();
         command.args(["cluster", "status", "--node", &addr]);
         run_to_end(command, "boxoffice cluster status").await
     }
@@ -304,9 +349,10 @@ impl ClusterProcesses {
         Ok((id, addr))
     }
 
-    /// Runs `boxoffice ARGS` with the cluster's secret to completion; returns its stdout.
+    /// Runs `boxoffice ARGS` as the operator (the cluster's secret and the operator's
+    /// credential) to completion; returns its stdout.
     pub async fn cli(&self, args: &[&str]) -> Result<String, TargetError> {
-        let mut command = self.command();
+        let mut command = self.operator_command();
         command.args(args);
         run_to_end(command, &format!("boxoffice {}", args.iter().take(2).copied().collect::<Vec<_>>().join(" "))).await
     }

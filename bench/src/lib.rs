@@ -11,6 +11,7 @@ mod etcd;
 mod etcd_browse;
 mod failover;
 mod flash_sale;
+mod fuzz;
 mod ledger;
 mod mix;
 mod pace;
@@ -35,6 +36,7 @@ pub use error::TargetError;
 pub use etcd::EtcdStore;
 pub use failover::{run as failover, FailoverConfig, FailoverConfigError, FAILOVER_NODES};
 pub use flash_sale::{run as flash_sale, run_paced as flash_sale_paced, BoxofficeStore};
+pub use fuzz::{fuzz, print_fuzz, FuzzConfig, FuzzError, FuzzRow};
 pub use ledger::I1Check;
 pub use mix::{run_mix, BrowseBenchConfig, BrowseStore, MixFigures, RunFigures};
 pub use pace::{open_loop, Paced};
@@ -64,5 +66,8 @@ pub const SERVER_ARGS_NO_LIMITS: &[&str] = &[
     "--connections-per-address-max",
     "0",
     "--streams-per-address-max",
+    "0",
+    // A bench's few users hold thousands of seats each.
+    "--held-seats-per-user-max",
     "0",
 ];

@@ -24,6 +24,10 @@ enum BenchError {
     Usage(&'static str),
     #[error("{0}")]
     Failover(bench::FailoverConfigError),
+    #[error(transparent)]
+    Fuzz(#[from] bench::FuzzError),
+    #[error("{0} decoder panics (inputs above)")]
+    DecoderPanics(u64),
 }
 
 #[derive(Subcommand)]
@@ -57,6 +61,9 @@ enum Command {
     /// created, start and are archived: its RSS each minute; fails unless RSS is flat after
     /// warm-up.
     Soak(SoakArgs),
+    /// Fuzzes the decoders of the log, the cold store, snapshot streams and the machine: mutated
+    /// and random bytes for `--duration`, cases and panics per target (a panic fails the run).
+    Fuzz(FuzzArgs),
 }
 
 /// A scenario of `boxoffice-bench compare`.
@@ -284,6 +291,15 @@ struct SoakArgs {
     archive_after: Duration,
 }
 
+#[derive(Args)]
+struct FuzzArgs {
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// The case generator's seed [default: drawn at random, printed].
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
 /// Event shards of the clusters the bench starts, as `boxoffice dev` has by default.
 const BENCH_SHARDS: u32 = 8;
 
@@ -477,6 +493,17 @@ async fn run_soak(a: SoakArgs) -> Result<(), BenchError> {
     Ok(())
 }
 
+fn run_fuzz(a: FuzzArgs) -> Result<(), BenchError> {
+    let config = bench::FuzzConfig { duration: a.duration, seed: a.seed.unwrap_or_else(rand::random) };
+    let rows = bench::fuzz(&config)?;
+    bench::print_fuzz(&config, &rows);
+    let panics: u64 = rows.iter().map(|r| r.panics).sum();
+    if panics > 0 {
+        return Err(BenchError::DecoderPanics(panics));
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The HTTP clients' TLS uses ring (reqwest is built without a provider of its own).
@@ -499,6 +526,7 @@ fn main() -> ExitCode {
             Command::Compare(a) => run_compare(a).await,
             Command::WritePath(a) => run_write_path(a).await,
             Command::Soak(a) => run_soak(a).await,
+            Command::Fuzz(a) => run_fuzz(a),
         }
     });
     match result {

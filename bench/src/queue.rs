@@ -1,11 +1,12 @@
 //! The waiting room's front door: how many buyers one api instance lets join a high-traffic
-//! event's queue per second, and how many status polls it answers, with every join durable in the
-//! sense that matters (its sequence number comes from a block the store leased).
+//! event's queue per second, and how many status polls it answers, with every join durable (its
+//! place is decided in apply, one per buyer: the api sends the joins of a room in batches).
 //!
 //! Two closed-loop runs against one api: joiners `POST /v1/events/{id}/queue` as fast as they are
-//! answered; then pollers `GET` the status with the tokens the first run got. The sale is not open
-//! during the runs (the event opens in the far future), so what is measured is the join path
-//! alone, not admission.
+//! answered, each client as a new buyer per join until its buyers run out (then its joins are
+//! repeats, answered with the place the buyer has); then pollers `GET` the status with the tokens
+//! the first run got. The sale is not open during the runs (the event opens in the far future),
+//! so what is measured is the join path alone, not admission.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,29 @@ impl Default for QueueBenchConfig {
 
 /// Queue tokens kept for the polling run at most.
 const TOKENS_KEPT_MAX: usize = 100_000;
+/// Buyers (users) each client joins as, one after another; their tokens are minted before the
+/// runs.
+const BUYERS_PER_CLIENT: usize = 256;
+
+/// Bearer tokens of each client's buyers.
+async fn buyer_tokens(target: &Arc<Target>, clients: usize) -> Result<Vec<Vec<String>>, TargetError> {
+    let mut tasks = Vec::with_capacity(clients);
+    for c in 0..clients {
+        let target = target.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tokens = Vec::with_capacity(BUYERS_PER_CLIENT);
+            for b in 0..BUYERS_PER_CLIENT {
+                tokens.push(target.token(&format!("queue-bench-{c}-{b}"), "user").await?);
+            }
+            Ok::<_, TargetError>(tokens)
+        }));
+    }
+    let mut out = Vec::with_capacity(clients);
+    for task in tasks {
+        out.push(task.await.map_err(|e| TargetError::Scenario(format!("a token task failed: {e}")))??);
+    }
+    Ok(out)
+}
 
 async fn setup(target: &Target) -> Result<String, TargetError> {
     let admin = target.token("bench-admin", "admin").await?;
@@ -104,25 +128,25 @@ where
 
 pub async fn run(target: Arc<Target>, cfg: QueueBenchConfig) -> Result<Report, TargetError> {
     let event = Arc::new(setup(&target).await?);
-    let mut tokens = Vec::with_capacity(cfg.clients);
-    for c in 0..cfg.clients {
-        tokens.push(target.token(&format!("queue-bench-{c}"), "user").await?);
-    }
-    let tokens = Arc::new(tokens);
-    let leases_before = target.metrics().await?.sum("api_queue_leases_total", None);
+    let tokens = Arc::new(buyer_tokens(&target, cfg.clients).await?);
+    let before = target.metrics().await?;
+    let (batches_before, repeats_before) =
+        (before.sum("api_queue_join_batches_total", None), before.sum("api_queue_rejoins_total", None));
 
-    let kept: Arc<Mutex<Vec<(usize, String)>>> = Arc::new(Mutex::new(Vec::new()));
+    // (client, buyer, queue token) of joins answered.
+    let kept: Arc<Mutex<Vec<(usize, usize, String)>>> = Arc::new(Mutex::new(Vec::new()));
     let joins = {
         let (target, event, tokens, kept) = (target.clone(), event.clone(), tokens.clone(), kept.clone());
-        closed_loop(cfg.clients, cfg.duration, move |client, _| {
+        closed_loop(cfg.clients, cfg.duration, move |client, n| {
             let (target, event, tokens, kept) = (target.clone(), event.clone(), tokens.clone(), kept.clone());
             async move {
                 let path = format!("/v1/events/{event}/queue");
-                match target.post(&path, Some(&tokens[client]), Value::Null, 201).await {
+                let buyer = n as usize % BUYERS_PER_CLIENT;
+                match target.post(&path, Some(&tokens[client][buyer]), Value::Null, 201).await {
                     Ok(joined) => {
                         if let (Some(t), Ok(mut kept)) = (joined["queue_token"].as_str(), kept.lock()) {
                             if kept.len() < TOKENS_KEPT_MAX {
-                                kept.push((client, t.to_owned()));
+                                kept.push((client, buyer, t.to_owned()));
                             }
                         }
                         true
@@ -133,13 +157,15 @@ pub async fn run(target: Arc<Target>, cfg: QueueBenchConfig) -> Result<Report, T
         })
         .await
     };
-    let leases = target.metrics().await?.sum("api_queue_leases_total", None) - leases_before;
+    let after = target.metrics().await?;
+    let batches = after.sum("api_queue_join_batches_total", None) - batches_before;
+    let repeats = after.sum("api_queue_rejoins_total", None) - repeats_before;
 
     let kept = std::mem::take(&mut *kept.lock().map_err(|_| TargetError::Scenario("poisoned".into()))?);
-    // Each client polls the tokens it got itself (a queue token is bound to its user).
-    let mut by_client: Vec<Vec<String>> = vec![Vec::new(); cfg.clients];
-    for (client, token) in kept {
-        by_client[client].push(token);
+    // Each client polls the tokens its buyers got (a queue token is bound to its user).
+    let mut by_client: Vec<Vec<(usize, String)>> = vec![Vec::new(); cfg.clients];
+    for (client, buyer, token) in kept {
+        by_client[client].push((buyer, token));
     }
     if by_client.iter().any(Vec::is_empty) {
         return Err(TargetError::Scenario("a client joined no queue".into()));
@@ -151,11 +177,11 @@ pub async fn run(target: Arc<Target>, cfg: QueueBenchConfig) -> Result<Report, T
             let (target, event, tokens, kept) = (target.clone(), event.clone(), tokens.clone(), kept.clone());
             async move {
                 let mine = &kept[client];
-                let Some(token) = mine.get(n as usize % mine.len().max(1)) else { return false };
+                let Some((buyer, token)) = mine.get(n as usize % mine.len().max(1)) else { return false };
                 let resp = target
                     .http
                     .get(format!("{}/v1/events/{event}/queue", target.url))
-                    .bearer_auth(&tokens[client])
+                    .bearer_auth(&tokens[client][*buyer])
                     .header("x-queue-token", token.as_str())
                     .send()
                     .await;
@@ -172,11 +198,12 @@ pub async fn run(target: Arc<Target>, cfg: QueueBenchConfig) -> Result<Report, T
         .line("joins per second", format!("{:.0} by {} clients ({} errors)", per_s(&joins), cfg.clients, joins.errors));
     report.latencies("join latency", &mut joins.latencies);
     report.line(
-        "store leases",
+        "join batches",
         format!(
-            "{leases:.0} Raft writes for {} joins ({:.0} joins per lease)",
+            "{batches:.0} Raft writes for {} joins ({:.0} joins per batch; {repeats:.0} repeats answered with the \
+             place the buyer had)",
             joins.done,
-            joins.done as f64 / leases.max(1.0)
+            joins.done as f64 / batches.max(1.0)
         ),
     );
     let mut polls = polls;

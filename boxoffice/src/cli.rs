@@ -171,7 +171,8 @@ async fn run_node(a: NodeArgs, metrics: seams::MetricsRender) -> Result<(), Serv
         listen: a.listen,
         advertise: a.advertise.clone(),
         data_dir: a.data_dir(),
-        cluster_secret: a.cluster_secret.clone(),
+        access: a.access.resolve(pki::Role::Node)?,
+        port: a.port.limits(),
         cache_bytes: a.cache_mb << 20,
         tuning: a.tuning(),
         max_clock_offset_ms: Duration::from(a.max_clock_offset).as_millis() as i64,
@@ -201,7 +202,7 @@ async fn run_api(a: ApiArgs, metrics: seams::MetricsRender) -> Result<(), ServeE
     let opts = crate::serve::ApiOptions {
         listen: a.listen,
         nodes: a.nodes,
-        cluster_secret: a.cluster_secret,
+        access: a.access.resolve(pki::Role::Api)?,
         api: a.edge.api_config(&a.tokens, keys, a.dev_tokens),
         search,
     };
@@ -212,7 +213,7 @@ async fn run_indexer(a: IndexerArgs, metrics: seams::MetricsRender) -> Result<()
     let opts = crate::serve::IndexerOptions {
         listen: a.listen,
         nodes: a.nodes,
-        cluster_secret: a.cluster_secret,
+        access: a.access.resolve(pki::Role::Indexer)?,
         data_dir: a.data_dir,
         elastic: a.elastic.config(),
     };
@@ -222,24 +223,24 @@ async fn run_indexer(a: IndexerArgs, metrics: seams::MetricsRender) -> Result<()
 async fn run_cluster(command: ClusterCommand) -> Result<(), CliError> {
     match command {
         ClusterCommand::Init { target, nodes, shards, replication, restore: Some(dir) } => {
-            let cli = crate::cluster_cli::Cli::new(&target.node, &target.cluster_secret);
+            let cli = operator(&target)?;
             println!("{}", crate::restore::init_cluster(&cli, &dir, nodes.0, shards, replication).await?);
         }
         ClusterCommand::Init { target, nodes, shards, replication, restore: None } => {
-            let cli = crate::cluster_cli::Cli::new(&target.node, &target.cluster_secret);
+            let cli = operator(&target)?;
             println!("{}", cli.init(nodes.0, shards.unwrap_or(SHARDS_DEFAULT), replication).await?);
         }
         ClusterCommand::Repair { target, id, group } => {
-            let cli = crate::cluster_cli::Cli::new(&target.node, &target.cluster_secret);
+            let cli = operator(&target)?;
             cli.repair(id, group, SETTLE_TIMEOUT).await?;
             println!("node {id}'s copy of {group} is rebuilt");
         }
         ClusterCommand::Status { target } => {
-            let cli = crate::cluster_cli::Cli::new(&target.node, &target.cluster_secret);
+            let cli = operator(&target)?;
             print!("{}", cli.status().await?);
         }
         ClusterCommand::AddNode { target, id, addr, wait } => {
-            let cli = crate::cluster_cli::Cli::new(&target.node, &target.cluster_secret);
+            let cli = operator(&target)?;
             let layout = cli.add_node(id, &addr).await?;
             println!("node {id} added at {addr}; replicas are moving onto it");
             if wait {
@@ -248,7 +249,7 @@ async fn run_cluster(command: ClusterCommand) -> Result<(), CliError> {
             }
         }
         ClusterCommand::RemoveNode { target, id, wait } => {
-            let cli = crate::cluster_cli::Cli::new(&target.node, &target.cluster_secret);
+            let cli = operator(&target)?;
             let layout = cli.remove_node(id).await?;
             println!("node {id} is draining; its replicas are moving to the other nodes");
             if wait {
@@ -258,6 +259,12 @@ async fn run_cluster(command: ClusterCommand) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// The operator's client of the cluster: an operator's credential and the cluster secret.
+fn operator(target: &ClusterTarget) -> Result<crate::cluster_cli::Cli, CliError> {
+    let access = target.access.resolve(pki::Role::Operator)?;
+    Ok(crate::cluster_cli::Cli::new(&target.node, &access)?)
 }
 
 /// `boxoffice search reindex`.
@@ -273,7 +280,7 @@ async fn reindex(elastic: ElasticArgs) -> Result<(), CliError> {
 async fn run_backup(command: BackupCommand) -> Result<(), CliError> {
     match command {
         BackupCommand::Create { target, out } => {
-            let cli = crate::cluster_cli::Cli::new(&target.node, &target.cluster_secret);
+            let cli = operator(&target)?;
             let manifest = crate::backup::create(&cli, &out).await?;
             println!("backup of {} groups written to {}", manifest.groups.len(), out.display());
         }
@@ -363,8 +370,9 @@ mod tests {
             "oidc_jwks_url" => "https://login.example.com/realms/boxoffice/keys",
             "oidc_ca_file" => "/etc/boxoffice/idp-ca.pem",
             // Alternatives the inline values exclude.
-            "jwt_secret_file" | "queue_secret_file" => "",
+            "jwt_secret_file" | "queue_secret_file" | "cluster_secret_file" => "",
             "cluster_secret" => "a-cluster-secret-for-tests",
+            "tls_dir" => "/etc/boxoffice/tls",
             "nodes" => "127.0.0.1:7001",
             "node_id" => "4",
             "advertise" => "10.0.0.4:7001",

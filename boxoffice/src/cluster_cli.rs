@@ -49,8 +49,9 @@ fn unexpected(reply: NodeReply) -> ClusterCliError {
 }
 
 impl Cli {
-    pub fn new(node: &str, secret: &str) -> Cli {
-        Cli { client: RpcNodeClient::new(secret), node: node.to_owned() }
+    /// An operator's client of the cluster that `node` belongs to.
+    pub fn new(node: &str, access: &crate::access::Access) -> Result<Cli, pki::PkiError> {
+        Ok(Cli { client: RpcNodeClient::new(&access.credential, &access.secret)?, node: node.to_owned() })
     }
 
     pub fn client(&self) -> &RpcNodeClient {

@@ -25,6 +25,10 @@ pub enum ServeError {
     Api(#[from] api::ConfigError),
     #[error(transparent)]
     SecretFile(#[from] crate::secrets::SecretFileError),
+    #[error(transparent)]
+    Access(#[from] crate::access::AccessError),
+    #[error("TLS credential: {0}")]
+    Credential(#[from] pki::PkiError),
     #[error("give {what} ({flags})")]
     MissingSecret { what: &'static str, flags: &'static str },
     #[error("dev tokens mint anyone's tokens: they are served only on a loopback address, not {listen}")]
@@ -69,4 +73,6 @@ pub enum CliError {
     Runtime(std::io::Error),
     #[error(transparent)]
     Certs(#[from] pki::PkiError),
+    #[error(transparent)]
+    Access(#[from] crate::access::AccessError),
 }

@@ -1,5 +1,7 @@
-//! The HTTP side of a node's port: `/healthz`, `/readyz`, `/metrics` for operators. Calls between
-//! processes use the node's framed protocol on the same port (`node::SplitListener`).
+//! The HTTP side of a node's port: `/healthz`, `/readyz`, `/metrics` for operators, in plain
+//! HTTP and unauthenticated (what a load balancer's probe and a scraper can reach), and nothing
+//! else. Calls between processes use the node's framed protocol over mutual TLS on the same port
+//! (`node::SplitListener`); `ports.rs` serves these routes.
 
 use std::sync::Arc;
 
@@ -49,20 +51,4 @@ async fn ready(State(s): State<Internal>) -> Response {
 
 async fn render_metrics(State(s): State<Internal>) -> Response {
     ([("content-type", "text/plain; version=0.0.4")], (s.metrics)()).into_response()
-}
-
-/// The HTTP side of the node's port, as axum's server sees it.
-pub struct NodePort(pub node::SplitListener);
-
-impl axum::serve::Listener for NodePort {
-    type Io = tokio::net::TcpStream;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        self.0.accept_http().await
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.0.local_addr())
-    }
 }

@@ -1,6 +1,7 @@
 //! The `boxoffice` binary: `dev`, `node`, `api`, `indexer`, and the operator's commands. Its
 //! command line lives in `cli.rs`; each long-running command in a module of its own.
 
+mod access;
 mod backup;
 mod certs;
 mod cli;
@@ -10,6 +11,7 @@ mod demo;
 mod dev;
 mod error;
 mod http;
+mod ports;
 mod process;
 mod restore;
 mod secrets;

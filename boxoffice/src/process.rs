@@ -44,6 +44,23 @@ pub fn fit_connections_to_fd_limit(config: &mut api::ApiConfig) {
     }
 }
 
+/// Keeps a node port's connection cap within the file-descriptor limit (raised first), as
+/// [`fit_connections_to_fd_limit`] does for the api's.
+pub fn fit_port_to_fd_limit(limits: &mut node::PortLimits) {
+    let Some(limit) = raise_fd_limit() else { return };
+    let room = limit - FDS_RESERVED.min(limit / 2);
+    let room = usize::try_from(room).unwrap_or(usize::MAX).max(1);
+    if limits.connections_max > room {
+        tracing::warn!(
+            connections_max = limits.connections_max,
+            open_files_limit = limit,
+            lowered_to = room,
+            "the node port's connection cap is lowered to what the open-files limit allows"
+        );
+        limits.connections_max = room;
+    }
+}
+
 /// The accept queue of the api's public listener. tokio's default (1,024) overflows when a
 /// burst of connections arrives faster than they are accepted: the kernel then drops
 /// handshakes and the clients hang on retransmissions. Linux caps it at `net.core.somaxconn`
@@ -69,20 +86,6 @@ pub async fn bind_metrics(
     let Some(addr) = config.metrics_addr else { return Ok(None) };
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(crate::error::ServeError::listen(addr))?;
     Ok(Some(listener))
-}
-
-/// Sends small responses at once: without `TCP_NODELAY`, Nagle's algorithm holds a reply back
-/// until the peer's delayed acknowledgement (tens of milliseconds on every linearizable read).
-pub fn no_delay(
-    listener: tokio::net::TcpListener,
-) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
-    use axum::serve::ListenerExt;
-    fn set(tcp: &mut tokio::net::TcpStream) {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
-        }
-    }
-    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
 }
 
 /// Pushes the lines printed so far out: a parent process reads the address line before the

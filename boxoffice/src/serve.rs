@@ -7,17 +7,19 @@ use std::time::Duration;
 
 use api::{ApiConfig, ApiState, SandboxPayments};
 
+use crate::access::Access;
 use crate::error::ServeError;
 use raft_store::{NodeId, SledKv};
 use seams::MetricsRender;
 
-use crate::http::{internal_routes, NodePort};
+use crate::http::internal_routes;
+use crate::ports::{serve_node_http, IndexerPort};
 use crate::process::{
-    bind_metrics, bind_public, fit_connections_to_fd_limit, flush_stdout, no_delay, shutdown_or_storage_failure,
-    shutdown_signal,
+    bind_metrics, bind_public, fit_connections_to_fd_limit, fit_port_to_fd_limit, flush_stdout,
+    shutdown_or_storage_failure, shutdown_signal,
 };
 use node::Router;
-use node::{Handler, RpcNodeClient, SplitListener};
+use node::{Handler, PortConfig, PortLimits, RpcNodeClient, SplitListener};
 use node::{Node, NodeSetup, RaftTuning};
 
 #[derive(Clone, Debug)]
@@ -27,7 +29,10 @@ pub struct NodeOptions {
     /// Where peers reach this node; by default the address it listens on.
     pub advertise: Option<String>,
     pub data_dir: PathBuf,
-    pub cluster_secret: String,
+    /// The node's credential (its role: node) and the cluster secret.
+    pub access: Access,
+    /// The limits of the node's port.
+    pub port: PortLimits,
     pub cache_bytes: u64,
     pub tuning: RaftTuning,
     /// The largest difference between two nodes' clocks the cluster assumes (see `Clock`).
@@ -40,7 +45,11 @@ pub async fn run_node(opts: NodeOptions, metrics: MetricsRender) -> Result<(), S
     let bound = listener.local_addr().map_err(ServeError::listen(opts.listen))?;
     let advertise = opts.advertise.clone().unwrap_or_else(|| bound.to_string());
     let kv = SledKv::open(&opts.data_dir.join("db"), opts.cache_bytes)?;
-    let client = Arc::new(RpcNodeClient::new(&opts.cluster_secret));
+    let client = Arc::new(RpcNodeClient::new(&opts.access.credential, &opts.access.secret)?);
+    let mut port = opts.port.clone();
+    fit_port_to_fd_limit(&mut port);
+    let port =
+        PortConfig { tls: opts.access.credential.server_config()?, secret: opts.access.secret.clone(), limits: port };
     let node = Node::start(NodeSetup {
         node_id: opts.node_id,
         advertise_addr: advertise.clone(),
@@ -57,6 +66,7 @@ pub async fn run_node(opts: NodeOptions, metrics: MetricsRender) -> Result<(), S
         %advertise,
         data_dir = %opts.data_dir.display(),
         cluster_secret = "****",
+        port = ?port.limits,
         cache_bytes = opts.cache_bytes,
         "boxoffice node configuration"
     );
@@ -71,8 +81,9 @@ pub async fn run_node(opts: NodeOptions, metrics: MetricsRender) -> Result<(), S
             Box::pin(async move { node.handle(request).await })
         })
     };
-    // Peers, api instances and the CLI call on this port (`rpc.rs`); operators' HTTP too.
-    let listener = SplitListener::new(listener, &opts.cluster_secret, handler).map_err(ServeError::Serve)?;
+    // Peers, api instances and the CLI call on this port over mutual TLS (`node::rpc`);
+    // operators' probes and scrapes arrive on it in plain HTTP.
+    let listener = SplitListener::new(listener, port, handler).map_err(ServeError::Serve)?;
     let failed = Arc::new(std::sync::Mutex::new(None));
     let stop = {
         let (node, failed) = (node.clone(), failed.clone());
@@ -82,12 +93,12 @@ pub async fn run_node(opts: NodeOptions, metrics: MetricsRender) -> Result<(), S
             }
         }
     };
-    let served = axum::serve(NodePort(listener), app).with_graceful_shutdown(stop).await;
+    serve_node_http(listener, app, stop).await;
     node.shutdown().await;
     if let Some(e) = failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(ServeError::StorageFailed(e));
     }
-    served.map_err(ServeError::Serve)
+    Ok(())
 }
 
 /// Where `boxoffice api` answers `GET /v1/search` from.
@@ -95,7 +106,7 @@ pub async fn run_node(opts: NodeOptions, metrics: MetricsRender) -> Result<(), S
 pub enum SearchSource {
     /// Search answers 503.
     None,
-    /// A `boxoffice indexer` process.
+    /// A `boxoffice indexer` process, at an `https://` URL.
     Indexer { url: String },
     /// An Elasticsearch cluster that an indexer keeps current.
     Elastic(indexer::ElasticConfig),
@@ -106,7 +117,8 @@ pub struct ApiOptions {
     pub listen: SocketAddr,
     /// Nodes to learn the cluster from (any subset).
     pub nodes: Vec<String>,
-    pub cluster_secret: String,
+    /// The api's credential (its role: api) and the cluster secret.
+    pub access: Access,
     pub api: ApiConfig,
     pub search: SearchSource,
 }
@@ -116,16 +128,16 @@ pub struct ApiOptions {
 async fn listen_and_connect(
     listen: SocketAddr,
     nodes: &[String],
-    cluster_secret: &str,
+    access: &Access,
 ) -> Result<(tokio::net::TcpListener, SocketAddr, Arc<Router>), ServeError> {
     let listener = bind_public(listen)?;
     let bound = listener.local_addr().map_err(ServeError::listen(listen))?;
-    let client = Arc::new(RpcNodeClient::new(cluster_secret));
+    let client = Arc::new(RpcNodeClient::new(&access.credential, &access.secret)?);
     Ok((listener, bound, Router::new(client, nodes.to_vec())))
 }
 
 pub async fn run_api(opts: ApiOptions, metrics: MetricsRender) -> Result<(), ServeError> {
-    let (listener, bound, router) = listen_and_connect(opts.listen, &opts.nodes, &opts.cluster_secret).await?;
+    let (listener, bound, router) = listen_and_connect(opts.listen, &opts.nodes, &opts.access).await?;
     if let Err(e) = router.refresh().await {
         tracing::warn!(error = %e, "the cluster is not reachable yet; retrying in the background");
     }
@@ -137,7 +149,8 @@ pub async fn run_api(opts: ApiOptions, metrics: MetricsRender) -> Result<(), Ser
     let state = match &opts.search {
         SearchSource::None => state,
         SearchSource::Indexer { url } => {
-            state.with_search(Arc::new(indexer::RemoteSearch::new(url, &opts.cluster_secret)?))
+            let tls = opts.access.credential.client_config_for(pki::Role::Indexer)?;
+            state.with_search(Arc::new(indexer::RemoteSearch::new(url, &opts.access.secret, tls)?))
         }
         // Read-only: the indexer installs templates and moves aliases; the api only searches.
         SearchSource::Elastic(config) => state.with_search(indexer::ElasticSearch::connect(config.clone()).await?),
@@ -172,7 +185,8 @@ fn search_name(source: &SearchSource) -> String {
 pub struct IndexerOptions {
     pub listen: SocketAddr,
     pub nodes: Vec<String>,
-    pub cluster_secret: String,
+    /// The indexer's credential (its role: indexer) and the cluster secret.
+    pub access: Access,
     /// Where the embedded index lives (unused with Elasticsearch).
     pub data_dir: PathBuf,
     /// Index into Elasticsearch instead of the embedded index.
@@ -182,7 +196,7 @@ pub struct IndexerOptions {
 /// `boxoffice indexer`: follows every shard's change feed into the search index, and answers api
 /// instances' searches.
 pub async fn run_indexer(opts: IndexerOptions, metrics: MetricsRender) -> Result<(), ServeError> {
-    let (listener, bound, router) = listen_and_connect(opts.listen, &opts.nodes, &opts.cluster_secret).await?;
+    let (listener, bound, router) = listen_and_connect(opts.listen, &opts.nodes, &opts.access).await?;
     // The follower needs the shard count: wait for the cluster rather than guess.
     while router.refresh().await.is_err() || router.layout().is_none() {
         tracing::warn!("waiting for the cluster to answer");
@@ -202,10 +216,15 @@ pub async fn run_indexer(opts: IndexerOptions, metrics: MetricsRender) -> Result
         None => format!("embedded in {}", opts.data_dir.display()),
     };
     tracing::info!(%bound, nodes = ?opts.nodes, %backend, cluster_secret = "****", "boxoffice indexer configuration");
-    println!("boxoffice: indexer listening on http://{bound}");
+    println!("boxoffice: indexer listening on https://{bound}");
     flush_stdout();
-    let app = indexer::search_routes(index, &opts.cluster_secret, metrics);
-    let served = axum::serve(no_delay(listener), app).with_graceful_shutdown(shutdown_signal()).await;
+    let ops = indexer::ops_routes(metrics);
+    let port = IndexerPort {
+        tls: opts.access.credential.server_config()?,
+        search: indexer::search_routes(index, &opts.access.secret).merge(ops.clone()),
+        ops,
+    };
+    port.serve(listener, shutdown_signal()).await;
     follower.stop().await;
-    served.map_err(ServeError::Serve)
+    Ok(())
 }

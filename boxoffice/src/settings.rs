@@ -102,6 +102,10 @@ pub struct EdgeArgs {
     /// How long a hold lasts, e.g. `10m`, `90s`.
     #[arg(long, env = "BOXOFFICE_HOLD_TTL", default_value_t = span(api::HOLD_TTL_DEFAULT), value_parser = hold_ttl)]
     pub hold_ttl: Span,
+    /// The most seats (and general admissions) one user may have in active holds of one event
+    /// at once, enforced by the state machine; 0 turns the cap off.
+    #[arg(long, env = "BOXOFFICE_HELD_SEATS_PER_USER_MAX", default_value_t = api::HELD_SEATS_PER_USER_MAX_DEFAULT)]
+    pub held_seats_per_user_max: u32,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "BOXOFFICE_BODY_LIMIT_BYTES", default_value_t = api::BODY_LIMIT_BYTES_DEFAULT, value_parser = body_limit_bytes)]
     pub body_limit_bytes: usize,
@@ -252,6 +256,7 @@ impl EdgeArgs {
             queue_secret: keys.queue_secret.unwrap_or_default(),
             dev_tokens,
             hold_ttl: self.hold_ttl.into(),
+            held_seats_per_user_max: self.held_seats_per_user_max,
             body_limit_bytes: self.body_limit_bytes,
             read_cache: api::ReadCacheConfig {
                 ttl: self.read_cache_ttl.into(),
@@ -278,6 +283,69 @@ impl EdgeArgs {
                 per_user_max: self.streams_per_user_max,
             },
             metrics_addr: self.metrics_addr,
+        }
+    }
+}
+
+/// How a process or an operator's command proves itself to the cluster: its TLS credential,
+/// whose certificate names its role, and the cluster secret, a second factor in every
+/// connection's hello (`node`, `api`, `indexer`, and the operator's commands; `dev` needs none).
+#[derive(Args, Clone, Debug)]
+pub struct ClusterAccess {
+    /// Shared by every process of the cluster; at least 16 bytes.
+    #[arg(long, env = "BOXOFFICE_CLUSTER_SECRET", hide_env_values = true, value_parser = cluster_secret)]
+    pub cluster_secret: Option<String>,
+    /// A file holding `--cluster-secret`, readable by its owner (and group) only.
+    #[arg(long, env = "BOXOFFICE_CLUSTER_SECRET_FILE", conflicts_with = "cluster_secret")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// This process's TLS credential: a directory written by `boxoffice certs issue` (`cert.pem`,
+    /// `key.pem`, `ca.pem`). Every connection between processes is mutual TLS.
+    #[arg(long, env = "BOXOFFICE_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
+}
+
+fn positive_span(text: &str) -> ParseResult<Span> {
+    let span_given = parse_span(text)?;
+    if span_given.is_zero() {
+        return Err("must be positive".into());
+    }
+    Ok(span(span_given))
+}
+
+fn positive_count(text: &str) -> ParseResult<usize> {
+    match text.parse::<usize>()? {
+        0 => Err("must be positive".into()),
+        n => Ok(n),
+    }
+}
+
+/// The limits of a node's port (`boxoffice node`).
+#[derive(Args, Clone, Debug)]
+pub struct PortArgs {
+    /// A connection to the node's port must show its protocol, finish TLS and send its hello
+    /// within this, or it is closed.
+    #[arg(long, env = "BOXOFFICE_HANDSHAKE_TIMEOUT", default_value_t = span(node::HANDSHAKE_TIMEOUT_DEFAULT), value_parser = positive_span)]
+    pub handshake_timeout: Span,
+    /// An established connection that sends no frame for this long, with no call in flight, is
+    /// closed (its client opens a new one when it next calls).
+    #[arg(long, env = "BOXOFFICE_IDLE_TIMEOUT", default_value_t = span(node::IDLE_TIMEOUT_DEFAULT), value_parser = positive_span)]
+    pub idle_timeout: Span,
+    /// Open connections to the node's port in all; beyond it new ones are closed at once.
+    /// Lowered at start-up to what the process's file-descriptor limit allows.
+    #[arg(long, env = "BOXOFFICE_CONNECTIONS_MAX", default_value_t = node::CONNECTIONS_MAX_DEFAULT, value_parser = positive_count)]
+    pub connections_max: usize,
+    /// Open connections to the node's port per remote address.
+    #[arg(long, env = "BOXOFFICE_CONNECTIONS_PER_ADDRESS_MAX", default_value_t = node::CONNECTIONS_PER_ADDRESS_MAX_DEFAULT, value_parser = positive_count)]
+    pub connections_per_address_max: usize,
+}
+
+impl PortArgs {
+    pub fn limits(&self) -> node::PortLimits {
+        node::PortLimits {
+            handshake_timeout: self.handshake_timeout.into(),
+            idle_timeout: self.idle_timeout.into(),
+            connections_max: self.connections_max,
+            connections_per_address_max: self.connections_per_address_max,
         }
     }
 }
@@ -331,9 +399,10 @@ pub struct NodeArgs {
     /// Where the node keeps its database [default: ./boxoffice-node-ID].
     #[arg(long, env = "BOXOFFICE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Shared by every node and api instance of the cluster; at least 16 bytes.
-    #[arg(long, env = "BOXOFFICE_CLUSTER_SECRET", hide_env_values = true, value_parser = cluster_secret)]
-    pub cluster_secret: String,
+    #[command(flatten)]
+    pub access: ClusterAccess,
+    #[command(flatten)]
+    pub port: PortArgs,
     /// sled's page cache, in MiB.
     #[arg(long, env = "BOXOFFICE_CACHE_MB", default_value_t = NODE_CACHE_MB_DEFAULT)]
     pub cache_mb: u64,
@@ -437,15 +506,16 @@ pub struct ApiArgs {
     /// Addresses of some of the cluster's nodes, comma-separated; the rest are learned.
     #[arg(long, env = "BOXOFFICE_NODES", value_delimiter = ',', required = true)]
     pub nodes: Vec<String>,
-    #[arg(long, env = "BOXOFFICE_CLUSTER_SECRET", hide_env_values = true, value_parser = cluster_secret)]
-    pub cluster_secret: String,
+    #[command(flatten)]
+    pub access: ClusterAccess,
     #[command(flatten)]
     pub tokens: TokenArgs,
     /// Serve `POST /v1/auth/dev-token`, which mints any user's and admin tokens (development and
     /// tests only; refused unless `--listen` is a loopback address).
     #[arg(long, env = "BOXOFFICE_DEV_TOKENS")]
     pub dev_tokens: bool,
-    /// Answer `GET /v1/search` through this `boxoffice indexer` (http://HOST:PORT).
+    /// Answer `GET /v1/search` through this `boxoffice indexer` (https://HOST:PORT, a host its
+    /// certificate names).
     #[arg(long, env = "BOXOFFICE_SEARCH_URL", conflicts_with = "elasticsearch_url")]
     pub search_url: Option<String>,
     #[command(flatten)]
@@ -466,8 +536,8 @@ pub struct IndexerArgs {
     /// Addresses of some of the cluster's nodes, comma-separated.
     #[arg(long, env = "BOXOFFICE_NODES", value_delimiter = ',', required = true)]
     pub nodes: Vec<String>,
-    #[arg(long, env = "BOXOFFICE_CLUSTER_SECRET", hide_env_values = true, value_parser = cluster_secret)]
-    pub cluster_secret: String,
+    #[command(flatten)]
+    pub access: ClusterAccess,
     /// Where the embedded index (and its feed checkpoints) live.
     #[arg(long, env = "BOXOFFICE_DATA_DIR", default_value = "./boxoffice-indexer")]
     pub data_dir: PathBuf,
@@ -481,6 +551,7 @@ pub struct ClusterTarget {
     /// Any node of the cluster.
     #[arg(long, env = "BOXOFFICE_NODE", default_value = "127.0.0.1:7001")]
     pub node: String,
-    #[arg(long, env = "BOXOFFICE_CLUSTER_SECRET", hide_env_values = true, value_parser = cluster_secret)]
-    pub cluster_secret: String,
+    /// An operator's credential (`boxoffice certs issue --role operator`) and the secret.
+    #[command(flatten)]
+    pub access: ClusterAccess,
 }

@@ -46,13 +46,16 @@ async fn a_node_with_a_damaged_snapshot_starts_its_other_groups_reports_it_and_i
     let event = api.create_event(&admin, 4, 20, 10, json!({})).await;
     let group = GroupId::shard(shard_of(&EventId::parse(&event).unwrap(), SHARDS));
     let alice = api.token("alice", "user").await;
-    // Enough entries for every replica to build a snapshot of the event's shard.
+    // Enough entries for every replica to build a snapshot of the event's shard, from two
+    // buyers (one may hold at most 20 seats at once).
+    let bob = api.token("bob", "user").await;
     for n in 1..=40 {
+        let buyer = if n % 2 == 0 { &alice } else { &bob };
         let (status, body) = api
             .call(
                 "POST",
                 &format!("/v1/events/{event}/holds"),
-                Some(&alice),
+                Some(buyer),
                 Some(json!({"seats": [format!("FLOOR-A-{}", n % 20 + 1)]})),
                 None,
             )

@@ -14,11 +14,12 @@ use common::Server;
 const KEY: &str = "a-token-key-for-these-tests-0123456789";
 const QUEUE_KEY: &str = "a-waiting-room-key-for-these-tests-0123";
 
-/// Runs `boxoffice api` with `args` in front of a node that is not there: settings are checked
-/// before anything is served, so a refused setting exits at once.
+/// Runs `boxoffice api` (with a valid credential) with `args` in front of a node that is not
+/// there: settings are checked before anything is served, so a refused setting exits at once.
 fn api_refuses(args: &[&str]) -> String {
     let output: Output = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
         .args(["api", "--nodes", "127.0.0.1:1", "--cluster-secret", "a-cluster-secret-0123"])
+        .args(["--tls-dir", &common::tls::tls().api()])
         .args(args)
         .args(if args.contains(&"--listen") { &[][..] } else { &["--listen", "127.0.0.1:0"][..] })
         .env("BOXOFFICE_LOG", "error")

@@ -1,7 +1,8 @@
 //! The waiting room of a flash sale, through real processes: a 3-node cluster, two api instances,
 //! 10,000 buyers for 500 seats. Buyers join on either instance and poll the other, so each honours
-//! the other's tokens; holds need an admission; every seat is sold once; whoever is still queued
-//! at the sell-out is told so; streaming clients see their position fall.
+//! the other's tokens; a buyer who joins again, on the other instance, gets the same place; holds
+//! need an admission; every seat is sold once; whoever is still queued at the sell-out is told so;
+//! streaming clients see their position fall.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -124,9 +125,11 @@ async fn ten_thousand_buyers_queue_for_five_hundred_seats_on_two_api_instances()
         let (join_api, poll_api) = (apis[i % 2].url.clone(), apis[(i + 1) % 2].url.clone());
         let (buyers, gate, event, http) = (buyers.clone(), gate.clone(), event.clone(), http.clone());
         let token = api::mint_token(JWT, &format!("buyer{i}"), "user", Duration::from_secs(3600));
-        // Streamers among the first arrivals: the queue moves while they wait (it stops moving once
-        // the admitted buyers can take every seat left).
-        let stream_this_one = (500..3_000).contains(&i) && i % 250 == 0;
+        // Streamers among the first thousand arrivals, who join before the opening (joins are
+        // replicated, a few hundred a second here): the queue moves while they wait (it stops
+        // moving once the admitted buyers can take every seat left). Later ones could join after
+        // it stopped, on a loaded machine, and see no position fall.
+        let stream_this_one = i < 1_000 && i % 100 == 0;
         let (tx, rx) = tokio::sync::oneshot::channel();
         if stream_this_one {
             streams.push(rx);
@@ -138,11 +141,37 @@ async fn ten_thousand_buyers_queue_for_five_hundred_seats_on_two_api_instances()
             let permit = gate.acquire().await.unwrap();
             let resp =
                 http.post(format!("{join_api}/v1/events/{event}/queue")).bearer_auth(&token).send().await.unwrap();
-            assert_eq!(resp.status(), 201);
+            let status = resp.status();
             let joined: Value = resp.json().await.unwrap();
             drop(permit);
+            if status == 409 && joined["code"] == "sold_out" {
+                // Arrived after the sell-out: the closed room says so.
+                buyers.lock().unwrap()[i].told_sold_out = true;
+                return;
+            }
+            assert_eq!(status, 201, "{joined}");
             let queue_token = joined["queue_token"].as_str().unwrap().to_owned();
             let seq = claims(&queue_token)["seq"].as_u64().unwrap();
+            if i % 50 == 0 {
+                // One place per buyer: joining again, on the other instance, answers the same one.
+                let permit = gate.acquire().await.unwrap();
+                let again: Value = http
+                    .post(format!("{poll_api}/v1/events/{event}/queue"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                drop(permit);
+                // Unless the room closed in between.
+                if again["code"] != "sold_out" {
+                    let again_token = again["queue_token"].as_str().unwrap_or_else(|| panic!("buyer {i}: {again}"));
+                    let again_seq = claims(again_token)["seq"].as_u64().unwrap();
+                    assert_eq!(again_seq, seq, "buyer {i} joined again and got another place: {again}");
+                }
+            }
             {
                 let mut all = buyers.lock().unwrap();
                 all[i].seq = seq;
@@ -272,8 +301,14 @@ async fn ten_thousand_buyers_queue_for_five_hundred_seats_on_two_api_instances()
     assert!(batches.len() >= 3 && batches.values().any(|n| *n > 1), "admitted in batches: {batches:?}");
     assert!(admitted.len() < SEATS * 2, "admission was tied to what was left: {} admitted", admitted.len());
 
+    // Every buyer had one place: the places given are the buyers, with no number skipped or
+    // given twice (a second join takes none).
+    let joined: Vec<u64> = buyers.iter().filter(|b| b.joined_at.is_some()).map(|b| b.seq).collect();
+    let seqs: BTreeSet<u64> = joined.iter().copied().collect();
+    assert_eq!(seqs, (0..joined.len() as u64).collect(), "one place per buyer");
+
     // The early arrivals were shuffled among themselves; later ones kept their order (within a
-    // lease's granularity).
+    // join batch's granularity).
     let early = buyers.iter().filter(|b| b.early).count();
     let shuffled = buyers.iter().filter(|b| b.early && b.admission.is_some_and(|(pos, _)| pos != b.seq)).count();
     assert!(early > 0 && shuffled > 0, "{early} early arrivals, {shuffled} of them admitted out of arrival order");
@@ -364,6 +399,19 @@ async fn the_waiting_room_refuses_what_it_cannot_honour() {
     assert_eq!(s, 201, "{joined}");
     let queue_token = joined["queue_token"].as_str().unwrap().to_owned();
     assert!(joined["position"].as_u64().is_some() && joined["estimated_wait_s"].as_u64().is_some(), "{joined}");
+    // Joining twice gives one place, and so do two joins at once.
+    let (srv, path) = (&server, format!("/v1/events/{hot}/queue"));
+    let path = &path;
+    let join = |token: String| async move {
+        let (s, body) = srv.call("POST", path, Some(&token), None, None).await;
+        assert_eq!(s, 201, "{body}");
+        claims(body["queue_token"].as_str().unwrap())["seq"].as_u64().unwrap()
+    };
+    let alice_seq = claims(&queue_token)["seq"].as_u64().unwrap();
+    assert_eq!(join(alice.clone()).await, alice_seq);
+    let (bob_1, bob_2) = tokio::join!(join(bob.clone()), join(bob.clone()));
+    assert_eq!(bob_1, bob_2, "two joins at once, one place");
+    assert_ne!(bob_1, alice_seq);
 
     // Status needs the token, and only its owner can use it.
     let status = |token: String, queue_token: Option<String>| {
@@ -410,4 +458,8 @@ async fn the_waiting_room_refuses_what_it_cannot_honour() {
     let resp = hold(&alice, &access, "FLOOR-A-2").await.unwrap();
     let (s, body) = (resp.status().as_u16(), resp.json::<Value>().await.unwrap());
     assert_problem(s, &body, 403, "queue_required");
+    // Her pass bought its hold, so her place has ended: joining again gives a new one.
+    let next = join(alice.clone()).await;
+    assert!(next != alice_seq && next != bob_1, "a new place after the pass was used: {next}");
+    assert_eq!(join(alice.clone()).await, next);
 }

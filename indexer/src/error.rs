@@ -26,6 +26,9 @@ pub enum IndexError {
     Partial { failed: u64, total: u64, timed_out: bool, reason: String },
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The indexer's search is served over mutual TLS only.
+    #[error("the indexer's URL {0} is not https://: its search is served over TLS only")]
+    NotHttps(String),
     /// The HTTP client of a remote index could not be built (its TLS backend failed to load).
     #[error("search client: {0}")]
     Client(#[from] reqwest::Error),

@@ -27,4 +27,4 @@ pub use embedded::EmbeddedIndex;
 pub use error::IndexError;
 pub use follower::{follow, Follower, FollowerConfig, FEED_PAGE_RECORDS_MAX};
 pub use index::{Checkpoints, Index};
-pub use remote::{search_routes, RemoteSearch, SECRET_HEADER};
+pub use remote::{ops_routes, search_routes, RemoteSearch, SECRET_HEADER};

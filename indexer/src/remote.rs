@@ -1,6 +1,7 @@
-//! The indexer's search over HTTP: `/internal/search`, which api instances call with the cluster
-//! secret (`boxoffice api --search-url`), served by `boxoffice indexer` beside its operator
-//! endpoints, and [`RemoteSearch`], the api's [`SearchBackend`] that calls it.
+//! The indexer's search over HTTPS: `/internal/search`, which api instances call over mutual TLS
+//! with the cluster secret as a second factor (`boxoffice api --search-url https://…`), served by
+//! `boxoffice indexer` beside its operator endpoints, and [`RemoteSearch`], the api's
+//! [`SearchBackend`] that calls it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use crate::index::Index;
 pub const SECRET_HEADER: &str = "x-boxoffice-cluster-secret";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// `GET /v1/search` answered by an indexer process over HTTP (`boxoffice api --search-url`).
+/// `GET /v1/search` answered by an indexer process over HTTPS (`boxoffice api --search-url`).
 pub struct RemoteSearch {
     http: reqwest::Client,
     url: String,
@@ -31,8 +32,17 @@ pub struct RemoteSearch {
 const SEARCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl RemoteSearch {
-    pub fn new(url: &str, secret: &str) -> Result<RemoteSearch, IndexError> {
-        let http = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true).build()?;
+    /// Calls the indexer at `url` (`https://HOST:PORT`) with `tls`: the caller's credential, the
+    /// cluster CA, and an indexer's certificate expected of the server.
+    pub fn new(url: &str, secret: &str, tls: Arc<rustls::ClientConfig>) -> Result<RemoteSearch, IndexError> {
+        if !url.starts_with("https://") {
+            return Err(IndexError::NotHttps(url.to_owned()));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .use_preconfigured_tls((*tls).clone())
+            .build()?;
         Ok(RemoteSearch { http, url: url.trim_end_matches('/').to_owned(), secret: secret.to_owned() })
     }
 }
@@ -65,23 +75,27 @@ impl SearchBackend for RemoteSearch {
 struct IndexerState {
     index: Arc<dyn Index>,
     secret: Arc<[u8]>,
-    metrics: MetricsRender,
 }
 
-/// The indexer process's server: `/internal/search` for api instances, and the operator endpoints.
-pub fn search_routes(index: Arc<dyn Index>, secret: &str, metrics: MetricsRender) -> axum::Router {
-    let state = IndexerState { index, secret: secret.as_bytes().into(), metrics };
+/// `/internal/search`, for api instances: `boxoffice indexer` serves it only over mutual TLS,
+/// to an api's or an operator's certificate.
+pub fn search_routes(index: Arc<dyn Index>, secret: &str) -> axum::Router {
+    let state = IndexerState { index, secret: secret.as_bytes().into() };
+    axum::Router::new().route("/internal/search", post(indexer_search)).with_state(state)
+}
+
+/// The operator endpoints (`/healthz`, `/readyz`, `/metrics`), served over TLS and in plain HTTP.
+pub fn ops_routes(metrics: MetricsRender) -> axum::Router {
     axum::Router::new()
-        .route("/internal/search", post(indexer_search))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ready" }))
         .route(
             "/metrics",
-            get(|State(s): State<IndexerState>| async move {
-                ([("content-type", "text/plain; version=0.0.4")], (s.metrics)())
+            get(|State(metrics): State<MetricsRender>| async move {
+                ([("content-type", "text/plain; version=0.0.4")], metrics())
             }),
         )
-        .with_state(state)
+        .with_state(metrics)
 }
 
 async fn indexer_search(State(s): State<IndexerState>, headers: HeaderMap, body: Bytes) -> Response {

@@ -4,6 +4,8 @@
 //! it; the simulation runs the same code on madsim.
 
 mod admission;
+#[cfg(not(madsim))]
+mod authz;
 mod clock;
 mod coordinator;
 mod host;
@@ -14,7 +16,11 @@ mod router;
 mod rpc;
 mod service;
 mod wire;
+#[cfg(all(test, not(madsim)))]
+mod wire_fuzz;
 
+#[cfg(not(madsim))]
+pub use authz::{authorize, may_propose, may_send};
 pub use clock::{now_ms, Clock, MAX_OFFSET_MS_DEFAULT};
 pub use coordinator::{init_cluster, rebalance_duty, rebalance_once, CoordinatorError};
 pub use host::{
@@ -25,8 +31,12 @@ pub use local::LocalCluster;
 pub use network::{chunk_timeout, NetworkFactory, NoPeers};
 pub use router::{call_leader, CallError, Router};
 #[cfg(not(madsim))]
-pub use rpc::{Handler, RpcNodeClient, SplitListener, PREAMBLE};
+pub use rpc::{
+    Handler, HttpStream, PortConfig, PortLimits, PortLimitsError, RpcNodeClient, SplitListener,
+    CONNECTIONS_MAX_DEFAULT, CONNECTIONS_PER_ADDRESS_MAX_DEFAULT, HANDSHAKE_TIMEOUT_DEFAULT, HTTP_LIFETIME,
+    IDLE_TIMEOUT_DEFAULT, PREAMBLE, PREAMBLE_V1,
+};
 pub use wire::{
     DamagedGroup, GroupStatus, LeaderHint, NodeClient, NodeReply, NodeRequest, NodeStatusReply, RaftRpc, RaftRpcReply,
-    RoutingReply, TransportError, WireError,
+    RequestKind, RoutingReply, TransportError, WireError,
 };

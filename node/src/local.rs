@@ -34,6 +34,7 @@ fn to_cluster_error(e: ProposeError) -> ClusterError {
         WireError::UnknownGroup(g) => ClusterError::Internal(format!("no such group {g}")),
         WireError::NotJoined => ClusterError::Unavailable("the node has not joined a cluster".into()),
         WireError::Invalid(e) | WireError::Fatal(e) => ClusterError::Internal(e),
+        forbidden @ WireError::Forbidden { .. } => ClusterError::Internal(forbidden.to_string()),
     }
 }
 

@@ -117,6 +117,10 @@ impl From<CallError> for ClusterError {
     fn from(e: CallError) -> ClusterError {
         match e {
             CallError::Refused(WireError::Fatal(detail) | WireError::Invalid(detail)) => ClusterError::Internal(detail),
+            // A credential of the wrong role: a deployment's mistake, which no retry mends.
+            CallError::Refused(forbidden @ WireError::Forbidden { .. }) => {
+                ClusterError::Internal(forbidden.to_string())
+            }
             other => ClusterError::Unavailable(other.to_string()),
         }
     }

@@ -105,25 +105,114 @@ pub enum NodeRequest {
 }
 
 impl NodeRequest {
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> RequestKind {
         match self {
-            NodeRequest::Raft(_) => "raft",
-            NodeRequest::Propose { .. } => "propose",
-            NodeRequest::Read { .. } => "read",
-            NodeRequest::Changes { .. } => "changes",
-            NodeRequest::Routing => "routing",
-            NodeRequest::Status => "status",
-            NodeRequest::Join { .. } => "join",
-            NodeRequest::InitCluster { .. } => "init_cluster",
-            NodeRequest::InitGroup { .. } => "init_group",
-            NodeRequest::OpenGroup { .. } => "open_group",
-            NodeRequest::Campaign { .. } => "campaign",
-            NodeRequest::EnsureMembers { .. } => "ensure_members",
-            NodeRequest::DropGroup { .. } => "drop_group",
-            NodeRequest::BackupOpen { .. } => "backup_open",
-            NodeRequest::BackupNext { .. } => "backup_next",
-            NodeRequest::RestoreChunk { .. } => "restore_chunk",
+            NodeRequest::Raft(RaftRpc::Append { .. }) => RequestKind::RaftAppend,
+            NodeRequest::Raft(RaftRpc::Vote { .. }) => RequestKind::RaftVote,
+            NodeRequest::Raft(RaftRpc::SnapshotChunk { .. }) => RequestKind::RaftSnapshot,
+            NodeRequest::Propose { .. } => RequestKind::Propose,
+            NodeRequest::Read { .. } => RequestKind::Read,
+            NodeRequest::Changes { .. } => RequestKind::Changes,
+            NodeRequest::Routing => RequestKind::Routing,
+            NodeRequest::Status => RequestKind::Status,
+            NodeRequest::Join { .. } => RequestKind::Join,
+            NodeRequest::InitCluster { .. } => RequestKind::InitCluster,
+            NodeRequest::InitGroup { .. } => RequestKind::InitGroup,
+            NodeRequest::OpenGroup { .. } => RequestKind::OpenGroup,
+            NodeRequest::Campaign { .. } => RequestKind::Campaign,
+            NodeRequest::EnsureMembers { .. } => RequestKind::EnsureMembers,
+            NodeRequest::DropGroup { .. } => RequestKind::DropGroup,
+            NodeRequest::BackupOpen { .. } => RequestKind::BackupOpen,
+            NodeRequest::BackupNext { .. } => RequestKind::BackupNext,
+            NodeRequest::RestoreChunk { .. } => RequestKind::RestoreChunk,
         }
+    }
+}
+
+/// What a request is, without its contents: the metric label, the tag a frame carries ahead of
+/// its body (so that a node knows the size a frame may have, and whether its sender may send it
+/// at all, before it reads the body), and the row of the authorization table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RequestKind {
+    RaftAppend,
+    RaftVote,
+    RaftSnapshot,
+    Propose,
+    Read,
+    Changes,
+    Routing,
+    Status,
+    Join,
+    InitCluster,
+    InitGroup,
+    OpenGroup,
+    Campaign,
+    EnsureMembers,
+    DropGroup,
+    BackupOpen,
+    BackupNext,
+    RestoreChunk,
+}
+
+impl RequestKind {
+    pub const ALL: [RequestKind; 18] = [
+        RequestKind::RaftAppend,
+        RequestKind::RaftVote,
+        RequestKind::RaftSnapshot,
+        RequestKind::Propose,
+        RequestKind::Read,
+        RequestKind::Changes,
+        RequestKind::Routing,
+        RequestKind::Status,
+        RequestKind::Join,
+        RequestKind::InitCluster,
+        RequestKind::InitGroup,
+        RequestKind::OpenGroup,
+        RequestKind::Campaign,
+        RequestKind::EnsureMembers,
+        RequestKind::DropGroup,
+        RequestKind::BackupOpen,
+        RequestKind::BackupNext,
+        RequestKind::RestoreChunk,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestKind::RaftAppend => "raft_append",
+            RequestKind::RaftVote => "raft_vote",
+            RequestKind::RaftSnapshot => "raft_snapshot",
+            RequestKind::Propose => "propose",
+            RequestKind::Read => "read",
+            RequestKind::Changes => "changes",
+            RequestKind::Routing => "routing",
+            RequestKind::Status => "status",
+            RequestKind::Join => "join",
+            RequestKind::InitCluster => "init_cluster",
+            RequestKind::InitGroup => "init_group",
+            RequestKind::OpenGroup => "open_group",
+            RequestKind::Campaign => "campaign",
+            RequestKind::EnsureMembers => "ensure_members",
+            RequestKind::DropGroup => "drop_group",
+            RequestKind::BackupOpen => "backup_open",
+            RequestKind::BackupNext => "backup_next",
+            RequestKind::RestoreChunk => "restore_chunk",
+        }
+    }
+
+    /// The tag of this kind in a frame header: its place in [`RequestKind::ALL`].
+    pub fn tag(self) -> u8 {
+        // ALL lists every kind once, in declaration order; 18 fits a byte.
+        self as u8
+    }
+
+    pub fn from_tag(tag: u8) -> Option<RequestKind> {
+        RequestKind::ALL.get(usize::from(tag)).copied()
+    }
+}
+
+impl std::fmt::Display for RequestKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -210,6 +299,10 @@ pub enum WireError {
     Invalid(String),
     #[error("{0}")]
     Fatal(String),
+    /// The caller's role (from its certificate) may not send this kind of request, or this
+    /// command; nothing was done.
+    #[error("forbidden: the {role} role may not send {what}")]
+    Forbidden { role: String, what: String },
 }
 
 /// What a node knows about routing: the layout from its meta replica (if it hosts one), and the
@@ -298,5 +391,21 @@ pub trait NodeClient: Send + Sync + 'static {
         timeout: Duration,
     ) -> BoxFuture<'_, Result<NodeReply, TransportError>> {
         self.call(addr, request, timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RequestKind;
+
+    #[test]
+    fn every_kind_has_its_own_tag_and_name() {
+        for (i, kind) in RequestKind::ALL.into_iter().enumerate() {
+            assert_eq!(usize::from(kind.tag()), i, "{kind}");
+            assert_eq!(RequestKind::from_tag(kind.tag()), Some(kind));
+        }
+        let names: std::collections::BTreeSet<&str> = RequestKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), RequestKind::ALL.len());
+        assert_eq!(RequestKind::from_tag(RequestKind::ALL.len() as u8), None);
     }
 }

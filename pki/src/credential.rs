@@ -11,6 +11,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use crate::files::read_private;
+use crate::verify::RoleVerifier;
 use crate::{provider, PkiError, Role, CA_CERT_FILE};
 
 pub const CERT_FILE: &str = "cert.pem";
@@ -138,6 +139,19 @@ impl Credential {
                 .with_client_auth_cert(self.chain.clone(), self.key.clone_key())?,
         ))
     }
+
+    /// As [`Credential::client_config`], and the server's certificate must name `server`'s role:
+    /// an api dialing a node accepts only a node's certificate there.
+    pub fn client_config_for(&self, server: Role) -> Result<Arc<ClientConfig>, PkiError> {
+        let verifier = RoleVerifier::new(self.roots.clone(), server)?;
+        Ok(Arc::new(
+            ClientConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()?
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verifier))
+                .with_client_auth_cert(self.chain.clone(), self.key.clone_key())?,
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -153,7 +167,15 @@ mod tests {
 
     /// A handshake in memory: the client's and the server's error, and the roles each saw.
     fn handshake(client: &Credential, server: &Credential, name: &str) -> Result<(Option<Role>, Option<Role>), String> {
-        let mut c = ClientConnection::new(client.client_config().unwrap(), server_name(name).unwrap()).unwrap();
+        handshake_with(client.client_config().unwrap(), server, name)
+    }
+
+    fn handshake_with(
+        client: Arc<rustls::ClientConfig>,
+        server: &Credential,
+        name: &str,
+    ) -> Result<(Option<Role>, Option<Role>), String> {
+        let mut c = ClientConnection::new(client, server_name(name).unwrap()).unwrap();
         let mut s = ServerConnection::new(server.server_config().unwrap()).unwrap();
         for _ in 0..10 {
             let mut buf = Vec::new();
@@ -186,6 +208,15 @@ mod tests {
         assert_eq!(handshake(&node, &node, "node-1.internal:7001"), Ok((Some(Role::Node), Some(Role::Node))));
         // The server's certificate must name the host the client dialed.
         assert!(handshake(&api, &node, "10.9.9.9:7001").unwrap_err().starts_with("client"));
+        // A client that expects a node refuses another role's server at the right host.
+        let indexer = credential(&ca.issue(Role::Indexer, "search", &["127.0.0.1".into()], 30).unwrap());
+        let to_node = |server: &Credential| {
+            let config = api.client_config_for(Role::Node).unwrap();
+            handshake_with(config, server, "127.0.0.1:7001")
+        };
+        assert_eq!(to_node(&node), Ok((Some(Role::Node), Some(Role::Api))));
+        let refused = to_node(&indexer).unwrap_err();
+        assert!(refused.starts_with("client") && refused.contains("not the node role"), "{refused}");
 
         // A credential of another CA is refused by the server, and refuses the server.
         let other = ClusterCa::create(&dir.path().join("other"), 30).unwrap();

@@ -12,6 +12,7 @@
 mod ca;
 mod credential;
 mod files;
+mod verify;
 
 pub use ca::{ClusterCa, Issued, CA_CERT_FILE, CA_DAYS_DEFAULT, CA_KEY_FILE, LEAF_DAYS_DEFAULT};
 pub use credential::{role_of, server_name, Credential, CERT_FILE, KEY_FILE};

@@ -113,12 +113,14 @@ pub enum Command {
         event_id: EventId,
         patch: EventPatch,
     },
-    Hold {
+    /// A hold as logs written before the held-seat cap carry it: applied as a [`Command::Hold`]
+    /// with `held_seats_max: None`, the rule of its time. Never proposed any more; it keeps its
+    /// place (bincode numbers variants by position) so that existing logs decode.
+    HoldUncapped {
         event_id: EventId,
         user: UserId,
         selection: Selection,
         ttl_ms: i64,
-        /// Required for high-traffic events.
         access: Option<AccessPass>,
     },
     ReleaseHold {
@@ -161,6 +163,47 @@ pub enum Command {
         event_id: EventId,
         to: u64,
     },
+
+    // Appended after format 2's last variant, so that the log of an existing data directory
+    // decodes unchanged: new variants only ever go at the end.
+    /// An api instance's batch of waiting-room joins for one high-traffic event (at most
+    /// `QUEUE_JOINS_PER_COMMAND_MAX`): apply gives each user their live place, or a new one.
+    JoinQueue {
+        event_id: EventId,
+        joins: Vec<QueueJoin>,
+    },
+    /// Holds seats or a general-admission quantity for `user`, all or nothing.
+    Hold {
+        event_id: EventId,
+        user: UserId,
+        selection: Selection,
+        ttl_ms: i64,
+        /// Required for high-traffic events.
+        access: Option<AccessPass>,
+        /// The most seats (and general admissions) the user may have in active holds of the event,
+        /// this hold included; `None`: no cap. Carried by the command (the api's setting) so that
+        /// apply decides from the log alone.
+        held_seats_max: Option<u32>,
+    },
+}
+
+/// One join of a [`Command::JoinQueue`] batch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueJoin {
+    pub user: UserId,
+    /// The place (sequence number) the api found ended (admitted, and its pass expired): apply
+    /// replaces it with a new one if it is still the user's place, and otherwise answers the
+    /// place the user has now. `None`: a plain join.
+    pub replaces: Option<u64>,
+}
+
+/// A user's place in a waiting room, as a join is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuePlace {
+    /// The sequence number (the queue token's `seq`).
+    pub seq: u64,
+    /// Given by this join; `false`: the live place the user already had.
+    pub new: bool,
 }
 
 impl Command {
@@ -178,6 +221,8 @@ impl Command {
             Command::CreateEvent(spec) => Some(&spec.event_id),
             Command::UpdateEvent { event_id, .. }
             | Command::Hold { event_id, .. }
+            | Command::HoldUncapped { event_id, .. }
+            | Command::JoinQueue { event_id, .. }
             | Command::LeaseQueueBlock { event_id, .. }
             | Command::AdvanceQueue { event_id, .. } => Some(event_id),
             Command::ReleaseHold { hold_id, .. } | Command::Checkout { hold_id, .. } => Some(&hold_id.event_id),
@@ -205,7 +250,7 @@ impl Command {
             Command::ForgetNode { .. } => "forget_node",
             Command::CreateEvent(_) => "create_event",
             Command::UpdateEvent { .. } => "update_event",
-            Command::Hold { .. } => "hold",
+            Command::Hold { .. } | Command::HoldUncapped { .. } => "hold",
             Command::ReleaseHold { .. } => "release_hold",
             Command::Checkout { .. } => "checkout",
             Command::PaymentResult { .. } => "payment_result",
@@ -214,6 +259,7 @@ impl Command {
             Command::Archive { .. } => "archive",
             Command::LeaseQueueBlock { .. } => "lease_queue_block",
             Command::AdvanceQueue { .. } => "advance_queue",
+            Command::JoinQueue { .. } => "join_queue",
         }
     }
 }
@@ -241,6 +287,9 @@ pub enum Outcome {
     QueueBlock(QueueBlock),
     Queue(QueueView),
     Refused(Refusal),
+    // Appended after format 2's last variant (see `Command`).
+    /// The places of a `JoinQueue`'s joins, in order.
+    QueuePlaces(Vec<QueuePlace>),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -288,6 +337,14 @@ pub enum Refusal {
     IdempotencyKeyReused,
     /// A command sent to a group that does not own it.
     WrongGroup,
+    // Appended after format 2's last variant (see `Command`).
+    /// The hold would take the user's seats in active holds of the event past the cap the hold
+    /// carries (`Command::Hold::held_seats_max`): `current` held now, `requested` more.
+    HeldSeatsExceeded {
+        limit: u32,
+        current: u32,
+        requested: u32,
+    },
 }
 
 impl Refusal {

@@ -55,6 +55,10 @@ pub mod cold {
     /// A user's archived order, newest first: `ARCHIVED_USER_ORDER ++ user ++ 0 ++ !created_ms ++
     /// !event id ++ !seq` (`!` inverts the big-endian bytes so keys sort newest first).
     pub const ARCHIVED_USER_ORDER: u8 = 0x32;
+    /// A user's place in an event's waiting room, newest first: `QUEUE_PLACE ++ event id ++ user
+    /// ++ 0 ++ !index` (the index of the entry that wrote it, inverted). Expires when the event
+    /// starts.
+    pub const QUEUE_PLACE: u8 = 0x40;
     /// The store's index of records that expire: `EXPIRY ++ expires_ms ++ record key`.
     pub const COLD_INDEX: u8 = 0xf0;
     pub const EXPIRY: u8 = 0xf0;

@@ -8,9 +8,12 @@
 #![allow(clippy::result_large_err)]
 
 mod blocking;
+mod cautious;
 mod codec;
 mod cold;
 mod command;
+#[cfg(any(test, feature = "fuzz"))]
+pub mod fuzz;
 mod ids;
 mod keys;
 mod kv;

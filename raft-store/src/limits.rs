@@ -71,5 +71,7 @@ pub const PASS_TTL_MS: i64 = 5 * 60_000;
 pub const ADMISSION_WINDOW_MS: i64 = 30_000;
 /// Queue sequence numbers in one leased block at most.
 pub const QUEUE_BLOCK_MAX: u64 = 10_000;
+/// Joins one `JoinQueue` command carries at most: an api instance sends more as several.
+pub const QUEUE_JOINS_PER_COMMAND_MAX: usize = 1_000;
 /// Watermark advances remembered per event (for admission times).
 pub const QUEUE_ADVANCES_RETAINED_MAX: usize = 20_000;

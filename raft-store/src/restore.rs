@@ -319,6 +319,7 @@ mod tests {
             selection: seat(n),
             ttl_ms: DAY_MS,
             access: None,
+            held_seats_max: None,
         };
         let Outcome::Hold(first) = g.run(Some(1), hold(&ended, 1)) else { panic!("held") };
         let Outcome::Order(order) =

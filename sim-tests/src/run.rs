@@ -302,6 +302,7 @@ async fn liveness(cluster: &Arc<Mutex<SimCluster>>, router: &Router, shop: &Shop
         selection: Selection::General { section: "LAWN".into(), quantity: 1 },
         ttl_ms: 1_000,
         access: None,
+        held_seats_max: None,
     };
     loop {
         let submit =

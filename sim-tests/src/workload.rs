@@ -24,6 +24,10 @@ pub const SEATS_PER_ROW: u32 = 6;
 pub const GENERAL_CAPACITY: u32 = 10;
 /// Holds last this long in the simulation, so expiry happens during a run.
 pub const HOLD_TTL_MS: i64 = 10_000;
+/// The cap on a buyer's seats in active holds that holds carry, as the api's default: buyers hold
+/// 1 to 3 seats at a time, so it rarely refuses, but every hold, release, expiry and checkout
+/// moves the count the cap is judged by, on every replica.
+const HELD_SEATS_MAX: u32 = 20;
 
 pub struct Shop {
     pub event: EventId,
@@ -191,6 +195,7 @@ impl Client {
             selection: Selection::Seats(seats.clone()),
             ttl_ms: HOLD_TTL_MS,
             access: None,
+            held_seats_max: Some(HELD_SEATS_MAX),
         };
         if let (_, OpResult::Hold(h)) = self.send(OpKind::HoldSeats { seats }, command).await {
             self.holds.push(h.hold_id);
@@ -205,6 +210,7 @@ impl Client {
             selection: Selection::General { section: "LAWN".into(), quantity },
             ttl_ms: HOLD_TTL_MS,
             access: None,
+            held_seats_max: Some(HELD_SEATS_MAX),
         };
         if let (_, OpResult::Hold(h)) = self.send(OpKind::HoldGeneral { quantity }, command).await {
             self.holds.push(h.hold_id);

@@ -36,7 +36,7 @@ use seams::{Consistency, Submit};
         (status = 403, description = "not_on_sale or queue_required", body = ProblemJson, content_type = "application/problem+json"),
         (status = 404, description = "Unknown event, seat or section", body = ProblemJson, content_type = "application/problem+json"),
         (status = 409, description = "seats_unavailable or sold_out", body = ProblemJson, content_type = "application/problem+json"),
-        (status = 422, description = "limit_exceeded, idempotency_key_reused, or a selection the event cannot take as given (a quantity of a seated section, a seat named twice)", body = ProblemJson, content_type = "application/problem+json"),
+        (status = 422, description = "limit_exceeded (the event's per-user limit, or the cap on seats held at once), idempotency_key_reused, or a selection the event cannot take as given (a quantity of a seated section, a seat named twice)", body = ProblemJson, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -64,7 +64,8 @@ pub(crate) async fn hold(
             None
         }
     };
-    let command = Command::Hold { event_id, user: caller.user, selection, ttl_ms, access };
+    let held_seats_max = state.config().held_seats_max();
+    let command = Command::Hold { event_id, user: caller.user, selection, ttl_ms, access, held_seats_max };
     // Without an `Idempotency-Key` a refusal need not be remembered, so the leader may answer one
     // from its confirmed state without writing it.
     match state.submit_as(Submit { command, request_id, fingerprint, keyed }).await? {

@@ -1,5 +1,8 @@
 //! The waiting room of high-traffic events: join, then poll or stream the position until admitted.
 //!
+//! One place per user and event: a second join returns the first one's place (see
+//! `waiting_room.rs` and, for when a place ends, `raft-store`'s `shard/places.rs`).
+//!
 //! Answers carry, beyond API.md's `position`, `admitted` and `access_token`: `status` (`before_sale`,
 //! `waiting`, `admitted`, `expired`, `sold_out`, `closed`), `estimated_wait_s` and, once admitted,
 //! `access_expires_at`. `position` is how many places from admission the buyer is (1 = next)
@@ -60,7 +63,9 @@ pub(crate) struct JoinedJson {
     pub status: QueueStatusJson,
 }
 
-/// Joins the waiting room of a high-traffic event.
+/// Joins the waiting room of a high-traffic event. A user has one place per event: joining
+/// again, on any api instance, answers the same place (with a fresh token for it) until it ends
+/// — its pass bought a hold, or it was admitted and its pass expired — and then a new one.
 #[utoipa::path(
     post, path = "/v1/events/{event_id}/queue", operation_id = "join_queue", tag = "waiting room",
     params(("event_id" = String, Path)),
@@ -88,15 +93,25 @@ pub(crate) async fn join(
     if now_ms() >= view.starts_at_ms {
         return Err(Refusal::NotOnSale { on_sale_at_ms: view.on_sale_at_ms, starts_at_ms: view.starts_at_ms }.into());
     }
-    let seq = rooms.take_seq(&room).await?;
+    let mut place = rooms.join(&room, &caller.user, None).await?;
+    let mut status = status_of(&state, &room, &caller.user, place.seq, &seen).await?;
+    if !place.new && status.status == "expired" {
+        // The place the user had was admitted and its pass ran out unused: it has ended. Apply
+        // replaces it only if it is still theirs, so concurrent joins get one new place.
+        let ended = place.seq;
+        place = rooms.join(&room, &caller.user, Some(ended)).await?;
+        status = status_of(&state, &room, &caller.user, place.seq, &seen).await?;
+    }
     let claims = QueueClaims {
         sub: caller.user.as_str().to_owned(),
         evt: event_id.as_str().to_owned(),
-        seq,
+        seq: place.seq,
         exp: u64::try_from(view.starts_at_ms.div_euclid(1_000)).unwrap_or(0),
     };
     metrics::counter!("api_queue_joins_total").increment(1);
-    let status = status_of(&state, &room, &caller.user, seq, &seen).await?;
+    if !place.new {
+        metrics::counter!("api_queue_rejoins_total").increment(1);
+    }
     Ok((StatusCode::CREATED, Json(JoinedJson { queue_token: rooms.keys().queue_token(&claims), status })))
 }
 

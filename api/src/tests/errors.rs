@@ -134,6 +134,7 @@ fn every_refusal_maps_to_its_status_code_and_fields() {
         (Refusal::SeatsUnavailable { seats: vec!["A-1-1".into()] }, 409, "seats_unavailable"),
         (Refusal::SoldOut { section: "LAWN".into(), available: 1 }, 409, "sold_out"),
         (Refusal::LimitExceeded { limit: 4, current: 3, requested: 2 }, 422, "limit_exceeded"),
+        (Refusal::HeldSeatsExceeded { limit: 20, current: 19, requested: 2 }, 422, "limit_exceeded"),
         (Refusal::NotOnSale { on_sale_at_ms: 0, starts_at_ms: 1 }, 403, "not_on_sale"),
         (Refusal::QueueRequired, 403, "queue_required"),
         (Refusal::HoldExpired, 409, "hold_expired"),

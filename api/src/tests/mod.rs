@@ -11,6 +11,7 @@ mod lists;
 mod oidc;
 mod ops;
 mod payments;
+mod queue;
 mod stream;
 
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! Starts a real cluster: `boxoffice node` processes on free loopback ports, `boxoffice cluster
-//! init`, and a `boxoffice api` in front. Dropping it kills every process.
+//! init`, and a `boxoffice api` in front, each with its TLS credential (`tls.rs`). Dropping it
+//! kills every process.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use harness::Process;
 use std::time::{Duration, Instant};
 
 use super::client;
+use super::tls::tls;
 
 pub const SECRET: &str = "test-cluster-secret-0123456789";
 pub const JWT: &str = "test-jwt-key-0123456789-0123456789abcdef";
@@ -30,10 +32,11 @@ fn spawn(args: &[String], prefix: &str) -> (Process, String) {
 /// Spawns `boxoffice api` with dev tokens in front of the nodes at `node_addrs` (comma-separated);
 /// returns the process and its URL.
 fn spawn_api(node_addrs: &str, extra: &[&str]) -> (Process, String) {
+    let tls_dir = tls().api();
     let args =
         ["api", "--listen", "127.0.0.1:0", "--nodes", node_addrs, "--cluster-secret", SECRET, "--jwt-secret", JWT]
             .iter()
-            .chain(&["--queue-secret", QUEUE])
+            .chain(&["--queue-secret", QUEUE, "--tls-dir", &tls_dir])
             .chain(&["--dev-tokens"])
             .chain(extra)
             .map(|s| s.to_string())
@@ -60,6 +63,8 @@ impl NodeProc {
             dir.display().to_string(),
             "--cluster-secret".into(),
             SECRET.into(),
+            "--tls-dir".into(),
+            tls().node(),
         ];
         let (process, addr) = spawn(&args, &format!("boxoffice: node {id} listening on "));
         NodeProc { id, addr, dir, process: Some(process) }
@@ -174,7 +179,7 @@ impl RunningCluster {
             ["indexer", "--listen", listen, "--nodes", &self.node_addrs(), "--cluster-secret", SECRET, "--data-dir"]
                 .iter()
                 .map(|s| s.to_string())
-                .chain([dir.display().to_string()])
+                .chain([dir.display().to_string(), "--tls-dir".into(), tls().indexer()])
                 .collect();
         let (process, url) = spawn(&args, "boxoffice: indexer listening on ");
         IndexerProc { process: Some(process), url }
@@ -213,11 +218,12 @@ impl Drop for RunningCluster {
     }
 }
 
-/// Runs `boxoffice ARGS --cluster-secret SECRET`, insists on success, returns its stdout.
+/// Runs `boxoffice ARGS --cluster-secret SECRET` with the operator's credential, insists on
+/// success, returns its stdout.
 pub fn cli(args: &[&str]) -> String {
     let output = Command::new(exe())
         .args(args)
-        .args(["--cluster-secret", SECRET])
+        .args(["--cluster-secret", SECRET, "--tls-dir", &tls().operator()])
         .env("BOXOFFICE_LOG", "warn,openraft=error")
         .output()
         .expect("run boxoffice cluster");

@@ -15,6 +15,7 @@ use harness::Process;
 use serde_json::{json, Value};
 
 use crate::common::cluster::{JWT, QUEUE, SECRET};
+use crate::common::tls::tls;
 use crate::common::Server;
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -56,6 +57,7 @@ impl NodeProc {
         let mut args: Vec<String> =
             ["node", "--id", &id.to_string(), "--listen", listen, "--data-dir"].iter().map(|s| s.to_string()).collect();
         args.extend([dir.display().to_string(), "--cluster-secret".into(), SECRET.into()]);
+        args.extend(["--tls-dir".into(), tls().node()]);
         args.extend(extra.iter().cloned());
         spawn(&args, &format!("boxoffice: node {id} listening on "))
     }
@@ -143,6 +145,8 @@ pub fn start_api(nodes: &BTreeMap<u64, NodeProc>) -> (Process, Server) {
         "--dev-tokens",
         "--hold-ttl",
         "1h",
+        "--tls-dir",
+        &tls().api(),
     ]
     .iter()
     .map(|s| s.to_string())
@@ -151,14 +155,16 @@ pub fn start_api(nodes: &BTreeMap<u64, NodeProc>) -> (Process, Server) {
     (process, Server::attach(&url))
 }
 
-/// Runs `boxoffice ARGS` (with the cluster secret) off the async threads; returns its status
-/// and output.
+/// Runs `boxoffice ARGS` (with the cluster secret and the operator's credential, in the
+/// environment: commands that need neither ignore them) off the async threads; returns its
+/// status and output.
 pub async fn run(args: &[&str]) -> (bool, String) {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     tokio::task::spawn_blocking(move || {
         let out = Command::new(exe())
             .args(&args)
             .env("BOXOFFICE_CLUSTER_SECRET", SECRET)
+            .env("BOXOFFICE_TLS_DIR", tls().operator())
             .env("BOXOFFICE_LOG", "warn,openraft=error")
             .output()
             .expect("run boxoffice");

@@ -71,6 +71,7 @@ impl Catalog for TestCluster {
             selection: Selection::General { section: "GA".into(), quantity },
             ttl_ms: DAY_MS,
             access: None,
+            held_seats_max: None,
         });
         assert!(matches!(outcome, Outcome::Hold(_)), "{outcome:?}");
     }

@@ -56,6 +56,7 @@ impl Shard {
             selection: Selection::Seats(ids),
             ttl_ms,
             access: None,
+            held_seats_max: None,
         };
         match self.run(command) {
             Outcome::Hold(view) => view,

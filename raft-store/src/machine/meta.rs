@@ -17,6 +17,7 @@ use crate::model::Venue;
 /// Venues and the layout are replaced whole, never changed in place.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetaState {
+    #[serde(deserialize_with = "crate::cautious::ord_map")]
     venues: OrdMap<VenueId, Arc<Venue>>,
     layout: Option<Arc<Layout>>,
 }

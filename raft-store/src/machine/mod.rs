@@ -12,7 +12,7 @@ mod shard;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cold::{ColdError, ColdRead, ColdWrites, WithPending};
+use crate::cold::{ColdError, ColdRead, ColdWrites};
 use crate::command::{Answer, Command, Outcome, Proposal, Query, Refusal, Request};
 use crate::ids::GroupId;
 use crate::layout::Layout;
@@ -180,7 +180,7 @@ impl Machine {
             (MetaOrShard::Shard(shard), Command::Archive { started_before_ms }) => {
                 shard.archive(ctx, *started_before_ms, writes)
             }
-            (MetaOrShard::Shard(shard), _) => shard.apply(ctx, command, &WithPending { store: cold, pending: writes }),
+            (MetaOrShard::Shard(shard), _) => shard.apply(ctx, command, cold, writes),
         }
     }
 
@@ -217,11 +217,10 @@ impl Machine {
 
     fn judge_refusal(&self, proposal: &Proposal, now_ms: i64, passed_ms: i64) -> Option<Refusal> {
         let MetaOrShard::Shard(shard) = &self.state else { return None };
-        let Command::Hold { event_id, user, selection, ttl_ms, access } = &proposal.command else { return None };
+        let hold = shard::HoldAsk::of(&proposal.command)?;
         if proposal.command.group(self.shard_count) != self.group {
             return None;
         }
-        let hold = shard::HoldAsk { event_id, user, selection, ttl_ms: *ttl_ms, access: access.as_ref() };
         let at_leader = shard.hold_refusal(now_ms.max(self.last_time_ms), &hold)?;
         let as_read = shard.hold_refusal(passed_ms.max(self.last_time_ms), &hold)?;
         (at_leader == as_read).then_some(at_leader)

@@ -1,7 +1,8 @@
 //! The waiting room's replicated state for one high-traffic event.
 //!
-//! - Sequence numbers are leased to api instances in blocks: joining the queue costs no Raft
-//!   write; one lease serves a block of arrivals.
+//! - Sequence numbers are given to joins, many per command (`JoinQueue`, see
+//!   `shard/places.rs`, which keeps each user's one place). Logs written before that lease them
+//!   to api instances in blocks (`LeaseQueueBlock`), which still apply.
 //! - Sequences leased before the sale opens are "early": their admission order is a keyed
 //!   shuffle among themselves (computed by the api), so joining early gives no edge over joining
 //!   on time. The first lease at or after the opening fixes the boundary.
@@ -29,17 +30,22 @@ pub(crate) struct QueueState {
     /// Queue positions below this are admitted.
     watermark: u64,
     /// `(time, watermark)` of each advance, oldest first, bounded.
+    #[serde(deserialize_with = "crate::cautious::vector")]
     advances: Vector<(i64, u64)>,
     /// Redeemed passes by their expiry: forgotten once expired, since apply refuses them then.
+    #[serde(deserialize_with = "crate::cautious::ord_map")]
     redeemed: OrdMap<[u8; 16], i64>,
+    #[serde(deserialize_with = "crate::cautious::ord_set")]
     redeemed_by_expiry: OrdSet<(i64, [u8; 16])>,
     /// Redemptions counted by the admission time of their pass, within the admission window.
+    #[serde(deserialize_with = "crate::cautious::ord_map")]
     redemptions: OrdMap<i64, u64>,
     /// Leased early sequences no api instance handed out; spread over the early positions by the
     /// shuffle, so admission counts them by proportion.
     early_unused: u64,
     /// Leased later sequences (= positions) no api instance handed out, `start -> end`; forgotten
     /// once admission has passed them by more than the window.
+    #[serde(deserialize_with = "crate::cautious::ord_map")]
     unused: OrdMap<u64, u64>,
 }
 
@@ -60,6 +66,16 @@ impl QueueState {
         let start = self.next_seq;
         self.next_seq += size;
         Ok(QueueBlock { start, end: self.next_seq, early: self.early_bound.is_none() })
+    }
+
+    /// The next sequence number, for one join (see `shard/places.rs`): a block of one, early
+    /// or not as a leased block would be.
+    pub(crate) fn take(&mut self, on_sale: bool) -> u64 {
+        if on_sale {
+            self.open();
+        }
+        self.next_seq += 1;
+        self.next_seq - 1
     }
 
     /// The sale has opened: sequences leased from now on keep their order.

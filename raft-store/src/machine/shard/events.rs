@@ -30,6 +30,7 @@ impl ShardState {
             updated_at_ms: ctx.now_ms,
             sections: section_inventory(spec),
             per_user: OrdMap::new(),
+            held_by_user: OrdMap::new(),
             queue: QueueState::default(),
             orders: OrdSet::new(),
         };

@@ -2,9 +2,11 @@
 //! hold (released or expired). A hold takes all its seats or nothing, and a refusal names the
 //! seats that were unavailable.
 
-use super::inventory::{occupy, price_of, resolve_selection, seat_id, taken_change, uncount_user, vacate};
+use super::inventory::{occupy, price_of, resolve_selection, seat_id, taken_change, uncount_user, unhold_user, vacate};
+use super::places::end_place;
 use super::state::{refused, Deadline, EventState, HoldRec, SeatRef, ShardState, Slot, Taken};
-use crate::command::{AccessPass, Outcome, Refusal, Selection};
+use crate::cold::{ColdError, ColdWrites};
+use crate::command::{AccessPass, Command, Outcome, Refusal, Selection};
 use crate::ids::{EventId, HoldId, UserId};
 use crate::limits::{HOLD_RETENTION_MS, HOLD_TTL_MS_MAX, HOLD_TTL_MS_MIN};
 use crate::machine::ctx::Ctx;
@@ -18,6 +20,33 @@ pub(crate) struct HoldAsk<'a> {
     pub selection: &'a Selection,
     pub ttl_ms: i64,
     pub access: Option<&'a AccessPass>,
+    /// The cap on the user's seats in active holds of the event; `None`: none.
+    pub held_seats_max: Option<u32>,
+}
+
+impl<'a> HoldAsk<'a> {
+    /// The hold a command asks for, if it is one: a format-2 hold has no cap.
+    pub(crate) fn of(command: &'a Command) -> Option<HoldAsk<'a>> {
+        match command {
+            Command::Hold { event_id, user, selection, ttl_ms, access, held_seats_max } => Some(HoldAsk {
+                event_id,
+                user,
+                selection,
+                ttl_ms: *ttl_ms,
+                access: access.as_ref(),
+                held_seats_max: *held_seats_max,
+            }),
+            Command::HoldUncapped { event_id, user, selection, ttl_ms, access } => Some(HoldAsk {
+                event_id,
+                user,
+                selection,
+                ttl_ms: *ttl_ms,
+                access: access.as_ref(),
+                held_seats_max: None,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// Whether what is due at the time of a check has been expired already.
@@ -30,21 +59,15 @@ enum Expiry {
 }
 
 impl ShardState {
-    pub(super) fn hold(
-        &mut self,
-        ctx: Ctx,
-        event_id: &EventId,
-        user: &UserId,
-        selection: &Selection,
-        ttl_ms: i64,
-        access: Option<&AccessPass>,
-    ) -> Outcome {
-        let hold = HoldAsk { event_id, user, selection, ttl_ms, access };
+    /// Takes the seats of a hold that passes every rule. A waiting-room pass it redeems ends
+    /// its holder's place in the queue (a record in `writes`).
+    pub(super) fn hold(&mut self, ctx: Ctx, hold: &HoldAsk<'_>, writes: &mut ColdWrites) -> Result<Outcome, ColdError> {
         // Apply has expired everything due at `ctx.now_ms` already.
-        let taken = match self.judge_hold(ctx.now_ms, &hold, Expiry::Done) {
+        let taken = match self.judge_hold(ctx.now_ms, hold, Expiry::Done) {
             Ok(taken) => taken,
-            Err(refusal) => return refused(refusal),
+            Err(refusal) => return Ok(refused(refusal)),
         };
+        let HoldAsk { event_id, user, ttl_ms, access, .. } = *hold;
         let spec = &self.events[event_id].spec;
         let requested = taken.count();
         let total = price_of(spec, &taken);
@@ -53,8 +76,10 @@ impl ShardState {
         let event = self.events.get_mut(event_id).expect("checked above");
         occupy(event, &taken, Slot::Held(seq));
         *event.per_user.entry(user.clone()).or_insert(0) += requested;
+        *event.held_by_user.entry(user.clone()).or_insert(0) += requested;
         if let (true, Some(pass)) = (event.spec.high_traffic, access) {
             event.queue.redeem(pass, ctx.now_ms);
+            end_place(writes, ctx, event_id, user, event.spec.starts_at_ms)?;
         }
         let expires_at_ms = ctx.now_ms + ttl_ms;
         let change = taken_change(event, &taken, SeatStatus::Held);
@@ -74,13 +99,14 @@ impl ShardState {
         );
         self.deadlines.insert((expires_at_ms, Deadline::Hold(seq)));
         self.record(ctx, event_id, change);
-        Outcome::Hold(self.hold_view(seq, ctx.now_ms))
+        Ok(Outcome::Hold(self.hold_view(seq, ctx.now_ms)))
     }
 
     /// The refusal apply would give this hold if it were the next command at `now_ms`, judged
     /// without changing anything; `None` when it would succeed or when only apply can tell. Holds
     /// and unpaid orders past their time count as free here, as apply would expire them first; a
-    /// per-user limit is left to apply, whose counts drop when it expires them.
+    /// per-user limit is left to apply, whose counts drop when it expires them. The held-seat cap
+    /// is judged exactly: its count leaves out the user's holds that apply would expire first.
     pub(crate) fn hold_refusal(&self, now_ms: i64, hold: &HoldAsk<'_>) -> Option<Refusal> {
         match self.judge_hold(now_ms, hold, Expiry::Pending) {
             Ok(_) | Err(Refusal::LimitExceeded { .. }) => None,
@@ -92,7 +118,7 @@ impl ShardState {
     /// would take, or why not. With `Expiry::Pending`, what is due at `now_ms` has not been
     /// expired yet and counts as free.
     fn judge_hold(&self, now_ms: i64, hold: &HoldAsk<'_>, expiry: Expiry) -> Result<Taken, Refusal> {
-        let HoldAsk { event_id, user, selection, ttl_ms, access } = *hold;
+        let HoldAsk { event_id, user, selection, ttl_ms, access, held_seats_max } = *hold;
         check_ttl(ttl_ms)?;
         let Some(event) = self.events.get(event_id) else {
             return Err(Refusal::not_found(format!("event {event_id}")));
@@ -101,10 +127,42 @@ impl ShardState {
         check_on_sale(&event.spec, now_ms)?;
         check_access(event, access, now_ms)?;
         check_user_limit(event, user, taken.count())?;
+        if let Some(limit) = held_seats_max {
+            self.check_held_seats(event_id, event, user, taken.count(), limit, now_ms, expiry)?;
+        }
         if availability_checked() {
             self.check_available(event_id, event, &taken, now_ms, expiry)?;
         }
         Ok(taken)
+    }
+
+    /// The user's seats in active holds of the event, with `requested` more, stay within
+    /// `limit`. With `Expiry::Pending`, the user's holds due at `now_ms` do not count: apply
+    /// expires them before it judges. The stored count is an upper bound, so the holds are
+    /// looked at only when it is over.
+    #[allow(clippy::too_many_arguments)]
+    fn check_held_seats(
+        &self,
+        event_id: &EventId,
+        event: &EventState,
+        user: &UserId,
+        requested: u32,
+        limit: u32,
+        now_ms: i64,
+        expiry: Expiry,
+    ) -> Result<(), Refusal> {
+        let stored = event.held_by_user.get(user).copied().unwrap_or(0);
+        if stored + requested <= limit {
+            return Ok(());
+        }
+        let current = match expiry {
+            Expiry::Done => stored,
+            Expiry::Pending => stored.saturating_sub(self.lapsed_held_by(event_id, user, now_ms)),
+        };
+        if current + requested > limit {
+            return Err(Refusal::HeldSeatsExceeded { limit, current, requested });
+        }
+        Ok(())
     }
 
     /// All of `taken` is free at `now_ms`: every seat, or the whole quantity of the section.
@@ -195,6 +253,7 @@ impl ShardState {
         let event = self.events.get_mut(&event_id).expect("a hold's event exists");
         vacate(event, &taken, Slot::Held(seq));
         uncount_user(event, &user, taken.count());
+        unhold_user(event, &user, taken.count());
         let change = taken_change(event, &taken, SeatStatus::Available);
         self.record(ctx, &event_id, change);
     }

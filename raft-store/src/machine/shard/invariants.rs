@@ -1,5 +1,5 @@
-//! The shard's invariants, recounted from scratch: every event's counters, seat slots and per-user
-//! counts must agree with what its active holds and live orders say; orders and the holds they
+//! The shard's invariants, recounted from scratch: every event's counters, seat slots, per-user
+//! counts and held seats per user must agree with what its active holds and live orders say; orders and the holds they
 //! were made from agree while both are retained; every ended hold is due to leave the state at the
 //! end of its retention, and every active hold and pending order has its deadline. Quadratic in
 //! the holds and orders of an event: for tests and simulations between commands, never for apply.
@@ -46,6 +46,9 @@ pub enum InvariantViolation {
     /// Users whose count is zero are left out of `counted`.
     #[error("per-user counts of {event_id} are {counted:?}, recount {recount:?}")]
     PerUserMismatch { event_id: EventId, counted: BTreeMap<UserId, u32>, recount: BTreeMap<UserId, u32> },
+    /// The seats each user has in active holds, as stored and as the holds say.
+    #[error("held seats per user of {event_id} are {counted:?}, recount {recount:?}")]
+    HeldByUserMismatch { event_id: EventId, counted: BTreeMap<UserId, u32>, recount: BTreeMap<UserId, u32> },
 }
 
 /// What one event's live holds and orders say its inventory is.
@@ -55,6 +58,8 @@ struct Recount<'a> {
     /// Admissions sold, by section.
     sold: Vec<u32>,
     per_user: BTreeMap<&'a UserId, u32>,
+    /// Seats in active holds, by user.
+    held_by_user: BTreeMap<&'a UserId, u32>,
 }
 
 impl ShardState {
@@ -64,6 +69,7 @@ impl ShardState {
             let recount = self.recount(event_id, event, now_ms)?;
             check_sections(event_id, event, &recount)?;
             check_per_user(event_id, event, &recount.per_user)?;
+            check_held_by_user(event_id, event, &recount.held_by_user)?;
         }
         self.check_retention()?;
         self.check_deadlines()
@@ -79,13 +85,21 @@ impl ShardState {
         now_ms: i64,
     ) -> Result<Recount<'a>, InvariantViolation> {
         let sections = event.sections.len();
-        let mut recount = Recount { held: vec![0u32; sections], sold: vec![0u32; sections], per_user: BTreeMap::new() };
+        let mut recount = Recount {
+            held: vec![0u32; sections],
+            sold: vec![0u32; sections],
+            per_user: BTreeMap::new(),
+            held_by_user: BTreeMap::new(),
+        };
         for (seq, hold) in self.holds.iter().filter(|(_, h)| &h.event_id == event_id) {
             match hold.status {
                 HoldStatus::Active if hold.expires_at_ms <= now_ms => {
                     return Err(InvariantViolation::ActiveHoldPastExpiry { hold_seq: *seq });
                 }
-                HoldStatus::Active => recount.add(event, &hold.user, &hold.taken, Slot::Held(*seq))?,
+                HoldStatus::Active => {
+                    *recount.held_by_user.entry(&hold.user).or_insert(0) += hold.taken.count();
+                    recount.add(event, &hold.user, &hold.taken, Slot::Held(*seq))?
+                }
                 HoldStatus::CheckedOut => self.check_checked_out(*seq, hold)?,
                 HoldStatus::Released | HoldStatus::Expired => {}
             }
@@ -260,6 +274,25 @@ fn check_per_user(
     if counted != *recount {
         let owned = |m: &BTreeMap<&UserId, u32>| m.iter().map(|(u, n)| ((*u).clone(), *n)).collect();
         return Err(InvariantViolation::PerUserMismatch {
+            event_id: event_id.clone(),
+            counted: owned(&counted),
+            recount: owned(recount),
+        });
+    }
+    Ok(())
+}
+
+/// The event's held seats per user (users at zero aside) match the active holds.
+fn check_held_by_user(
+    event_id: &EventId,
+    event: &EventState,
+    recount: &BTreeMap<&UserId, u32>,
+) -> Result<(), InvariantViolation> {
+    let counted: BTreeMap<&UserId, u32> =
+        event.held_by_user.iter().filter(|(_, n)| **n > 0).map(|(u, n)| (u, *n)).collect();
+    if counted != *recount {
+        let owned = |m: &BTreeMap<&UserId, u32>| m.iter().map(|(u, n)| ((*u).clone(), *n)).collect();
+        return Err(InvariantViolation::HeldByUserMismatch {
             event_id: event_id.clone(),
             counted: owned(&counted),
             recount: owned(recount),

@@ -219,6 +219,16 @@ pub(super) fn uncount_user(event: &mut EventState, user: &UserId, n: u32) {
     }
 }
 
+/// The user's seats in active holds drop by `n`: a hold ended or was checked out.
+pub(super) fn unhold_user(event: &mut EventState, user: &UserId, n: u32) {
+    let count = event.held_by_user.get_mut(user).expect("an active hold is counted");
+    assert!(*count >= n);
+    *count -= n;
+    if *count == 0 {
+        event.held_by_user.remove(user);
+    }
+}
+
 pub(super) fn tickets_for(taken: &Taken) -> Vec<TicketRec> {
     match taken {
         Taken::Seats(seats) => seats

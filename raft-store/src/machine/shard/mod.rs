@@ -14,6 +14,7 @@
 //! - `views`: the views reads and outcomes answer with, and which holds have lapsed at a read;
 //! - `reads`: queries and listings;
 //! - `events`: creating and updating events, and their waiting rooms;
+//! - `places`: each user's one place in a waiting room, kept in the cold store;
 //! - `holds`: judging, taking, releasing and ending holds;
 //! - `orders`: checkout, payment results and cancellation;
 //! - `invariants`: the recount that tests and simulations run between commands.
@@ -28,6 +29,7 @@ mod holds;
 mod invariants;
 mod inventory;
 mod orders;
+mod places;
 mod reads;
 mod state;
 mod views;
@@ -37,7 +39,7 @@ pub use invariants::InvariantViolation;
 pub use state::ShardState;
 use state::{refused, Deadline};
 
-use crate::cold::{ColdError, ColdRead};
+use crate::cold::{ColdError, ColdRead, ColdWrites, WithPending};
 use crate::command::{Command, Outcome, Refusal};
 use crate::limits::{HOLD_DROPS_PER_COMMAND_MAX, HOLD_DROPS_PER_EXPIRE_MAX};
 use crate::machine::ctx::Ctx;
@@ -45,21 +47,33 @@ use crate::model::{HoldStatus, OrderStatus};
 
 impl ShardState {
     /// Applies a command; the caller has already expired what is due at `ctx.now_ms`. `cold` is
-    /// the shard's cold store as this entry sees it. (`Archive`, the one command that writes
-    /// there, goes to [`ShardState::archive`].)
-    pub(crate) fn apply(&mut self, ctx: Ctx, command: &Command, cold: &dyn ColdRead) -> Result<Outcome, ColdError> {
+    /// the shard's cold store as the entries before this one left it, and `writes` what this
+    /// entry wrote so far, which this command adds to (a hold that redeems a waiting-room pass,
+    /// a join). (`Archive` goes to [`ShardState::archive`].)
+    pub(crate) fn apply(
+        &mut self,
+        ctx: Ctx,
+        command: &Command,
+        cold: &dyn ColdRead,
+        writes: &mut ColdWrites,
+    ) -> Result<Outcome, ColdError> {
         Ok(match command {
             Command::CreateEvent(spec) => self.create_event(ctx, spec),
             Command::UpdateEvent { event_id, patch } => self.update_event(ctx, event_id, patch),
-            Command::Hold { event_id, user, selection, ttl_ms, access } => {
-                self.hold(ctx, event_id, user, selection, *ttl_ms, access.as_ref())
-            }
+            Command::Hold { .. } | Command::HoldUncapped { .. } => match HoldAsk::of(command) {
+                Some(hold) => self.hold(ctx, &hold, writes)?,
+                // Both variants are holds; a command that is not cannot get here.
+                None => refused(Refusal::Invalid { detail: "not a hold".into() }),
+            },
+            Command::JoinQueue { event_id, joins } => self.join_queue(ctx, event_id, joins, cold, writes)?,
             Command::ReleaseHold { hold_id, user } => self.release(ctx, hold_id, user),
             Command::Checkout { hold_id, user } => self.checkout(ctx, hold_id, user),
             Command::PaymentResult { order_id, approved, reference } => {
-                self.payment_result(ctx, order_id, *approved, reference, cold)?
+                self.payment_result(ctx, order_id, *approved, reference, &WithPending { store: cold, pending: writes })?
             }
-            Command::CancelOrder { order_id, actor } => self.cancel(ctx, order_id, actor, cold)?,
+            Command::CancelOrder { order_id, actor } => {
+                self.cancel(ctx, order_id, actor, &WithPending { store: cold, pending: writes })?
+            }
             Command::Expire => Outcome::Expired { holds: 0, orders: 0 },
             Command::Archive { .. } => Outcome::Archived { orders: 0, events: 0 },
             Command::LeaseQueueBlock { event_id, size, unused } => {

@@ -5,7 +5,7 @@
 //! An order carries what it took (`OrderRec::taken`): its hold's record leaves the state an hour
 //! after checkout, and the order goes on without it.
 
-use super::inventory::{sell, taken_change, tickets_for, uncount_user, unsell, vacate};
+use super::inventory::{sell, taken_change, tickets_for, uncount_user, unhold_user, unsell, vacate};
 use super::state::{refused, Deadline, OrderRec, ShardState, Slot};
 use crate::cold::{ColdError, ColdRead};
 use crate::command::{Actor, Outcome, Refusal};
@@ -55,9 +55,11 @@ impl ShardState {
         self.deadlines.insert((payment_deadline_ms, Deadline::Payment(seq)));
         self.retire_hold(hold_id.seq, ctx.now_ms);
         self.user_orders.insert((order.user.clone(), seq));
-        if let Some(event) = self.events.get_mut(&order.event_id) {
-            event.orders.insert(seq);
-        }
+        let event = self.events.get_mut(&order.event_id).expect("a hold's event exists");
+        event.orders.insert(seq);
+        // The order keeps the seats held until its payment, but the hold is no longer active:
+        // its seats leave the user's held count (the per-user limit still counts them).
+        unhold_user(event, &order.user, order.taken.count());
         self.orders.insert(seq, order);
         Outcome::Order(self.order_view(seq, ctx.now_ms))
     }

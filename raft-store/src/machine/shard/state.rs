@@ -14,7 +14,8 @@
 use std::sync::Arc;
 
 use imbl::{OrdMap, OrdSet, Vector};
-use serde::{Deserialize, Serialize};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::command::{Change, Outcome, Refusal};
 use crate::ids::{EventId, HoldId, UserId};
@@ -59,6 +60,7 @@ pub(super) enum Slot {
 pub(super) struct SectionInv {
     /// Seat slots by row; empty for a general-admission section. Persistent vectors: a hold after
     /// a snapshot copies one chunk of one row, not the section.
+    #[serde(deserialize_with = "crate::cautious::vector_of_vectors")]
     pub(super) rows: Vector<Vector<Slot>>,
     pub(super) capacity: u32,
     pub(super) held: u32,
@@ -77,12 +79,20 @@ pub(super) struct EventState {
     pub(super) spec: Arc<EventSpec>,
     pub(super) created_at_ms: i64,
     pub(super) updated_at_ms: i64,
+    #[serde(deserialize_with = "crate::cautious::vector")]
     pub(super) sections: Vector<SectionInv>,
     /// Admissions each user has in active holds and live orders, for `per_user_limit`.
+    #[serde(deserialize_with = "crate::cautious::ord_map")]
     pub(super) per_user: OrdMap<UserId, u32>,
+    /// Seats and general admissions each user has in active holds (not orders), for the cap a
+    /// hold carries. Derived from the holds, so not encoded: snapshots keep format 2's shape and
+    /// decoding rebuilds it (see `ShardState`'s `Deserialize`).
+    #[serde(skip)]
+    pub(super) held_by_user: OrdMap<UserId, u32>,
     /// The waiting room (high-traffic events).
     pub(super) queue: QueueState,
     /// The event's orders still in memory (the archive moves them out in steps).
+    #[serde(deserialize_with = "crate::cautious::ord_set")]
     pub(super) orders: OrdSet<u64>,
 }
 
@@ -130,25 +140,50 @@ pub(super) struct OrderRec {
     pub(super) tickets: Vec<TicketRec>,
 }
 
+/// `remote = "Self"` makes the derives plain functions, which the trait impls below wrap: decoding
+/// rebuilds what is derived and not encoded (`EventState::held_by_user`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ShardState {
+    #[serde(deserialize_with = "crate::cautious::ord_map")]
     pub(super) events: OrdMap<EventId, EventState>,
     /// Events by `(starts_at, id)` for listing soonest first.
+    #[serde(deserialize_with = "crate::cautious::ord_set")]
     pub(super) by_start: OrdSet<(i64, EventId)>,
     /// Active holds, and ended ones (released, expired, checked out) until they leave by
     /// `dropping`.
+    #[serde(deserialize_with = "crate::cautious::ord_map")]
     pub(super) holds: OrdMap<u64, HoldRec>,
+    #[serde(deserialize_with = "crate::cautious::ord_map")]
     pub(super) orders: OrdMap<u64, OrderRec>,
+    #[serde(deserialize_with = "crate::cautious::ord_set")]
     pub(super) user_orders: OrdSet<(UserId, u64)>,
     /// Active holds by expiry and pending orders by payment deadline.
+    #[serde(deserialize_with = "crate::cautious::ord_set")]
     pub(super) deadlines: OrdSet<(i64, Deadline)>,
     /// Ended holds by the time they leave the state: `HOLD_RETENTION_MS` after they ended.
+    #[serde(deserialize_with = "crate::cautious::ord_set")]
     pub(super) dropping: OrdSet<(i64, u64)>,
     /// Sequence for hold and order ids; shared so ids never collide within the shard.
     pub(super) next_seq: u64,
+    #[serde(deserialize_with = "crate::cautious::vector")]
     pub(super) changes: Vector<Change>,
     /// The highest index whose records were dropped from `changes` (0: none dropped).
     pub(super) changes_dropped_through: u64,
+}
+
+impl Serialize for ShardState {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        ShardState::serialize(self, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for ShardState {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut state = ShardState::deserialize(deserializer)?;
+        state.rebuild_held_by_user().map_err(D::Error::custom)?;
+        Ok(state)
+    }
 }
 
 pub(super) fn refused(r: Refusal) -> Outcome {
@@ -156,6 +191,18 @@ pub(super) fn refused(r: Refusal) -> Outcome {
 }
 
 impl ShardState {
+    /// Counts every event's `held_by_user` (empty when decoded) from the active holds. A hold of
+    /// an event the state does not have is a corrupt state: an error, never a panic.
+    fn rebuild_held_by_user(&mut self) -> Result<(), String> {
+        for (seq, hold) in self.holds.iter().filter(|(_, h)| h.status == HoldStatus::Active) {
+            let event = self.events.get_mut(&hold.event_id).ok_or_else(|| format!("active hold {seq} of no event"))?;
+            // Saturating: a damaged snapshot's counts are for the invariant check to find, not a panic.
+            let held = event.held_by_user.entry(hold.user.clone()).or_insert(0);
+            *held = held.saturating_add(hold.taken.count());
+        }
+        Ok(())
+    }
+
     /// The hold `id` if it exists and belongs to `user`; another user's hold is "not found".
     pub(super) fn own_hold(&self, id: &HoldId, user: &UserId) -> Result<&HoldRec, Refusal> {
         match self.holds.get(&id.seq) {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::inventory::{count_in_section, seat_id, section_indexes};
 use super::state::{Deadline, EventState, ShardState, Slot, Taken};
 use crate::command::QueueView;
-use crate::ids::{EventId, HoldId, OrderId, TicketId};
+use crate::ids::{EventId, HoldId, OrderId, TicketId, UserId};
 use crate::model::{
     EventSpec, EventStatus, EventSummary, EventView, GeneralView, HoldStatus, HoldView, Money, OrderStatus, OrderView,
     SeatMap, SeatStatus, SeatView, SectionKind, SectionKindTag, SectionView, TicketView,
@@ -26,6 +26,20 @@ impl ShardState {
             }),
             HoldStatus::Released | HoldStatus::Expired => true,
         }
+    }
+
+    /// The seats `user` has in active holds of the event that have lapsed at `now_ms`: what
+    /// apply would expire before judging a hold then.
+    pub(super) fn lapsed_held_by(&self, event_id: &EventId, user: &UserId, now_ms: i64) -> u32 {
+        self.deadlines
+            .range(..(now_ms.saturating_add(1), Deadline::Hold(0)))
+            .filter_map(|(_, deadline)| match deadline {
+                Deadline::Hold(seq) => self.holds.get(seq),
+                Deadline::Payment(_) => None,
+            })
+            .filter(|hold| &hold.event_id == event_id && &hold.user == user)
+            .map(|hold| hold.taken.count())
+            .sum()
     }
 
     /// Per section, the admissions counted as held that have lapsed at `now_ms`.

@@ -53,6 +53,8 @@ struct Harness {
     /// Recount the whole inventory after every command (quadratic: off for long runs).
     checking: bool,
     limit: Option<u32>,
+    /// The held-seat cap `hold_seats` and `hold_general` carry.
+    held_cap: Option<u32>,
 }
 
 impl Harness {
@@ -70,6 +72,7 @@ impl Harness {
             event: event.clone(),
             checking: true,
             limit: per_user_limit,
+            held_cap: None,
         };
         let spec = EventSpec {
             event_id: event,
@@ -145,7 +148,14 @@ impl Harness {
         let selection = Selection::Seats(seats.iter().map(|s| s.to_string()).collect());
         self.run(
             time_ms,
-            Command::Hold { event_id: self.event.clone(), user: user(who), selection, ttl_ms: TTL_MS, access: None },
+            Command::Hold {
+                event_id: self.event.clone(),
+                user: user(who),
+                selection,
+                ttl_ms: TTL_MS,
+                access: None,
+                held_seats_max: self.held_cap,
+            },
         )
     }
 
@@ -153,7 +163,14 @@ impl Harness {
         let selection = Selection::General { section: "LAWN".into(), quantity };
         self.run(
             time_ms,
-            Command::Hold { event_id: self.event.clone(), user: user(who), selection, ttl_ms: TTL_MS, access: None },
+            Command::Hold {
+                event_id: self.event.clone(),
+                user: user(who),
+                selection,
+                ttl_ms: TTL_MS,
+                access: None,
+                held_seats_max: self.held_cap,
+            },
         )
     }
 
@@ -278,6 +295,7 @@ fn a_batched_entry_applies_its_proposals_in_order_at_one_time() {
             selection: Selection::Seats(seats.iter().map(|s| s.to_string()).collect()),
             ttl_ms: TTL_MS,
             access: None,
+            held_seats_max: None,
         },
     };
     let batch = Request {
@@ -323,7 +341,14 @@ fn a_refusal_is_predicted_without_applying_only_when_it_is_certain() {
         request_id: id,
         fingerprint: 1,
         keyed: id.is_some(),
-        command: Command::Hold { event_id: event.clone(), user: user(who), selection, ttl_ms: TTL_MS, access: None },
+        command: Command::Hold {
+            event_id: event.clone(),
+            user: user(who),
+            selection,
+            ttl_ms: TTL_MS,
+            access: None,
+            held_seats_max: None,
+        },
     };
     let seats = |ids: &[&str]| Selection::Seats(ids.iter().map(|s| s.to_string()).collect());
     let lawn = |quantity| Selection::General { section: "LAWN".into(), quantity };
@@ -415,6 +440,7 @@ fn unknown_seats_sections_and_bad_selections_are_refused() {
         selection: Selection::General { section: "FLOOR".into(), quantity: 1 },
         ttl_ms: TTL_MS,
         access: None,
+        held_seats_max: None,
     };
     assert!(matches!(refusal(h.run(T0, seated_by_quantity)), Refusal::Invalid { .. }));
     let unknown_event = Command::Hold {
@@ -423,6 +449,7 @@ fn unknown_seats_sections_and_bad_selections_are_refused() {
         selection: Selection::Seats(vec!["FLOOR-A-1".into()]),
         ttl_ms: TTL_MS,
         access: None,
+        held_seats_max: None,
     };
     // Either not found here or not this shard's: never a hold.
     assert!(matches!(h.run(T0, unknown_event), Outcome::Refused(Refusal::NotFound { .. } | Refusal::WrongGroup)));
@@ -508,297 +535,6 @@ fn unpaid_orders_give_their_seats_back_after_the_payment_timeout() {
     assert_eq!(ordered(h.pay(due + 1, &order.order_id, true)).status, OrderStatus::PaymentFailed);
 }
 
-// ---- Retention: ended holds leave the hot state (DESIGN.md, I9) -------------------------------
-
-/// Holds the shard still keeps, active and ended.
-fn holds_retained(m: &Machine) -> usize {
-    match &m.state {
-        MetaOrShard::Shard(shard) => shard.holds_retained(),
-        MetaOrShard::Meta(_) => panic!("a shard machine"),
-    }
-}
-
-fn hold_read(h: &Harness, hold: &HoldId, who: &str, now_ms: i64) -> Option<HoldView> {
-    let Answer::Hold(view) = h.q(&Query::Hold { hold_id: hold.clone(), user: user(who) }, now_ms) else {
-        panic!("a hold answer")
-    };
-    view
-}
-
-#[test]
-fn ended_holds_leave_the_state_after_the_retention_window_and_then_read_as_unknown() {
-    let mut h = Harness::new();
-    let released = held(h.hold_seats(T0, "u1", &["FLOOR-A-1"]));
-    held(h.run(T0, Command::ReleaseHold { hold_id: released.hold_id.clone(), user: user("u1") }));
-    let expired = held(h.hold_seats(T0, "u1", &["FLOOR-A-2"]));
-    let gone_at = T0 + HOLD_RETENTION_MS;
-    // Just before its window ends, a released hold still reads and answers as released.
-    h.run(gone_at - 1, Command::Expire);
-    assert_eq!(hold_read(&h, &released.hold_id, "u1", gone_at - 1).map(|v| v.status), Some(HoldStatus::Released));
-    assert_eq!(holds_retained(&h.m), 2);
-    assert!(h.m.has_due_deadlines(gone_at), "a due drop is work for the leader's Expire");
-    h.run(gone_at, Command::Expire);
-    assert_eq!(hold_read(&h, &released.hold_id, "u1", gone_at), None);
-    let again = h.run(gone_at, Command::ReleaseHold { hold_id: released.hold_id, user: user("u1") });
-    assert!(matches!(refusal(again), Refusal::NotFound { .. }), "as for an unknown id");
-    // An expired hold's window starts at its expiry, not when a command noticed it.
-    let expired_gone_at = expired.expires_at_ms + HOLD_RETENTION_MS;
-    assert_eq!(hold_read(&h, &expired.hold_id, "u1", gone_at).map(|v| v.status), Some(HoldStatus::Expired));
-    h.run(expired_gone_at, Command::Expire);
-    assert_eq!(hold_read(&h, &expired.hold_id, "u1", expired_gone_at), None);
-    assert_eq!(holds_retained(&h.m), 0);
-    assert!(!h.m.has_due_deadlines(i64::MAX - 1));
-}
-
-#[test]
-fn orders_outlive_their_holds_and_keep_working() {
-    let mut h = Harness::new();
-    let confirmed = h.buy(T0, "u1", &["FLOOR-A-1", "FLOOR-A-2"]);
-    let hold = held(h.hold_general(T0, "u2", 2));
-    let unpaid = ordered(h.checkout(T0, "u2", &hold.hold_id));
-    let later = T0 + HOLD_RETENTION_MS + 1;
-    h.run(later, Command::Expire);
-    assert_eq!(holds_retained(&h.m), 0, "both checked-out holds are gone");
-    // The unpaid order failed at its deadline, before its hold left: its admissions are free.
-    assert_eq!(h.section(later, "LAWN").available, 5);
-    let Answer::Order(Some(read)) = h.q(
-        &Query::Order { order_id: confirmed.order_id.clone(), actor: Actor { user: user("u1"), admin: false } },
-        later,
-    ) else {
-        panic!("the order is still there")
-    };
-    assert_eq!(read, confirmed, "an order reads the same without its hold");
-    let failed = ordered(h.pay(later, &unpaid.order_id, true));
-    assert_eq!(failed.status, OrderStatus::PaymentFailed);
-    // A checkout of the dropped hold is "not found"; cancelling the order frees its seats.
-    assert!(matches!(refusal(h.checkout(later, "u1", &confirmed.hold_id)), Refusal::NotFound { .. }));
-    let cancelled = ordered(h.cancel(later, "u1", false, &confirmed.order_id));
-    assert_eq!(cancelled.status, OrderStatus::Cancelled);
-    assert_eq!(h.seat_status(later, "FLOOR-A-1"), SeatStatus::Available);
-    held(h.hold_seats(later, "u3", &["FLOOR-A-1", "FLOOR-A-2"]));
-}
-
-#[test]
-fn a_backlog_of_ended_holds_drains_a_bounded_step_per_command() {
-    let mut h = Harness::new();
-    h.checking = false; // recounting thousands of holds after each command is slow; checked below
-    let backlog = 4 * HOLD_DROPS_PER_EXPIRE_MAX + 5;
-    for i in 0..backlog {
-        let hold = held(h.hold_seats(T0, "u1", &["FLOOR-A-1"]));
-        held(h.run(T0, Command::ReleaseHold { hold_id: hold.hold_id, user: user("u1") }));
-        assert_eq!(holds_retained(&h.m), i + 1);
-    }
-    h.m.check_invariants().unwrap();
-    let due = T0 + HOLD_RETENTION_MS;
-    // An ordinary command drops a few: a step, not the backlog.
-    held(h.hold_seats(due, "u2", &["FLOOR-B-1"]));
-    let after_hold = backlog + 1 - HOLD_DROPS_PER_COMMAND_MAX;
-    assert_eq!(holds_retained(&h.m), after_hold);
-    // A batched entry drops a step per command in it.
-    h.index += 1;
-    let expires = (0..3).map(|_| Proposal::internal(Command::Expire)).collect();
-    h.apply_entry(&Request { time_ms: due, proposals: expires });
-    let mut left = after_hold - 3 * HOLD_DROPS_PER_EXPIRE_MAX;
-    assert_eq!(holds_retained(&h.m), left);
-    // While drops are due the leader's Expire comes back, each dropping its step, until none is.
-    let mut expires = 0;
-    while h.m.has_due_deadlines(due) {
-        h.run(due, Command::Expire);
-        expires += 1;
-        let dropped = left - holds_retained(&h.m);
-        assert!(dropped <= HOLD_DROPS_PER_EXPIRE_MAX);
-        left -= dropped;
-    }
-    assert_eq!((expires, left), (1, 1), "only the active hold stays");
-    h.m.check_invariants().unwrap();
-}
-
-// ---- Rule 4: exactly once under retries -------------------------------------------------------
-
-#[test]
-fn retry_with_same_request_id_returns_first_outcome_and_applies_once() {
-    let mut h = Harness::new();
-    let id = Some(RequestId([7; 16]));
-    let cmd = |h: &Harness| Command::Hold {
-        event_id: h.event.clone(),
-        user: user("u1"),
-        selection: Selection::Seats(vec!["FLOOR-A-1".into()]),
-        ttl_ms: TTL_MS,
-        access: None,
-    };
-    let first = h.run_with(T0, id, 1, cmd(&h));
-    let again = h.run_with(T0 + 1, id, 1, cmd(&h));
-    assert_eq!(first, again);
-    assert_eq!(h.section(T0 + 1, "FLOOR").held, 1, "booked once");
-    // The same id for another request is refused and changes nothing.
-    let other = h.run_with(T0 + 2, id, 2, cmd(&h));
-    assert_eq!(other, Outcome::Refused(Refusal::IdempotencyKeyReused));
-    assert_eq!(h.section(T0 + 2, "FLOOR").held, 1);
-}
-
-#[test]
-fn retry_after_expiry_returns_the_first_outcome_not_a_new_hold() {
-    let mut h = Harness::new();
-    let id = Some(RequestId([9; 16]));
-    let cmd = Command::Hold {
-        event_id: h.event.clone(),
-        user: user("u1"),
-        selection: Selection::Seats(vec!["FLOOR-A-1".into()]),
-        ttl_ms: TTL_MS,
-        access: None,
-    };
-    let first = h.run_with(T0, id, 1, cmd.clone());
-    let retried = h.run_with(T0 + TTL_MS + 5, id, 1, cmd);
-    assert_eq!(first, retried, "the first response, even though that hold has expired");
-    assert_eq!(h.section(T0 + TTL_MS + 5, "FLOOR").held, 0, "and no second hold was made");
-}
-
-#[test]
-fn refusals_are_remembered_too() {
-    let mut h = Harness::new();
-    held(h.hold_seats(T0, "u2", &["FLOOR-A-1"]));
-    let id = Some(RequestId([3; 16]));
-    let cmd = Command::Hold {
-        event_id: h.event.clone(),
-        user: user("u1"),
-        selection: Selection::Seats(vec!["FLOOR-A-1".into()]),
-        ttl_ms: TTL_MS,
-        access: None,
-    };
-    let first = h.run_with(T0 + 1, id, 1, cmd.clone());
-    h.run(T0 + TTL_MS, Command::Expire);
-    assert_eq!(h.run_with(T0 + TTL_MS + 1, id, 1, cmd), first, "a retry gets the first answer");
-}
-
-#[test]
-fn a_keyed_outcome_is_remembered_for_a_day_whatever_happened_meanwhile() {
-    let mut h = Harness::new();
-    let id = Some(RequestId([1; 16]));
-    let hold = |h: &Harness| Command::Hold {
-        event_id: h.event.clone(),
-        user: user("u1"),
-        selection: Selection::Seats(vec!["FLOOR-A-1".into()]),
-        ttl_ms: TTL_MS,
-        access: None,
-    };
-    let first = held(h.run_with(T0, id, 1, hold(&h)));
-    h.run(T0 + 1, Command::ReleaseHold { hold_id: first.hold_id.clone(), user: user("u1") });
-    h.checking = false;
-    for i in 0..1_000 {
-        h.run(T0 + 2 + i, Command::Expire);
-    }
-    let day = crate::limits::DEDUP_RETAIN_MS;
-    assert_eq!(held(h.run_with(T0 + day - 1, id, 1, hold(&h))), first, "a retry within the day: the first answer");
-    // A day on the key is forgotten: the request is judged anew (the event has started by then).
-    let again = h.run_with(T0 + day, id, 1, hold(&h));
-    assert_ne!(again, Outcome::Hold(first), "a day on, the key is forgotten");
-}
-
-#[test]
-fn a_keyed_hold_replayed_after_300_000_other_keyed_writes_returns_its_first_answer() {
-    // The table of outcomes is bounded by time, not by count: 300,000 keyed writes (holds of the
-    // lawn and their releases, each with its own key) between a request and its retry change
-    // nothing. (boxoffice/tests/idempotency_day.rs does the same over HTTP, with a restart.)
-    const OTHER_WRITES: u64 = 300_000;
-    let mut h = Harness::new();
-    h.checking = false;
-    let keyed = |n: u64| {
-        let mut id = [0u8; 16];
-        id[..8].copy_from_slice(&n.to_le_bytes());
-        id[8] = 0xAA;
-        Some(RequestId(id))
-    };
-    let hold = |h: &Harness, who: &str| Command::Hold {
-        event_id: h.event.clone(),
-        user: user(who),
-        selection: Selection::General { section: "LAWN".into(), quantity: 1 },
-        ttl_ms: TTL_MS,
-        access: None,
-    };
-    let first = held(h.run_with(T0, keyed(u64::MAX), 1, hold(&h, "alice")));
-    // Four of the lawn's five places are left: holds of four, then their releases, one entry each.
-    let mut n = 0;
-    let mut time = T0;
-    while n < OTHER_WRITES {
-        time += 1;
-        h.index += 1;
-        let holds = (0..4)
-            .map(|k| Proposal {
-                request_id: keyed(n + k),
-                fingerprint: 2,
-                keyed: true,
-                command: hold(&h, &format!("u{k}")),
-            })
-            .collect();
-        let taken: Vec<HoldView> =
-            h.apply_entry(&Request { time_ms: time, proposals: holds }).into_iter().map(held).collect();
-        h.index += 1;
-        let releases = taken
-            .into_iter()
-            .enumerate()
-            .map(|(k, t)| Proposal {
-                request_id: keyed(n + 4 + k as u64),
-                fingerprint: 3,
-                keyed: true,
-                command: Command::ReleaseHold { hold_id: t.hold_id, user: user(&format!("u{k}")) },
-            })
-            .collect();
-        h.apply_entry(&Request { time_ms: time, proposals: releases });
-        n += 8;
-    }
-    let retry = held(h.run_with(time + 1, keyed(u64::MAX), 1, hold(&h, "alice")));
-    assert_eq!(retry, first, "the first answer");
-    assert_eq!(h.section(time + 1, "LAWN").held, 1, "booked once");
-    h.m.check_invariants().unwrap();
-}
-
-#[test]
-fn a_router_id_is_remembered_for_minutes_only() {
-    let mut h = Harness::new();
-    let id = RequestId([2; 16]);
-    let command = Command::Hold {
-        event_id: h.event.clone(),
-        user: user("u1"),
-        selection: Selection::General { section: "LAWN".into(), quantity: 1 },
-        ttl_ms: TTL_MS,
-        access: None,
-    };
-    h.index += 1;
-    let proposal = Proposal { request_id: Some(id), fingerprint: 1, keyed: false, command };
-    let first = held(h.apply_entry(&Request::single(T0, proposal.clone())).remove(0));
-    h.index += 1;
-    let retry =
-        held(h.apply_entry(&Request::single(T0 + crate::limits::RETRY_RETAIN_MS - 1, proposal.clone())).remove(0));
-    assert_eq!(retry, first);
-    h.index += 1;
-    let late = held(h.apply_entry(&Request::single(T0 + crate::limits::RETRY_RETAIN_MS, proposal)).remove(0));
-    assert_ne!(late.hold_id, first.hold_id);
-}
-
-#[test]
-fn a_replayed_entry_does_not_answer_for_itself_from_its_own_earlier_writes() {
-    // A restarted node applies entries again whose cold writes are already on disk: the entry
-    // must decide as it did the first time, not find its own outcome remembered.
-    let mut h = Harness::new();
-    let before = h.m.clone();
-    let id = Some(RequestId([4; 16]));
-    let command = Command::Hold {
-        event_id: h.event.clone(),
-        user: user("u1"),
-        selection: Selection::Seats(vec!["FLOOR-A-1".into()]),
-        ttl_ms: TTL_MS,
-        access: None,
-    };
-    let first = h.run_with(T0, id, 1, command.clone());
-    let index = h.index;
-    h.m = before;
-    let proposal = Proposal { request_id: id, fingerprint: 1, keyed: true, command };
-    let replayed = h.apply_at(index, &Request::single(T0, proposal)).remove(0);
-    assert_eq!(replayed, first);
-    h.m.check_invariants().unwrap();
-    assert_eq!(h.seat_status(T0, "FLOOR-A-1"), SeatStatus::Held, "the hold was made again, in memory");
-}
-
 // ---- Rule 5: limits are state ----------------------------------------------------------------
 
 #[test]
@@ -846,6 +582,7 @@ fn high_traffic_holds_need_an_unexpired_pass() {
         selection: Selection::Seats(vec!["FLOOR-A-1".into()]),
         ttl_ms: TTL_MS,
         access: Some(crate::command::AccessPass { pass_id: [1; 16], expires_at_ms }),
+        held_seats_max: None,
     };
     assert_eq!(refusal(h.run(T0 + 10, hold(&h, T0 + 10))), Refusal::QueueRequired, "expired pass");
     held(h.run(T0 + 10, hold(&h, T0 + 11)));
@@ -862,6 +599,7 @@ fn a_waiting_room_pass_buys_one_hold_only() {
         selection: Selection::Seats(vec![seat.into()]),
         ttl_ms: TTL_MS,
         access: Some(crate::command::AccessPass { pass_id: [pass; 16], expires_at_ms: T0 + 60_000 }),
+        held_seats_max: None,
     };
     // A refused hold does not use the pass up.
     let pass_u2 = Command::Hold {
@@ -870,6 +608,7 @@ fn a_waiting_room_pass_buys_one_hold_only() {
         selection: Selection::Seats(vec!["FLOOR-A-1".into()]),
         ttl_ms: TTL_MS,
         access: Some(crate::command::AccessPass { pass_id: [9; 16], expires_at_ms: T0 + 60_000 }),
+        held_seats_max: None,
     };
     held(h.run(T0, pass_u2));
     assert!(matches!(refusal(h.run(T0, with_pass(&h, "FLOOR-A-1", 7))), Refusal::SeatsUnavailable { .. }));
@@ -928,6 +667,7 @@ fn nothing_is_admitted_before_the_sale_opens_and_the_controller_sees_every_open_
                 pass_id: [1; 16],
                 expires_at_ms: T0 + 1_000 + crate::PASS_TTL_MS,
             }),
+            held_seats_max: None,
         },
     ));
     let Answer::Queues(queues) = h.q(&Query::Queues, T0 + 1_001) else { panic!() };
@@ -936,256 +676,17 @@ fn nothing_is_admitted_before_the_sale_opens_and_the_controller_sees_every_open_
     assert_eq!((q.queue.admitted_recently, q.queue.redeemed_recently, q.held), (20, 1, 1));
 }
 
-// ---- Checkout, payment, cancel ----------------------------------------------------------------
-
-#[test]
-fn full_lifecycle_issues_tickets_and_cancel_returns_the_seats() {
-    let mut h = Harness::new();
-    let order = h.buy(T0, "u1", &["FLOOR-A-1", "FLOOR-A-2"]);
-    assert_eq!(order.status, OrderStatus::Confirmed);
-    assert_eq!(order.total, usd(10_000));
-    assert_eq!(order.tickets.len(), 2);
-    assert_eq!(order.tickets[0].seat.as_deref(), Some("FLOOR-A-1"));
-    assert_eq!(h.seat_status(T0, "FLOOR-A-1"), SeatStatus::Sold);
-    assert_eq!(h.section(T0, "FLOOR").sold, 2);
-    let Answer::Tickets(tickets) = h.q(&Query::UserTickets { user: user("u1"), before: None, limit: 10 }, T0) else {
-        panic!()
-    };
-    assert_eq!(tickets.len(), 2);
-
-    let cancelled = ordered(h.cancel(T0 + 1, "u1", false, &order.order_id));
-    assert_eq!(cancelled.status, OrderStatus::Cancelled);
-    assert!(cancelled.refunded);
-    assert!(cancelled.tickets.iter().all(|t| t.status == TicketStatus::Cancelled));
-    assert_eq!(h.seat_status(T0 + 1, "FLOOR-A-1"), SeatStatus::Available);
-    assert_eq!(h.section(T0 + 1, "FLOOR").sold, 0);
-    held(h.hold_seats(T0 + 2, "u2", &["FLOOR-A-1"]));
-}
-
-#[test]
-fn cancelling_a_cancelled_order_changes_nothing() {
-    let mut h = Harness::new();
-    let order = h.buy(T0, "u1", &["FLOOR-A-1"]);
-    let first = ordered(h.cancel(T0 + 1, "u1", false, &order.order_id));
-    held(h.hold_seats(T0 + 2, "u2", &["FLOOR-A-1"]));
-    let second = ordered(h.cancel(T0 + 3, "u1", false, &order.order_id));
-    assert_eq!(first, second);
-    assert_eq!(h.seat_status(T0 + 3, "FLOOR-A-1"), SeatStatus::Held, "the new holder keeps the seat");
-}
-
-#[test]
-fn second_checkout_of_a_hold_returns_the_same_order() {
-    let mut h = Harness::new();
-    let hold = held(h.hold_seats(T0, "u1", &["FLOOR-A-1"]));
-    let a = ordered(h.checkout(T0, "u1", &hold.hold_id));
-    let b = ordered(h.checkout(T0 + 1, "u1", &hold.hold_id));
-    assert_eq!(a.order_id, b.order_id);
-}
-
-#[test]
-fn declined_payment_releases_the_seats() {
-    let mut h = Harness::new();
-    let hold = held(h.hold_general(T0, "u1", 2));
-    let order = ordered(h.checkout(T0, "u1", &hold.hold_id));
-    let failed = ordered(h.pay(T0 + 1, &order.order_id, false));
-    assert_eq!(failed.status, OrderStatus::PaymentFailed);
-    assert!(failed.tickets.is_empty());
-    assert_eq!(h.section(T0 + 1, "LAWN").available, 5);
-    // A repeated result changes nothing.
-    assert_eq!(ordered(h.pay(T0 + 2, &order.order_id, true)).status, OrderStatus::PaymentFailed);
-}
-
-#[test]
-fn released_and_checked_out_holds_cannot_be_checked_out_or_released() {
-    let mut h = Harness::new();
-    let a = held(h.hold_seats(T0, "u1", &["FLOOR-A-1"]));
-    let released = held(h.run(T0, Command::ReleaseHold { hold_id: a.hold_id.clone(), user: user("u1") }));
-    assert_eq!(released.status, HoldStatus::Released);
-    assert_eq!(h.seat_status(T0, "FLOOR-A-1"), SeatStatus::Available, "free at once");
-    assert_eq!(refusal(h.checkout(T0, "u1", &a.hold_id)), Refusal::HoldNotActive { status: HoldStatus::Released });
-    let b = held(h.hold_seats(T0, "u1", &["FLOOR-A-2"]));
-    ordered(h.checkout(T0, "u1", &b.hold_id));
-    let r = refusal(h.run(T0, Command::ReleaseHold { hold_id: b.hold_id, user: user("u1") }));
-    assert_eq!(r, Refusal::HoldNotActive { status: HoldStatus::CheckedOut });
-}
-
-#[test]
-fn pending_and_failed_orders_are_not_cancellable_and_users_cannot_cancel_after_start() {
-    let mut h = Harness::new();
-    let hold = held(h.hold_seats(T0, "u1", &["FLOOR-A-1"]));
-    let pending = ordered(h.checkout(T0, "u1", &hold.hold_id));
-    assert!(matches!(refusal(h.cancel(T0, "u1", false, &pending.order_id)), Refusal::OrderNotCancellable { .. }));
-    let order = h.buy(T0, "u1", &["FLOOR-A-2"]);
-    let start = T0 + 86_400_000;
-    assert!(matches!(refusal(h.cancel(start, "u1", false, &order.order_id)), Refusal::OrderNotCancellable { .. }));
-    assert_eq!(ordered(h.cancel(start, "admin", true, &order.order_id)).status, OrderStatus::Cancelled);
-}
-
-#[test]
-fn another_users_hold_and_order_are_not_found() {
-    let mut h = Harness::new();
-    let hold = held(h.hold_seats(T0, "u1", &["FLOOR-A-1"]));
-    assert!(matches!(refusal(h.checkout(T0, "u2", &hold.hold_id)), Refusal::NotFound { .. }));
-    assert!(matches!(
-        refusal(h.run(T0, Command::ReleaseHold { hold_id: hold.hold_id.clone(), user: user("u2") })),
-        Refusal::NotFound { .. }
-    ));
-    let Answer::Hold(None) = h.q(&Query::Hold { hold_id: hold.hold_id.clone(), user: user("u2") }, T0) else {
-        panic!()
-    };
-    let order = ordered(h.checkout(T0, "u1", &hold.hold_id));
-    assert!(matches!(refusal(h.cancel(T0, "u2", false, &order.order_id)), Refusal::NotFound { .. }));
-    let actor = Actor { user: user("u2"), admin: false };
-    let Answer::Order(None) = h.q(&Query::Order { order_id: order.order_id.clone(), actor }, T0) else { panic!() };
-    let admin = Actor { user: user("ops"), admin: true };
-    let Answer::Order(Some(_)) = h.q(&Query::Order { order_id: order.order_id, actor: admin }, T0) else { panic!() };
-    // An id whose sequence exists but under another event is not found either.
-    let forged = HoldId { event_id: EventId::from_u64(99), seq: hold.hold_id.seq };
-    let Answer::Hold(None) = h.q(&Query::Hold { hold_id: forged, user: user("u1") }, T0) else { panic!() };
-}
-
-// ---- Events and groups -----------------------------------------------------------------------
-
-#[test]
-fn events_must_start_in_the_future_and_ids_are_unique() {
-    let mut h = Harness::new();
-    let Answer::Event(Some(view)) = h.q(&Query::Event(h.event.clone()), T0) else { panic!() };
-    let mut spec = view.spec.clone();
-    let r = refusal(h.run(T0, Command::CreateEvent(spec.clone())));
-    assert!(matches!(r, Refusal::Conflict { .. }));
-    // Find another id on this shard, and make it start in the past.
-    spec.event_id = (0..)
-        .map(EventId::from_u64)
-        .find(|e| shard_of(e, SHARDS) == h.m.group().as_shard().unwrap() && *e != h.event)
-        .unwrap();
-    spec.starts_at_ms = T0 - 1;
-    spec.on_sale_at_ms = T0 - 2;
-    assert!(matches!(refusal(h.run(T0, Command::CreateEvent(spec))), Refusal::Invalid { .. }));
-}
-
-#[test]
-fn commands_for_another_group_are_refused() {
-    let mut meta = Machine::new(GroupId::META, SHARDS);
-    let checkout = Command::Checkout { hold_id: HoldId { event_id: EventId::from_u64(1), seq: 0 }, user: user("u") };
-    assert_eq!(apply_bare(&mut meta, 1, &one(checkout)), vec![Outcome::Refused(Refusal::WrongGroup)]);
-    let mut h = Harness::new();
-    assert_eq!(refusal(h.run(T0, Command::CreateVenue(venue()))), Refusal::WrongGroup);
-    assert!(matches!(apply_bare(&mut meta, 2, &one(Command::CreateVenue(venue()))).remove(0), Outcome::Venue(_)));
-}
-
-#[test]
-fn the_layout_changes_only_by_its_rules() {
-    let mut meta = Machine::new(GroupId::META, SHARDS);
-    let mut index = 0;
-    let mut run = |command| {
-        index += 1;
-        apply_bare(&mut meta, index, &one(command)).remove(0)
-    };
-    let nodes = vec![(1, "a:1".to_string()), (2, "a:2".to_string()), (3, "a:3".to_string())];
-    assert!(matches!(run(Command::AddNode { id: 4, addr: "a:4".into() }), Outcome::Refused(Refusal::Invalid { .. })));
-    let Outcome::Layout(layout) = run(Command::InitLayout { shard_count: 4, replication: 3, nodes: nodes.clone() })
-    else {
-        panic!()
-    };
-    assert_eq!((layout.shard_count, layout.version), (4, 1));
-    let again = run(Command::InitLayout { shard_count: 4, replication: 3, nodes: nodes.clone() });
-    assert_eq!(again, Outcome::Layout(layout.clone()), "init is idempotent");
-    assert!(matches!(
-        run(Command::InitLayout { shard_count: 8, replication: 3, nodes }),
-        Outcome::Refused(Refusal::Conflict { .. })
-    ));
-    let Outcome::Layout(grown) = run(Command::AddNode { id: 4, addr: "a:4".into() }) else { panic!() };
-    assert_eq!(grown.version, 2);
-    let Outcome::Layout(same) = run(Command::AddNode { id: 4, addr: "a:4".into() }) else { panic!() };
-    assert_eq!(same.version, 2, "adding an active node again changes nothing");
-    assert!(matches!(run(Command::ForgetNode { id: 2 }), Outcome::Refused(Refusal::Invalid { .. })), "drain first");
-    assert!(matches!(run(Command::DrainNode { id: 2 }), Outcome::Layout(_)));
-    assert!(
-        matches!(run(Command::ForgetNode { id: 2 }), Outcome::Refused(Refusal::Invalid { .. })),
-        "still holds replicas"
-    );
-    for shard in 0..4 {
-        let replicas = vec![1, 3, 4];
-        assert!(matches!(run(Command::SetPlacement { shard, replicas }), Outcome::Layout(_)));
-    }
-    assert!(matches!(
-        run(Command::SetPlacement { shard: 9, replicas: vec![1] }),
-        Outcome::Refused(Refusal::Invalid { .. })
-    ));
-    assert!(matches!(
-        run(Command::SetPlacement { shard: 0, replicas: vec![1, 1] }),
-        Outcome::Refused(Refusal::Invalid { .. })
-    ));
-    let Outcome::Layout(done) = run(Command::ForgetNode { id: 2 }) else { panic!() };
-    assert_eq!(done.nodes[&2].status, crate::layout::NodeStatus::Removed);
-    assert!(
-        matches!(run(Command::AddNode { id: 2, addr: "a:2".into() }), Outcome::Refused(Refusal::Conflict { .. })),
-        "ids are never reused"
-    );
-}
-
-#[test]
-fn listing_is_soonest_first_with_a_cursor() {
-    let event = EventId::from_u64(1);
-    let group = GroupId::shard(shard_of(&event, 1));
-    let mut m = Machine::new(group, 1);
-    let base = Harness::new().q(&Query::Event(EventId::from_u64(42)), T0);
-    let Answer::Event(Some(view)) = base else { panic!() };
-    for (i, start) in [(1u64, 5_000_000i64), (2, 3_000_000), (3, 4_000_000)] {
-        let mut spec = view.spec.clone();
-        spec.event_id = EventId::from_u64(i);
-        spec.starts_at_ms = start;
-        spec.on_sale_at_ms = 0;
-        assert!(matches!(apply_bare(&mut m, i, &one(Command::CreateEvent(spec))).remove(0), Outcome::Event(_)));
-    }
-    let page = |after, limit| {
-        let Answer::Events(list) = query_bare(&m, &Query::Events { from_ms: 0, to_ms: i64::MAX, after, limit }, 0)
-        else {
-            panic!()
-        };
-        list.into_iter().map(|e| (e.starts_at_ms, e.event_id)).collect::<Vec<_>>()
-    };
-    let first = page(None, 2);
-    assert_eq!(first.iter().map(|e| e.0).collect::<Vec<_>>(), vec![3_000_000, 4_000_000]);
-    let rest = page(first.last().cloned(), 2);
-    assert_eq!(rest.iter().map(|e| e.0).collect::<Vec<_>>(), vec![5_000_000]);
-}
-
-#[test]
-fn change_feed_reports_compaction_when_records_were_dropped() {
-    let mut h = Harness::new();
-    let Answer::Changes(ChangesPage::Records { changes, last_index }) =
-        h.q(&Query::Changes { after_index: 0, limit: 10 }, T0)
-    else {
-        panic!()
-    };
-    assert_eq!((changes.len(), last_index), (1, 1));
-    assert_eq!(changes[0].kind, ChangeKind::Event);
-    h.checking = false;
-    for i in 0..(crate::limits::CHANGES_RETAINED_MAX as i64 / 2 + 1) {
-        let hold = held(h.hold_seats(T0 + i, "u1", &["FLOOR-A-1"]));
-        h.run(T0 + i, Command::ReleaseHold { hold_id: hold.hold_id, user: user("u1") });
-    }
-    let Answer::Changes(page) = h.q(&Query::Changes { after_index: 0, limit: 10 }, T0) else { panic!() };
-    assert!(matches!(page, ChangesPage::Compacted { .. }), "{page:?}");
-    let Answer::Changes(ChangesPage::Records { changes, .. }) =
-        h.q(&Query::Changes { after_index: h.index - 1, limit: 10 }, T0)
-    else {
-        panic!()
-    };
-    assert_eq!(changes.len(), 1);
-    assert_eq!(changes[0].index, h.index);
-    h.m.check_invariants().unwrap();
-}
-
 // ---- Randomized: I1 and the counters under any interleaving ----------------------------------
 
 #[test]
 fn random_commands_never_oversell_and_keep_counters_exact() {
-    // With a per-user limit, and without one (then every refused hold must have been predicted).
-    for seed in 0..30u64 {
+    // With a per-user limit, and without one (then every refused hold must have been predicted,
+    // those past the held-seat cap of the last seeds too).
+    let mut over_cap = 0;
+    for seed in 0..40u64 {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut h = Harness::with_limit(if seed < 20 { Some(6) } else { None });
+        h.held_cap = (seed >= 30).then_some(4);
         let mut holds: Vec<(String, HoldId)> = Vec::new();
         let mut orders: Vec<(String, OrderId)> = Vec::new();
         let mut now = T0;
@@ -1204,8 +705,10 @@ fn random_commands_never_oversell_and_keep_counters_exact() {
                     } else {
                         h.hold_general(now, &who, rng.gen_range(1..=3))
                     };
-                    if let Outcome::Hold(hold) = out {
-                        holds.push((who, hold.hold_id));
+                    match out {
+                        Outcome::Hold(hold) => holds.push((who, hold.hold_id)),
+                        Outcome::Refused(Refusal::HeldSeatsExceeded { .. }) => over_cap += 1,
+                        _ => {}
                     }
                 }
                 4 if !holds.is_empty() => {
@@ -1232,4 +735,9 @@ fn random_commands_never_oversell_and_keep_counters_exact() {
             }
         }
     }
+    assert!(over_cap > 0, "the held-seat cap never refused a hold");
 }
+
+mod abuse;
+mod lifecycle;
+mod retention;
