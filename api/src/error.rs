@@ -337,3 +337,16 @@ impl From<ClusterError> for ApiError {
         }
     }
 }
+
+/// Whether an error (or one it wraps) is the request deadline's (the edge's timeout layer), so
+/// that a body cut off by it answers 408, not 400.
+pub(crate) fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}

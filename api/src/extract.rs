@@ -74,7 +74,7 @@ impl FromRequestParts<ApiState> for Client {
         let address = client_address(parts);
         let user = match parts.extensions.get::<Caller>() {
             Some(caller) => Some(caller.user.clone()),
-            None => crate::middleware::verified_caller(&parts.headers, state.tokens()).await.map(|c| c.user),
+            None => verified_caller(&parts.headers, state.tokens()).await.map(|c| c.user),
         };
         Ok(Client { address, user })
     }
@@ -255,7 +255,7 @@ async fn read_body(body: Body, headers: &HeaderMap, limit_bytes: usize) -> Resul
     let mut buf = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
-            if crate::edge::is_timeout(&e) {
+            if crate::error::is_timeout(&e) {
                 return ApiError::RequestTimeout("the request body did not arrive within the request timeout".into());
             }
             ApiError::BadRequest(format!("the request body could not be read: {e}"))
@@ -266,4 +266,12 @@ async fn read_body(body: Body, headers: &HeaderMap, limit_bytes: usize) -> Resul
         buf.extend_from_slice(&chunk);
     }
     Ok(Bytes::from(buf))
+}
+
+/// The caller of a request with a valid bearer token; `None` for a request without one, or with
+/// one that does not verify (the middleware treats it as anonymous; handlers that need a token
+/// answer 401 themselves).
+pub(crate) async fn verified_caller(headers: &HeaderMap, tokens: &crate::token::TokenVerifier) -> Option<Caller> {
+    let (user, role) = tokens.verify(bearer_token(headers).ok()?).await.ok()?;
+    Some(Caller { user, role })
 }

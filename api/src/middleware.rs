@@ -7,15 +7,14 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method};
+use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use crate::error::{ApiError, InternalDetail, Problem, PROBLEM_CONTENT_TYPE};
-use crate::extract::{bearer_token, Caller};
 use crate::state::ApiState;
-use crate::token::{Role, TokenVerifier};
+use crate::token::Role;
 
 /// Paths never limited: probes and scrapers must see a loaded server as it is.
 const UNLIMITED_PATHS: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/openapi.json"];
@@ -149,7 +148,7 @@ pub(crate) async fn rate_limit(State(state): State<ApiState>, mut req: Request, 
             return e.into_response();
         }
     }
-    if let Some(caller) = verified_caller(req.headers(), state.tokens()).await {
+    if let Some(caller) = crate::extract::verified_caller(req.headers(), state.tokens()).await {
         if caller.role == Role::User {
             if let Err(e) = limits.check_user(&caller.user) {
                 return e.into_response();
@@ -159,13 +158,6 @@ pub(crate) async fn rate_limit(State(state): State<ApiState>, mut req: Request, 
         req.extensions_mut().insert(caller);
     }
     next.run(req).await
-}
-
-/// The caller of a request with a valid bearer token. A request without one is anonymous here
-/// (the handler answers 401 where a token is needed); admins are not limited.
-pub(crate) async fn verified_caller(headers: &HeaderMap, tokens: &TokenVerifier) -> Option<Caller> {
-    let (user, role) = tokens.verify(bearer_token(headers).ok()?).await.ok()?;
-    Some(Caller { user, role })
 }
 
 #[cfg(test)]

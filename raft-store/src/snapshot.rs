@@ -17,7 +17,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::cold::{check_record, ColdError, ColdRecord, ColdStage, ColdStore, ColdView};
-use crate::raft_types::SnapshotMeta;
+
+/// `raft_types::SnapshotMeta`, spelled here: `raft_types` names `GroupSnapshot` as openraft's
+/// snapshot data, so importing the alias back would tie the two modules in a circle.
+pub type SnapshotMeta = openraft::SnapshotMeta<crate::ids::NodeId, openraft::BasicNode>;
 
 /// Largest chunk of a snapshot stream, in bytes (hot bytes, or cold records' keys and values).
 pub const SNAPSHOT_CHUNK_BYTES_MAX: usize = 1 << 20;

@@ -26,7 +26,9 @@ use axum::body::Bytes;
 use axum::http::{header, HeaderMap};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use tower_http::timeout::{DeadlineBody, TimeoutError};
+use tower_http::timeout::DeadlineBody;
+
+use crate::error::is_timeout;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Inner = Pin<Box<DeadlineBody<Incoming>>>;
@@ -117,18 +119,6 @@ impl Drop for EdgeBody {
             lock(&self.ledger).rest = Some(inner);
         }
     }
-}
-
-/// Whether an error (or one it wraps) is the request deadline's.
-pub(crate) fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(error);
-    while let Some(e) = next {
-        if e.is::<TimeoutError>() {
-            return true;
-        }
-        next = e.source();
-    }
-    false
 }
 
 /// What the request said about its body, read before the router takes it.

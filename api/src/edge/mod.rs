@@ -42,7 +42,6 @@ use body::{BodyFacts, EdgeBody, Settled};
 use caps::ConnectionCaps;
 use conn::{Expiry, RequestGuard, Watch, WatchedIo};
 
-pub(crate) use body::is_timeout;
 pub use body::{LINGER_BYTES_MAX, LINGER_TIME_MAX};
 pub use conn::WRITE_STALL_MAX;
 
