@@ -68,7 +68,15 @@ async fn a_node_with_a_damaged_snapshot_starts_its_other_groups_reports_it_and_i
         (row.contains("n1:0") || row.contains("n2:0") || row.contains("n3:0")).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Node 2 has built its snapshot of the event's shard (the copy damaged below).
+    let node2 = cluster.nodes[&2].addr.clone();
+    let snapshot_line = format!("boxoffice_raft_snapshot_index{{group=\"{group}\"}} ");
+    eventually(Duration::from_secs(30), "node 2's snapshot of the event's shard", || async {
+        let metrics = get(api, &format!("http://{node2}/metrics")).await;
+        let index = metrics.lines().find_map(|l| l.strip_prefix(snapshot_line.as_str()))?.trim().parse::<f64>().ok()?;
+        (index > 0.0).then_some(())
+    })
+    .await;
 
     // Node 2 goes down; its snapshot of the event's shard rots; it comes back.
     cluster.nodes.get_mut(&2).unwrap().kill9();

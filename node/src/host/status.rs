@@ -90,8 +90,11 @@ impl Node {
             metrics::gauge!("boxoffice_raft_term", "group" => group.clone()).set(m.current_term as f64);
             metrics::gauge!("boxoffice_raft_last_applied_index", "group" => group.clone())
                 .set(m.last_applied.map_or(0, |l| l.index) as f64);
-            metrics::gauge!("boxoffice_raft_last_log_index", "group" => group)
+            metrics::gauge!("boxoffice_raft_last_log_index", "group" => group.clone())
                 .set(m.last_log_index.unwrap_or(0) as f64);
+            // The index of the group's newest snapshot on this node (0: none yet).
+            metrics::gauge!("boxoffice_raft_snapshot_index", "group" => group)
+                .set(m.snapshot.map_or(0, |l| l.index) as f64);
         }
         metrics::gauge!("boxoffice_damaged_groups").set(self.damaged_groups().len() as f64);
         let stats = self.kv.flush_stats();
