@@ -32,19 +32,22 @@ impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
-        // The rate-limit layer may have verified the token already.
-        let caller = match parts.extensions.get::<Caller>() {
-            Some(caller) => caller.clone(),
-            None => {
-                let (user, role) = state.tokens().verify(bearer_token(&parts.headers)?).await?;
-                Caller { user, role }
-            }
-        };
+        let caller = caller_of(parts, state).await?;
         if caller.role == Role::Scanner {
             return Err(ApiError::Forbidden("a scanner's token only checks tickets in".into()));
         }
         Ok(caller)
     }
+}
+
+/// The caller the rate-limit layer verified (it leaves it in the extensions), or the bearer
+/// token's, verified here.
+async fn caller_of(parts: &Parts, state: &ApiState) -> Result<Caller, ApiError> {
+    if let Some(caller) = parts.extensions.get::<Caller>() {
+        return Ok(caller.clone());
+    }
+    let (user, role) = state.tokens().verify(bearer_token(&parts.headers)?).await?;
+    Ok(Caller { user, role })
 }
 
 pub(crate) fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
@@ -72,10 +75,7 @@ impl FromRequestParts<ApiState> for Client {
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
         let address = client_address(parts);
-        let user = match parts.extensions.get::<Caller>() {
-            Some(caller) => Some(caller.user.clone()),
-            None => verified_caller(&parts.headers, state.tokens()).await.map(|c| c.user),
-        };
+        let user = caller_of(parts, state).await.ok().map(|c| c.user);
         Ok(Client { address, user })
     }
 }

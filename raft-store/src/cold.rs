@@ -68,6 +68,11 @@ impl ColdRecord {
         self.index < index && self.expires_ms.is_none_or(|t| t > now_ms)
     }
 
+    /// Decodes the body (encoded by the machine), naming the record's key if it does not decode.
+    pub(crate) fn decode_body<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<T, ColdError> {
+        codec::decode(&self.body).map_err(|source| ColdError::Corrupt { key: key.to_vec(), source })
+    }
+
     /// Whether a snapshot at `index`, taken at `time_ms`, holds this record.
     pub fn in_snapshot(&self, index: u64, time_ms: i64) -> bool {
         self.index <= index && self.expires_ms.is_none_or(|t| t > time_ms)

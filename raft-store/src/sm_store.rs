@@ -193,7 +193,8 @@ impl StateMachineStore {
         snapshot: &GroupSnapshot,
     ) -> Result<(), StorageError> {
         for key in [keys::SNAPSHOT, keys::VOTE, keys::LOG] {
-            let taken = tree.scan(&[key], &[key + 1], 1).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+            let taken =
+                tree.scan(&[key], &crate::cold::prefix_end(&[key]), 1).map_err(|e| snap_err(ErrorVerb::Write, e))?;
             if !taken.is_empty() {
                 let e = std::io::Error::other(format!("{} already holds data", cold.group()));
                 return Err(snap_err(ErrorVerb::Write, e));

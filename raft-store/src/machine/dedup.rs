@@ -44,7 +44,7 @@ pub(crate) fn lookup(
         None => cold.get(&key)?.filter(|r| r.visible_to(ctx.index, ctx.now_ms)),
     };
     match record {
-        Some(record) => codec::decode(&record.body).map(Some).map_err(|source| ColdError::Corrupt { key, source }),
+        Some(record) => record.decode_body(&key).map(Some),
         None => Ok(None),
     }
 }

@@ -80,11 +80,6 @@ pub(super) fn user_index_end(user: &UserId) -> Vec<u8> {
     prefix_end(&user_prefix(user))
 }
 
-/// Decodes a record's body, naming its key if it does not decode.
-pub(super) fn decode_body<T: serde::de::DeserializeOwned>(key: &[u8], record: &ColdRecord) -> Result<T, ColdError> {
-    codec::decode(&record.body).map_err(|source| ColdError::Corrupt { key: key.to_vec(), source })
-}
-
 fn record(ctx: Ctx, body: &impl Serialize) -> Result<ColdRecord, ColdError> {
     Ok(ColdRecord { index: ctx.index, expires_ms: None, body: codec::encode(body).map_err(ColdError::Encode)? })
 }
@@ -184,7 +179,7 @@ impl ShardState {
     ) -> Result<Option<OrderView>, ColdError> {
         let key = order_key(order_id);
         match cold.get(&key)? {
-            Some(record) if record.index <= last_index => decode_body(&key, &record).map(Some),
+            Some(record) if record.index <= last_index => record.decode_body(&key).map(Some),
             _ => Ok(None),
         }
     }
@@ -198,7 +193,7 @@ impl ShardState {
         let key = event_key(event_id);
         match cold.get(&key)? {
             Some(record) if record.index <= last_index => {
-                decode_body::<ArchivedEvent>(&key, &record).map(|a| Some(a.view))
+                record.decode_body::<ArchivedEvent>(&key).map(|a| Some(a.view))
             }
             _ => Ok(None),
         }

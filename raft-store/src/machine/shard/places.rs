@@ -51,16 +51,12 @@ fn place_key(prefix: &[u8], index: u64) -> Vec<u8> {
     [prefix, &(!index).to_be_bytes()].concat()
 }
 
-fn decode_place(key: &[u8], record: &ColdRecord) -> Result<PlaceRecord, ColdError> {
-    codec::decode(&record.body).map_err(|source| ColdError::Corrupt { key: key.to_vec(), source })
-}
-
 /// The user's place as the entry at `ctx.index` sees it: its own writes first, then the newest
 /// record an earlier entry wrote that has not expired. `None`: no place, or the last one ended.
 fn current_place(cold: &dyn ColdRead, writes: &ColdWrites, ctx: Ctx, prefix: &[u8]) -> Result<Option<u64>, ColdError> {
     let own = writes.records.iter().rev().find(|(key, _)| key.starts_with(prefix));
     if let Some((key, record)) = own {
-        return Ok(decode_place(key, record)?.seq);
+        return Ok(record.decode_body::<PlaceRecord>(key)?.seq);
     }
     // Records of this entry or later ones (left by an earlier life of this replica, before a
     // crash) sort first; start after them.
@@ -71,7 +67,7 @@ fn current_place(cold: &dyn ColdRead, writes: &ColdWrites, ctx: Ctx, prefix: &[u
         let Some((last, _)) = page.last() else { return Ok(None) };
         from = [last.as_slice(), &[0]].concat();
         if let Some((key, record)) = page.iter().find(|(_, r)| r.visible_to(ctx.index, ctx.now_ms)) {
-            return Ok(decode_place(key, record)?.seq);
+            return Ok(record.decode_body::<PlaceRecord>(key)?.seq);
         }
     }
 }

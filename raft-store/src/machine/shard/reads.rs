@@ -158,7 +158,7 @@ impl ShardState {
             None => vec![ARCHIVED_EVENT],
         };
         for (key, record) in cold.scan(&from, &[ARCHIVED_EVENT + 1], limit)? {
-            let archived: archive::ArchivedEvent = archive::decode_body(&key, &record)?;
+            let archived: archive::ArchivedEvent = record.decode_body(&key)?;
             let id = &archived.view.spec.event_id;
             if record.index <= last_index && !self.events.contains_key(id) {
                 events.push(archived.view);
