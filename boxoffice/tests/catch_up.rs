@@ -69,8 +69,13 @@ async fn sell_out(api: &Arc<Server>, event: &str) -> usize {
 }
 
 /// A sample from a node's `/metrics`.
+/// `name` may end inside the labels (`…{outcome="installed"`); a longer metric name that starts
+/// with the same text is another metric and does not count.
 fn metric(text: &str, name: &str) -> f64 {
-    text.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+    text.lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{', ',', '}'])))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
