@@ -264,6 +264,28 @@ fn refusal_problem(refusal: &Refusal) -> Problem {
             .with("on_sale_at", json!(on_sale_at))
             .with("starts_at", json!(starts_at))
         }
+        Refusal::InvalidTicketCode { reason } => {
+            Problem::new(S::BAD_REQUEST, "invalid_ticket_code", "Invalid ticket code", reason)
+        }
+        Refusal::AlreadyCheckedIn { admitted_at_ms } => {
+            let admitted_at = time_json(*admitted_at_ms);
+            Problem::new(
+                S::CONFLICT,
+                "already_checked_in",
+                "Already checked in",
+                format!("this ticket was admitted at {admitted_at}"),
+            )
+            .with("admitted_at", json!(admitted_at))
+        }
+        Refusal::TicketCheckedIn => Problem::new(
+            S::CONFLICT,
+            "ticket_checked_in",
+            "Ticket checked in",
+            "a ticket that was admitted at the door cannot be transferred",
+        ),
+        Refusal::TicketNotTransferable { reason } => {
+            Problem::new(S::CONFLICT, "ticket_not_transferable", "Ticket not transferable", reason)
+        }
         Refusal::QueueRequired => Problem::new(
             S::FORBIDDEN,
             "queue_required",

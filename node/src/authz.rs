@@ -52,7 +52,9 @@ fn command_class(command: &Command) -> CommandClass {
         | Command::PaymentResult { .. }
         | Command::CancelOrder { .. }
         | Command::LeaseQueueBlock { .. }
-        | Command::JoinQueue { .. } => CommandClass::Client,
+        | Command::JoinQueue { .. }
+        | Command::CheckIn { .. }
+        | Command::TransferTicket { .. } => CommandClass::Client,
         // Proposed, it would be a hold that skips the held-seat cap.
         Command::HoldUncapped { .. } => CommandClass::Retired,
     }

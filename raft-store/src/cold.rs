@@ -219,6 +219,42 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![u8::MAX; prefix.len() + 1]
 }
 
+/// Records read per page while looking for the newest visible version of a record.
+const VERSION_SCAN_PAGE_RECORDS: usize = 8;
+
+/// The key of the version of a record that the entry at `index` writes. A record that changes is
+/// kept as versions under one prefix, newest first (`prefix ++ !index`), since records are never
+/// rewritten: a replica applying entries again after a crash must see each as it was.
+pub(crate) fn version_key(prefix: &[u8], index: u64) -> Vec<u8> {
+    [prefix, &(!index).to_be_bytes()].concat()
+}
+
+/// The newest version under `prefix` (keys from [`version_key`]) that the entry at `index`, at
+/// `now_ms`, sees: this entry's own writes first, then the newest an earlier entry wrote that has
+/// not expired. Versions left by this entry or later ones in an earlier life of the replica sort
+/// first and are skipped.
+pub(crate) fn newest_version(
+    cold: &dyn ColdRead,
+    writes: &ColdWrites,
+    prefix: &[u8],
+    index: u64,
+    now_ms: i64,
+) -> Result<Option<(Vec<u8>, ColdRecord)>, ColdError> {
+    if let Some((key, record)) = writes.records.iter().rev().find(|(key, _)| key.starts_with(prefix)) {
+        return Ok(Some((key.clone(), record.clone())));
+    }
+    let mut from = version_key(prefix, index.saturating_sub(1));
+    let to = prefix_end(prefix);
+    loop {
+        let page = cold.scan(&from, &to, VERSION_SCAN_PAGE_RECORDS)?;
+        let Some((last, _)) = page.last() else { return Ok(None) };
+        from = [last.as_slice(), &[0]].concat();
+        if let Some(found) = page.into_iter().find(|(_, r)| r.visible_to(index, now_ms)) {
+            return Ok(Some(found));
+        }
+    }
+}
+
 /// Adds `records` to `tree` in one batch, each with its expiry index entry.
 fn write_records(tree: &dyn KvTree, records: &[(Vec<u8>, ColdRecord)]) -> Result<(), ColdError> {
     let mut batch = Batch::default();

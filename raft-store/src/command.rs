@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::NodeId;
-use crate::ids::{shard_of, EventId, GroupId, HoldId, OrderId, RequestId, UserId, VenueId};
+use crate::ids::{shard_of, EventId, GroupId, HoldId, OrderId, RequestId, TicketId, UserId, VenueId};
 use crate::layout::Layout;
 use crate::model::*;
 
@@ -185,6 +185,19 @@ pub enum Command {
         /// apply decides from the log alone.
         held_seats_max: Option<u32>,
     },
+    /// Admits a ticket at the door, once. The api verified the code's signature; apply checks
+    /// that the code is the ticket's current one (its version and holder) and not admitted yet.
+    CheckIn {
+        ticket_id: TicketId,
+        version: u32,
+        holder: UserId,
+    },
+    /// Reissues a ticket held by `from` to `to`: a new code version, the old code stops working.
+    TransferTicket {
+        ticket_id: TicketId,
+        from: UserId,
+        to: UserId,
+    },
 }
 
 /// One join of a [`Command::JoinQueue`] batch.
@@ -227,6 +240,9 @@ impl Command {
             | Command::AdvanceQueue { event_id, .. } => Some(event_id),
             Command::ReleaseHold { hold_id, .. } | Command::Checkout { hold_id, .. } => Some(&hold_id.event_id),
             Command::PaymentResult { order_id, .. } | Command::CancelOrder { order_id, .. } => Some(&order_id.event_id),
+            Command::CheckIn { ticket_id, .. } | Command::TransferTicket { ticket_id, .. } => {
+                Some(&ticket_id.order.event_id)
+            }
         }
     }
 
@@ -260,6 +276,8 @@ impl Command {
             Command::LeaseQueueBlock { .. } => "lease_queue_block",
             Command::AdvanceQueue { .. } => "advance_queue",
             Command::JoinQueue { .. } => "join_queue",
+            Command::CheckIn { .. } => "check_in",
+            Command::TransferTicket { .. } => "transfer_ticket",
         }
     }
 }
@@ -290,6 +308,8 @@ pub enum Outcome {
     // Appended after format 2's last variant (see `Command`).
     /// The places of a `JoinQueue`'s joins, in order.
     QueuePlaces(Vec<QueuePlace>),
+    /// A ticket checked in or transferred, as its holder sees it now.
+    Ticket(TicketCard),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -344,6 +364,22 @@ pub enum Refusal {
         limit: u32,
         current: u32,
         requested: u32,
+    },
+    /// A ticket code that is not the ticket's current one: replaced by a transfer, of a
+    /// cancelled ticket, or of no ticket.
+    InvalidTicketCode {
+        reason: String,
+    },
+    /// The ticket was admitted already, at this time.
+    AlreadyCheckedIn {
+        admitted_at_ms: i64,
+    },
+    /// A checked-in ticket cannot be transferred.
+    TicketCheckedIn,
+    /// The ticket cannot be transferred now (cancelled, its event started, or transferred too
+    /// often).
+    TicketNotTransferable {
+        reason: String,
     },
 }
 
@@ -483,7 +519,7 @@ pub enum Answer {
     Order(Option<OrderView>),
     Orders(Vec<OrderView>),
     /// Tickets with the creation time of their order, for the cursor.
-    Tickets(Vec<(i64, TicketView)>),
+    Tickets(Vec<(i64, TicketCard)>),
     Changes(ChangesPage),
     Queue(Option<QueueView>),
     Queues(Vec<QueueView>),

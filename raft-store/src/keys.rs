@@ -59,6 +59,15 @@ pub mod cold {
     /// ++ 0 ++ !index` (the index of the entry that wrote it, inverted). Expires when the event
     /// starts.
     pub const QUEUE_PLACE: u8 = 0x40;
+    /// A ticket's state after its order confirmed it (holder, code version, admission), kept as
+    /// versions: `TICKET_MARK ++ event id ++ order seq ++ ticket n ++ !index`.
+    pub const TICKET_MARK: u8 = 0x50;
+    /// An order in which a user was given a ticket by transfer, newest first, laid out as
+    /// `ARCHIVED_USER_ORDER`: `TICKET_RECEIVED ++ user ++ 0 ++ !created_ms ++ !event id ++ !seq`.
+    pub const TICKET_RECEIVED: u8 = 0x51;
+    /// How many tickets of an event a user holds by transfer (for the per-user limit), kept as
+    /// versions: `TICKETS_RECEIVED_COUNT ++ event id ++ user ++ 0 ++ !index`.
+    pub const TICKETS_RECEIVED_COUNT: u8 = 0x52;
     /// The store's index of records that expire: `EXPIRY ++ expires_ms ++ record key`.
     pub const COLD_INDEX: u8 = 0xf0;
     pub const EXPIRY: u8 = 0xf0;

@@ -75,3 +75,5 @@ pub const QUEUE_BLOCK_MAX: u64 = 10_000;
 pub const QUEUE_JOINS_PER_COMMAND_MAX: usize = 1_000;
 /// Watermark advances remembered per event (for admission times).
 pub const QUEUE_ADVANCES_RETAINED_MAX: usize = 20_000;
+/// Transfers of one ticket: each leaves a record in the shard's cold store for good.
+pub const TRANSFERS_PER_TICKET_MAX: u32 = 20;

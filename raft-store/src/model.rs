@@ -366,6 +366,9 @@ pub enum OrderStatus {
 pub enum TicketStatus {
     Valid,
     Cancelled,
+    // Appended after format 2's last variant (see `Command`).
+    /// Admitted at the door.
+    CheckedIn,
 }
 
 /// Derived when read, from the time of the read and the inventory.
@@ -476,6 +479,15 @@ pub struct TicketView {
     pub seat: Option<String>,
     pub section: String,
     pub status: TicketStatus,
+}
+
+/// A ticket as its holder sees it: the view (`user_id` is the holder now), the version of its
+/// code (0 as issued, one more with each transfer) and when it was admitted at the door.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TicketCard {
+    pub view: TicketView,
+    pub version: u32,
+    pub admitted_at_ms: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

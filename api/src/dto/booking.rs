@@ -196,6 +196,7 @@ impl From<OrderStatus> for OrderStatusJson {
 pub(crate) enum TicketStatusJson {
     Valid,
     Cancelled,
+    CheckedIn,
 }
 
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -223,6 +224,7 @@ impl From<&TicketView> for TicketJson {
             status: match t.status {
                 TicketStatus::Valid => TicketStatusJson::Valid,
                 TicketStatus::Cancelled => TicketStatusJson::Cancelled,
+                TicketStatus::CheckedIn => TicketStatusJson::CheckedIn,
             },
         }
     }

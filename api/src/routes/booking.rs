@@ -193,9 +193,11 @@ pub(crate) async fn pay(state: &ApiState, order: &OrderView, method: &str) -> Re
         Outcome::Order(recorded) => recorded,
         other => return Err(ApiError::unexpected(other)),
     };
-    // An approved charge that is not the one the order recorded (the order lapsed, or another
-    // attempt's result was recorded first) took money for nothing: give it back.
-    if charged.approved && recorded.payment_reference.as_deref() != Some(charged.reference.as_str()) {
+    // An approved charge that did not confirm the order (the order lapsed, or another attempt's
+    // result was recorded first) took money for nothing: give it back.
+    let kept = recorded.status == OrderStatus::Confirmed
+        && recorded.payment_reference.as_deref() == Some(charged.reference.as_str());
+    if charged.approved && !kept {
         let refund =
             Refund { order_id: order.order_id.clone(), amount: order.total, charge_reference: Some(charged.reference) };
         state.payments().refund(refund).await?;

@@ -4,7 +4,7 @@ use std::cmp::Reverse;
 
 use axum::extract::State;
 use axum::Json;
-use raft_store::{Answer, Command, OrderId, OrderStatus, OrderView, Outcome, Query, TicketView};
+use raft_store::{Answer, Command, OrderId, OrderStatus, OrderView, Outcome, Query, TicketCard};
 use serde::Deserialize;
 
 use crate::dto::{EmptyBody, OrderJson, Page, ProblemJson, TicketJson};
@@ -179,14 +179,17 @@ pub(crate) async fn my_tickets(
         _ => None,
     };
     let pages = gather(state.cluster(), Consistency::Linearizable, query, unpack).await?;
-    let key = |(created_at_ms, t): &(i64, TicketView)| Reverse((*created_at_ms, t.order_id.clone(), t.ticket_id.n));
+    let key = |(created_at_ms, t): &(i64, TicketCard)| {
+        Reverse((*created_at_ms, t.view.order_id.clone(), t.view.ticket_id.n))
+    };
     let (items, more) = merge(pages, asked, limit, key);
     let next_cursor = more
         .then(|| {
             items.last().map(|(created_at_ms, t)| {
-                TicketCursor { created_at_ms: *created_at_ms, order_id: t.order_id.clone(), n: t.ticket_id.n }.encode()
+                let (order_id, n) = (t.view.order_id.clone(), t.view.ticket_id.n);
+                TicketCursor { created_at_ms: *created_at_ms, order_id, n }.encode()
             })
         })
         .flatten();
-    Ok(Json(Page { items: items.iter().map(|(_, t)| TicketJson::from(t)).collect(), next_cursor }))
+    Ok(Json(Page { items: items.iter().map(|(_, t)| TicketJson::from(&t.view)).collect(), next_cursor }))
 }

@@ -40,22 +40,22 @@ pub(super) fn order_key(order_id: &OrderId) -> Vec<u8> {
     [&[ARCHIVED_ORDER][..], order_id.event_id.as_str().as_bytes(), &order_id.seq.to_be_bytes()].concat()
 }
 
-/// The prefix of `user`'s entries in the index of archived orders. A user id has no control
+/// The prefix of `user`'s entries in an index of orders by user (`space`). A user id has no control
 /// characters, so the 0 after it ends it unambiguously.
-pub(super) fn user_prefix(user: &UserId) -> Vec<u8> {
-    [&[ARCHIVED_USER_ORDER][..], user.as_str().as_bytes(), &[0]].concat()
+pub(super) fn user_prefix(space: u8, user: &UserId) -> Vec<u8> {
+    [&[space][..], user.as_str().as_bytes(), &[0]].concat()
 }
 
 fn inverted(bytes: &[u8]) -> Vec<u8> {
     bytes.iter().map(|b| !b).collect()
 }
 
-/// A user's archived order in the index: newest first, then by order id descending, as the
-/// listings of live orders go.
-pub(super) fn user_order_key(user: &UserId, created_at_ms: i64, order_id: &OrderId) -> Vec<u8> {
+/// A user's order in an index of orders by user (`space`: archived orders, or orders the user was
+/// given tickets of): newest first, then by order id descending, as the listings of live orders go.
+pub(super) fn user_order_key(space: u8, user: &UserId, created_at_ms: i64, order_id: &OrderId) -> Vec<u8> {
     let created = (created_at_ms as u64) ^ (1 << 63);
     [
-        user_prefix(user),
+        user_prefix(space, user),
         inverted(&created.to_be_bytes()),
         inverted(order_id.event_id.as_str().as_bytes()),
         inverted(&order_id.seq.to_be_bytes()),
@@ -64,8 +64,8 @@ pub(super) fn user_order_key(user: &UserId, created_at_ms: i64, order_id: &Order
 }
 
 /// The creation time and order id a user-index key encodes.
-pub(super) fn parse_user_order_key(user: &UserId, key: &[u8]) -> Option<(i64, OrderId)> {
-    let rest = key.strip_prefix(user_prefix(user).as_slice())?;
+pub(super) fn parse_user_order_key(space: u8, user: &UserId, key: &[u8]) -> Option<(i64, OrderId)> {
+    let rest = key.strip_prefix(user_prefix(space, user).as_slice())?;
     let event_len = EventId::from_u64(0).as_str().len();
     if rest.len() != 8 + event_len + 8 {
         return None;
@@ -76,8 +76,8 @@ pub(super) fn parse_user_order_key(user: &UserId, key: &[u8]) -> Option<(i64, Or
     Some((created as i64, OrderId { event_id: EventId::parse(&event)?, seq }))
 }
 
-pub(super) fn user_index_end(user: &UserId) -> Vec<u8> {
-    prefix_end(&user_prefix(user))
+pub(super) fn user_index_end(space: u8, user: &UserId) -> Vec<u8> {
+    prefix_end(&user_prefix(space, user))
 }
 
 fn record(ctx: Ctx, body: &impl Serialize) -> Result<ColdRecord, ColdError> {
@@ -138,7 +138,10 @@ impl ShardState {
         let seqs: Vec<u64> = event.orders.iter().take(max).copied().collect();
         for &seq in &seqs {
             let view = self.order_view(seq, ctx.now_ms);
-            writes.put(user_order_key(&view.user_id, view.created_at_ms, &view.order_id), record(ctx, &())?);
+            writes.put(
+                user_order_key(ARCHIVED_USER_ORDER, &view.user_id, view.created_at_ms, &view.order_id),
+                record(ctx, &())?,
+            );
             writes.put(order_key(&view.order_id), record(ctx, &view)?);
             let order = self.orders.remove(&seq).expect("an event's order exists");
             self.user_orders.remove(&(order.user, seq));
@@ -209,13 +212,15 @@ mod tests {
         let user = UserId::parse("alice").unwrap();
         let order = |created: i64, seq: u64| (created, OrderId { event_id: EventId::from_u64(9), seq });
         let mut orders = vec![order(100, 1), order(300, 2), order(300, 3), order(-5, 4)];
-        let mut keys: Vec<Vec<u8>> = orders.iter().map(|(c, id)| user_order_key(&user, *c, id)).collect();
+        let mut keys: Vec<Vec<u8>> =
+            orders.iter().map(|(c, id)| user_order_key(ARCHIVED_USER_ORDER, &user, *c, id)).collect();
         keys.sort();
         orders.sort_by(|a, b| b.cmp(a));
-        let parsed: Vec<(i64, OrderId)> = keys.iter().map(|k| parse_user_order_key(&user, k).unwrap()).collect();
+        let parsed: Vec<(i64, OrderId)> =
+            keys.iter().map(|k| parse_user_order_key(ARCHIVED_USER_ORDER, &user, k).unwrap()).collect();
         assert_eq!(parsed, orders, "ascending keys are the orders newest first");
-        assert!(keys.iter().all(|k| k.as_slice() < user_index_end(&user).as_slice()));
+        assert!(keys.iter().all(|k| k.as_slice() < user_index_end(ARCHIVED_USER_ORDER, &user).as_slice()));
         let other = UserId::parse("alice2").unwrap();
-        assert!(parse_user_order_key(&other, &keys[0]).is_none());
+        assert!(parse_user_order_key(ARCHIVED_USER_ORDER, &other, &keys[0]).is_none());
     }
 }

@@ -12,6 +12,7 @@
 //! - `inventory`: seat ids, selections, prices and the moves of seats and quantities;
 //! - `changes`: the change feed, written by commands and read in pages;
 //! - `views`: the views reads and outcomes answer with, and which holds have lapsed at a read;
+//! - `tickets`: admission at the door and transfers, kept in the cold store;
 //! - `reads`: queries and listings;
 //! - `events`: creating and updating events, and their waiting rooms;
 //! - `places`: each user's one place in a waiting room, kept in the cold store;
@@ -32,6 +33,7 @@ mod orders;
 mod places;
 mod reads;
 mod state;
+mod tickets;
 mod views;
 
 pub(crate) use holds::HoldAsk;
@@ -71,15 +73,17 @@ impl ShardState {
             Command::PaymentResult { order_id, approved, reference } => {
                 self.payment_result(ctx, order_id, *approved, reference, &WithPending { store: cold, pending: writes })?
             }
-            Command::CancelOrder { order_id, actor } => {
-                self.cancel(ctx, order_id, actor, &WithPending { store: cold, pending: writes })?
-            }
+            Command::CancelOrder { order_id, actor } => self.cancel(ctx, order_id, actor, cold, writes)?,
             Command::Expire => Outcome::Expired { holds: 0, orders: 0 },
             Command::Archive { .. } => Outcome::Archived { orders: 0, events: 0 },
             Command::LeaseQueueBlock { event_id, size, unused } => {
                 self.lease_queue_block(ctx, event_id, *size, *unused)
             }
             Command::AdvanceQueue { event_id, to } => self.advance_queue(ctx, event_id, *to),
+            Command::CheckIn { ticket_id, version, holder } => {
+                self.check_in(ctx, ticket_id, *version, holder, cold, writes)?
+            }
+            Command::TransferTicket { ticket_id, from, to } => self.transfer(ctx, ticket_id, from, to, cold, writes)?,
             Command::CreateVenue(_)
             | Command::InitLayout { .. }
             | Command::AddNode { .. }

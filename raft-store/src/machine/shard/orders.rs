@@ -7,7 +7,7 @@
 
 use super::inventory::{sell, taken_change, tickets_for, uncount_user, unhold_user, unsell, vacate};
 use super::state::{refused, Deadline, OrderRec, ShardState, Slot};
-use crate::cold::{ColdError, ColdRead};
+use crate::cold::{ColdError, ColdRead, ColdWrites, WithPending};
 use crate::command::{Actor, Outcome, Refusal};
 use crate::ids::{HoldId, OrderId, UserId};
 use crate::limits::PAYMENT_TIMEOUT_MS;
@@ -79,8 +79,19 @@ impl ShardState {
                 None => refused(Refusal::not_found(format!("order {order_id}"))),
             });
         };
+        if order.status == OrderStatus::PaymentFailed && approved && !order.refunded {
+            // The money arrived after the order lapsed (its deadline passed, or an earlier
+            // failure was recorded first): the seats are gone, so the order records that the
+            // payment is to be given back, and the caller refunds it (by the order's id, so a
+            // refund asked for twice is made once).
+            let order = self.orders.get_mut(&order_id.seq).expect("found above");
+            order.refunded = true;
+            order.payment_reference = Some(reference.to_owned());
+            order.updated_at_ms = ctx.now_ms;
+            return Ok(Outcome::Order(self.order_view(order_id.seq, ctx.now_ms)));
+        }
         if order.status != OrderStatus::PendingPayment {
-            // A late or repeated result changes nothing; the caller refunds a late approval.
+            // A repeated or reordered result changes nothing.
             return Ok(Outcome::Order(self.order_view(order_id.seq, ctx.now_ms)));
         }
         let deadline = (order.payment_deadline_ms, Deadline::Payment(order_id.seq));
@@ -127,11 +138,12 @@ impl ShardState {
         order_id: &OrderId,
         actor: &Actor,
         cold: &dyn ColdRead,
+        writes: &ColdWrites,
     ) -> Result<Outcome, ColdError> {
         let order = match self.orders.get(&order_id.seq) {
             Some(o) if o.event_id == order_id.event_id && (actor.admin || o.user == actor.user) => o,
             Some(_) => return Ok(refused(Refusal::not_found(format!("order {order_id}")))),
-            None => return Self::cancel_archived(ctx, order_id, actor, cold),
+            None => return Self::cancel_archived(ctx, order_id, actor, &WithPending { store: cold, pending: writes }),
         };
         match order.status {
             OrderStatus::Cancelled => return Ok(Outcome::Order(self.order_view(order_id.seq, ctx.now_ms))),
@@ -145,6 +157,11 @@ impl ShardState {
         if !actor.admin && ctx.now_ms >= event.spec.starts_at_ms {
             let reason = "the event has started".to_owned();
             return Ok(refused(Refusal::OrderNotCancellable { status: order.status, reason }));
+        }
+        // A ticket given to someone else, or used, is not the buyer's to give back.
+        if Self::tickets_moved(&self.order_view(order_id.seq, ctx.now_ms), cold, writes, ctx)? {
+            let reason = "a ticket of the order was transferred or checked in".to_owned();
+            return Ok(refused(Refusal::OrderNotCancellable { status: OrderStatus::Confirmed, reason }));
         }
         let order = self.orders.get_mut(&order_id.seq).expect("checked above");
         let event = self.events.get_mut(&order.event_id).expect("an order's event exists");

@@ -24,15 +24,12 @@ use serde::{Deserialize, Serialize};
 
 use super::state::{refused, ShardState};
 use crate::codec;
-use crate::cold::{prefix_end, ColdError, ColdRead, ColdRecord, ColdWrites};
+use crate::cold::{newest_version, version_key, ColdError, ColdRead, ColdRecord, ColdWrites};
 use crate::command::{Outcome, QueueJoin, QueuePlace, Refusal};
 use crate::ids::{EventId, UserId};
 use crate::keys::cold::QUEUE_PLACE;
 use crate::limits::QUEUE_JOINS_PER_COMMAND_MAX;
 use crate::machine::ctx::Ctx;
-
-/// Records read per page while looking for a user's newest visible place.
-const PLACE_SCAN_PAGE_RECORDS: usize = 8;
 
 /// A place record's body: the sequence number, or `None` once the place ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,29 +43,11 @@ fn user_prefix(event_id: &EventId, user: &UserId) -> Vec<u8> {
     [&[QUEUE_PLACE][..], event_id.as_str().as_bytes(), user.as_str().as_bytes(), &[0]].concat()
 }
 
-/// The key of the record the entry at `index` writes: newest first under the user's prefix.
-fn place_key(prefix: &[u8], index: u64) -> Vec<u8> {
-    [prefix, &(!index).to_be_bytes()].concat()
-}
-
-/// The user's place as the entry at `ctx.index` sees it: its own writes first, then the newest
-/// record an earlier entry wrote that has not expired. `None`: no place, or the last one ended.
+/// The user's place as the entry at `ctx.index` sees it. `None`: no place, or the last one ended.
 fn current_place(cold: &dyn ColdRead, writes: &ColdWrites, ctx: Ctx, prefix: &[u8]) -> Result<Option<u64>, ColdError> {
-    let own = writes.records.iter().rev().find(|(key, _)| key.starts_with(prefix));
-    if let Some((key, record)) = own {
-        return Ok(record.decode_body::<PlaceRecord>(key)?.seq);
-    }
-    // Records of this entry or later ones (left by an earlier life of this replica, before a
-    // crash) sort first; start after them.
-    let mut from = place_key(prefix, ctx.index.saturating_sub(1));
-    let to = prefix_end(prefix);
-    loop {
-        let page = cold.scan(&from, &to, PLACE_SCAN_PAGE_RECORDS)?;
-        let Some((last, _)) = page.last() else { return Ok(None) };
-        from = [last.as_slice(), &[0]].concat();
-        if let Some((key, record)) = page.iter().find(|(_, r)| r.visible_to(ctx.index, ctx.now_ms)) {
-            return Ok(record.decode_body::<PlaceRecord>(key)?.seq);
-        }
+    match newest_version(cold, writes, prefix, ctx.index, ctx.now_ms)? {
+        Some((key, record)) => Ok(record.decode_body::<PlaceRecord>(&key)?.seq),
+        None => Ok(None),
     }
 }
 
@@ -83,7 +62,7 @@ fn write_place(
     let body = codec::encode(&PlaceRecord { seq }).map_err(ColdError::Encode)?;
     // A second write of this entry under the same key (a join, then a hold, of one user) replaces
     // the first in the batch: the entry's last write is its word, on every replica.
-    writes.put(place_key(prefix, ctx.index), ColdRecord { index: ctx.index, expires_ms: Some(expires_ms), body });
+    writes.put(version_key(prefix, ctx.index), ColdRecord { index: ctx.index, expires_ms: Some(expires_ms), body });
     Ok(())
 }
 

@@ -8,9 +8,9 @@ use super::state::ShardState;
 use crate::cold::{ColdError, ColdRead};
 use crate::command::{Answer, Query};
 use crate::ids::{EventId, OrderId, UserId};
-use crate::keys::cold::ARCHIVED_EVENT;
+use crate::keys::cold::{ARCHIVED_EVENT, ARCHIVED_USER_ORDER, TICKET_RECEIVED};
 use crate::limits::LIST_LIMIT_MAX;
-use crate::model::{EventSummary, EventView, OrderView, TicketView};
+use crate::model::{EventSummary, EventView, OrderView, TicketCard};
 
 impl ShardState {
     /// Answers `query`. Archived records (`cold`, as of `last_index`) answer for events, orders
@@ -36,20 +36,20 @@ impl ShardState {
             }
             Query::Order { order_id, actor } => {
                 let owned = |o: &OrderView| actor.admin || o.user_id == actor.user;
-                match self.orders.get(&order_id.seq) {
-                    Some(o) if o.event_id == order_id.event_id => {
-                        Answer::Order(Some(self.order_view(order_id.seq, now_ms)).filter(owned))
-                    }
-                    Some(_) => Answer::Order(None),
-                    None => Answer::Order(Self::archived_order(cold, order_id, last_index)?.filter(owned)),
+                match self.any_order(order_id, now_ms, cold, last_index)?.filter(owned) {
+                    Some(order) => Answer::Order(Some(Self::with_marks(order, cold, last_index, now_ms)?)),
+                    None => Answer::Order(None),
                 }
             }
             Query::UserOrders { user, before, limit } => {
+                let limit = (*limit).min(LIST_LIMIT_MAX);
                 let keys =
-                    self.user_order_keys(user, before.as_ref(), (*limit).min(LIST_LIMIT_MAX), cold, last_index)?;
+                    self.user_order_keys(user, before.as_ref(), limit, &[ARCHIVED_USER_ORDER], cold, last_index)?;
                 let mut orders = Vec::with_capacity(keys.len());
                 for (_, id) in keys {
-                    orders.extend(self.any_order(&id, now_ms, cold, last_index)?);
+                    if let Some(order) = self.any_order(&id, now_ms, cold, last_index)? {
+                        orders.push(Self::with_marks(order, cold, last_index, now_ms)?);
+                    }
                 }
                 Answer::Orders(orders)
             }
@@ -93,12 +93,14 @@ impl ShardState {
     }
 
     /// The user's orders older than `before` (newest first), at most `limit`: those in memory
-    /// merged with the archived ones.
+    /// merged with those of the cold indexes of orders by user in `spaces` (archived orders,
+    /// orders the user was given tickets of).
     fn user_order_keys(
         &self,
         user: &UserId,
         before: Option<&(i64, OrderId)>,
         limit: usize,
+        spaces: &[u8],
         cold: &dyn ColdRead,
         last_index: u64,
     ) -> Result<Vec<(i64, OrderId)>, ColdError> {
@@ -108,24 +110,26 @@ impl ShardState {
             .filter(|key| before.is_none_or(|b| key < b))
             .take(limit)
             .collect();
-        let from = match before {
-            // Keys sort newest first: older than the cursor is after its key.
-            Some((created, id)) => [archive::user_order_key(user, *created, id), vec![0]].concat(),
-            None => archive::user_prefix(user),
-        };
-        for (key, record) in cold.scan(&from, &archive::user_index_end(user), limit)? {
-            if record.index > last_index {
-                continue;
-            }
-            let parsed = archive::parse_user_order_key(user, &key);
-            let parsed = parsed.ok_or_else(|| ColdError::Corrupt {
-                key: key.clone(),
-                source: crate::codec::CodecError::Decode("an unreadable key in a user's archived orders".into()),
-            })?;
-            // A record written by an entry this replica is applying again after a restart: the
-            // order is in memory too.
-            if !keys.contains(&parsed) {
-                keys.push(parsed);
+        for &space in spaces {
+            let from = match before {
+                // Keys sort newest first: older than the cursor is after its key.
+                Some((created, id)) => [archive::user_order_key(space, user, *created, id), vec![0]].concat(),
+                None => archive::user_prefix(space, user),
+            };
+            for (key, record) in cold.scan(&from, &archive::user_index_end(space, user), limit)? {
+                if record.index > last_index {
+                    continue;
+                }
+                let parsed = archive::parse_user_order_key(space, user, &key);
+                let parsed = parsed.ok_or_else(|| ColdError::Corrupt {
+                    key: key.clone(),
+                    source: crate::codec::CodecError::Decode("an unreadable key in an index of orders by user".into()),
+                })?;
+                // The same order in memory and archived (a record written by an entry this
+                // replica is applying again after a restart), or bought and given back.
+                if !keys.contains(&parsed) {
+                    keys.push(parsed);
+                }
             }
         }
         keys.sort_by(|a, b| b.cmp(a));
@@ -214,21 +218,23 @@ impl ShardState {
         now_ms: i64,
         cold: &dyn ColdRead,
         last_index: u64,
-    ) -> Result<Vec<(i64, TicketView)>, ColdError> {
+    ) -> Result<Vec<(i64, TicketCard)>, ColdError> {
         let limit = limit.min(LIST_LIMIT_MAX);
         // The cursor's own order may still have tickets to give: start from it, inclusive.
         let mut cursor =
             before.map(|(created, id, _)| (*created, OrderId { event_id: id.event_id.clone(), seq: id.seq + 1 }));
         let mut out = Vec::new();
+        let spaces = [ARCHIVED_USER_ORDER, TICKET_RECEIVED];
         loop {
-            let keys = self.user_order_keys(user, cursor.as_ref(), LIST_LIMIT_MAX, cold, last_index)?;
+            let keys = self.user_order_keys(user, cursor.as_ref(), LIST_LIMIT_MAX, &spaces, cold, last_index)?;
             let Some(last) = keys.last().cloned() else { break };
             for (created, id) in keys {
                 let Some(view) = self.any_order(&id, now_ms, cold, last_index)? else { continue };
-                for ticket in view.tickets {
-                    let key = (created, id.clone(), ticket.ticket_id.n);
-                    if before.is_none_or(|b| key < *b) {
-                        out.push((created, ticket));
+                // The tickets the user holds now: bought and kept, or given to them.
+                for card in Self::ticket_cards(&view, cold, last_index, now_ms)? {
+                    let key = (created, id.clone(), card.view.ticket_id.n);
+                    if &card.view.user_id == user && before.is_none_or(|b| key < *b) {
+                        out.push((created, card));
                     }
                 }
             }
@@ -238,7 +244,9 @@ impl ShardState {
             cursor = Some(last);
         }
         // Within one order, tickets go by descending number to match the cursor's order.
-        out.sort_by(|(ca, a), (cb, b)| (cb, &b.order_id, b.ticket_id.n).cmp(&(ca, &a.order_id, a.ticket_id.n)));
+        out.sort_by(|(ca, a), (cb, b)| {
+            (cb, &b.view.order_id, b.view.ticket_id.n).cmp(&(ca, &a.view.order_id, a.view.ticket_id.n))
+        });
         out.truncate(limit);
         Ok(out)
     }

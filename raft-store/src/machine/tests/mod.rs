@@ -531,8 +531,33 @@ fn unpaid_orders_give_their_seats_back_after_the_payment_timeout() {
     let due = T0 + PAYMENT_TIMEOUT_MS;
     assert_eq!(h.run(due, Command::Expire), Outcome::Expired { holds: 0, orders: 1 });
     assert_eq!(h.seat_status(due, "FLOOR-A-1"), SeatStatus::Available);
-    // A late approval changes nothing: the api refunds it.
-    assert_eq!(ordered(h.pay(due + 1, &order.order_id, true)).status, OrderStatus::PaymentFailed);
+    // A late approval leaves the order failed and marks it to be refunded (the api refunds it);
+    // a repeat of it, or a late decline, changes nothing more.
+    let late = ordered(h.pay(due + 1, &order.order_id, true));
+    assert_eq!(
+        (late.status, late.refunded, late.payment_reference.as_deref()),
+        (OrderStatus::PaymentFailed, true, Some("ref"))
+    );
+    assert_eq!(h.seat_status(due + 1, "FLOOR-A-1"), SeatStatus::Available);
+    assert_eq!(ordered(h.pay(due + 2, &order.order_id, true)), late);
+    assert_eq!(ordered(h.pay(due + 3, &order.order_id, false)), late);
+}
+
+#[test]
+fn a_decline_then_an_approval_refunds_the_approval() {
+    let mut h = Harness::new();
+    let hold = held(h.hold_seats(T0, "u1", &["FLOOR-A-1"]));
+    let order = ordered(h.checkout(T0, "u1", &hold.hold_id));
+    let failed = ordered(h.pay(T0 + 1, &order.order_id, false));
+    assert_eq!((failed.status, failed.refunded), (OrderStatus::PaymentFailed, false));
+    let late = ordered(h.pay(T0 + 2, &order.order_id, true));
+    assert_eq!((late.status, late.refunded), (OrderStatus::PaymentFailed, true));
+    // And an approval then a decline keeps the confirmed order.
+    let hold = held(h.hold_seats(T0, "u1", &["FLOOR-A-2"]));
+    let order = ordered(h.checkout(T0, "u1", &hold.hold_id));
+    assert_eq!(ordered(h.pay(T0 + 1, &order.order_id, true)).status, OrderStatus::Confirmed);
+    let after = ordered(h.pay(T0 + 2, &order.order_id, false));
+    assert_eq!((after.status, after.refunded), (OrderStatus::Confirmed, false));
 }
 
 // ---- Rule 5: limits are state ----------------------------------------------------------------
@@ -741,3 +766,4 @@ fn random_commands_never_oversell_and_keep_counters_exact() {
 mod abuse;
 mod lifecycle;
 mod retention;
+mod tickets;

@@ -64,7 +64,7 @@ fn orders_outlive_their_holds_and_keep_working() {
     };
     assert_eq!(read, confirmed, "an order reads the same without its hold");
     let failed = ordered(h.pay(later, &unpaid.order_id, true));
-    assert_eq!(failed.status, OrderStatus::PaymentFailed);
+    assert_eq!((failed.status, failed.refunded), (OrderStatus::PaymentFailed, true));
     // A checkout of the dropped hold is "not found"; cancelling the order frees its seats.
     assert!(matches!(refusal(h.checkout(later, "u1", &confirmed.hold_id)), Refusal::NotFound { .. }));
     let cancelled = ordered(h.cancel(later, "u1", false, &confirmed.order_id));
