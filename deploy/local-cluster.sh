@@ -19,6 +19,7 @@ usage() {
 usage: deploy/local-cluster.sh start  [--nodes N] [--shards S] [--dir DIR]
        deploy/local-cluster.sh stop   [--dir DIR]
        deploy/local-cluster.sh status [--dir DIR]
+       deploy/local-cluster.sh rolling-restart [--dir DIR]
 
 start   starts N nodes (default 3, at most $NODES_MAX) on 127.0.0.1, ports BOXOFFICE_NODE_PORT and up,
         and one api on 127.0.0.1:BOXOFFICE_API_PORT; creates the cluster on the first start
@@ -27,6 +28,10 @@ start   starts N nodes (default 3, at most $NODES_MAX) on 127.0.0.1, ports BOXOF
         without creating the cluster again.
 stop    stops every process of DIR: SIGTERM, then SIGKILL after BOXOFFICE_STOP_GRACE_S seconds.
 status  shows which processes run, then the cluster's nodes, shards, leaders and lag.
+rolling-restart
+        restarts every node in turn (SIGTERM: it hands its leaderships over first), each once the
+        cluster is healthy again after the one before (every group led, no replica behind):
+        bookings go on throughout without failing. Upgrading is the same with a new \$BOXOFFICE.
 
 This script builds nothing. It runs \$BOXOFFICE, by default target/release/boxoffice of this
 repository; build it first with:  cargo build --release --bin boxoffice
@@ -207,16 +212,11 @@ start() {
     addrs+="${addrs:+,}$(node_addr "$id")"
     members+="${members:+,}$id=$(node_addr "$id")"
     pidfile=$DIR/run/node-$id.pid
-    log=$DIR/logs/node-$id.log
     if running "$pidfile"; then
       echo "node $id already running (pid $(cat "$pidfile"))"
       continue
     fi
-    offset=$(file_size "$log")
-    launch "$pidfile" "$log" "$BIN" node --id "$id" --listen "$(node_addr "$id")" --data-dir "$DIR/node-$id" \
-      --cluster-secret-file "$DIR/cluster-secret" --tls-dir "$DIR/tls/node"
-    wait_for_line "$(cat "$pidfile")" "$log" "$offset" "boxoffice: node $id listening on " "node $id"
-    echo "node $id listening on $(node_addr "$id") (pid $(cat "$pidfile"))"
+    start_node "$id"
   done
 
   local replication=$((NODES < REPLICATION_MAX ? NODES : REPLICATION_MAX))
@@ -232,7 +232,7 @@ start() {
     echo "api already running (pid $(cat "$pidfile"))"
   else
     offset=$(file_size "$log")
-    launch "$pidfile" "$log" "$BIN" api --listen "127.0.0.1:$API_PORT" --nodes "$addrs" --dev-tokens \
+    launch "$pidfile" "$log" "$BIN" api --listen "127.0.0.1:$API_PORT" --nodes "$addrs" --dev-tokens --sandbox-payments \
       --jwt-secret-file "$DIR/jwt-secret" --queue-secret-file "$DIR/queue-secret" \
       --cluster-secret-file "$DIR/cluster-secret" --tls-dir "$DIR/tls/api"
     wait_for_line "$(cat "$pidfile")" "$log" "$offset" "boxoffice: api listening on " "the api"
@@ -257,6 +257,59 @@ Boxoffice is up: $NODES nodes, $SHARDS shards, replication $replication.
            (or: $BIN cluster status --node $(node_addr 1) ${OPERATOR_FLAGS[*]})
   stop     $0 stop --dir $DIR
 EOF
+}
+
+# Starts node ID on its address and data, and waits until it listens.
+start_node() {
+  local id=$1 pidfile=$DIR/run/node-$1.pid log=$DIR/logs/node-$1.log offset
+  offset=$(file_size "$log")
+  launch "$pidfile" "$log" "$BIN" node --id "$id" --listen "$(node_addr "$id")" --data-dir "$DIR/node-$id" \
+    --cluster-secret-file "$DIR/cluster-secret" --tls-dir "$DIR/tls/node"
+  wait_for_line "$(cat "$pidfile")" "$log" "$offset" "boxoffice: node $id listening on " "node $id"
+  echo "node $id listening on $(node_addr "$id") (pid $(cat "$pidfile"))"
+}
+
+# Sends SIGTERM to PID and waits for it to exit, SIGKILL after the grace period.
+stop_pid() {
+  local pid=$1 name=$2 deadline=$((SECONDS + STOP_GRACE_S))
+  kill -TERM "$pid" 2>/dev/null || true
+  while alive "$pid" && ((SECONDS < deadline)); do
+    sleep 0.1
+  done
+  if alive "$pid"; then
+    echo "$name (pid $pid) still running after ${STOP_GRACE_S}s: SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+}
+
+# Waits until the cluster is healthy, asking node ID.
+wait_healthy() {
+  "$BIN" cluster status --node "$(node_addr "$1")" --wait-healthy "${READY_TIMEOUT_S}s" "${OPERATOR_FLAGS[@]}" \
+    >/dev/null || die "the cluster did not become healthy in ${READY_TIMEOUT_S}s"
+}
+
+rolling_restart() {
+  [[ -f $DIR/cluster.env ]] || die "no local cluster in $DIR"
+  [[ -x $BIN ]] || die "no binary at $BIN"
+  NODE_PORT=$(setting node_port "$DIR/cluster.env")
+  local nodes id pidfile other
+  nodes=$(setting nodes "$DIR/cluster.env")
+  load_secrets
+  operator_flags
+  for ((id = 1; id <= nodes; id++)); do
+    pidfile=$DIR/run/node-$id.pid
+    running "$pidfile" || die "node $id is not running: start the cluster first"
+  done
+  wait_healthy 1
+  for ((id = 1; id <= nodes; id++)); do
+    pidfile=$DIR/run/node-$id.pid
+    echo "restarting node $id"
+    stop_pid "$(cat "$pidfile")" "node $id"
+    start_node "$id"
+    other=$((id % nodes + 1))
+    wait_healthy "$other"
+  done
+  echo "every node restarted; the cluster is healthy"
 }
 
 # The pid files of DIR, the api first: it stops taking requests before the nodes go.
@@ -350,14 +403,14 @@ main() {
   done
   case $command in
     start) start ;;
-    stop | status)
+    stop | status | rolling-restart)
       [[ -z $NODES && -z $SHARDS ]] || die "$command takes only --dir"
       [[ -d $DIR ]] || die "no local cluster in $DIR"
       DIR=$(cd "$DIR" && pwd)
-      "$command"
+      "${command//-/_}"
       ;;
     -h | --help | help) usage ;;
-    *) die "unknown command $command (start, stop or status; see --help)" ;;
+    *) die "unknown command $command (start, stop, status or rolling-restart; see --help)" ;;
   esac
 }
 

@@ -8,7 +8,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::middleware;
 use crate::openapi;
-use crate::routes::{auth, booking, events, ops, orders, queue, search, seats, venues};
+use crate::routes::{
+    auth, booking, events, ops, orders, payments, pricing, queue, search, seats, tickets, venues, webhooks,
+};
 use crate::state::ApiState;
 
 /// The whole public surface. Layers, outermost first: request id, log and metrics; panics to
@@ -28,8 +30,16 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/orders/{order_id}/cancel", post(orders::cancel))
         .route("/v1/me/orders", get(orders::mine))
         .route("/v1/me/tickets", get(orders::my_tickets))
+        // Always routed (another method answers 405); without Stripe's keys it answers 404.
+        .route(payments::STRIPE_WEBHOOK_PATH, post(payments::stripe_webhook))
+        .route("/v1/events/{event_id}/checkin-key", get(tickets::checkin_key))
+        .route("/v1/events/{event_id}/pricing", get(pricing::get).put(pricing::set))
+        .route("/v1/checkin", post(tickets::check_in))
+        .route("/v1/tickets/{ticket_id}/transfer", post(tickets::transfer))
         .route("/v1/events/{event_id}/queue", get(queue::status).post(queue::join))
         .route("/v1/search", get(search::search))
+        .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/v1/webhooks/{webhook_id}", axum::routing::delete(webhooks::delete))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/openapi.json", get(openapi::document));

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use raft_store::{HOLD_TTL_MS_MAX, HOLD_TTL_MS_MIN};
 
+use crate::payments::StripeConfig;
+
 /// A setting that cannot work, with its key (the TOML key; the flag is the same with dashes) and
 /// the value given.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -311,6 +313,11 @@ pub struct ApiConfig {
     /// The waiting room's own key: its queue and access tokens are signed with keys derived from
     /// it, never from a bearer-token key. At least [`SECRET_BYTES_MIN`]; every instance shares it.
     pub queue_secret: String,
+    /// The key ticket codes are signed with: each event's Ed25519 key is derived from it. Every
+    /// instance shares it; changing it invalidates every code issued. `None`: derived from
+    /// `queue_secret` (a separate derivation, so neither reveals the other), for deployments
+    /// that have not set one apart. At least [`SECRET_BYTES_MIN`].
+    pub ticket_secret: Option<String>,
     /// Serves `POST /v1/auth/dev-token` (development and tests only; 404 otherwise).
     pub dev_tokens: bool,
     /// How long a hold keeps its seats; the state machine bounds it to
@@ -335,6 +342,12 @@ pub struct ApiConfig {
     /// Serve `/metrics` on this internal address instead of the public one (where it then
     /// answers 404); the binary binds it.
     pub metrics_addr: Option<SocketAddr>,
+    /// Stripe's keys: with them the webhook `POST /v1/payments/stripe/webhook` is served, and
+    /// the binary adds Stripe to the payment gateways (`Payments::for_config`).
+    pub stripe: Option<StripeConfig>,
+    /// Take the sandbox's payment methods (`sandbox_ok`, `sandbox_decline`): tickets without
+    /// money, for development and tests. Off, orders paid with them are still refunded.
+    pub sandbox_payments: bool,
 }
 
 impl ApiConfig {
@@ -345,6 +358,7 @@ impl ApiConfig {
         ApiConfig {
             queue_secret: jwt_secret.clone(),
             jwt_secret: Some(jwt_secret),
+            ticket_secret: None,
             oidc: None,
             token_lifetime_max: TOKEN_LIFETIME_MAX_DEFAULT,
             dev_tokens: false,
@@ -356,6 +370,8 @@ impl ApiConfig {
             serve: ServeConfig::default(),
             streams: StreamsConfig::default(),
             metrics_addr: None,
+            stripe: None,
+            sandbox_payments: true,
         }
     }
 
@@ -371,6 +387,9 @@ impl ApiConfig {
             return Err(ConfigError::new("dev_tokens", true, "dev tokens are signed with the HS256 key (jwt_secret)"));
         }
         check_secret("queue_secret", &self.queue_secret)?;
+        if let Some(secret) = &self.ticket_secret {
+            check_secret("ticket_secret", secret)?;
+        }
         if self.token_lifetime_max.is_zero() {
             return Err(ConfigError::new("token_lifetime_max", "0s", "must be positive"));
         }
@@ -379,6 +398,9 @@ impl ApiConfig {
         check_read_cache_ttl(self.read_cache.ttl)?;
         self.serve.validate()?;
         check_cap("streams_max", self.streams.max)?;
+        if let Some(stripe) = &self.stripe {
+            stripe.validate()?;
+        }
         self.limits.validate()
     }
 
@@ -399,6 +421,7 @@ impl fmt::Debug for ApiConfig {
             .field("oidc", &self.oidc)
             .field("token_lifetime_max", &self.token_lifetime_max)
             .field("queue_secret", &"***")
+            .field("ticket_secret", &self.ticket_secret.as_ref().map(|_| "***"))
             .field("dev_tokens", &self.dev_tokens)
             .field("hold_ttl", &self.hold_ttl)
             .field("held_seats_per_user_max", &self.held_seats_per_user_max)
@@ -408,6 +431,8 @@ impl fmt::Debug for ApiConfig {
             .field("serve", &self.serve)
             .field("streams", &self.streams)
             .field("metrics_addr", &self.metrics_addr)
+            // Its `Debug` masks the keys.
+            .field("stripe", &self.stripe)
             .finish()
     }
 }

@@ -30,6 +30,10 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("{0}")]
     Unauthorized(String),
+    /// A webhook whose signature is missing, malformed, stale or wrong (400
+    /// `invalid_signature`): nothing it says is acted on.
+    #[error("{0}")]
+    InvalidSignature(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -178,6 +182,7 @@ impl ApiError {
                 Problem::new(S::UNPROCESSABLE_ENTITY, "bad_request", "Unprocessable request", d)
             }
             ApiError::Unauthorized(d) => Problem::new(S::UNAUTHORIZED, "unauthorized", "Unauthorized", d),
+            ApiError::InvalidSignature(d) => Problem::new(S::BAD_REQUEST, "invalid_signature", "Invalid signature", d),
             ApiError::Forbidden(d) => Problem::new(S::FORBIDDEN, "forbidden", "Forbidden", d),
             ApiError::SoldOut(d) => Problem::new(S::CONFLICT, "sold_out", "Sold out", d),
             ApiError::QueueRequired(d) => Problem::new(S::FORBIDDEN, "queue_required", "Queue required", d),

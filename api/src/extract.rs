@@ -6,7 +6,7 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use futures_util::StreamExt;
-use raft_store::{Actor, EventId, HoldId, OrderId, RequestId, UserId, VenueId};
+use raft_store::{Actor, EventId, HoldId, OrderId, RequestId, TicketId, UserId, VenueId, WebhookId};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -112,6 +112,29 @@ impl FromRequestParts<ApiState> for Admin {
     }
 }
 
+/// A caller who may check tickets in: the `scanner` role, or `admin`.
+#[derive(Clone, Debug)]
+pub(crate) struct Scanner(pub Caller);
+
+impl FromRequestParts<ApiState> for Scanner {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
+        let caller = caller_of(parts, state).await?;
+        if !matches!(caller.role, Role::Scanner | Role::Admin) {
+            return Err(ApiError::Forbidden("checking tickets in needs the scanner or admin role".into()));
+        }
+        Ok(Scanner(caller))
+    }
+}
+
+impl PathId for TicketId {
+    const WHAT: &'static str = "ticket";
+    fn parse_id(s: &str) -> Option<Self> {
+        TicketId::parse(s)
+    }
+}
+
 /// An id taken from the path.
 pub(crate) trait PathId: Sized {
     /// What the id names, for the 404's detail.
@@ -137,6 +160,13 @@ impl PathId for HoldId {
     const WHAT: &'static str = "hold";
     fn parse_id(s: &str) -> Option<Self> {
         HoldId::parse(s)
+    }
+}
+
+impl PathId for WebhookId {
+    const WHAT: &'static str = "webhook";
+    fn parse_id(s: &str) -> Option<Self> {
+        WebhookId::parse(s)
     }
 }
 
@@ -201,7 +231,7 @@ impl<T> Posted<T> {
         self.key.is_some()
     }
 
-    /// The bits of a new venue or event id, stable across retries with the same key.
+    /// The bits of a new venue, event or webhook id, stable across retries with the same key.
     pub(crate) fn new_id_bits(&self, kind: IdKind, user: &UserId) -> u64 {
         identity::new_id_bits(kind, user, self.key.as_ref())
     }
@@ -245,7 +275,7 @@ fn json_error(e: &serde_json::Error) -> ApiError {
 
 /// Reads at most `limit_bytes` of the body: 413 beyond, checked on the declared length first so
 /// an oversized upload is refused before it is read.
-async fn read_body(body: Body, headers: &HeaderMap, limit_bytes: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(body: Body, headers: &HeaderMap, limit_bytes: usize) -> Result<Bytes, ApiError> {
     let too_large = || ApiError::PayloadTooLarge { limit_bytes };
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit_bytes as u64) {

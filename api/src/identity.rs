@@ -21,6 +21,7 @@ pub(crate) const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
 const REQUEST_TAG: &[u8] = b"boxoffice/request-id/v1";
 const FINGERPRINT_TAG: &[u8] = b"boxoffice/fingerprint/v1";
 const PAYMENT_TAG: &[u8] = b"boxoffice/payment/v1";
+const STRIPE_EVENT_TAG: &[u8] = b"boxoffice/stripe-event/v1";
 
 /// A validated `Idempotency-Key`: 1 to 255 visible ASCII characters.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +44,7 @@ impl IdempotencyKey {
 pub(crate) enum IdKind {
     Venue,
     Event,
+    Webhook,
 }
 
 impl IdKind {
@@ -50,6 +52,7 @@ impl IdKind {
         match self {
             IdKind::Venue => b"boxoffice/venue-id/v1",
             IdKind::Event => b"boxoffice/event-id/v1",
+            IdKind::Webhook => b"boxoffice/webhook-id/v1",
         }
     }
 }
@@ -84,7 +87,7 @@ pub(crate) fn request_id(user: &UserId, key: Option<&IdempotencyKey>) -> Request
     }
 }
 
-/// The 64 bits of a new venue or event id: derived from the user and the key, or random.
+/// The 64 bits of a new venue, event or webhook id: derived from the user and the key, or random.
 pub(crate) fn new_id_bits(kind: IdKind, user: &UserId, key: Option<&IdempotencyKey>) -> u64 {
     match key {
         Some(key) => first_u64(digest(kind.tag(), &[user.as_str().as_bytes(), key.0.as_bytes()])),
@@ -96,6 +99,13 @@ pub(crate) fn new_id_bits(kind: IdKind, user: &UserId, key: Option<&IdempotencyK
 /// order alone, so concurrent or retried checkouts never record two results.
 pub(crate) fn payment_request_id(order_id: &OrderId) -> RequestId {
     RequestId(first_16(digest(PAYMENT_TAG, &[order_id.to_string().as_bytes()])))
+}
+
+/// The request id under which a Stripe event's payment result is recorded: from the event's id
+/// alone, so an event Stripe delivers again (it retries until it gets a 2xx) is applied once.
+/// Another event about the same payment is another request: the state machine orders them.
+pub(crate) fn stripe_event_request_id(event_id: &str) -> RequestId {
+    RequestId(first_16(digest(STRIPE_EVENT_TAG, &[event_id.as_bytes()])))
 }
 
 /// Fingerprint of a request: method, path and the body with object keys sorted and whitespace
@@ -157,6 +167,14 @@ mod tests {
         assert_eq!(request_id(&u1, Some(&key)), request_id(&u1, Some(&key)));
         assert_ne!(request_id(&u1, Some(&key)), request_id(&u2, Some(&key)));
         assert_ne!(request_id(&u1, None), request_id(&u1, None));
+    }
+
+    #[test]
+    fn stripe_event_ids_have_their_own_request_ids() {
+        assert_eq!(stripe_event_request_id("evt_1"), stripe_event_request_id("evt_1"));
+        assert_ne!(stripe_event_request_id("evt_1"), stripe_event_request_id("evt_2"));
+        let order = OrderId { event_id: raft_store::EventId::from_u64(1), seq: 1 };
+        assert_ne!(stripe_event_request_id(&order.to_string()), payment_request_id(&order));
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //!   timeouts, connection caps, readable 413s; `/metrics` optionally on an internal address.
 //! - [`seams::Cluster`] is the only way this crate reaches the store, [`seams::SearchBackend`] the
 //!   only way it reaches a search index, [`PaymentGateway`] the only way it reaches a payment
-//!   provider.
+//!   provider ([`Payments`] puts the sandbox and [`StripeGateway`] behind it; Stripe's results
+//!   arrive at its signed webhook).
 //!
 //! Architecture invariant: the api keeps no state another instance needs. Every booking rule is
 //! decided inside the state machine; the api validates input, routes commands to their group, and
@@ -33,6 +34,7 @@ mod seat_feed;
 mod sse;
 mod state;
 mod streams;
+pub mod ticket_code;
 mod tls;
 mod token;
 mod waiting_room;
@@ -54,6 +56,10 @@ pub use config::{
 };
 pub use edge::{serve, serve_api, LINGER_BYTES_MAX, LINGER_TIME_MAX, SHUTDOWN_GRACE, WRITE_STALL_MAX};
 pub use error::ApiError;
-pub use payments::{Charge, Charged, PaymentError, PaymentGateway, Refund, SandboxPayments};
+pub use payments::{
+    check_stripe_api_base, check_stripe_request_timeout, check_stripe_tolerance, Charge, Charged, PaymentError,
+    PaymentGateway, Payments, Refund, SandboxPayments, StripeConfig, StripeGateway, STRIPE_API_BASE_DEFAULT,
+    STRIPE_REQUEST_TIMEOUT_DEFAULT, STRIPE_TOLERANCE_DEFAULT,
+};
 pub use state::{ApiState, Background};
 pub use token::{mint_token, Role};

@@ -6,6 +6,7 @@
 //! the id it returns, so a client (or schemathesis's stateful phase) can walk from a venue to an
 //! event, a hold, an order.
 
+use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
@@ -16,10 +17,13 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
-use crate::dto::rules::{Shape, EVENT_ID, HOLD_ID, IDEMPOTENCY_KEY, ORDER_ID, VENUE_ID};
+use crate::dto::rules::{Shape, EVENT_ID, HOLD_ID, IDEMPOTENCY_KEY, ORDER_ID, TICKET_ID, VENUE_ID, WEBHOOK_ID};
 use crate::dto::*;
 use crate::error::ApiError;
-use crate::routes::{auth, booking, events, ops, orders, queue, search, seats, venues};
+use crate::routes::{
+    auth, booking, events, ops, orders, payments, pricing, queue, search, seats, tickets, venues, webhooks,
+};
+use crate::state::ApiState;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -42,6 +46,15 @@ use crate::routes::{auth, booking, events, ops, orders, queue, search, seats, ve
         orders::cancel,
         orders::mine,
         orders::my_tickets,
+        pricing::get,
+        pricing::set,
+        tickets::checkin_key,
+        tickets::check_in,
+        tickets::transfer,
+        payments::stripe_webhook,
+        webhooks::create,
+        webhooks::list,
+        webhooks::delete,
         search::search,
         queue::join,
         queue::status,
@@ -54,7 +67,10 @@ use crate::routes::{auth, booking, events, ops, orders, queue, search, seats, ve
         MoneyJson, ProblemJson, VenueBody, VenueJson, SectionJson, RowJson, LocationJson, EventBody, EventPatchBody,
         EventJson, EventSummaryJson, SeatMapJson, HoldBody, HoldJson, CheckoutBody, OrderJson, TicketJson,
         DevTokenBody, DevTokenJson, ReadinessJson, search::SearchItemJson, search::SearchPageJson,
-        queue::QueueStatusJson, queue::JoinedJson,
+        CheckoutJson, ProviderCheckoutJson, PaymentJson, PaymentStatusJson, ReceivedJson,
+        queue::QueueStatusJson, queue::JoinedJson, CheckinBody, CheckinJson, TransferBody, CheckinKeyJson,
+        PricingBody, PricingJson, PriceRuleJson, DemandStepJson, SalesStepJson,
+        WebhookBody, WebhookCreatedJson, WebhookJson,
     )),
     modifiers(&BearerAuth, &Parameters, &Links),
     tags(
@@ -62,7 +78,10 @@ use crate::routes::{auth, booking, events, ops, orders, queue, search, seats, ve
         (name = "venues"),
         (name = "events"),
         (name = "booking", description = "Holds, checkout, orders and tickets"),
+        (name = "tickets", description = "Signed ticket codes: check-in at the door, transfers"),
         (name = "waiting room", description = "Queues of high-traffic events: join, wait, get an access token"),
+        (name = "payments", description = "What payment providers report (signed, no bearer token)"),
+        (name = "webhooks", description = "Outgoing webhooks: endpoints that receive signed order and ticket events"),
         (name = "operations"),
     )
 )]
@@ -84,11 +103,13 @@ impl Modify for BearerAuth {
 struct Parameters;
 
 /// The grammar of each path id and checked header (`extract.rs`, `identity.rs` check the same).
-const PARAMETER_SHAPES: [(ParameterIn, &str, Shape); 5] = [
+const PARAMETER_SHAPES: [(ParameterIn, &str, Shape); 7] = [
     (ParameterIn::Path, "venue_id", VENUE_ID),
     (ParameterIn::Path, "event_id", EVENT_ID),
     (ParameterIn::Path, "hold_id", HOLD_ID),
     (ParameterIn::Path, "order_id", ORDER_ID),
+    (ParameterIn::Path, "ticket_id", TICKET_ID),
+    (ParameterIn::Path, "webhook_id", WEBHOOK_ID),
     (ParameterIn::Header, "Idempotency-Key", IDEMPOTENCY_KEY),
 ];
 
@@ -174,7 +195,7 @@ fn high_traffic() -> Value {
     json!({"high_traffic": true})
 }
 
-const LINKS: [LinkSpec; 16] = [
+const LINKS: [LinkSpec; 17] = [
     LinkSpec {
         from: "create_venue",
         status: "201",
@@ -321,6 +342,15 @@ const LINKS: [LinkSpec; 16] = [
         body: None,
         description: "Cancel the order.",
     },
+    LinkSpec {
+        from: "create_webhook",
+        status: "201",
+        name: "DeleteWebhook",
+        to: "delete_webhook",
+        parameters: &[("webhook_id", "$response.body#/webhook_id")],
+        body: None,
+        description: "Delete the endpoint just registered.",
+    },
 ];
 
 impl Modify for Links {
@@ -348,11 +378,25 @@ fn link(spec: &LinkSpec) -> utoipa::openapi::link::Link {
     link.build()
 }
 
-/// This API's OpenAPI document, generated from the code.
+/// This API's OpenAPI document, generated from the code, with the payment methods this server's
+/// gateway takes.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, body = Object)))]
-pub(crate) async fn document() -> Response {
-    match ApiDoc::openapi().to_json() {
+pub(crate) async fn document(State(state): State<ApiState>) -> Response {
+    let mut doc = ApiDoc::openapi();
+    narrow_payment_methods(&mut doc, &state.payments().methods());
+    match doc.to_json() {
         Ok(text) => ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], text).into_response(),
         Err(e) => ApiError::Internal(format!("OpenAPI document: {e}")).into_response(),
+    }
+}
+
+/// The checkout's `payment_method` enum as the gateway takes it: the document lists every method
+/// this build knows (`dto::PAYMENT_METHODS`), a server only those it is configured for, so that a
+/// method the document allows is never refused.
+fn narrow_payment_methods(doc: &mut utoipa::openapi::OpenApi, methods: &[&str]) {
+    let body = doc.components.as_mut().and_then(|c| c.schemas.get_mut("CheckoutBody"));
+    let Some(RefOr::T(Schema::Object(body))) = body else { return };
+    if let Some(RefOr::T(Schema::Object(method))) = body.properties.get_mut("payment_method") {
+        method.enum_values = Some(methods.iter().map(|m| json!(m)).collect());
     }
 }

@@ -264,7 +264,8 @@ fn frames_by_event_and_index(changes: &[Change], wanted: impl Fn(&EventId) -> bo
     let mut open: HashMap<&EventId, (u64, Vec<u8>)> = HashMap::new();
     let mut out = Vec::new();
     for change in changes.iter().filter(|c| wanted(&c.event_id)) {
-        let frame = sse::frame("change", Some(change.index), None, change_data(change).to_string().as_bytes());
+        let Some(data) = change_data(change) else { continue };
+        let frame = sse::frame("change", Some(change.index), None, data.to_string().as_bytes());
         match open.get_mut(&change.event_id) {
             Some((index, frames)) if *index == change.index => frames.extend_from_slice(&frame),
             _ => {
@@ -279,9 +280,10 @@ fn frames_by_event_and_index(changes: &[Change], wanted: impl Fn(&EventId) -> bo
 }
 
 /// A change as the stream's JSON: `{"index", "seats": [{"id", "status"}]}`,
-/// `{"index", "general": {...}}` or `{"index", "event": "updated"}`.
-fn change_data(change: &Change) -> Value {
-    match &change.kind {
+/// `{"index", "general": {...}}` or `{"index", "event": "updated"}`; `None` for a buyer's order
+/// or ticket, which a public stream never shows.
+fn change_data(change: &Change) -> Option<Value> {
+    Some(match &change.kind {
         ChangeKind::Seats { seats, status } => {
             let status = SeatStatusJson::from(*status);
             let seats: Vec<Value> = seats.iter().map(|id| json!({ "id": id, "status": status })).collect();
@@ -292,5 +294,6 @@ fn change_data(change: &Change) -> Value {
             "general": { "section": section, "available": available, "held": held, "sold": sold },
         }),
         ChangeKind::Event => json!({ "index": change.index, "event": "updated" }),
-    }
+        ChangeKind::Order { .. } | ChangeKind::Ticket { .. } => return None,
+    })
 }

@@ -13,6 +13,7 @@ use crate::limits::{Limits, LIMITS_PRUNE_INTERVAL};
 use crate::payments::PaymentGateway;
 use crate::seat_feed::SeatFeeds;
 use crate::streams::StreamSlots;
+use crate::ticket_code::TicketKeys;
 use crate::token::TokenVerifier;
 use crate::waiting_room::WaitingRoom;
 
@@ -33,6 +34,7 @@ struct Inner {
     limits: Arc<Limits>,
     seat_feeds: SeatFeeds,
     stream_slots: Arc<StreamSlots>,
+    tickets: TicketKeys,
 }
 
 impl ApiState {
@@ -55,6 +57,7 @@ impl ApiState {
         let limits = Arc::new(Limits::new(&config.limits));
         let seat_feeds = SeatFeeds::new(cluster.clone());
         let stream_slots = StreamSlots::new(&config.streams);
+        let tickets = TicketKeys::new(config.ticket_secret.as_deref().unwrap_or(&config.queue_secret).as_bytes());
         let inner = Inner {
             cluster,
             config,
@@ -67,6 +70,7 @@ impl ApiState {
             limits,
             seat_feeds,
             stream_slots,
+            tickets,
         };
         Ok(ApiState { inner: Arc::new(inner) })
     }
@@ -107,6 +111,11 @@ impl ApiState {
 
     pub(crate) fn waiting_room(&self) -> &WaitingRoom {
         &self.inner.waiting_room
+    }
+
+    /// Every event's ticket-signing key.
+    pub(crate) fn tickets(&self) -> &TicketKeys {
+        &self.inner.tickets
     }
 
     pub(crate) fn tokens(&self) -> &TokenVerifier {

@@ -267,7 +267,7 @@ impl ClusterProcesses {
         command
             .env("BOXOFFICE_JWT_SECRET", random_hex(SECRET_HEX_LEN))
             .env("BOXOFFICE_QUEUE_SECRET", random_hex(SECRET_HEX_LEN))
-            .args(["api", "--listen", "127.0.0.1:0", "--dev-tokens", "--nodes", &nodes.join(",")])
+            .args(["api", "--sandbox-payments", "--listen", "127.0.0.1:0", "--dev-tokens", "--nodes", &nodes.join(",")])
             .arg("--tls-dir")
             .arg(self.tls_dir("api"))
             .args(extra_api_args)

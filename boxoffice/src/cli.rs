@@ -88,10 +88,31 @@ enum ClusterCommand {
         #[arg(long)]
         restore: Option<PathBuf>,
     },
-    /// Nodes, shards, leaders, replicas, lag and health.
+    /// Nodes, shards, leaders, replicas, lag, health and disk.
     Status {
         #[command(flatten)]
         target: ClusterTarget,
+        /// Print the report as JSON (for scripts and monitoring).
+        #[arg(long)]
+        json: bool,
+        /// First wait, up to this long (e.g. `2m`), until the cluster is healthy: every active
+        /// node answers, every group has a leader, and no replica is more than 1,000 entries
+        /// behind; exit with an error if it is not by then. For scripts such as rolling restarts.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        wait_healthy: Option<Duration>,
+    },
+    /// Moves a group's leadership to another of its replicas (before maintenance of the node
+    /// that leads it). Writes to the group wait a moment, and retry, while the successor is
+    /// elected.
+    TransferLeader {
+        #[command(flatten)]
+        target: ClusterTarget,
+        /// The group: `meta` or `shard-N`.
+        #[arg(long, value_parser = parse_group)]
+        group: raft_store::GroupId,
+        /// The node to lead it [default: the replica most up to date].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        to: Option<u64>,
     },
     /// Adds a running node; replicas then move onto it until balanced.
     AddNode {
@@ -161,6 +182,7 @@ async fn run_dev(a: DevArgs, metrics: seams::MetricsRender) -> Result<(), ServeE
         tokens: a.tokens,
         archive_after_ms: a.archive.archive_after_ms(),
         edge: a.edge,
+        webhooks: a.webhooks,
     };
     crate::dev::run(opts, metrics).await
 }
@@ -203,7 +225,7 @@ async fn run_api(a: ApiArgs, metrics: seams::MetricsRender) -> Result<(), ServeE
         listen: a.listen,
         nodes: a.nodes,
         access: a.access.resolve(pki::Role::Api)?,
-        api: a.edge.api_config(&a.tokens, keys, a.dev_tokens),
+        api: a.edge.api_config(&a.tokens, keys, a.dev_tokens)?,
         search,
     };
     crate::serve::run_api(opts, metrics).await
@@ -214,8 +236,10 @@ async fn run_indexer(a: IndexerArgs, metrics: seams::MetricsRender) -> Result<()
         listen: a.listen,
         nodes: a.nodes,
         access: a.access.resolve(pki::Role::Indexer)?,
-        data_dir: a.data_dir,
         elastic: a.elastic.config(),
+        // The leaders' clocks may differ from this process's by the cluster's default bound.
+        webhooks: a.webhooks.config(&a.data_dir, Duration::from_millis(node::MAX_OFFSET_MS_DEFAULT as u64)),
+        data_dir: a.data_dir,
     };
     crate::serve::run_indexer(opts, metrics).await
 }
@@ -235,9 +259,21 @@ async fn run_cluster(command: ClusterCommand) -> Result<(), CliError> {
             cli.repair(id, group, SETTLE_TIMEOUT).await?;
             println!("node {id}'s copy of {group} is rebuilt");
         }
-        ClusterCommand::Status { target } => {
+        ClusterCommand::Status { target, json, wait_healthy } => {
             let cli = operator(&target)?;
-            print!("{}", cli.status().await?);
+            let report = match wait_healthy {
+                Some(timeout) => cli.wait_healthy(timeout).await?,
+                None => cli.status().await?,
+            };
+            match json {
+                true => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),
+                false => print!("{}", report.render()),
+            }
+        }
+        ClusterCommand::TransferLeader { target, group, to } => {
+            let cli = operator(&target)?;
+            let leader = cli.transfer_leader(group, to).await?;
+            println!("node {leader} leads {group}");
         }
         ClusterCommand::AddNode { target, id, addr, wait } => {
             let cli = operator(&target)?;
@@ -365,12 +401,13 @@ mod tests {
         match id {
             "jwt_secret" => "a-token-key-for-tests-of-32-bytes-or-more",
             "queue_secret" => "a-waiting-room-key-of-32-bytes-or-more",
+            "ticket_secret" => "a-ticket-signing-key-of-32-bytes-or-more",
             "oidc_issuer" => "https://login.example.com/realms/boxoffice",
             "oidc_audience" => "boxoffice-api",
             "oidc_jwks_url" => "https://login.example.com/realms/boxoffice/keys",
             "oidc_ca_file" => "/etc/boxoffice/idp-ca.pem",
             // Alternatives the inline values exclude.
-            "jwt_secret_file" | "queue_secret_file" | "cluster_secret_file" => "",
+            "jwt_secret_file" | "queue_secret_file" | "ticket_secret_file" | "cluster_secret_file" => "",
             "cluster_secret" => "a-cluster-secret-for-tests",
             "tls_dir" => "/etc/boxoffice/tls",
             "nodes" => "127.0.0.1:7001",
@@ -382,7 +419,11 @@ mod tests {
             "shards" => "4",
             "restore" => "/var/backups/boxoffice",
             "elasticsearch_ca_file" => "/etc/boxoffice/elasticsearch-ca.pem",
+            "webhook_ca_file" => "/etc/boxoffice/webhook-ca.pem",
             "elasticsearch_url" | "elasticsearch_api_key" | "elasticsearch_username" | "elasticsearch_password" => "",
+            "stripe_secret_key" => "sk_test_a-key-for-tests",
+            "stripe_webhook_secret" => "whsec_old,whsec_new",
+            "stripe_secret_key_file" | "stripe_webhook_secret_file" => "",
             other => panic!("no sample value for `{other}`: give it a default or a sample here"),
         }
     }

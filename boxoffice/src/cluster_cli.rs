@@ -4,11 +4,18 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use node::{call_leader, CallError, DamagedGroup, NodeClient, NodeReply, NodeRequest, NodeStatusReply, RpcNodeClient};
+use node::{
+    call_leader, CallError, DamagedGroup, DiskUsage, NodeClient, NodeReply, NodeRequest, NodeStatusReply, RpcNodeClient,
+};
 use node::{TransportError, WireError};
 use raft_store::{Command, GroupId, Layout, NodeId, NodeStatus, Outcome, Proposal, Refusal};
+use serde::Serialize;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// A replica this many entries behind its leader or fewer counts as caught up.
+const HEALTHY_LAG_MAX: u64 = 1_000;
+/// How often `--wait-healthy` asks again.
+const HEALTH_POLL_MS: u64 = 500;
 const INIT_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +40,8 @@ pub enum ClusterCliError {
     NotReplica { id: NodeId, group: GroupId },
     #[error("{group} has no replica besides node {id}'s to rebuild it from: restore it from a backup")]
     NoOtherReplica { id: NodeId, group: GroupId },
+    #[error("the cluster is not healthy after {waited:?}: {problems}")]
+    Unhealthy { waited: Duration, problems: String },
 }
 
 pub struct Cli {
@@ -214,8 +223,8 @@ impl Cli {
         }
     }
 
-    /// Nodes, shards, leaders, replicas, lag and health, as a text report.
-    pub async fn status(&self) -> Result<String, ClusterCliError> {
+    /// Nodes, shards, leaders, replicas, lag, health and disk.
+    pub async fn status(&self) -> Result<ClusterReport, ClusterCliError> {
         let layout = self.layout().await?;
         let mut statuses: BTreeMap<NodeId, Result<NodeStatusReply, ClusterCliError>> = BTreeMap::new();
         for n in layout.nodes.values().filter(|n| n.status != NodeStatus::Removed) {
@@ -226,7 +235,42 @@ impl Cli {
             };
             statuses.insert(n.id, status);
         }
-        Ok(render_status(&layout, &statuses))
+        Ok(ClusterReport::new(&layout, &statuses))
+    }
+
+    /// Waits until [`ClusterReport::unhealthy`] finds nothing, up to `timeout`; the last report.
+    pub async fn wait_healthy(&self, timeout: Duration) -> Result<ClusterReport, ClusterCliError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let last = self.status().await;
+            let problems = match &last {
+                Ok(report) => report.unhealthy(),
+                Err(e) => vec![e.to_string()],
+            };
+            if problems.is_empty() {
+                return last;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClusterCliError::Unhealthy { waited: timeout, problems: problems.join("; ") });
+            }
+            tokio::time::sleep(Duration::from_millis(HEALTH_POLL_MS)).await;
+        }
+    }
+
+    /// Hands `group`'s leadership to node `to` (or the most up-to-date other replica): asks its
+    /// leader, which stops taking writes until the successor is elected. Returns the new leader.
+    pub async fn transfer_leader(&self, group: GroupId, to: Option<NodeId>) -> Result<NodeId, ClusterCliError> {
+        let layout = self.layout().await?;
+        let (voters, learners) = members_of(&layout, group);
+        let candidates: Vec<(NodeId, String)> = voters.into_iter().chain(learners).collect();
+        let request = move || NodeRequest::TransferLeader { group, to };
+        let timeout = Duration::from_millis(node::HAND_OVER_TIMEOUT_MS) + CALL_TIMEOUT;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let noop = |_: NodeId, _: Option<String>| {};
+        match call_leader(&self.client, group, &candidates, &request, timeout, deadline, &noop).await?.1 {
+            NodeReply::Leader { leader, .. } => Ok(leader),
+            other => Err(unexpected(other)),
+        }
     }
 }
 
@@ -244,97 +288,206 @@ fn members_of(layout: &Layout, group: GroupId) -> (BTreeMap<NodeId, String>, BTr
     }
 }
 
-fn render_status(layout: &Layout, statuses: &BTreeMap<NodeId, Result<NodeStatusReply, ClusterCliError>>) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "cluster: {} shards, replication {}, layout version {}",
-        layout.shard_count, layout.replication, layout.version
-    );
-    let pending = layout.next_move().map_or("balanced".to_owned(), |m| format!("moving shard {} next", m.shard));
-    let _ = writeln!(out, "placement: {pending}");
-    let _ = writeln!(out);
-    let _ = writeln!(
-        out,
-        "{:<6} {:<24} {:<9} {:<11} {:>6} {:>7}",
-        "NODE", "ADDRESS", "STATUS", "HEALTH", "GROUPS", "LEADING"
-    );
-    for n in layout.nodes.values() {
-        let (health, groups, leading) = match statuses.get(&n.id) {
-            Some(Ok(s)) => {
-                let leading = s.groups.iter().filter(|g| g.leader == Some(n.id)).count();
-                let health =
-                    if s.damaged.is_empty() { "up".to_owned() } else { format!("{} DAMAGED", s.damaged.len()) };
-                (health, s.groups.len().to_string(), leading.to_string())
-            }
-            Some(Err(_)) => ("unreachable".to_owned(), "-".into(), "-".into()),
-            None => ("-".to_owned(), "-".into(), "-".into()),
-        };
-        let _ = writeln!(
-            out,
-            "{:<6} {:<24} {:<9} {:<11} {:>6} {:>7}",
-            n.id,
-            n.addr,
-            format!("{:?}", n.status).to_lowercase(),
-            health,
-            groups,
-            leading
-        );
-    }
-    let _ = writeln!(out);
-    let _ = writeln!(
-        out,
-        "{:<10} {:<7} {:<7} {:<16} {:>10} {:<}",
-        "GROUP", "LEADER", "TERM", "REPLICAS", "APPLIED", "LAG (entries behind the leader)"
-    );
-    let groups = std::iter::once(GroupId::META).chain((0..layout.shard_count).map(GroupId::shard));
-    for g in groups {
-        let mut reports = statuses.iter().filter_map(|(id, s)| {
-            s.as_ref().ok().and_then(|s| s.groups.iter().find(|x| x.group == g).map(|x| (*id, x)))
-        });
-        let all: Vec<_> = reports.by_ref().collect();
-        let leader = all.iter().filter_map(|(_, x)| x.leader.map(|l| (x.term, l))).max();
-        let leader_report = leader.and_then(|(_, l)| all.iter().find(|(id, _)| *id == l).map(|(_, x)| *x));
-        let replicas = match g.as_shard() {
-            Some(s) => layout.placement.get(s as usize).cloned().unwrap_or_default(),
-            None => layout.meta_members().0.into_iter().chain(layout.meta_members().1).collect(),
-        };
-        let applied = leader_report.map_or("-".to_owned(), |x| x.last_applied_index.to_string());
-        let lag: Vec<String> = all
-            .iter()
-            .filter(|(id, _)| Some(*id) != leader.map(|(_, l)| l))
-            .map(|(id, x)| {
-                let behind = leader_report.map_or(0, |l| l.last_log_index.saturating_sub(x.last_log_index));
-                format!("n{id}:{behind}")
+/// The cluster as `cluster status` reports it; `--json` prints this as it is.
+#[derive(Debug, Serialize)]
+pub struct ClusterReport {
+    pub shard_count: u32,
+    pub replication: u32,
+    pub layout_version: u64,
+    /// The shard whose replicas move next; `None`: the placement is balanced.
+    pub moving_shard: Option<u32>,
+    pub nodes: Vec<NodeReport>,
+    pub groups: Vec<GroupReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeReport {
+    pub id: NodeId,
+    pub addr: String,
+    /// `active`, `draining` or `removed`.
+    pub status: String,
+    /// Whether it answered the status request.
+    pub reachable: bool,
+    /// Groups hosted, and led, there (`None` when unreachable).
+    pub groups: Option<usize>,
+    pub leading: Option<usize>,
+    /// Copies that did not open there: stopped until repaired.
+    pub damaged: Vec<DamagedGroup>,
+    pub disk: Option<DiskUsage>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GroupReport {
+    /// `meta` or `shard-N`.
+    pub group: String,
+    pub leader: Option<NodeId>,
+    pub term: Option<u64>,
+    /// The replicas the layout places there.
+    pub replicas: Vec<NodeId>,
+    /// The leader's applied index.
+    pub applied_index: Option<u64>,
+    /// Entries each other replica's log is behind the leader's, by node id.
+    pub lag: BTreeMap<NodeId, u64>,
+}
+
+impl ClusterReport {
+    fn new(layout: &Layout, statuses: &BTreeMap<NodeId, Result<NodeStatusReply, ClusterCliError>>) -> ClusterReport {
+        let nodes = layout
+            .nodes
+            .values()
+            .map(|n| {
+                let reply = statuses.get(&n.id).and_then(|s| s.as_ref().ok());
+                NodeReport {
+                    id: n.id,
+                    addr: n.addr.clone(),
+                    status: format!("{:?}", n.status).to_lowercase(),
+                    reachable: reply.is_some(),
+                    groups: reply.map(|s| s.groups.len()),
+                    leading: reply.map(|s| s.groups.iter().filter(|g| g.leader == Some(n.id)).count()),
+                    damaged: reply.map(|s| s.damaged.clone()).unwrap_or_default(),
+                    disk: reply.and_then(|s| s.disk),
+                }
             })
             .collect();
-        let health = if leader.is_none() { " NO LEADER" } else { "" };
-        let _ = writeln!(
-            out,
-            "{:<10} {:<7} {:<7} {:<16} {:>10} {}{}",
-            g.to_string(),
-            leader.map_or("-".into(), |(_, l)| l.to_string()),
-            leader.map_or("-".into(), |(t, _)| t.to_string()),
-            format!("{replicas:?}"),
-            applied,
-            lag.join(" "),
-            health
-        );
-    }
-    let damaged: Vec<(NodeId, &DamagedGroup)> = statuses
-        .iter()
-        .filter_map(|(id, s)| s.as_ref().ok().map(|s| (*id, s)))
-        .flat_map(|(id, s)| s.damaged.iter().map(move |d| (id, d)))
-        .collect();
-    if !damaged.is_empty() {
-        let _ = writeln!(out);
-        let _ =
-            writeln!(out, "DAMAGED COPIES (stopped; rebuild with `boxoffice cluster repair --id NODE --group GROUP`)");
-        for (id, d) in damaged {
-            let _ = writeln!(out, "node {id} {}: {}", d.group, d.error);
+        let groups = std::iter::once(GroupId::META)
+            .chain((0..layout.shard_count).map(GroupId::shard))
+            .map(|g| {
+                let all: Vec<(NodeId, &node::GroupStatus)> = statuses
+                    .iter()
+                    .filter_map(|(id, s)| {
+                        s.as_ref().ok().and_then(|s| s.groups.iter().find(|x| x.group == g)).map(|x| (*id, x))
+                    })
+                    .collect();
+                let leader = all.iter().filter_map(|(_, x)| x.leader.map(|l| (x.term, l))).max();
+                let leader_report = leader.and_then(|(_, l)| all.iter().find(|(id, _)| *id == l).map(|(_, x)| *x));
+                let replicas = match g.as_shard() {
+                    Some(s) => layout.placement.get(s as usize).cloned().unwrap_or_default(),
+                    None => layout.meta_members().0.into_iter().chain(layout.meta_members().1).collect(),
+                };
+                let lag = all
+                    .iter()
+                    .filter(|(id, _)| Some(*id) != leader.map(|(_, l)| l))
+                    .map(|(id, x)| {
+                        (*id, leader_report.map_or(0, |l| l.last_log_index.saturating_sub(x.last_log_index)))
+                    })
+                    .collect();
+                GroupReport {
+                    group: g.to_string(),
+                    leader: leader.map(|(_, l)| l),
+                    term: leader.map(|(t, _)| t),
+                    replicas,
+                    applied_index: leader_report.map(|x| x.last_applied_index),
+                    lag,
+                }
+            })
+            .collect();
+        ClusterReport {
+            shard_count: layout.shard_count,
+            replication: layout.replication,
+            layout_version: layout.version,
+            moving_shard: layout.next_move().map(|m| m.shard),
+            nodes,
+            groups,
         }
     }
-    out
+
+    /// What keeps the cluster from being healthy: an active node that does not answer or holds a
+    /// damaged copy, a group without a leader, a replica more than `HEALTHY_LAG_MAX` entries behind.
+    pub fn unhealthy(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for n in self.nodes.iter().filter(|n| n.status == "active") {
+            if !n.reachable {
+                problems.push(format!("node {} does not answer", n.id));
+            }
+            for d in &n.damaged {
+                problems.push(format!("node {}'s copy of {} is damaged", n.id, d.group));
+            }
+        }
+        for g in &self.groups {
+            if g.leader.is_none() {
+                problems.push(format!("{} has no leader", g.group));
+            }
+            for (id, behind) in g.lag.iter().filter(|(_, behind)| **behind > HEALTHY_LAG_MAX) {
+                problems.push(format!("node {id} is {behind} entries behind in {}", g.group));
+            }
+        }
+        problems
+    }
+
+    /// The text report: a table of nodes, a table of groups, then any damaged copies.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "cluster: {} shards, replication {}, layout version {}",
+            self.shard_count, self.replication, self.layout_version
+        );
+        let pending = self.moving_shard.map_or("balanced".to_owned(), |s| format!("moving shard {s} next"));
+        let _ = writeln!(out, "placement: {pending}");
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{:<6} {:<24} {:<9} {:<11} {:>6} {:>7} {:>10}",
+            "NODE", "ADDRESS", "STATUS", "HEALTH", "GROUPS", "LEADING", "DISK FREE"
+        );
+        let dash = || "-".to_owned();
+        for n in &self.nodes {
+            let health = match (n.reachable, n.damaged.len()) {
+                (false, _) if n.status == "removed" => dash(),
+                (false, _) => "unreachable".to_owned(),
+                (true, 0) => "up".to_owned(),
+                (true, d) => format!("{d} DAMAGED"),
+            };
+            let free = n
+                .disk
+                .map_or_else(dash, |d| format!("{:.0}%", 100.0 * d.free_bytes as f64 / d.total_bytes.max(1) as f64));
+            let _ = writeln!(
+                out,
+                "{:<6} {:<24} {:<9} {:<11} {:>6} {:>7} {:>10}",
+                n.id,
+                n.addr,
+                n.status,
+                health,
+                n.groups.map_or_else(dash, |g| g.to_string()),
+                n.leading.map_or_else(dash, |g| g.to_string()),
+                free
+            );
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{:<10} {:<7} {:<7} {:<16} {:>10} {:<}",
+            "GROUP", "LEADER", "TERM", "REPLICAS", "APPLIED", "LAG (entries behind the leader)"
+        );
+        for g in &self.groups {
+            let lag: Vec<String> = g.lag.iter().map(|(id, behind)| format!("n{id}:{behind}")).collect();
+            let health = if g.leader.is_none() { " NO LEADER" } else { "" };
+            let _ = writeln!(
+                out,
+                "{:<10} {:<7} {:<7} {:<16} {:>10} {}{}",
+                g.group,
+                g.leader.map_or_else(dash, |l| l.to_string()),
+                g.term.map_or_else(dash, |t| t.to_string()),
+                format!("{:?}", g.replicas),
+                g.applied_index.map_or_else(dash, |a| a.to_string()),
+                lag.join(" "),
+                health
+            );
+        }
+        let damaged: Vec<(NodeId, &DamagedGroup)> =
+            self.nodes.iter().flat_map(|n| n.damaged.iter().map(move |d| (n.id, d))).collect();
+        if !damaged.is_empty() {
+            let _ = writeln!(out);
+            let _ = writeln!(
+                out,
+                "DAMAGED COPIES (stopped; rebuild with `boxoffice cluster repair --id NODE --group GROUP`)"
+            );
+            for (id, d) in damaged {
+                let _ = writeln!(out, "node {id} {}: {}", d.group, d.error);
+            }
+        }
+        out
+    }
 }
 
 /// The nodes of `cluster init`: `1=127.0.0.1:7001,2=127.0.0.1:7002`.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::{ApiState, SandboxPayments};
+use api::{ApiState, Payments};
 use raft_store::SledKv;
 use seams::MetricsRender;
 
@@ -16,7 +16,7 @@ use crate::process::{
     bind_metrics, bind_public, fit_connections_to_fd_limit, flush_stdout, shutdown_or_storage_failure,
 };
 use crate::secrets;
-use crate::settings::{EdgeArgs, TokenArgs, TokenKeys, SHARDS_DEFAULT};
+use crate::settings::{EdgeArgs, TokenArgs, TokenKeys, WebhookArgs, SHARDS_DEFAULT};
 use node::LocalCluster;
 use node::NoPeers;
 use node::{Node, NodeSetup, RaftTuning};
@@ -40,10 +40,11 @@ pub struct DevOptions {
     /// See `RaftTuning::archive_after_ms`.
     pub archive_after_ms: i64,
     pub edge: EdgeArgs,
+    pub webhooks: WebhookArgs,
 }
 
 /// The dev keys: given, or generated once and kept in the data directory (readable by its
-/// owner only) so tokens and queue places survive restarts.
+/// owner only) so tokens, queue places and ticket codes survive restarts.
 fn dev_keys(data_dir: &Path, tokens: &TokenArgs) -> Result<TokenKeys, ServeError> {
     let given = tokens.keys()?;
     let jwt_secret = match given.jwt_secret {
@@ -54,7 +55,11 @@ fn dev_keys(data_dir: &Path, tokens: &TokenArgs) -> Result<TokenKeys, ServeError
         Some(secret) => secret,
         None => secrets::kept_or_generated(&data_dir.join("dev-queue-secret"))?,
     };
-    Ok(TokenKeys { jwt_secret: Some(jwt_secret), queue_secret: Some(queue_secret) })
+    let ticket_secret = match given.ticket_secret {
+        Some(secret) => secret,
+        None => secrets::kept_or_generated(&data_dir.join("dev-ticket-secret"))?,
+    };
+    Ok(TokenKeys { jwt_secret: Some(jwt_secret), queue_secret: Some(queue_secret), ticket_secret: Some(ticket_secret) })
 }
 
 pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), ServeError> {
@@ -102,17 +107,21 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), ServeEr
     // which serves `GET /v1/search`.
     let index = indexer::EmbeddedIndex::open(&opts.data_dir.join("search"))?;
     let follower = indexer::Follower::start(cluster.clone(), index.clone(), indexer::FollowerConfig::default());
+    // So does the webhook dispatcher; one process, one clock: no margin between clocks.
+    let webhooks = indexer::Dispatcher::start(cluster.clone(), opts.webhooks.config(&opts.data_dir, Duration::ZERO))?;
 
     // Dev tokens mint anyone's tokens: served only where no one else can ask for them.
     let dev_tokens = addr.ip().is_loopback();
     if !dev_tokens {
         tracing::warn!(%addr, "not a loopback address: dev tokens are off (POST /v1/auth/dev-token answers 404)");
     }
-    let mut config = opts.edge.api_config(&opts.tokens, keys, dev_tokens);
+    let mut config = opts.edge.api_config(&opts.tokens, keys, dev_tokens)?;
+    config.sandbox_payments = true;
     fit_connections_to_fd_limit(&mut config);
     let metrics_listener = bind_metrics(&config).await?;
     let metrics = crate::telemetry::with_node_gauges(&node, metrics);
-    let state = ApiState::new(cluster, config.clone(), Arc::new(SandboxPayments), metrics)?.with_search(index);
+    let payments = Arc::new(Payments::for_config(&config)?);
+    let state = ApiState::new(cluster, config.clone(), payments, metrics)?.with_search(index);
     let background = state.start_background();
 
     tracing::info!(
@@ -133,6 +142,7 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), ServeEr
     };
     let served = api::serve_api(state, listener, metrics_listener, stop).await;
     drop(background);
+    webhooks.stop().await;
     follower.stop().await;
     node.shutdown().await;
     if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
@@ -155,6 +165,9 @@ fn print_banner(addr: SocketAddr, opts: &DevOptions, shards: u32, config: &api::
         "  Get a token:         curl -s -X POST {url}/v1/auth/dev-token -H 'content-type: application/json' -d '{{\"user_id\":\"alice\",\"role\":\"user\"}}'"
     );
     println!("  API description:     {url}/openapi.json");
+    if config.stripe.is_some() {
+        println!("  Stripe webhook:      {url}/v1/payments/stripe/webhook");
+    }
     match config.metrics_addr {
         Some(metrics) => println!("  Metrics:             http://{metrics}/metrics"),
         None => println!("  Metrics:             {url}/metrics"),

@@ -14,6 +14,8 @@ pub enum ServeError {
     #[error("search index: {0}")]
     Index(#[from] indexer::IndexError),
     #[error(transparent)]
+    Webhooks(#[from] indexer::DispatchError),
+    #[error(transparent)]
     Node(#[from] node::NodeError),
     #[error("demo data: {0}")]
     Demo(#[from] crate::demo::SeedError),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::{ApiConfig, ApiState, SandboxPayments};
+use api::{ApiConfig, ApiState, Payments};
 
 use crate::access::Access;
 use crate::error::ServeError;
@@ -60,6 +60,7 @@ pub async fn run_node(opts: NodeOptions, metrics: MetricsRender) -> Result<(), S
     })
     .await?;
     tokio::spawn(node::rebalance_duty(Arc::downgrade(&node)));
+    node.spawn_sampled_gauges(opts.data_dir.clone());
     tracing::info!(
         node = opts.node_id,
         %bound,
@@ -88,8 +89,12 @@ pub async fn run_node(opts: NodeOptions, metrics: MetricsRender) -> Result<(), S
     let stop = {
         let (node, failed) = (node.clone(), failed.clone());
         async move {
-            if let Some(e) = shutdown_or_storage_failure(&node).await {
-                *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+            match shutdown_or_storage_failure(&node).await {
+                Some(e) => *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e),
+                // Asked to stop: hand the groups led here to other replicas first, while this
+                // port still serves (a successor may need this node's vote), so that clients
+                // find leaders the moment this node is gone.
+                None => node.hand_over_all(Duration::from_millis(node::HAND_OVER_TIMEOUT_MS)).await,
             }
         }
     };
@@ -145,7 +150,8 @@ pub async fn run_api(opts: ApiOptions, metrics: MetricsRender) -> Result<(), Ser
     let mut config = opts.api.clone();
     fit_connections_to_fd_limit(&mut config);
     let metrics_listener = bind_metrics(&config).await?;
-    let state = ApiState::new(router, config.clone(), Arc::new(SandboxPayments), metrics)?;
+    let payments = Arc::new(Payments::for_config(&config)?);
+    let state = ApiState::new(router, config.clone(), payments, metrics)?;
     let state = match &opts.search {
         SearchSource::None => state,
         SearchSource::Indexer { url } => {
@@ -191,10 +197,12 @@ pub struct IndexerOptions {
     pub data_dir: PathBuf,
     /// Index into Elasticsearch instead of the embedded index.
     pub elastic: Option<indexer::ElasticConfig>,
+    /// The outgoing webhook dispatcher, which runs beside the follower.
+    pub webhooks: indexer::DispatcherConfig,
 }
 
-/// `boxoffice indexer`: follows every shard's change feed into the search index, and answers api
-/// instances' searches.
+/// `boxoffice indexer`: follows every shard's change feed into the search index and to the
+/// outgoing webhooks, and answers api instances' searches.
 pub async fn run_indexer(opts: IndexerOptions, metrics: MetricsRender) -> Result<(), ServeError> {
     let (listener, bound, router) = listen_and_connect(opts.listen, &opts.nodes, &opts.access).await?;
     // The follower needs the shard count: wait for the cluster rather than guess.
@@ -210,6 +218,8 @@ pub async fn run_indexer(opts: IndexerOptions, metrics: MetricsRender) -> Result
             indexer::EmbeddedIndex::open(&opts.data_dir.join("search"))?
         }
     };
+    std::fs::create_dir_all(&opts.webhooks.dir).map_err(ServeError::data_dir(&opts.webhooks.dir))?;
+    let webhooks = indexer::Dispatcher::start(router.clone(), opts.webhooks.clone())?;
     let follower = indexer::Follower::start(router, index.clone(), indexer::FollowerConfig::default());
     let backend = match &opts.elastic {
         Some(c) => format!("elasticsearch at {} ({})", c.url, c.index_prefix),
@@ -225,6 +235,7 @@ pub async fn run_indexer(opts: IndexerOptions, metrics: MetricsRender) -> Result
         ops,
     };
     port.serve(listener, shutdown_signal()).await;
+    webhooks.stop().await;
     follower.stop().await;
     Ok(())
 }

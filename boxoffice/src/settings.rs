@@ -63,6 +63,19 @@ fn connections_max(text: &str) -> ParseResult<usize> {
     Ok(api::check_cap("connections_max", text.parse()?)?)
 }
 
+fn stripe_api_base(text: &str) -> ParseResult<String> {
+    api::check_stripe_api_base(text)?;
+    Ok(text.to_owned())
+}
+
+fn stripe_tolerance(text: &str) -> ParseResult<Span> {
+    Ok(span(api::check_stripe_tolerance(parse_span(text)?)?))
+}
+
+fn stripe_request_timeout(text: &str) -> ParseResult<Span> {
+    Ok(span(api::check_stripe_request_timeout(parse_span(text)?)?))
+}
+
 fn streams_max(text: &str) -> ParseResult<usize> {
     Ok(api::check_cap("streams_max", text.parse()?)?)
 }
@@ -116,6 +129,11 @@ pub struct EdgeArgs {
     /// Memory for the read cache, in MiB.
     #[arg(long, env = "BOXOFFICE_READ_CACHE_MB", default_value_t = api::READ_CACHE_BYTES_DEFAULT >> 20)]
     pub read_cache_mb: u64,
+    /// Take the sandbox's payment methods (`sandbox_ok` pays at once, `sandbox_decline`
+    /// declines): tickets without money, for trials and tests, never for a real sale (`boxoffice
+    /// dev` always takes them). Without it, orders paid with them are still refunded.
+    #[arg(long, env = "BOXOFFICE_SANDBOX_PAYMENTS")]
+    pub sandbox_payments: bool,
     /// Requests per second each user (token) may make, sustained; 0 turns the limit off.
     #[arg(long, env = "BOXOFFICE_RATE_LIMIT_USER_PER_S", default_value_t = api::RATE_LIMIT_USER_PER_S_DEFAULT)]
     pub rate_limit_user_per_s: u32,
@@ -169,6 +187,88 @@ pub struct EdgeArgs {
     /// address, where it then answers 404.
     #[arg(long, env = "BOXOFFICE_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    pub stripe: StripeArgs,
+}
+
+/// Stripe (`dev` and `api`): checkouts with `"payment_method": "stripe"` are taken when a secret
+/// key is given, and Stripe's events are received at `POST /v1/payments/stripe/webhook`.
+#[derive(Args, Clone)]
+pub struct StripeArgs {
+    /// Stripe's API; a stand-in's URL in tests.
+    #[arg(long, env = "BOXOFFICE_STRIPE_API_BASE", default_value = api::STRIPE_API_BASE_DEFAULT, value_parser = stripe_api_base)]
+    pub stripe_api_base: String,
+    /// Stripe's secret API key (`sk_…`, or a restricted `rk_…` that may write PaymentIntents
+    /// and refunds); Stripe payments are on when it is given.
+    #[arg(long, env = "BOXOFFICE_STRIPE_SECRET_KEY", hide_env_values = true)]
+    pub stripe_secret_key: Option<String>,
+    /// A file holding `--stripe-secret-key`, readable by its owner (and group) only.
+    #[arg(long, env = "BOXOFFICE_STRIPE_SECRET_KEY_FILE", conflicts_with = "stripe_secret_key")]
+    pub stripe_secret_key_file: Option<PathBuf>,
+    /// The webhook endpoint's signing secret (`whsec_…`); while it is rotated, the old and the
+    /// new, comma-separated: an event signed with either is accepted.
+    #[arg(long, env = "BOXOFFICE_STRIPE_WEBHOOK_SECRET", hide_env_values = true, value_delimiter = ',')]
+    pub stripe_webhook_secret: Vec<String>,
+    /// A file holding `--stripe-webhook-secret` (one or more, comma- or line-separated),
+    /// readable by its owner (and group) only.
+    #[arg(long, env = "BOXOFFICE_STRIPE_WEBHOOK_SECRET_FILE", conflicts_with = "stripe_webhook_secret")]
+    pub stripe_webhook_secret_file: Option<PathBuf>,
+    /// How far a webhook's signed timestamp may be from this server's clock; older (or later)
+    /// events are refused, so a captured one cannot be replayed.
+    #[arg(long, env = "BOXOFFICE_STRIPE_TOLERANCE", default_value_t = span(api::STRIPE_TOLERANCE_DEFAULT), value_parser = stripe_tolerance)]
+    pub stripe_tolerance: Span,
+    /// How long one request to Stripe may take; a checkout that times out may be retried.
+    #[arg(long, env = "BOXOFFICE_STRIPE_REQUEST_TIMEOUT", default_value_t = span(api::STRIPE_REQUEST_TIMEOUT_DEFAULT), value_parser = stripe_request_timeout)]
+    pub stripe_request_timeout: Span,
+}
+
+/// The keys are never shown, only whether they are given.
+impl std::fmt::Debug for StripeArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StripeArgs")
+            .field("stripe_api_base", &self.stripe_api_base)
+            .field("stripe_secret_key", &self.stripe_secret_key.as_ref().map(|_| "***"))
+            .field("stripe_secret_key_file", &self.stripe_secret_key_file)
+            .field("stripe_webhook_secret", &format_args!("[*** × {}]", self.stripe_webhook_secret.len()))
+            .field("stripe_webhook_secret_file", &self.stripe_webhook_secret_file)
+            .field("stripe_tolerance", &self.stripe_tolerance)
+            .field("stripe_request_timeout", &self.stripe_request_timeout)
+            .finish()
+    }
+}
+
+impl StripeArgs {
+    /// Stripe's settings, with the keys read from their files where given so; `None` without a
+    /// secret key. A key without a webhook secret (or the reverse) is refused: payments would
+    /// never be confirmed.
+    pub fn config(&self) -> Result<Option<api::StripeConfig>, crate::error::ServeError> {
+        use crate::error::ServeError;
+        use crate::secrets::{inline_or_file, read_secret_file};
+        let secret_key = inline_or_file(self.stripe_secret_key.as_deref(), self.stripe_secret_key_file.as_deref())?;
+        let webhook_secrets: Vec<String> = match &self.stripe_webhook_secret_file {
+            Some(path) => read_secret_file(path)?.split([',', '\n']).map(str::to_owned).collect(),
+            None => self.stripe_webhook_secret.clone(),
+        };
+        let webhook_secrets: Vec<String> =
+            webhook_secrets.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        match (secret_key, webhook_secrets.is_empty()) {
+            (None, true) => Ok(None),
+            (None, false) => {
+                Err(ServeError::MissingSecret { what: "Stripe's secret key", flags: "--stripe-secret-key(-file)" })
+            }
+            (Some(_), true) => Err(ServeError::MissingSecret {
+                what: "Stripe's webhook signing secret",
+                flags: "--stripe-webhook-secret(-file)",
+            }),
+            (Some(secret_key), false) => Ok(Some(api::StripeConfig {
+                api_base: self.stripe_api_base.clone(),
+                secret_key,
+                webhook_secrets,
+                tolerance: self.stripe_tolerance.into(),
+                request_timeout: self.stripe_request_timeout.into(),
+            })),
+        }
+    }
 }
 
 fn token_lifetime_max(text: &str) -> ParseResult<Span> {
@@ -217,12 +317,22 @@ pub struct TokenArgs {
     /// A file holding `--queue-secret`, readable by its owner (and group) only.
     #[arg(long, env = "BOXOFFICE_QUEUE_SECRET_FILE", conflicts_with = "queue_secret")]
     pub queue_secret_file: Option<PathBuf>,
+    /// The key ticket codes are signed with (each event's Ed25519 key is derived from it), at
+    /// least 32 bytes, shared by every api instance; changing it invalidates issued codes
+    /// [default: derived from the waiting room's key; `boxoffice dev`: generated and kept in the
+    /// data directory].
+    #[arg(long, env = "BOXOFFICE_TICKET_SECRET", hide_env_values = true)]
+    pub ticket_secret: Option<String>,
+    /// A file holding `--ticket-secret`, readable by its owner (and group) only.
+    #[arg(long, env = "BOXOFFICE_TICKET_SECRET_FILE", conflicts_with = "ticket_secret")]
+    pub ticket_secret_file: Option<PathBuf>,
 }
 
 /// The keys [`TokenArgs`] gives, read from their files where given as files.
 pub struct TokenKeys {
     pub jwt_secret: Option<String>,
     pub queue_secret: Option<String>,
+    pub ticket_secret: Option<String>,
 }
 
 impl TokenArgs {
@@ -231,6 +341,7 @@ impl TokenArgs {
         Ok(TokenKeys {
             jwt_secret: inline_or_file(self.jwt_secret.as_deref(), self.jwt_secret_file.as_deref())?,
             queue_secret: inline_or_file(self.queue_secret.as_deref(), self.queue_secret_file.as_deref())?,
+            ticket_secret: inline_or_file(self.ticket_secret.as_deref(), self.ticket_secret_file.as_deref())?,
         })
     }
 
@@ -248,12 +359,18 @@ impl TokenArgs {
 impl EdgeArgs {
     /// The api's configuration: these settings, the token settings and keys (the waiting room's
     /// is required), and whether dev tokens are served.
-    pub fn api_config(&self, tokens: &TokenArgs, keys: TokenKeys, dev_tokens: bool) -> api::ApiConfig {
-        api::ApiConfig {
+    pub fn api_config(
+        &self,
+        tokens: &TokenArgs,
+        keys: TokenKeys,
+        dev_tokens: bool,
+    ) -> Result<api::ApiConfig, crate::error::ServeError> {
+        Ok(api::ApiConfig {
             jwt_secret: keys.jwt_secret,
             oidc: tokens.oidc(),
             token_lifetime_max: tokens.token_lifetime_max.into(),
             queue_secret: keys.queue_secret.unwrap_or_default(),
+            ticket_secret: keys.ticket_secret,
             dev_tokens,
             hold_ttl: self.hold_ttl.into(),
             held_seats_per_user_max: self.held_seats_per_user_max,
@@ -283,7 +400,9 @@ impl EdgeArgs {
                 per_user_max: self.streams_per_user_max,
             },
             metrics_addr: self.metrics_addr,
-        }
+            stripe: self.stripe.config()?,
+            sandbox_payments: self.sandbox_payments,
+        })
     }
 }
 
@@ -379,6 +498,8 @@ pub struct DevArgs {
     pub archive: ArchiveArgs,
     #[command(flatten)]
     pub edge: EdgeArgs,
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -424,6 +545,27 @@ pub struct NodeArgs {
     pub snapshot_every_logs: u64,
     #[command(flatten)]
     pub archive: ArchiveArgs,
+}
+
+/// The outgoing webhook dispatcher (`boxoffice dev` and `indexer`).
+#[derive(Args, Clone, Debug)]
+pub struct WebhookArgs {
+    /// PEM file of a certificate authority that webhook endpoints' HTTPS certificates may chain to,
+    /// trusted beside the public roots (endpoints behind a private CA).
+    #[arg(long, env = "BOXOFFICE_WEBHOOK_CA_FILE")]
+    pub webhook_ca_file: Option<PathBuf>,
+}
+
+impl WebhookArgs {
+    /// The dispatcher's configuration: its positions file in `data_dir`, `clock_margin` for the
+    /// largest difference between this process's clock and the leaders'.
+    pub fn config(&self, data_dir: &std::path::Path, clock_margin: Duration) -> indexer::DispatcherConfig {
+        indexer::DispatcherConfig {
+            ca_file: self.webhook_ca_file.clone(),
+            clock_margin,
+            ..indexer::DispatcherConfig::new(data_dir.to_path_buf())
+        }
+    }
 }
 
 /// When ended events leave memory for their shard's archive (`boxoffice node` and `dev`).
@@ -538,11 +680,13 @@ pub struct IndexerArgs {
     pub nodes: Vec<String>,
     #[command(flatten)]
     pub access: ClusterAccess,
-    /// Where the embedded index (and its feed checkpoints) live.
+    /// Where the embedded index (and its feed checkpoints) and the webhook positions live.
     #[arg(long, env = "BOXOFFICE_DATA_DIR", default_value = "./boxoffice-indexer")]
     pub data_dir: PathBuf,
     #[command(flatten)]
     pub elastic: ElasticArgs,
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
 }
 
 /// Which cluster an operator command talks to.
@@ -554,4 +698,54 @@ pub struct ClusterTarget {
     /// An operator's credential (`boxoffice certs issue --role operator`) and the secret.
     #[command(flatten)]
     pub access: ClusterAccess,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Probe {
+        #[command(flatten)]
+        stripe: StripeArgs,
+    }
+
+    fn stripe(args: &[&str]) -> StripeArgs {
+        Probe::try_parse_from(std::iter::once("probe").chain(args.iter().copied())).expect("parses").stripe
+    }
+
+    #[test]
+    fn stripe_is_on_with_a_key_and_a_webhook_secret_and_never_shows_them() {
+        assert!(stripe(&[]).config().expect("valid").is_none());
+        let args = stripe(&["--stripe-secret-key", "sk_test_1", "--stripe-webhook-secret", "whsec_a, whsec_b"]);
+        assert!(!format!("{args:?}").contains("sk_test_1") && !format!("{args:?}").contains("whsec_a"));
+        let config = args.config().expect("valid").expect("on");
+        assert_eq!(config.webhook_secrets, ["whsec_a", "whsec_b"]);
+        assert_eq!((config.api_base.as_str(), config.tolerance), ("https://api.stripe.com", Duration::from_secs(300)));
+        assert!(!format!("{config:?}").contains("sk_test_1"));
+
+        let key_only = stripe(&["--stripe-secret-key", "sk_test_1"]).config();
+        assert!(matches!(key_only, Err(crate::error::ServeError::MissingSecret { .. })));
+        let secret_only = stripe(&["--stripe-webhook-secret", "whsec_a"]).config();
+        assert!(matches!(secret_only, Err(crate::error::ServeError::MissingSecret { .. })));
+        let bad = ["--stripe-tolerance", "0s", "--stripe-api-base", "ftp://x", "--stripe-request-timeout", "2h"];
+        for pair in bad.chunks(2) {
+            assert!(Probe::try_parse_from(std::iter::once("probe").chain(pair.iter().copied())).is_err(), "{pair:?}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn stripe_webhook_secrets_may_come_from_a_file_one_a_line() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("whsec");
+        std::fs::write(&path, "whsec_new\r\nwhsec_old\n").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let path = path.to_str().expect("utf-8");
+        let config = stripe(&["--stripe-secret-key", "sk_test_1", "--stripe-webhook-secret-file", path]).config();
+        assert_eq!(config.expect("valid").expect("on").webhook_secrets, ["whsec_new", "whsec_old"]);
+    }
 }

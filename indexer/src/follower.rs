@@ -170,10 +170,11 @@ async fn step(shared: &Shared, shard: u32, after: u64) -> Result<u64, StepError>
     }
 }
 
-/// Each event the records name, with the highest log index that names it.
+/// Each event the records name, with the highest log index that names it. A buyer's order or
+/// ticket changes nothing a search document holds (its seats' records do).
 fn touched(changes: &[Change]) -> BTreeMap<EventId, u64> {
     let mut touched = BTreeMap::new();
-    for change in changes {
+    for change in changes.iter().filter(|c| c.kind.is_public()) {
         let version = touched.entry(change.event_id.clone()).or_insert(change.index);
         *version = (*version).max(change.index);
     }

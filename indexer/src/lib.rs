@@ -7,6 +7,8 @@
 //!   (the indexer's writer) and [`ElasticSearch`] (the api's read-only searcher) serve
 //!   deployments that outgrow one machine. Both answer the same query the same way: one
 //!   analyzer, one query plan, one order.
+//! - [`Dispatcher`] follows the same feed for outgoing webhooks: each order and ticket event,
+//!   signed, to every endpoint an admin registered for it, at least once.
 
 mod document;
 mod elastic;
@@ -17,6 +19,7 @@ mod index;
 mod plan;
 mod remote;
 mod text;
+mod webhooks;
 
 #[cfg(test)]
 mod tests;
@@ -28,3 +31,4 @@ pub use error::IndexError;
 pub use follower::{follow, Follower, FollowerConfig, FEED_PAGE_RECORDS_MAX};
 pub use index::{Checkpoints, Index};
 pub use remote::{ops_routes, search_routes, RemoteSearch, SECRET_HEADER};
+pub use webhooks::{DispatchError, Dispatcher, DispatcherConfig, POSITIONS_FILE, SIGNATURE_HEADER};

@@ -54,7 +54,10 @@ fn command_class(command: &Command) -> CommandClass {
         | Command::LeaseQueueBlock { .. }
         | Command::JoinQueue { .. }
         | Command::CheckIn { .. }
-        | Command::TransferTicket { .. } => CommandClass::Client,
+        | Command::TransferTicket { .. }
+        | Command::SetPricing { .. }
+        | Command::RegisterWebhook { .. }
+        | Command::DeleteWebhook { .. } => CommandClass::Client,
         // Proposed, it would be a hold that skips the held-seat cap.
         Command::HoldUncapped { .. } => CommandClass::Retired,
     }
@@ -70,7 +73,9 @@ pub fn may_send(role: Role, kind: RequestKind) -> bool {
         K::Propose => matches!(role, Node | Api | Operator),
         K::Read | K::Changes => matches!(role, Api | Indexer),
         K::Routing => matches!(role, Node | Api | Indexer | Operator),
-        K::Status | K::InitCluster | K::BackupOpen | K::BackupNext | K::RestoreChunk => role == Operator,
+        K::Status | K::InitCluster | K::BackupOpen | K::BackupNext | K::RestoreChunk | K::TransferLeader => {
+            role == Operator
+        }
         K::Join | K::EnsureMembers | K::DropGroup => matches!(role, Node | Operator),
         K::InitGroup | K::OpenGroup | K::Campaign => role == Node,
     }
@@ -133,6 +138,7 @@ mod tests {
             (K::BackupOpen, &[Operator][..]),
             (K::BackupNext, &[Operator][..]),
             (K::RestoreChunk, &[Operator][..]),
+            (K::TransferLeader, &[Operator][..]),
         ])
     }
 

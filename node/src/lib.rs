@@ -25,7 +25,7 @@ pub use clock::{now_ms, Clock, MAX_OFFSET_MS_DEFAULT};
 pub use coordinator::{init_cluster, rebalance_duty, rebalance_once, CoordinatorError};
 pub use host::{
     Group, IdentityError, InvalidRequest, Node, NodeError, NodeSetup, ProposeError, RaftTuning, TransferError,
-    ARCHIVE_AFTER_MS_DEFAULT,
+    ARCHIVE_AFTER_MS_DEFAULT, HAND_OVER_TIMEOUT_MS,
 };
 pub use local::LocalCluster;
 pub use network::{chunk_timeout, NetworkFactory, NoPeers};
@@ -37,6 +37,6 @@ pub use rpc::{
     IDLE_TIMEOUT_DEFAULT, PREAMBLE, PREAMBLE_V1,
 };
 pub use wire::{
-    DamagedGroup, GroupStatus, LeaderHint, NodeClient, NodeReply, NodeRequest, NodeStatusReply, RaftRpc, RaftRpcReply,
-    RequestKind, RoutingReply, TransportError, WireError,
+    DamagedGroup, DiskUsage, GroupStatus, LeaderHint, NodeClient, NodeReply, NodeRequest, NodeStatusReply, RaftRpc,
+    RaftRpcReply, RequestKind, RoutingReply, TransportError, WireError,
 };

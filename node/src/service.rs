@@ -6,7 +6,7 @@ use std::time::Duration;
 use raft_store::{Answer, GroupId, Layout, Query};
 
 use crate::coordinator::init_cluster;
-use crate::host::Node;
+use crate::host::{Node, HAND_OVER_TIMEOUT_MS};
 use crate::wire::{NodeReply, NodeRequest, RoutingReply, WireError};
 
 /// Longest a change-feed poll may wait.
@@ -53,6 +53,10 @@ impl Node {
             NodeRequest::Campaign { group } => {
                 self.campaign(group).await?;
                 NodeReply::Done
+            }
+            NodeRequest::TransferLeader { group, to } => {
+                let leader = self.hand_over(group, to, Duration::from_millis(HAND_OVER_TIMEOUT_MS)).await?;
+                NodeReply::Leader { group, leader }
             }
             NodeRequest::InitGroup { group, members } => {
                 self.init_group(group, members).await?;

@@ -102,6 +102,12 @@ pub enum NodeRequest {
         seq: u64,
         chunk: SnapshotChunk,
     },
+    /// Operator, to the group's leader: hand the leadership to `to` (another voter), or to the
+    /// most up-to-date other voter. Answered `Leader` with the new leader once it is elected.
+    TransferLeader {
+        group: GroupId,
+        to: Option<NodeId>,
+    },
 }
 
 impl NodeRequest {
@@ -125,6 +131,7 @@ impl NodeRequest {
             NodeRequest::BackupOpen { .. } => RequestKind::BackupOpen,
             NodeRequest::BackupNext { .. } => RequestKind::BackupNext,
             NodeRequest::RestoreChunk { .. } => RequestKind::RestoreChunk,
+            NodeRequest::TransferLeader { .. } => RequestKind::TransferLeader,
         }
     }
 }
@@ -152,10 +159,11 @@ pub enum RequestKind {
     BackupOpen,
     BackupNext,
     RestoreChunk,
+    TransferLeader,
 }
 
 impl RequestKind {
-    pub const ALL: [RequestKind; 18] = [
+    pub const ALL: [RequestKind; 19] = [
         RequestKind::RaftAppend,
         RequestKind::RaftVote,
         RequestKind::RaftSnapshot,
@@ -174,6 +182,7 @@ impl RequestKind {
         RequestKind::BackupOpen,
         RequestKind::BackupNext,
         RequestKind::RestoreChunk,
+        RequestKind::TransferLeader,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -196,12 +205,13 @@ impl RequestKind {
             RequestKind::BackupOpen => "backup_open",
             RequestKind::BackupNext => "backup_next",
             RequestKind::RestoreChunk => "restore_chunk",
+            RequestKind::TransferLeader => "transfer_leader",
         }
     }
 
     /// The tag of this kind in a frame header: its place in [`RequestKind::ALL`].
     pub fn tag(self) -> u8 {
-        // ALL lists every kind once, in declaration order; 18 fits a byte.
+        // ALL lists every kind once, in declaration order; 19 fits a byte.
         self as u8
     }
 
@@ -282,6 +292,11 @@ pub enum NodeReply {
     },
     /// The next chunk of a backup; `None` after its end.
     BackupChunk(Option<SnapshotChunk>),
+    /// The group's leader after a `TransferLeader`.
+    Leader {
+        group: GroupId,
+        leader: NodeId,
+    },
 }
 
 /// Why a call to a node failed, as the caller hears it. It travels between processes, so what a
@@ -338,6 +353,18 @@ pub struct NodeStatusReply {
     /// Groups whose copy here did not open (a damaged record): stopped, until rebuilt from the
     /// other replicas (`boxoffice cluster repair`) or the disk is repaired.
     pub damaged: Vec<DamagedGroup>,
+    /// The disk under the data directory, as last sampled (`None` before the first sample).
+    pub disk: Option<DiskUsage>,
+}
+
+/// The disk a node's data directory is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskUsage {
+    /// Available to the node's user.
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+    /// What the data directory's files take (`None` until it was first measured).
+    pub data_bytes: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

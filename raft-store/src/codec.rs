@@ -18,6 +18,11 @@
 //! The two are confused only if rot rewrites the length field and the header checksum to match,
 //! a chance of one in 2³².
 //!
+//! Format version 3 frames as version 2 does; what changed is a stored type: a group's snapshot
+//! (`Machine`) gained two fields (a shard's pricing, the meta group's webhook endpoints). Every
+//! other type encodes as in version 2, so a version-2 frame of it decodes as before, and
+//! `Machine::decode` reads a version-2 snapshot as one without the new fields. New values are always written as version 3; a node of version 2 refuses them by name.
+//!
 //! Format version 1 (bincode with the version byte, no checksums) is refused, not read: a node
 //! with data written before version 2 stops with [`CodecError::Version`] naming the version.
 
@@ -25,8 +30,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// Bumped whenever the encoding of any stored type or the frame changes incompatibly.
-/// 1: bincode after the version byte. 2: the checksummed frame above.
-pub const FORMAT_VERSION: u8 = 2;
+/// 1: bincode after the version byte. 2: the checksummed frame above. 3: a snapshot carries the
+/// shard's dynamic pricing and the meta group's webhook endpoints.
+pub const FORMAT_VERSION: u8 = 3;
+/// The oldest version still read.
+pub const FORMAT_VERSION_MIN: u8 = 2;
 /// Largest value decoded, in bytes: bounds the memory a corrupt length prefix can claim.
 pub const DECODE_BYTES_MAX: usize = 1 << 30;
 /// Version, body length, body checksum, header checksum.
@@ -46,7 +54,10 @@ pub enum CodecError {
     Encode(String),
     #[error("decode: {0}")]
     Decode(String),
-    #[error("format version {found} is not {FORMAT_VERSION} (version 1, without checksums, is no longer read)")]
+    #[error(
+        "format version {found} is not one of {FORMAT_VERSION_MIN} to {FORMAT_VERSION} (version 1, without \
+         checksums, is no longer read; a later version was written by a newer release)"
+    )]
     Version { found: u8 },
     /// Shorter than its header says: a write a crash cut short. Rot never shortens a record.
     #[error("torn record: {have} of {want} bytes")]
@@ -67,22 +78,31 @@ impl CodecError {
     }
 }
 
+/// Encodes `value` in a frame of [`FORMAT_VERSION_MIN`]: every type but a snapshot's machine
+/// encodes as format 2 had it, so nodes of that format still read what this one sends and writes
+/// (log entries, outcomes, cold records, the wire), commands new to them aside.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
+    encode_as(FORMAT_VERSION_MIN, value)
+}
+
+/// Encodes `value` in a frame of format `version`: for a type whose encoding changed in it.
+pub(crate) fn encode_as<T: Serialize>(version: u8, value: &T) -> Result<Vec<u8>, CodecError> {
+    debug_assert!((FORMAT_VERSION_MIN..=FORMAT_VERSION).contains(&version));
     let mut out = vec![0; HEADER_BYTES];
     bincode::serde::encode_into_std_write(value, &mut out, CONFIG).map_err(|e| CodecError::Encode(e.to_string()))?;
     let body_bytes = out.len() - HEADER_BYTES;
     if body_bytes > DECODE_BYTES_MAX {
         return Err(CodecError::Encode(format!("{body_bytes} bytes is over {DECODE_BYTES_MAX}")));
     }
-    write_header(&mut out);
+    write_header(&mut out, version);
     Ok(out)
 }
 
 /// Fills in the header of `out`, whose body follows [`HEADER_BYTES`] zeroed header bytes.
-fn write_header(out: &mut [u8]) {
+fn write_header(out: &mut [u8], version: u8) {
     let body_bytes = out.len() - HEADER_BYTES;
     let body_crc = crc32fast::hash(&out[HEADER_BYTES..]);
-    out[0] = FORMAT_VERSION;
+    out[0] = version;
     out[1..5].copy_from_slice(&(body_bytes as u32).to_le_bytes());
     out[5..9].copy_from_slice(&body_crc.to_le_bytes());
     let header_crc = crc32fast::hash(&out[..HEADER_CHECKED_BYTES]);
@@ -95,7 +115,7 @@ fn write_header(out: &mut [u8]) {
 pub(crate) fn frame(body: &[u8]) -> Vec<u8> {
     let mut out = vec![0; HEADER_BYTES];
     out.extend_from_slice(body);
-    write_header(&mut out);
+    write_header(&mut out, FORMAT_VERSION);
     out
 }
 
@@ -106,7 +126,23 @@ pub(crate) fn body(framed: &[u8]) -> Result<&[u8], CodecError> {
 }
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    decode_body(checked_body(bytes)?)
+}
+
+/// The frame's format version and its value decoded as `Old` if the frame is older than
+/// `since`, else as `T`: for a type whose encoding changed in version `since`.
+pub(crate) fn decode_since<T: DeserializeOwned, Old: DeserializeOwned + Into<T>>(
+    since: u8,
+    bytes: &[u8],
+) -> Result<T, CodecError> {
     let body = checked_body(bytes)?;
+    if bytes[0] < since {
+        return decode_body::<Old>(body).map(Into::into);
+    }
+    decode_body(body)
+}
+
+fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
     let (value, read) =
         bincode::serde::decode_from_slice(body, CONFIG).map_err(|e| CodecError::Decode(e.to_string()))?;
     if read != body.len() {
@@ -123,7 +159,7 @@ fn le_u32(bytes: &[u8]) -> u32 {
 fn checked_body(bytes: &[u8]) -> Result<&[u8], CodecError> {
     // An empty value is a write cut before its first byte.
     let Some(&version) = bytes.first() else { return Err(CodecError::Torn { have: 0, want: HEADER_BYTES }) };
-    if version != FORMAT_VERSION {
+    if !(FORMAT_VERSION_MIN..=FORMAT_VERSION).contains(&version) {
         return Err(CodecError::Version { found: version });
     }
     if bytes.len() < HEADER_BYTES {
@@ -163,8 +199,11 @@ mod tests {
     #[test]
     fn round_trips_and_rejects_damage() {
         let bytes = encode(&value()).unwrap();
-        assert_eq!(bytes[0], FORMAT_VERSION);
+        assert_eq!(bytes[0], FORMAT_VERSION_MIN, "written as the oldest format that reads it");
         assert_eq!(decode::<Value>(&bytes).unwrap(), value());
+        let newer = encode_as(FORMAT_VERSION, &value()).unwrap();
+        assert_eq!(newer[0], FORMAT_VERSION);
+        assert_eq!(decode::<Value>(&newer).unwrap(), value());
 
         let mut wrong_version = bytes.clone();
         wrong_version[0] = 99;

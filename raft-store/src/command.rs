@@ -4,9 +4,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::NodeId;
-use crate::ids::{shard_of, EventId, GroupId, HoldId, OrderId, RequestId, TicketId, UserId, VenueId};
+use crate::ids::{shard_of, EventId, GroupId, HoldId, OrderId, RequestId, TicketId, UserId, VenueId, WebhookId};
 use crate::layout::Layout;
 use crate::model::*;
+use crate::webhook::{Webhook, WebhookEventType};
 
 /// One entry of a group's Raft log: the proposals a leader batched together, stamped once with
 /// the leader's time. Applied in order; each yields one [`Outcome`].
@@ -198,6 +199,25 @@ pub enum Command {
         from: UserId,
         to: UserId,
     },
+    /// Sets an event's dynamic pricing rules (replacing any); none: prices stay where they are
+    /// and no longer move.
+    SetPricing {
+        event_id: EventId,
+        rules: Vec<PriceRule>,
+    },
+    /// Registers an outgoing webhook endpoint (meta group). The id derives from the admin's
+    /// idempotency key, the secret is the api's random one; apply stamps the creation time.
+    RegisterWebhook {
+        webhook_id: WebhookId,
+        url: String,
+        events: Vec<WebhookEventType>,
+        secret: String,
+        created_by: UserId,
+    },
+    /// Deletes an outgoing webhook endpoint (meta group): nothing more is delivered to it.
+    DeleteWebhook {
+        webhook_id: WebhookId,
+    },
 }
 
 /// One join of a [`Command::JoinQueue`] batch.
@@ -230,7 +250,9 @@ impl Command {
             | Command::SetPlacement { .. }
             | Command::ForgetNode { .. }
             | Command::Expire
-            | Command::Archive { .. } => None,
+            | Command::Archive { .. }
+            | Command::RegisterWebhook { .. }
+            | Command::DeleteWebhook { .. } => None,
             Command::CreateEvent(spec) => Some(&spec.event_id),
             Command::UpdateEvent { event_id, .. }
             | Command::Hold { event_id, .. }
@@ -240,6 +262,7 @@ impl Command {
             | Command::AdvanceQueue { event_id, .. } => Some(event_id),
             Command::ReleaseHold { hold_id, .. } | Command::Checkout { hold_id, .. } => Some(&hold_id.event_id),
             Command::PaymentResult { order_id, .. } | Command::CancelOrder { order_id, .. } => Some(&order_id.event_id),
+            Command::SetPricing { event_id, .. } => Some(event_id),
             Command::CheckIn { ticket_id, .. } | Command::TransferTicket { ticket_id, .. } => {
                 Some(&ticket_id.order.event_id)
             }
@@ -278,6 +301,9 @@ impl Command {
             Command::JoinQueue { .. } => "join_queue",
             Command::CheckIn { .. } => "check_in",
             Command::TransferTicket { .. } => "transfer_ticket",
+            Command::SetPricing { .. } => "set_pricing",
+            Command::RegisterWebhook { .. } => "register_webhook",
+            Command::DeleteWebhook { .. } => "delete_webhook",
         }
     }
 }
@@ -310,6 +336,9 @@ pub enum Outcome {
     QueuePlaces(Vec<QueuePlace>),
     /// A ticket checked in or transferred, as its holder sees it now.
     Ticket(TicketCard),
+    Pricing(PricingView),
+    /// A webhook endpoint registered (with its secret) or deleted.
+    Webhook(Webhook),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -449,6 +478,21 @@ pub enum ChangeKind {
     Seats { seats: Vec<String>, status: SeatStatus },
     /// The counts of a general-admission section changed.
     General { section: String, available: u32, held: u32, sold: u32 },
+    // Appended after format 2's last variant (see `Command`).
+    /// An order was settled: confirmed, failed, cancelled, or marked refunded (an approval after
+    /// it lapsed). For outgoing webhooks; not shown on the public seat streams.
+    Order { order_id: OrderId, user: UserId, status: OrderStatus, refunded: bool },
+    /// A ticket was transferred (to `holder`, at `version`) or checked in (`admitted_at_ms`).
+    /// For outgoing webhooks; not shown on the public seat streams.
+    Ticket { ticket_id: TicketId, holder: UserId, version: u32, admitted_at_ms: Option<i64> },
+}
+
+impl ChangeKind {
+    /// Whether the record changes what anyone may read of the event (its details, seats or
+    /// counts), as opposed to one buyer's order or ticket.
+    pub fn is_public(&self) -> bool {
+        matches!(self, ChangeKind::Event | ChangeKind::Seats { .. } | ChangeKind::General { .. })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -506,6 +550,11 @@ pub enum Query {
         event_id: EventId,
         position: u64,
     },
+    /// An event's pricing rules and current prices.
+    Pricing(EventId),
+    /// Every outgoing webhook endpoint, with its secret (meta group): for the dispatchers, and
+    /// for the api, which shows them without.
+    Webhooks,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -532,6 +581,9 @@ pub enum Answer {
     },
     /// The query does not belong to this group.
     WrongGroup,
+    /// `None`: no such event.
+    Pricing(Option<PricingView>),
+    Webhooks(Vec<Webhook>),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

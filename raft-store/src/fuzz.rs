@@ -15,7 +15,7 @@ use proptest::sample::Index;
 use crate::codec::{self, CodecError};
 use crate::cold::{ColdRecord, MemCold};
 use crate::command::{Actor, Command, Outcome, Proposal, Request};
-use crate::ids::{shard_of, EventId, GroupId, HoldId, OrderId, UserId, VenueId};
+use crate::ids::{shard_of, EventId, GroupId, HoldId, OrderId, TicketId, UserId, VenueId};
 use crate::machine::Machine;
 use crate::model::*;
 use crate::raft_types::Entry;
@@ -68,7 +68,7 @@ impl Target {
             Target::Outcome => codec::decode::<Outcome>(framed).is_ok(),
             Target::SnapshotChunk => codec::decode::<SnapshotChunk>(framed).is_ok(),
             // A machine that decodes is judged too: its checks must refuse, not panic.
-            Target::Machine => codec::decode::<Machine>(framed).map(|m| m.check_invariants()).is_ok(),
+            Target::Machine => Machine::decode(framed).map(|m| m.check_invariants()).is_ok(),
         }
     }
 
@@ -80,7 +80,7 @@ impl Target {
             Target::ColdRecord => seed_cold_records().iter().map(codec::encode).collect(),
             Target::Outcome => seed_outcomes().iter().map(codec::encode).collect(),
             Target::SnapshotChunk => seed_chunks().iter().map(codec::encode).collect(),
-            Target::Machine => seed_machines().iter().map(codec::encode).collect(),
+            Target::Machine => seed_machines().iter().map(Machine::encode).collect(),
         };
         // The seeds are values this crate builds and encodes: failing to is a bug here.
         let encoded = encoded.unwrap_or_else(|e| panic!("a fuzz seed of {} does not encode: {e}", self.name()));
@@ -326,7 +326,34 @@ fn seed_requests() -> Vec<Request> {
                     size: 64,
                     unused: Some((3, 9)),
                 }),
-                Proposal::internal(Command::AdvanceQueue { event_id: event, to: 12 }),
+                Proposal::internal(Command::AdvanceQueue { event_id: event.clone(), to: 12 }),
+            ],
+        },
+        Request {
+            time_ms: T0 + 6,
+            proposals: vec![
+                Proposal::internal(Command::SetPricing {
+                    event_id: event.clone(),
+                    rules: vec![PriceRule {
+                        section: "FLOOR".into(),
+                        base: Money::new(5_000, Currency::USD),
+                        floor: Money::new(4_000, Currency::USD),
+                        ceiling: Money::new(9_000, Currency::USD),
+                        demand_steps: vec![PriceStep { at_least: 50, adjust_percent: 20 }],
+                        window_minutes: 10,
+                        sales_steps: vec![PriceStep { at_least: 5, adjust_percent: 10 }],
+                    }],
+                }),
+                Proposal::internal(Command::CheckIn {
+                    ticket_id: TicketId { order: OrderId { event_id: event.clone(), seq: 9 }, n: 0 },
+                    version: 0,
+                    holder: user("alice"),
+                }),
+                Proposal::internal(Command::TransferTicket {
+                    ticket_id: TicketId { order: OrderId { event_id: event, seq: 9 }, n: 1 },
+                    from: user("alice"),
+                    to: user("bob"),
+                }),
             ],
         },
         Request::single(
@@ -337,6 +364,19 @@ fn seed_requests() -> Vec<Request> {
                 nodes: vec![(1, "10.0.0.1:7001".into()), (2, "10.0.0.2:7001".into())],
             }),
         ),
+        Request {
+            time_ms: T0 + 7,
+            proposals: vec![
+                Proposal::internal(Command::RegisterWebhook {
+                    webhook_id: crate::WebhookId::from_u64(5),
+                    url: "https://hooks.example.com/boxoffice".into(),
+                    events: vec![crate::WebhookEventType::OrderConfirmed, crate::WebhookEventType::TicketCheckedIn],
+                    secret: "whsec_seed".into(),
+                    created_by: user("admin"),
+                }),
+                Proposal::internal(Command::DeleteWebhook { webhook_id: crate::WebhookId::from_u64(6) }),
+            ],
+        },
     ]
 }
 
@@ -360,7 +400,7 @@ fn seed_shard() -> (Machine, Vec<Outcome>, MemCold) {
     let mut machine = Machine::new(GroupId::shard(shard_of(&event, 4)), 4);
     let cold = MemCold::default();
     let mut outcomes = Vec::new();
-    for (n, request) in seed_requests().into_iter().skip(1).take(2).enumerate() {
+    for (n, request) in seed_requests().into_iter().skip(1).take(3).enumerate() {
         // Refusals are outcomes too; a cold store in memory never fails to read.
         if let Ok(applied) = machine.apply(n as u64 + 1, &request, &cold) {
             cold.write(applied.writes);
@@ -375,7 +415,12 @@ fn seed_outcomes() -> Vec<Outcome> {
 }
 
 fn seed_machines() -> Vec<Machine> {
-    vec![Machine::new(GroupId::META, 4), seed_shard().0]
+    // The meta group with its layout and a webhook endpoint (the last two seed requests).
+    let mut meta = Machine::new(GroupId::META, 4);
+    for (n, request) in seed_requests().iter().rev().take(2).rev().enumerate() {
+        let _ = meta.apply(n as u64 + 1, request, &crate::cold::NoCold);
+    }
+    vec![meta, seed_shard().0]
 }
 
 fn seed_cold_records() -> Vec<ColdRecord> {
@@ -393,7 +438,7 @@ fn seed_chunks() -> Vec<SnapshotChunk> {
         last_membership: StoredMembership::default(),
         snapshot_id: "3-1-40-7".into(),
     };
-    let hot = codec::encode(&seed_shard().0).unwrap_or_default();
+    let hot = seed_shard().0.encode().unwrap_or_default();
     let cold: Vec<(Vec<u8>, Vec<u8>)> = seed_cold_records()
         .iter()
         .enumerate()
@@ -425,7 +470,8 @@ mod tests {
     #[test]
     fn the_shard_seed_holds_an_event() {
         let (machine, outcomes, _) = seed_shard();
-        assert_eq!(outcomes.len(), 9, "{outcomes:?}");
+        assert_eq!(outcomes.len(), 12, "{outcomes:?}");
+        assert!(matches!(outcomes[9], Outcome::Pricing(_)), "{outcomes:?}");
         assert!(machine.check_invariants().is_ok());
     }
 

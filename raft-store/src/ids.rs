@@ -59,6 +59,8 @@ macro_rules! hex_id_type {
 
 hex_id_type!(EventId, "ev");
 hex_id_type!(VenueId, "ve");
+// An outgoing webhook endpoint (meta group).
+hex_id_type!(WebhookId, "wh");
 
 /// The user a request acts for: a token's `sub` claim, never a request body.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -119,6 +121,18 @@ event_scoped_id!(OrderId, "or");
 pub struct TicketId {
     pub order: OrderId,
     pub n: u32,
+}
+
+impl TicketId {
+    /// `tk-EVENT-SEQ-N`, as [`fmt::Display`] writes it.
+    pub fn parse(s: &str) -> Option<TicketId> {
+        let rest = s.strip_prefix("tk-")?;
+        let (order, n) = rest.rsplit_once('-')?;
+        if n.is_empty() || n.len() > 10 || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(TicketId { order: OrderId::parse(&format!("or-{order}"))?, n: n.parse().ok()? })
+    }
 }
 
 impl fmt::Display for TicketId {
@@ -216,6 +230,23 @@ mod tests {
             "ho-ev0000000000000007-99999999999999999999999",
         ] {
             assert_eq!(HoldId::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn ticket_id_round_trips_and_rejects_garbage() {
+        let ticket = TicketId { order: OrderId { event_id: EventId::from_u64(7), seq: 42 }, n: 3 };
+        let text = ticket.to_string();
+        assert_eq!(text, "tk-ev0000000000000007-42-3");
+        assert_eq!(TicketId::parse(&text), Some(ticket));
+        for bad in [
+            "tk-ev0000000000000007-42",
+            "tk-ev0000000000000007-42-",
+            "tk-ev0000000000000007--3",
+            "or-ev0000000000000007-42-3",
+            "tk-ev0000000000000007-42-99999999999",
+        ] {
+            assert_eq!(TicketId::parse(bad), None, "{bad}");
         }
     }
 

@@ -30,6 +30,7 @@ mod restore;
 mod sim_runtime;
 mod sm_store;
 mod snapshot;
+mod webhook;
 
 pub use codec::{decode, encode, CodecError};
 pub use cold::{
@@ -56,3 +57,4 @@ pub use snapshot::{
     GroupSnapshot, SnapshotChunk, SnapshotError, SnapshotReader, SnapshotWriter, StreamCheck, StreamSummary,
     SNAPSHOT_CHUNK_BYTES_MAX,
 };
+pub use webhook::{check_webhook_secret, check_webhook_url, Webhook, WebhookEventType};

@@ -77,3 +77,17 @@ pub const QUEUE_JOINS_PER_COMMAND_MAX: usize = 1_000;
 pub const QUEUE_ADVANCES_RETAINED_MAX: usize = 20_000;
 /// Transfers of one ticket: each leaves a record in the shard's cold store for good.
 pub const TRANSFERS_PER_TICKET_MAX: u32 = 20;
+/// Steps of each kind in one section's pricing rule.
+pub const PRICE_STEPS_MAX: usize = 10;
+/// How far one step moves a price, in percent of the base: down to a tenth, up to six times.
+pub const PRICE_ADJUST_PERCENT_MIN: i32 = -90;
+pub const PRICE_ADJUST_PERCENT_MAX: i32 = 500;
+/// The longest window of recent sales a pricing rule looks at: a day.
+pub const PRICE_WINDOW_MINUTES_MAX: u32 = 1_440;
+
+/// Outgoing webhook endpoints a cluster keeps at most.
+pub const WEBHOOKS_MAX: usize = 100;
+/// Longest webhook endpoint URL, in bytes (visible ASCII only, so also characters).
+pub const WEBHOOK_URL_LEN_MAX: usize = 2_048;
+/// Longest webhook signing secret, in bytes.
+pub const WEBHOOK_SECRET_LEN_MAX: usize = 128;

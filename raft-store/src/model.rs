@@ -133,6 +133,115 @@ pub struct EventSpec {
     pub high_traffic: bool,
 }
 
+/// One step of a dynamic price: from `at_least` on (a percentage of the section taken, or sales
+/// within the window), the base price moves by `adjust_percent`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PriceStep {
+    pub at_least: u32,
+    pub adjust_percent: i32,
+}
+
+/// How one section of an event is priced by demand. The price is the base moved by the highest
+/// demand step the section's taken share (held or sold, in percent of its capacity) reaches and
+/// the highest sales step its sales in the last `window_minutes` reach, held within
+/// `floor..=ceiling`. Decided in apply from replicated state; a hold locks the price it was made
+/// at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PriceRule {
+    pub section: String,
+    pub base: Money,
+    pub floor: Money,
+    pub ceiling: Money,
+    /// By percentage taken (1 to 100), strictly increasing.
+    pub demand_steps: Vec<PriceStep>,
+    /// The window of recent sales the sales steps count (1 to a day; 0 without sales steps).
+    pub window_minutes: u32,
+    /// By sales within the window (at least 1), strictly increasing.
+    pub sales_steps: Vec<PriceStep>,
+}
+
+fn check_steps(kind: &str, steps: &[PriceStep], at_least_max: u32) -> Result<(), String> {
+    if steps.len() > PRICE_STEPS_MAX {
+        return Err(format!("a rule has at most {PRICE_STEPS_MAX} {kind} steps"));
+    }
+    let mut previous = 0;
+    for step in steps {
+        if step.at_least <= previous || step.at_least > at_least_max {
+            return Err(format!("{kind} steps' `at_least` increase strictly, from 1 to {at_least_max}"));
+        }
+        previous = step.at_least;
+        if !(PRICE_ADJUST_PERCENT_MIN..=PRICE_ADJUST_PERCENT_MAX).contains(&step.adjust_percent) {
+            return Err(format!(
+                "`adjust_percent` is between {PRICE_ADJUST_PERCENT_MIN} and {PRICE_ADJUST_PERCENT_MAX}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The adjustment of the highest step `value` reaches; 0 below the first.
+fn step_adjust(steps: &[PriceStep], value: u32) -> i32 {
+    steps.iter().rev().find(|s| value >= s.at_least).map_or(0, |s| s.adjust_percent)
+}
+
+impl PriceRule {
+    /// Checks the rules of one event against its spec: known sections, each once, in the event's
+    /// currency, with bounds and steps in range.
+    pub fn validate_all(rules: &[PriceRule], spec: &EventSpec) -> Result<(), String> {
+        let mut seen = BTreeSet::new();
+        let currency = spec.prices.first().map(|p| p.price.currency);
+        for rule in rules {
+            if spec.venue.section(&rule.section).is_none() {
+                return Err(format!("a pricing rule for unknown section `{}`", rule.section));
+            }
+            if !seen.insert(rule.section.as_str()) {
+                return Err(format!("section `{}` has two pricing rules", rule.section));
+            }
+            for (name, money) in [("base", rule.base), ("floor", rule.floor), ("ceiling", rule.ceiling)] {
+                if money.amount < 0 || money.amount > PRICE_AMOUNT_MAX {
+                    return Err(format!("`{name}` is between 0 and {PRICE_AMOUNT_MAX} minor units"));
+                }
+                if Some(money.currency) != currency {
+                    return Err(format!("`{name}` is in the event's currency"));
+                }
+            }
+            if rule.floor.amount > rule.ceiling.amount {
+                return Err("`floor` is at most `ceiling`".into());
+            }
+            check_steps("demand", &rule.demand_steps, 100)?;
+            check_steps("sales", &rule.sales_steps, u32::MAX)?;
+            let window_ok = match rule.sales_steps.is_empty() {
+                true => rule.window_minutes <= PRICE_WINDOW_MINUTES_MAX,
+                false => (1..=PRICE_WINDOW_MINUTES_MAX).contains(&rule.window_minutes),
+            };
+            if !window_ok {
+                return Err(format!("`window_minutes` is between 1 and {PRICE_WINDOW_MINUTES_MAX} with sales steps"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The price with `taken` of `capacity` held or sold and `recent_sales` in the window.
+    pub fn price(&self, capacity: u32, taken: u32, recent_sales: u32) -> Money {
+        let taken_percent = match capacity {
+            0 => 100,
+            c => (u64::from(taken) * 100 / u64::from(c)) as u32,
+        };
+        let adjust = step_adjust(&self.demand_steps, taken_percent) + step_adjust(&self.sales_steps, recent_sales);
+        let moved = i128::from(self.base.amount) * i128::from(100 + adjust) / 100;
+        let amount = moved.clamp(i128::from(self.floor.amount), i128::from(self.ceiling.amount)) as i64;
+        Money::new(amount, self.base.currency)
+    }
+}
+
+/// An event's pricing rules and the prices they give now.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PricingView {
+    pub event_id: EventId,
+    pub rules: Vec<PriceRule>,
+    pub prices: Vec<SectionPrice>,
+}
+
 /// The fields an admin may change on an existing event; `None` leaves a field as it is.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EventPatch {

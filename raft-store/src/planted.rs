@@ -12,6 +12,7 @@
 //! - `TrustStaleLeader`: a linearizable read is served from local state without confirming
 //!   leadership.
 //! - `LeaseNeverExpires`: a leader's read lease, once granted in a term, holds for the whole term.
+//! - `CheckInTwice`: a ticket's check-in admits it although it was admitted already.
 
 use std::cell::Cell;
 
@@ -25,6 +26,7 @@ pub enum Bug {
     AckDespiteFailedFlush = 32,
     TrustUncheckedRecord = 64,
     DiscardCorruptTail = 128,
+    CheckInTwice = 256,
 }
 
 thread_local! {

@@ -166,7 +166,7 @@ impl Rebaser {
             return Ok(());
         }
         self.started = true;
-        let mut machine: Machine = codec::decode(&std::mem::take(&mut self.hot)).map_err(RestoreError::Machine)?;
+        let mut machine = Machine::decode(&std::mem::take(&mut self.hot)).map_err(RestoreError::Machine)?;
         if machine.group() != self.target.group {
             return Err(RestoreError::WrongGroup { expected: self.target.group, found: machine.group() });
         }
@@ -174,7 +174,7 @@ impl Rebaser {
             return Err(RestoreError::ShardCount { expected: self.target.shard_count, found: machine.shard_count() });
         }
         machine.rebase(RESTORED_INDEX, self.target.layout.clone());
-        let hot = codec::encode(&machine).map_err(RestoreError::Encode)?;
+        let hot = machine.encode().map_err(RestoreError::Encode)?;
         let meta = self.target.meta(self.check.meta());
         out.push(SnapshotChunk::Begin { meta, time_ms: self.check.time_ms(), hot_bytes: hot.len() as u64 });
         let mut digest = StreamDigest::default();
@@ -260,7 +260,7 @@ mod tests {
 
         fn snapshot(&self) -> Vec<SnapshotChunk> {
             let meta = SnapshotMeta { snapshot_id: format!("3-{}", self.index), ..SnapshotMeta::default() };
-            let hot = Arc::new(codec::encode(&self.machine).unwrap());
+            let hot = Arc::new(self.machine.encode().unwrap());
             let view = self.cold.view(self.index, self.time_ms);
             let mut reader = GroupSnapshot::new(meta, self.time_ms, hot, view).reader();
             std::iter::from_fn(|| reader.next_chunk().unwrap()).collect()

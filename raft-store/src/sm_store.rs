@@ -146,7 +146,7 @@ impl StateMachineStore {
         let cold = ColdStore::open(kv.clone(), tree.as_ref(), group).map_err(|e| sm_err(ErrorVerb::Read, e))?;
         let (applied, latest) = match read_snapshot(tree.as_ref())? {
             Some(stored) => {
-                let machine: Machine = codec::decode(&stored.hot).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+                let machine = Machine::decode(&stored.hot).map_err(|e| snap_err(ErrorVerb::Read, e))?;
                 if machine.group() != group {
                     let e =
                         std::io::Error::other(format!("snapshot of {} found in the tree of {group}", machine.group()));
@@ -201,8 +201,7 @@ impl StateMachineStore {
             }
         }
         let hot = snapshot.hot().clone();
-        let machine: Machine =
-            off_runtime(move || codec::decode(&hot)).await?.map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        let machine = off_runtime(move || Machine::decode(&hot)).await?.map_err(|e| snap_err(ErrorVerb::Read, e))?;
         if machine.group() != cold.group() {
             let e = std::io::Error::other(format!("a restored {} sent to {}", machine.group(), cold.group()));
             return Err(snap_err(ErrorVerb::Write, e));
@@ -291,7 +290,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         let copied = started.elapsed();
         let time_ms = machine.last_time_ms();
-        let hot = off_runtime(move || codec::encode(&machine)).await?.map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        let hot = off_runtime(move || machine.encode()).await?.map_err(|e| snap_err(ErrorVerb::Write, e))?;
         let snapshot_id = match last_applied {
             // One leader per term (openraft's `single-term-leader`): the term names the leader.
             Some(l) => format!("{}-{}", l.leader_id.term, l.index),
@@ -400,8 +399,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), StorageError> {
         let hot = snapshot.hot().clone();
         let decoded = hot.clone();
-        let machine: Machine =
-            off_runtime(move || codec::decode(&decoded)).await?.map_err(|e| snap_err(ErrorVerb::Read, e))?;
+        let machine =
+            off_runtime(move || Machine::decode(&decoded)).await?.map_err(|e| snap_err(ErrorVerb::Read, e))?;
         if machine.group() != self.state.group {
             let e = std::io::Error::other(format!("snapshot of {} sent to {}", machine.group(), self.state.group));
             return Err(sm_err(ErrorVerb::Write, e));

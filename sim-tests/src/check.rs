@@ -1,5 +1,6 @@
 //! The checks, run after the faults have healed: I1–I5 of DESIGN.md over the clients' history and
-//! the cluster's final state, replica agreement, and the state machine's own invariants.
+//! the cluster's final state, I7 and I8 (`settle.rs`) over the payments provider's and the door's,
+//! replica agreement, and the state machine's own invariants.
 //!
 //! Times: a hold's and an order's times are stamped by leaders, whose clocks are skewed by at most
 //! `MAX_SKEW_MS`; the clients' times are the simulation's true time. Apply's time is never more
@@ -9,13 +10,19 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use node::Router;
 use raft_store::{
-    Actor, Answer, GroupId, HoldId, HoldStatus, HoldView, OrderId, OrderStatus, OrderView, Query, SeatStatus, UserId,
+    Actor, Answer, Command, GroupId, HoldId, HoldStatus, HoldView, OrderId, OrderStatus, OrderView, Query, SeatStatus,
+    UserId, LIST_LIMIT_MAX,
 };
 use seams::{Cluster, Consistency};
 
 use crate::cluster::MAX_SKEW_MS;
 use crate::history::{History, Op, OpKind, OpResult};
 use crate::workload::{Shop, GENERAL_CAPACITY};
+
+/// Pages of one buyer's orders the checks read at most.
+const ORDER_PAGES_MAX: usize = 100;
+/// Attempts at a final read before the checks report it unreadable.
+const FINAL_READ_ATTEMPTS: usize = 10;
 
 /// A hold the store acknowledged, followed to its final state: the seats it owned, from when to
 /// when (leader time; `i64::MAX` while it still owns them).
@@ -34,6 +41,8 @@ pub struct Checker<'a> {
     pub router: &'a Router,
     pub shop: &'a Shop,
     pub violations: Vec<String>,
+    /// How the buyers' orders ended, for the run's summary.
+    pub summary: String,
 }
 
 impl<'a> Checker<'a> {
@@ -78,6 +87,7 @@ impl<'a> Checker<'a> {
     /// Every acknowledged hold and order still exists, in a state its acknowledged history allows
     /// (I2); every hold has left `Active` once its time is up (I3). Returns the chains.
     async fn chains(&mut self, ops: &[Op]) -> Vec<Chain> {
+        let first_decline_ms = first_declines(ops);
         let mut acked: BTreeMap<HoldId, (HoldView, i64)> = BTreeMap::new();
         let mut confirmed: BTreeSet<OrderId> = BTreeSet::new();
         let mut cancelled: BTreeSet<OrderId> = BTreeSet::new();
@@ -114,6 +124,12 @@ impl<'a> Checker<'a> {
             let end_ms = match (&hold.status, &order) {
                 (HoldStatus::CheckedOut, Some(o)) => match o.status {
                     OrderStatus::Confirmed | OrderStatus::PendingPayment => i64::MAX,
+                    // A refund of a payment that came after the failure moved `updated_at_ms`:
+                    // the failure came at the deadline or at a decline, whichever first.
+                    OrderStatus::PaymentFailed if o.refunded => {
+                        let declined = first_decline_ms.get(&o.order_id).map_or(i64::MAX, |at| at - MAX_SKEW_MS);
+                        o.updated_at_ms.min(o.payment_deadline_ms).min(declined)
+                    }
                     OrderStatus::Cancelled | OrderStatus::PaymentFailed => o.updated_at_ms,
                 },
                 (HoldStatus::CheckedOut, None) | (HoldStatus::Active, _) => i64::MAX,
@@ -225,6 +241,50 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Every order of every buyer in the history, as it ended.
+    async fn final_orders(&mut self, ops: &[Op]) -> BTreeMap<OrderId, OrderView> {
+        let buyers: BTreeSet<&UserId> = ops
+            .iter()
+            .filter_map(|op| match &op.request {
+                Some((_, _, Command::Checkout { user, .. })) => Some(user),
+                _ => None,
+            })
+            .collect();
+        let mut orders = BTreeMap::new();
+        for user in buyers {
+            let mut before = None;
+            for _ in 0..ORDER_PAGES_MAX {
+                let query = Query::UserOrders { user: user.clone(), before: before.clone(), limit: LIST_LIMIT_MAX };
+                let Some(page) = self.final_read(query).await else {
+                    self.fail(format!("the final orders of {user} could not be read"));
+                    break;
+                };
+                let Answer::Orders(page) = page else {
+                    self.fail(format!("the final orders of {user} read as {page:?}"));
+                    break;
+                };
+                before = page.last().map(|o| (o.created_at_ms, o.order_id.clone()));
+                let full = page.len() == LIST_LIMIT_MAX;
+                orders.extend(page.into_iter().map(|o| (o.order_id.clone(), o)));
+                if !full {
+                    break;
+                }
+            }
+        }
+        orders
+    }
+
+    /// A linearizable read of the shop's group, retried a few times: the faults have healed.
+    async fn final_read(&self, query: Query) -> Option<Answer> {
+        for _ in 0..FINAL_READ_ATTEMPTS {
+            match self.router.query(self.shop.group(), query.clone(), Consistency::Linearizable).await {
+                Ok(answer) => return Some(answer),
+                Err(_) => madsim::time::sleep(std::time::Duration::from_millis(500)).await,
+            }
+        }
+        None
+    }
+
     pub async fn run(&mut self) {
         let ops = self.history.ops();
         let (found, inconclusive) = crate::linearize::check_all(&ops, &self.shop.seats);
@@ -239,7 +299,24 @@ impl<'a> Checker<'a> {
         self.no_seat_twice(&chains);
         self.reads_see_acknowledged_bookings(&ops, &chains);
         self.seat_map_agrees(&chains).await;
+        let orders = self.final_orders(&ops).await;
+        self.summary = crate::settle::outcomes(&orders);
+        for v in crate::settle::payments(&ops, &orders).into_iter().chain(crate::settle::tickets(&ops, &orders)) {
+            self.fail(v);
+        }
     }
+}
+
+/// When the provider first sent a decline for each order (true time).
+fn first_declines(ops: &[Op]) -> BTreeMap<OrderId, i64> {
+    let mut first: BTreeMap<OrderId, i64> = BTreeMap::new();
+    for op in ops {
+        if let OpKind::Payment { order, approved: false, .. } = &op.kind {
+            let at = first.entry(order.clone()).or_insert(op.invoked_ms);
+            *at = (*at).min(op.invoked_ms);
+        }
+    }
+    first
 }
 
 /// Replicas that applied the same log agree byte for byte, and each satisfies the state machine's

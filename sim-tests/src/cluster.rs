@@ -334,7 +334,7 @@ impl SimCluster {
             .filter_map(|(id, n)| n.group(group).map(|g| (*id, g)))
             .map(|(id, g)| {
                 let applied = g.state.read();
-                let mut bytes = raft_store::encode(&applied.machine).unwrap_or_default();
+                let mut bytes = applied.machine.encode().unwrap_or_default();
                 // The cold records too (remembered outcomes, the archive), as a snapshot at this
                 // index would hold them: every replica must have written the same ones.
                 let (index, time_ms) = (applied.machine.last_index(), applied.machine.last_time_ms());

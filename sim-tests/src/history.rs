@@ -4,7 +4,9 @@
 
 use std::sync::Mutex;
 
-use raft_store::{fnv1a64, HoldId, HoldView, OrderId, OrderView, Outcome, Refusal, RequestId, SeatMap};
+use raft_store::{
+    fnv1a64, HoldId, HoldView, OrderId, OrderView, Outcome, Refusal, RequestId, SeatMap, TicketCard, TicketId, UserId,
+};
 
 /// Fields are read through `Debug`: in the trace hash and in failure reports.
 #[allow(dead_code)]
@@ -19,10 +21,32 @@ pub enum OpKind {
     Release {
         hold: HoldId,
     },
-    /// Checkout, then the payment result, as the api does it.
+    /// Checkout: the order then awaits the payments provider's result.
     Checkout {
         hold: HoldId,
-        approve: bool,
+    },
+    /// The payments provider's result for an order (attempt `attempt` of its event `event`, sent
+    /// under the event's own request id).
+    Payment {
+        order: OrderId,
+        hold: HoldId,
+        event: u32,
+        approved: bool,
+        reference: String,
+        attempt: u32,
+    },
+    /// A ticket's holder gives it to another user.
+    Transfer {
+        ticket: TicketId,
+        from: UserId,
+        to: UserId,
+    },
+    /// A scanner at the door presents a ticket's code: its version and holder.
+    CheckIn {
+        ticket: TicketId,
+        version: u32,
+        holder: UserId,
+        scanner: usize,
     },
     Cancel {
         order: OrderId,
@@ -40,6 +64,7 @@ pub enum OpResult {
     Order(OrderView),
     Refused(Refusal),
     Seats(SeatMap),
+    Ticket(TicketCard),
     /// No answer: a timeout or an unavailable cluster. The operation may or may not have applied.
     Unknown(String),
     /// An answer of an unexpected shape.
@@ -52,6 +77,7 @@ impl From<Outcome> for OpResult {
             Outcome::Hold(h) => OpResult::Hold(h),
             Outcome::Order(o) => OpResult::Order(o),
             Outcome::Refused(r) => OpResult::Refused(r),
+            Outcome::Ticket(t) => OpResult::Ticket(t),
             other => OpResult::Other(format!("{other:?}")),
         }
     }
@@ -72,8 +98,6 @@ pub struct Op {
 #[derive(Default)]
 pub struct History {
     ops: Mutex<Vec<Op>>,
-    /// For operations of two commands (checkout then payment): what the first command answered.
-    first_answers: Mutex<std::collections::BTreeMap<usize, OpResult>>,
     /// Woken whenever a client hears a hold or an order acknowledged.
     acknowledged: tokio::sync::Notify,
 }
@@ -102,15 +126,8 @@ impl History {
         self.ops.lock().unwrap_or_else(|e| e.into_inner()).get(index).cloned()
     }
 
-    pub fn note_first_answer(&self, index: usize, answer: OpResult) {
-        self.first_answers.lock().unwrap_or_else(|e| e.into_inner()).insert(index, answer);
-    }
-
-    /// What the request of operation `index` itself answered: what a retry of it must answer too.
+    /// What the request of operation `index` answered: what a retry of it must answer too.
     pub fn answer_to_request(&self, index: usize) -> Option<OpResult> {
-        if let Some(first) = self.first_answers.lock().unwrap_or_else(|e| e.into_inner()).get(&index) {
-            return Some(first.clone());
-        }
         self.op(index).map(|op| op.result)
     }
 

@@ -8,11 +8,14 @@
 
 mod check;
 mod cluster;
+mod door;
 mod history;
 mod linearize;
 mod nemesis;
 mod net;
+mod provider;
 mod run;
+mod settle;
 mod workload;
 
 pub use nemesis::FaultPlan;

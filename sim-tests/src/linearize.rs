@@ -13,10 +13,14 @@
 //!   allow for the offset between two clocks, twice the skew, and the reader's own skew).
 //! - Unknown outcomes (timeouts): such an operation may or may not have taken effect, and is
 //!   optional in the search. A later retry that got an answer resolves it.
+//! - Payment: a checked-out hold's seats stay held until the provider's result sells or frees
+//!   them, or until the order's payment deadline passes (leader time, so the same allowance as a
+//!   hold's expiry). The provider's results are operations of their own, sent at any time after the
+//!   checkout, each retry of a result another operation.
 
 use std::collections::{BTreeMap, HashSet};
 
-use raft_store::{HoldView, OrderStatus, OrderView, Refusal, SeatStatus};
+use raft_store::{HoldView, OrderStatus, OrderView, Refusal, SeatStatus, PAYMENT_TIMEOUT_MS};
 
 use crate::cluster::MAX_SKEW_MS;
 use crate::history::{Op, OpKind, OpResult};
@@ -35,8 +39,8 @@ enum Owner {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Seat {
     Free,
-    /// Held until somewhere in `[expires_min, expires_max]` (true time); a hold whose order awaits
-    /// payment never expires here (`expires_min == i64::MAX`).
+    /// Held until somewhere in `[expires_min, expires_max]` (true time); for a hold whose order
+    /// awaits payment, until its payment deadline.
     Held {
         by: Owner,
         expires_min: i64,
@@ -62,22 +66,23 @@ enum Effect {
     Release {
         hold: u64,
     },
-    /// Checked out: from here the hold awaits its payment and no longer expires. The workload's
-    /// checkout is two commands (checkout, then the payment's result), so a sale or a decline is
-    /// preceded by this point, which may come much earlier in the operation's window.
+    /// Checked out: from here the hold awaits its payment, until the order's payment deadline
+    /// (leader time). An answer showing the order paid or declined implies this point came
+    /// first, perhaps well before the operation.
     CheckedOut {
         hold: u64,
+        deadline_ms: i64,
     },
-    /// Checked out and paid.
+    /// Paid: the order is confirmed.
     Sell {
         hold: u64,
         order: u64,
     },
-    /// Checked out, payment declined: the seat goes back.
+    /// Payment declined, or its deadline passed: the seat goes back.
     Decline {
         hold: u64,
     },
-    /// Checked out with no answer: paid, declined or still pending.
+    /// Checked out with no answer: paid, declined or awaiting payment.
     CheckoutUnknown {
         hold: u64,
     },
@@ -168,6 +173,17 @@ fn op_effects(ops: &[Op], index: usize, kind: &OpKind, result: &OpResult) -> Vec
         (OpKind::Checkout { hold, .. }, OpResult::Unknown(_)) => {
             each(&hold_seats(ops, hold.seq), Effect::CheckoutUnknown { hold: hold.seq }, true)
         }
+        // The provider's result, answered with the order as it is now.
+        (OpKind::Payment { hold, .. }, OpResult::Order(o)) => checkout_effects(ops, hold.seq, o),
+        // A result whose answer was lost may have paid or declined the order.
+        (OpKind::Payment { hold, order, approved, .. }, OpResult::Unknown(_)) => {
+            let effect = if *approved {
+                Effect::Sell { hold: hold.seq, order: order.seq }
+            } else {
+                Effect::Decline { hold: hold.seq }
+            };
+            each(&hold_seats(ops, hold.seq), effect, true)
+        }
         // A cancel whose answer was lost may have happened: its seats may be on sale again.
         (OpKind::Cancel { order }, OpResult::Unknown(_)) => {
             each(&order_seats(ops, order.seq), Effect::Unsell { order: order.seq }, true)
@@ -204,20 +220,16 @@ fn hold_effects(seats: &[String], index: usize, result: &OpResult) -> Vec<SeatEf
     }
 }
 
-/// A checkout of the hold `hold`, answered with its order as it is now. A sale or a decline is
-/// preceded, on each seat, by the point of checking out.
+/// A checkout of the hold `hold`, or a payment result for its order, answered with the order as
+/// it is now. A sale or a decline is preceded, on each seat, by the point of checking out.
 fn checkout_effects(ops: &[Op], hold: u64, order: &OrderView) -> Vec<SeatEffect> {
+    let checked_out = Effect::CheckedOut { hold, deadline_ms: order.payment_deadline_ms };
     let effect = match order.status {
-        OrderStatus::Confirmed => Effect::Sell { hold, order: order.order_id.seq },
-        // A checkout of a hold checked out before answers with its order as it is now:
-        // cancelled since then, it says nothing about the seat.
+        OrderStatus::Confirmed => Some(Effect::Sell { hold, order: order.order_id.seq }),
+        // Answered with the order as it is now: cancelled since, it says nothing about the seat.
         OrderStatus::Cancelled => return Vec::new(),
-        OrderStatus::PaymentFailed => Effect::Decline { hold },
-        OrderStatus::PendingPayment => Effect::CheckoutUnknown { hold },
-    };
-    let checked_out = match effect {
-        Effect::Sell { .. } | Effect::Decline { .. } => Some(Effect::CheckedOut { hold }),
-        _ => None,
+        OrderStatus::PaymentFailed => Some(Effect::Decline { hold }),
+        OrderStatus::PendingPayment => None,
     };
     let mut seats: Vec<String> = order.tickets.iter().filter_map(|t| t.seat.clone()).collect();
     if order.tickets.is_empty() {
@@ -226,10 +238,10 @@ fn checkout_effects(ops: &[Op], hold: u64, order: &OrderView) -> Vec<SeatEffect>
     }
     let mut out = Vec::new();
     for seat in seats {
-        if let Some(checked_out) = &checked_out {
-            out.push(SeatEffect { seat: seat.clone(), effect: checked_out.clone(), optional: false });
+        out.push(SeatEffect { seat: seat.clone(), effect: checked_out.clone(), optional: false });
+        if let Some(effect) = &effect {
+            out.push(SeatEffect { seat, effect: effect.clone(), optional: false });
         }
-        out.push(SeatEffect { seat, effect: effect.clone(), optional: false });
     }
     out
 }
@@ -257,12 +269,18 @@ fn hold_seats(ops: &[Op], seq: u64) -> Vec<String> {
 }
 
 fn held(by: Owner, expires_at_ms: Option<i64>, invoked_ms: i64) -> Seat {
+    held_for(by, expires_at_ms, invoked_ms + HOLD_TTL_MS)
+}
+
+/// Held until `expires_at_ms` (leader time), or, when that is unknown, not before `earliest_ms`
+/// (true time, as the leader's clock would show it at the earliest).
+fn held_for(by: Owner, expires_at_ms: Option<i64>, earliest_ms: i64) -> Seat {
     match expires_at_ms {
         // A read shows it expired once the reader's clock, less the offset between clocks (twice
         // the skew), is past `at`: by true time `at` + 3 × skew at the latest.
         Some(at) => Seat::Held { by, expires_min: at - MAX_SKEW_MS, expires_max: at + 3 * MAX_SKEW_MS },
-        // Unknown apply time: it cannot have expired before the ttl from its invocation.
-        None => Seat::Held { by, expires_min: invoked_ms + HOLD_TTL_MS - MAX_SKEW_MS, expires_max: i64::MAX },
+        // Unknown apply time: it cannot have expired before its time from its invocation.
+        None => Seat::Held { by, expires_min: earliest_ms - MAX_SKEW_MS, expires_max: i64::MAX },
     }
 }
 
@@ -293,8 +311,8 @@ fn step(seat: Seat, op: &SeatOp) -> Vec<Seat> {
             (Effect::Free, _) => {}
             (Effect::Release { hold }, Seat::Held { by: Owner::Hold(h), .. }) if h == *hold => out.push(Seat::Free),
             (Effect::Release { .. }, other) => out.push(other),
-            (Effect::CheckedOut { hold }, Seat::Held { by: Owner::Hold(h), .. }) if h == *hold => {
-                out.push(Seat::Held { by: Owner::Hold(h), expires_min: i64::MAX, expires_max: i64::MAX })
+            (Effect::CheckedOut { hold, deadline_ms }, Seat::Held { by: Owner::Hold(h), .. }) if h == *hold => {
+                out.push(held_for(Owner::Hold(h), Some(*deadline_ms), 0))
             }
             // Already paid or declined (the other point of the same operation came first), or an
             // answer about an order made before (a second checkout of the hold).
@@ -311,7 +329,7 @@ fn step(seat: Seat, op: &SeatOp) -> Vec<Seat> {
             (Effect::CheckoutUnknown { hold }, Seat::Held { by: Owner::Hold(h), .. }) if h == *hold => {
                 out.push(Seat::Free);
                 out.push(Seat::Sold { order: None });
-                out.push(Seat::Held { by: Owner::Hold(h), expires_min: i64::MAX, expires_max: i64::MAX });
+                out.push(held_for(Owner::Hold(h), None, op.invoked_ms + PAYMENT_TIMEOUT_MS));
             }
             (Effect::CheckoutUnknown { .. }, other) => out.push(other),
             (Effect::Unsell { order }, Seat::Sold { order: Some(o) }) if o == *order => out.push(Seat::Free),
@@ -499,7 +517,7 @@ mod tests {
         let checkout = |effect| op(20, end, effect);
         let ops = vec![
             op(0, 10, take(1, 5)),
-            checkout(Effect::CheckedOut { hold: 1 }),
+            checkout(Effect::CheckedOut { hold: 1, deadline_ms: 25 + PAYMENT_TIMEOUT_MS }),
             checkout(Effect::Sell { hold: 1, order: 2 }),
             op(end - 100, end - 90, Effect::Observe(SeatStatus::Held)),
             op(end + 10, end + 20, Effect::Observe(SeatStatus::Sold)),

@@ -1,7 +1,8 @@
 //! Simulated buyers. Each runs through the production router (as an api instance would), on a
 //! small event so buyers collide all the time: holds of overlapping seats and general-admission
-//! quantities, checkouts (approved or declined), releases, cancellations, linearizable reads of the
-//! seat map, and retries of earlier requests with the same request id.
+//! quantities, checkouts (the payments provider, `provider.rs`, then pays or declines them, late,
+//! twice or never), releases, cancellations, linearizable reads of the seat map, and retries of
+//! earlier requests with the same request id.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use seams::{Cluster, Consistency, Submit};
 
 use crate::history::{History, Op, OpKind, OpResult};
 use crate::net::SimClient;
+use crate::provider::Provider;
 
 pub const ROWS: &[&str] = &["A", "B"];
 pub const SEATS_PER_ROW: u32 = 6;
@@ -121,6 +123,7 @@ pub struct Client {
     pub router: Arc<Router>,
     pub history: Arc<History>,
     pub user: UserId,
+    provider: Arc<Provider>,
     holds: Vec<HoldId>,
     orders: Vec<OrderId>,
     /// Indexes of this client's operations that carried a request.
@@ -128,9 +131,9 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(n: usize, router: Arc<Router>, history: Arc<History>) -> Client {
+    pub fn new(n: usize, router: Arc<Router>, history: Arc<History>, provider: Arc<Provider>) -> Client {
         let user = UserId::parse(&format!("buyer-{n}")).expect("a valid user id");
-        Client { n, router, history, user, holds: Vec::new(), orders: Vec::new(), sent: Vec::new() }
+        Client { n, router, history, user, provider, holds: Vec::new(), orders: Vec::new(), sent: Vec::new() }
     }
 
     /// Sends a new request. Half of them (by a bit of the random request id, so the run draws no
@@ -217,58 +220,24 @@ impl Client {
         }
     }
 
-    /// Checkout then payment, like the api: the payment result's request id comes from the order
-    /// alone, so retried checkouts record one result.
+    /// Checkout: the order then awaits the provider's result, which the provider sends on its own.
     async fn checkout(&mut self) {
         let Some(hold) = self.holds.choose(&mut madsim::rand::thread_rng()).cloned() else { return };
-        let approve = madsim::rand::thread_rng().gen_bool(0.85);
-        let kind = OpKind::Checkout { hold: hold.clone(), approve };
-        let invoked_ms = now_ms();
-        let request_id = random_request_id();
+        let kind = OpKind::Checkout { hold: hold.clone() };
         let command = Command::Checkout { hold_id: hold, user: self.user.clone() };
-        let submit = Submit { command: command.clone(), request_id, fingerprint: 1, keyed: true };
-        let first = match self.router.submit(submit).await {
-            Ok(o) => OpResult::from(o),
-            Err(e) => OpResult::Unknown(e.to_string()),
-        };
-        let result = match &first {
-            OpResult::Order(order) if order.status == OrderStatus::PendingPayment => {
-                let id = fnv1a64(order.order_id.to_string().as_bytes()).to_be_bytes();
-                let mut request_id = [0u8; 16];
-                request_id[..8].copy_from_slice(&id);
-                let pay = Command::PaymentResult {
-                    order_id: order.order_id.clone(),
-                    approved: approve,
-                    reference: "sim".into(),
-                };
-                match self
-                    .router
-                    .submit(Submit { command: pay, request_id: RequestId(request_id), fingerprint: 0, keyed: true })
-                    .await
-                {
-                    Ok(o) => OpResult::from(o),
-                    Err(e) => OpResult::Unknown(e.to_string()),
-                }
-            }
-            other => other.clone(),
-        };
-        if let OpResult::Order(o) = &result {
-            if o.status == OrderStatus::Confirmed && !self.orders.contains(&o.order_id) {
-                self.orders.push(o.order_id.clone());
-            }
+        let (_, result) = self.send_as(kind, random_request_id(), 1, command, true).await;
+        self.learn(&result);
+    }
+
+    /// What an answer tells this buyer about an order: awaiting payment (the provider is told), or
+    /// confirmed (it may be cancelled).
+    fn learn(&mut self, result: &OpResult) {
+        let OpResult::Order(o) = result else { return };
+        match o.status {
+            OrderStatus::PendingPayment => self.provider.checked_out(o),
+            OrderStatus::Confirmed if !self.orders.contains(&o.order_id) => self.orders.push(o.order_id.clone()),
+            _ => {}
         }
-        let op = Op {
-            client: self.n,
-            kind,
-            request: Some((request_id, 1, command)),
-            invoked_ms,
-            returned_ms: now_ms(),
-            result,
-        };
-        let index = self.history.record(op);
-        // Retries compare against what the checkout command itself answered.
-        self.history.note_first_answer(index, first);
-        self.sent.push(index);
     }
 
     async fn release(&mut self) {
@@ -282,6 +251,11 @@ impl Client {
     }
 
     async fn cancel(&mut self) {
+        for order in self.provider.confirmed_of(&self.user) {
+            if !self.orders.contains(&order) {
+                self.orders.push(order);
+            }
+        }
         let Some(order) = self.orders.choose(&mut madsim::rand::thread_rng()).cloned() else { return };
         let command =
             Command::CancelOrder { order_id: order.clone(), actor: Actor { user: self.user.clone(), admin: false } };
@@ -324,6 +298,7 @@ impl Client {
     async fn retry(&mut self) {
         let Some(&of) = self.sent.choose(&mut madsim::rand::thread_rng()) else { return };
         let Some((request_id, fingerprint, command)) = self.history.op(of).and_then(|op| op.request) else { return };
-        self.send_as(OpKind::Retry { of }, request_id, fingerprint, command, true).await;
+        let (_, result) = self.send_as(OpKind::Retry { of }, request_id, fingerprint, command, true).await;
+        self.learn(&result);
     }
 }

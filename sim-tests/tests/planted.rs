@@ -89,6 +89,14 @@ fn applying_a_retry_twice_is_caught() {
 }
 
 #[test]
+fn admitting_a_ticket_twice_is_caught() {
+    // The door scans every ticket with its current code by two or three scanners at once: a store
+    // that admits a ticket it admitted already answers more than one of them with the ticket.
+    // Any seed with a confirmed order catches it, faults or none.
+    assert_caught_by(Bug::CheckInTwice, FaultPlan::none(), 5, "I8:");
+}
+
+#[test]
 fn trusting_a_stale_leader_is_caught() {
     let faults = FaultPlan { partitions: true, ..FaultPlan::none() };
     assert_caught(Bug::TrustStaleLeader, faults, 5);

@@ -25,9 +25,10 @@ fn seeds() -> Vec<u64> {
 
 fn describe(report: &Report) -> String {
     format!(
-        "seed {} failed:\n  {}\nfaults injected:\n  {}\nreplay: {}\n",
+        "seed {} failed:\n  {}\nworkload: {}\nfaults injected:\n  {}\nreplay: {}\n",
         report.seed,
         report.violations.join("\n  "),
+        report.summary,
         report.faults.join("\n  "),
         report.replay_command()
     )
@@ -61,6 +62,7 @@ fn replay() {
     let seed: u64 = seed.parse().expect("SIM_SEED is a number");
     let report = run_seed(seed, &Scenario::default());
     eprintln!("seed {seed}: {} operations, trace {:016x}", report.ops, report.trace_hash);
+    eprintln!("{}", report.summary);
     eprintln!("faults:\n  {}", report.faults.join("\n  "));
     assert!(report.ok(), "{}", describe(&report));
     println!("{}", trace_line(&report));

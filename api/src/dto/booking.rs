@@ -11,7 +11,7 @@ use utoipa::{PartialSchema, ToSchema};
 use super::rules::{self, HOLD_QUANTITY, HOLD_SEATS, PART_ID, SEAT_ID};
 use super::{time_json, MoneyJson};
 use crate::error::ApiError;
-use crate::payments::SandboxPayments;
+use crate::payments::{SandboxPayments, StripeGateway};
 use seams::GroupHealth;
 
 /// Body of `POST /v1/events/{event_id}/holds`: `seats`, or `section` with `quantity`. The
@@ -151,13 +151,17 @@ impl From<&HoldView> for HoldJson {
 /// Body of `POST /v1/holds/{hold_id}/checkout`.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 pub(crate) struct CheckoutBody {
-    /// `sandbox_ok` pays at once, `sandbox_decline` is declined (the sandbox gateway).
+    /// `sandbox_ok` pays at once, `sandbox_decline` is declined (the sandbox gateway); `stripe`
+    /// (where the server is configured for it) answers a PaymentIntent's client secret, and the
+    /// order is confirmed when Stripe reports the payment.
     #[schema(schema_with = payment_method)]
     pub payment_method: String,
 }
 
-/// The methods of the gateway this server runs (`payments::SandboxPayments`).
-pub(crate) const PAYMENT_METHODS: [&str; 2] = [SandboxPayments::APPROVE, SandboxPayments::DECLINE];
+/// Every method this build knows. The served document lists those the running server's gateway
+/// takes (`openapi::document`), the methods a checkout accepts.
+pub(crate) const PAYMENT_METHODS: [&str; 3] =
+    [SandboxPayments::APPROVE, SandboxPayments::DECLINE, StripeGateway::METHOD];
 
 fn payment_method() -> utoipa::openapi::schema::Object {
     ObjectBuilder::new()
@@ -210,6 +214,19 @@ pub(crate) struct TicketJson {
     pub seat: Option<String>,
     pub section: String,
     pub status: TicketStatusJson,
+    /// When it was admitted at the door.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub admitted_at: Option<String>,
+    /// The signed code the door admits (`BX1.<payload>.<signature>`; its event's key is at
+    /// `GET /v1/events/{event_id}/checkin-key`). Given to the ticket's holder only, where the
+    /// ticket stands as of now: in `GET /v1/me/tickets`, a transfer's and a check-in's answer.
+    /// A transfer replaces it; an order lists its tickets without.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// The code as a QR image: a standalone SVG document (in `GET /v1/me/tickets`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qr_svg: Option<String>,
 }
 
 impl From<&TicketView> for TicketJson {
@@ -226,6 +243,9 @@ impl From<&TicketView> for TicketJson {
                 TicketStatus::Cancelled => TicketStatusJson::Cancelled,
                 TicketStatus::CheckedIn => TicketStatusJson::CheckedIn,
             },
+            admitted_at: None,
+            code: None,
+            qr_svg: None,
         }
     }
 }
@@ -337,6 +357,7 @@ pub(crate) struct ProblemJson {
     /// Machine-readable: `bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
     /// `seats_unavailable`, `sold_out`, `limit_exceeded`, `not_on_sale`, `hold_expired`,
     /// `hold_not_active`, `order_not_cancellable`, `queue_required`, `idempotency_key_reused`,
+    /// `invalid_signature` (a payment provider's webhook),
     /// `method_not_allowed`, `payload_too_large`, `rate_limited`, `unavailable`, `internal`.
     pub code: String,
 }

@@ -193,7 +193,7 @@ pub(crate) struct PriceJson {
 }
 
 /// Money as a price: bounded, unlike a total.
-fn price_money() -> utoipa::openapi::schema::Object {
+pub(crate) fn price_money() -> utoipa::openapi::schema::Object {
     utoipa::openapi::schema::ObjectBuilder::new()
         .property("amount", rules::price_amount())
         .property("currency", rules::currency())

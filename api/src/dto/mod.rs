@@ -5,7 +5,11 @@
 
 mod booking;
 mod catalog;
+mod payments;
+mod pricing;
 pub(crate) mod rules;
+mod tickets;
+mod webhooks;
 
 use raft_store::{Currency, Money};
 use serde::{Deserialize, Serialize};
@@ -18,6 +22,10 @@ use crate::error::ApiError;
 pub(crate) use crate::words::{now_ms, time_json};
 pub(crate) use booking::*;
 pub(crate) use catalog::*;
+pub(crate) use payments::*;
+pub(crate) use pricing::*;
+pub(crate) use tickets::*;
+pub(crate) use webhooks::*;
 
 use rules::TIME_TEXT_LEN_MAX;
 

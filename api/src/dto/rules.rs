@@ -11,8 +11,9 @@
 
 use raft_store::{
     is_valid_part_id, DESCRIPTION_LEN_MAX, GENERAL_CAPACITY_MAX, HOLD_QUANTITY_MAX, HOLD_SEATS_MAX, LABEL_LEN_MAX,
-    NAME_LEN_MAX, PERFORMERS_PER_EVENT_MAX, PER_USER_LIMIT_MAX, PRICE_AMOUNT_MAX, ROWS_PER_SECTION_MAX,
-    SEATS_PER_ROW_MAX, SECTIONS_PER_VENUE_MAX, SECTION_ID_LEN_MAX, USER_ID_LEN_MAX,
+    NAME_LEN_MAX, PERFORMERS_PER_EVENT_MAX, PER_USER_LIMIT_MAX, PRICE_ADJUST_PERCENT_MAX, PRICE_ADJUST_PERCENT_MIN,
+    PRICE_AMOUNT_MAX, PRICE_STEPS_MAX, PRICE_WINDOW_MINUTES_MAX, ROWS_PER_SECTION_MAX, SEATS_PER_ROW_MAX,
+    SECTIONS_PER_VENUE_MAX, SECTION_ID_LEN_MAX, USER_ID_LEN_MAX, WEBHOOK_URL_LEN_MAX,
 };
 use serde_json::json;
 use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, Object, ObjectBuilder, SchemaFormat, SchemaType, Type};
@@ -204,6 +205,36 @@ pub(crate) const ORDER_ID: Shape = Shape {
     example: Some("or-ev0123456789abcdef-1"),
 };
 
+/// A ticket's number within its order fits in 9 digits (far more than an order holds).
+pub(crate) const TICKET_ID: Shape = Shape {
+    pattern: || "^tk-ev[0-9a-f]{16}-[0-9]{1,19}-[0-9]{1,9}$".into(),
+    accepts: |id| raft_store::TicketId::parse(id).is_some() && id.rsplit_once('-').is_some_and(|(_, n)| n.len() <= 9),
+    what: "a ticket id",
+    example: Some("tk-ev0123456789abcdef-1-0"),
+};
+
+/// A ticket code as the ticket's holder is given it (`ticket_code`): its form; whether it is
+/// signed is for the check-in to find.
+pub(crate) const TICKET_CODE: Shape = Shape {
+    pattern: || format!("^BX1\\.[A-Za-z0-9_-]{{1,{TICKET_CODE_LEN_MAX}}}\\.[A-Za-z0-9_-]{{86}}$"),
+    accepts: |code| {
+        let parts: Vec<&str> = code.split('.').collect();
+        let b64 = |p: &str| p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        code.len() <= crate::ticket_code::CODE_BYTES_MAX
+            && parts.len() == 3
+            && parts[0] == "BX1"
+            && (1..=TICKET_CODE_LEN_MAX).contains(&parts[1].len())
+            && b64(parts[1])
+            && parts[2].len() == 86
+            && b64(parts[2])
+    },
+    what: "a ticket code (`BX1.<payload>.<signature>`)",
+    example: None,
+};
+
+/// The payload part of the longest code: the whole less `BX1.`, the `.` and the signature.
+const TICKET_CODE_LEN_MAX: usize = crate::ticket_code::CODE_BYTES_MAX - 4 - 1 - 86;
+
 /// `Idempotency-Key`: visible ASCII (`identity::IdempotencyKey::parse`).
 pub(crate) const IDEMPOTENCY_KEY: Shape = Shape {
     pattern: || format!("^[!-~]{{1,{IDEMPOTENCY_KEY_LEN_MAX}}}$"),
@@ -221,6 +252,31 @@ pub(crate) const DEV_USER_ID: Shape = Shape {
     example: Some("u1"),
 };
 
+/// A webhook endpoint's URL as far as a pattern says it: `https://` or `http://`, something after
+/// it, visible ASCII, at most `WEBHOOK_URL_LEN_MAX` characters. The host, the port and `http://`
+/// only to loopback are the store's rules (`raft_store::check_webhook_url`): 422.
+pub(crate) const WEBHOOK_URL: Shape = Shape {
+    pattern: || {
+        let max = WEBHOOK_URL_LEN_MAX;
+        format!("^(https://[!-~]{{1,{}}}|http://[!-~]{{1,{}}})$", max - "https://".len(), max - "http://".len())
+    },
+    accepts: |url| {
+        let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+        url.len() <= WEBHOOK_URL_LEN_MAX
+            && url.bytes().all(|b| b.is_ascii_graphic())
+            && rest.is_some_and(|r| !r.is_empty())
+    },
+    what: "an https:// URL of at most 2048 visible ASCII characters",
+    example: Some("https://hooks.example.com/boxoffice"),
+};
+
+pub(crate) const WEBHOOK_ID: Shape = Shape {
+    pattern: || "^wh[0-9a-f]{16}$".into(),
+    accepts: |id| raft_store::WebhookId::parse(id).is_some(),
+    what: "a webhook id",
+    example: Some("wh0123456789abcdef"),
+};
+
 /// An integer range, inclusive.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Range {
@@ -233,6 +289,11 @@ pub(crate) const CAPACITY: Range = Range { min: 1, max: GENERAL_CAPACITY_MAX as 
 pub(crate) const PRICE_AMOUNT: Range = Range { min: 0, max: PRICE_AMOUNT_MAX };
 pub(crate) const PER_USER_LIMIT: Range = Range { min: 1, max: PER_USER_LIMIT_MAX as i64 };
 pub(crate) const HOLD_QUANTITY: Range = Range { min: 1, max: HOLD_QUANTITY_MAX as i64 };
+pub(crate) const ADJUST_PERCENT: Range =
+    Range { min: PRICE_ADJUST_PERCENT_MIN as i64, max: PRICE_ADJUST_PERCENT_MAX as i64 };
+pub(crate) const DEMAND_AT_LEAST: Range = Range { min: 1, max: 100 };
+pub(crate) const SALES_AT_LEAST: Range = Range { min: 1, max: u32::MAX as i64 };
+pub(crate) const WINDOW_MINUTES: Range = Range { min: 0, max: PRICE_WINDOW_MINUTES_MAX as i64 };
 
 impl Range {
     pub(crate) fn check(self, field: &str, value: i64) -> Result<(), ApiError> {
@@ -257,6 +318,10 @@ pub(crate) const PERFORMERS: Count = Count { min: 0, max: PERFORMERS_PER_EVENT_M
 /// One price per section: a venue's sections bound them.
 pub(crate) const PRICES: Count = Count { min: 1, max: SECTIONS_PER_VENUE_MAX };
 pub(crate) const HOLD_SEATS: Count = Count { min: 1, max: HOLD_SEATS_MAX };
+pub(crate) const PRICE_RULES: Count = Count { min: 0, max: SECTIONS_PER_VENUE_MAX };
+pub(crate) const PRICE_STEPS: Count = Count { min: 0, max: PRICE_STEPS_MAX };
+/// The event types of a webhook endpoint: each at most once.
+pub(crate) const WEBHOOK_EVENTS: Count = Count { min: 1, max: crate::dto::WEBHOOK_EVENT_NAMES.len() };
 
 impl Count {
     pub(crate) fn check(self, field: &str, len: usize) -> Result<(), ApiError> {
@@ -319,6 +384,9 @@ pub(crate) fn currency() -> Object {
 pub(crate) fn dev_user_id() -> Object {
     DEV_USER_ID.schema(false)
 }
+pub(crate) fn ticket_code() -> Object {
+    TICKET_CODE.schema(false)
+}
 pub(crate) fn latitude() -> Object {
     degrees(LATITUDE_MAX)
 }
@@ -333,6 +401,27 @@ pub(crate) fn capacity() -> Object {
 }
 pub(crate) fn price_amount() -> Object {
     integer(false, PRICE_AMOUNT.min, PRICE_AMOUNT.max)
+}
+pub(crate) fn adjust_percent() -> Object {
+    integer(false, ADJUST_PERCENT.min, ADJUST_PERCENT.max)
+}
+pub(crate) fn demand_at_least() -> Object {
+    integer(false, DEMAND_AT_LEAST.min, DEMAND_AT_LEAST.max)
+}
+pub(crate) fn sales_at_least() -> Object {
+    integer(false, SALES_AT_LEAST.min, SALES_AT_LEAST.max)
+}
+pub(crate) fn window_minutes() -> Object {
+    integer(false, WINDOW_MINUTES.min, WINDOW_MINUTES.max)
+}
+pub(crate) fn price_rules() -> Array {
+    PRICE_RULES.array(false, reference("PriceRuleJson"))
+}
+pub(crate) fn demand_steps() -> Array {
+    PRICE_STEPS.array(false, reference("DemandStepJson"))
+}
+pub(crate) fn sales_steps() -> Array {
+    PRICE_STEPS.array(false, reference("SalesStepJson"))
 }
 pub(crate) fn per_user_limit_or_null() -> Object {
     integer(true, PER_USER_LIMIT.min, PER_USER_LIMIT.max)
@@ -381,6 +470,18 @@ pub(crate) fn hold_seats() -> Array {
     let mut seats = HOLD_SEATS.array(false, SEAT_ID.schema(false));
     seats.unique_items = true;
     seats
+}
+
+pub(crate) fn webhook_url() -> Object {
+    WEBHOOK_URL.schema(false)
+}
+
+/// `events` of a webhook endpoint: distinct event types.
+pub(crate) fn webhook_events() -> Array {
+    let names = ObjectBuilder::new().schema_type(Type::String).enum_values(Some(crate::dto::WEBHOOK_EVENT_NAMES));
+    let mut events = WEBHOOK_EVENTS.array(false, names.build());
+    events.unique_items = true;
+    events
 }
 
 pub(crate) fn hold_quantity() -> Object {
@@ -436,7 +537,26 @@ mod tests {
 
     #[test]
     fn every_shape_pattern_agrees_with_its_check() {
-        let shapes: [(&str, Shape, &[&str]); 14] = [
+        let url_max = format!("https://{}", "a".repeat(WEBHOOK_URL_LEN_MAX - 8));
+        let url_over = format!("http://{}", "a".repeat(WEBHOOK_URL_LEN_MAX - 6));
+        let shapes: [(&str, Shape, &[&str]); 18] = [
+            (
+                "webhook url",
+                WEBHOOK_URL,
+                &[
+                    "https://h",
+                    "http://127.0.0.1:9/x",
+                    "https://",
+                    "http://",
+                    "ftp://h",
+                    "HTTPS://h",
+                    "https://a b",
+                    "https://é",
+                    &url_max,
+                    &url_over,
+                ],
+            ),
+            ("webhook id", WEBHOOK_ID, &["wh0123456789abcdef", "wh0123456789abcde", "ev0123456789abcdef"]),
             ("part id", PART_ID, &["FLOOR", "A_1", "", "a-b", &"x".repeat(33)]),
             ("seat id", SEAT_ID, &["FLOOR-A-1", "F-A-1000", "F-A-10000", "F-A-", "F--1", "F-A-01"]),
             ("currency", CURRENCY, &["USD", "usd", "US", "EURO"]),
@@ -450,6 +570,23 @@ mod tests {
             ("order id", ORDER_ID, &["or-ev0123456789abcdef-7", "or-ev0123456789abcdef-1234567890123456789"]),
             ("key", IDEMPOTENCY_KEY, &["k", "a b", &"k".repeat(255), &"k".repeat(256)]),
             ("user", DEV_USER_ID, &["u1", "a b", "", &"u".repeat(128), &"u".repeat(129)]),
+            (
+                "ticket id",
+                TICKET_ID,
+                &["tk-ev0123456789abcdef-1-0", "tk-ev0123456789abcdef-1-", "tk-ev0123456789abcdef-1-1234567890"],
+            ),
+            (
+                "ticket code",
+                TICKET_CODE,
+                &[
+                    &format!("BX1.eyJ0IjoiIn0.{}", "A".repeat(86)),
+                    &format!("BX1.eyJ0IjoiIn0.{}", "A".repeat(85)),
+                    &format!("BX2.eyJ0IjoiIn0.{}", "A".repeat(86)),
+                    &format!("BX1..{}", "A".repeat(86)),
+                    &format!("BX1.{}.{}", "a".repeat(933), "A".repeat(86)),
+                    &format!("BX1.{}.{}", "a".repeat(934), "A".repeat(86)),
+                ],
+            ),
             (
                 "events cursor",
                 EventCursor::SHAPE,

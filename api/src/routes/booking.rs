@@ -2,18 +2,23 @@
 //!
 //! Checkout is two commands around one charge: `Checkout` turns the hold into an order awaiting
 //! payment, the gateway charges it, and `PaymentResult` records the answer under a request id
-//! derived from the order alone, so concurrent or retried checkouts record one result.
+//! derived from the order alone, so concurrent or retried checkouts record one result. A provider
+//! the buyer pays with (Stripe) answers the charge later: checkout hands the buyer its client
+//! secret, and the provider's webhook records the result (`routes::payments`).
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use raft_store::{Answer, Command, EventId, HoldId, OrderStatus, OrderView, Outcome, Query};
 
-use crate::dto::{CheckoutBody, HoldBody, HoldJson, OrderJson, ProblemJson};
+use crate::dto::{
+    CheckoutBody, CheckoutJson, HoldBody, HoldJson, OrderJson, PaymentJson, PaymentStatusJson, ProblemJson,
+    ProviderCheckoutJson,
+};
 use crate::error::ApiError;
 use crate::extract::{Caller, IdPath, Posted};
 use crate::identity::{self, payment_request_id};
-use crate::payments::{Charge, Refund};
+use crate::payments::{Charge, Charged, Refund, StripeGateway};
 use crate::routes::events::read_event;
 use crate::routes::orders::read_order;
 use crate::routes::queue::access_pass;
@@ -125,7 +130,10 @@ pub(crate) async fn release(
 }
 
 /// Turns a hold into an order and pays it. A decline is still an order (`payment_failed`, seats
-/// released); a second checkout of the same hold returns the same order.
+/// released); a second checkout of the same hold returns the same order. With `stripe` the order
+/// stays `pending_payment` and the answer carries the PaymentIntent's client secret: the buyer
+/// completes the payment with Stripe.js, and Stripe's webhook confirms or fails the order (until
+/// its `payment_deadline`); a retry answers the same PaymentIntent.
 #[utoipa::path(
     post, path = "/v1/holds/{hold_id}/checkout", operation_id = "checkout_hold", tag = "booking",
     request_body = CheckoutBody,
@@ -134,7 +142,7 @@ pub(crate) async fn release(
         ("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry"),
     ),
     responses(
-        (status = 201, body = OrderJson),
+        (status = 201, body = CheckoutJson, description = "The order; with `stripe`, the order and the payment to complete"),
         (status = 400, description = "Unknown payment method", body = ProblemJson, content_type = "application/problem+json"),
         (status = 401, body = ProblemJson, content_type = "application/problem+json"),
         (status = 404, body = ProblemJson, content_type = "application/problem+json"),
@@ -149,7 +157,7 @@ pub(crate) async fn checkout(
     caller: Caller,
     IdPath(hold_id): IdPath<HoldId>,
     posted: Posted<CheckoutBody>,
-) -> Result<(StatusCode, Json<OrderJson>), ApiError> {
+) -> Result<(StatusCode, Json<CheckoutJson>), ApiError> {
     let method = posted.body.payment_method.clone();
     if !state.payments().accepts(&method) {
         return Err(ApiError::BadRequest(format!("unknown `payment_method`: {}", truncated(&method))));
@@ -159,8 +167,8 @@ pub(crate) async fn checkout(
         Outcome::Order(order) => order,
         other => return Err(ApiError::unexpected(other)),
     };
-    let order = if order.status != OrderStatus::PendingPayment {
-        order
+    let paid = if order.status != OrderStatus::PendingPayment {
+        Paid { order, client_secret: None }
     } else if posted.has_key() {
         // With an Idempotency-Key the order may be the remembered first answer, long since paid:
         // settle from the order's current state rather than charge again.
@@ -168,7 +176,27 @@ pub(crate) async fn checkout(
     } else {
         pay(&state, &order, &method).await?
     };
-    Ok((StatusCode::CREATED, Json(OrderJson::from(&order))))
+    Ok((StatusCode::CREATED, Json(checkout_json(&method, paid))))
+}
+
+/// A checkout's order, and for a provider's payment the client secret while it awaits the buyer.
+pub(crate) struct Paid {
+    pub order: OrderView,
+    pub client_secret: Option<String>,
+}
+
+/// The sandbox's answer is the order; Stripe's (whatever the order's state, so a client reads one
+/// shape per method) is the order and the payment.
+fn checkout_json(method: &str, paid: Paid) -> CheckoutJson {
+    let order = OrderJson::from(&paid.order);
+    if method != StripeGateway::METHOD {
+        return CheckoutJson::Order(order);
+    }
+    let status = PaymentStatusJson::of(&paid.order);
+    // The secret is of use only while the buyer can still pay.
+    let client_secret = paid.client_secret.filter(|_| status == PaymentStatusJson::RequiresAction);
+    let payment = PaymentJson { provider: StripeGateway::METHOD.to_owned(), client_secret, status };
+    CheckoutJson::Provider(ProviderCheckoutJson { order, payment })
 }
 
 /// Shown in errors: a hostile method name is cut short rather than echoed whole.
@@ -178,16 +206,18 @@ fn truncated(text: &str) -> String {
     format!("{shown:?}")
 }
 
-/// Charges a pending order and records the result. An approval that arrives after the order
-/// lapsed is refunded at once.
-pub(crate) async fn pay(state: &ApiState, order: &OrderView, method: &str) -> Result<OrderView, ApiError> {
+/// Charges a pending order and records a settled result. An approval that arrives after the
+/// order lapsed is refunded at once. A pending charge records nothing: its result comes by
+/// webhook, and the order stays pending until then (or its deadline).
+pub(crate) async fn pay(state: &ApiState, order: &OrderView, method: &str) -> Result<Paid, ApiError> {
     let charge = Charge { order_id: order.order_id.clone(), amount: order.total, payment_method: method.to_owned() };
-    let charged = state.payments().charge(charge).await?;
-    let command = Command::PaymentResult {
-        order_id: order.order_id.clone(),
-        approved: charged.approved,
-        reference: charged.reference.clone(),
+    let (approved, reference) = match state.payments().charge(charge).await? {
+        Charged::Settled { approved, reference } => (approved, reference),
+        Charged::Pending { client_secret, .. } => {
+            return Ok(Paid { order: order.clone(), client_secret: Some(client_secret) });
+        }
     };
+    let command = Command::PaymentResult { order_id: order.order_id.clone(), approved, reference: reference.clone() };
     // The fingerprint is fixed too: every attempt at this order's payment is the same request.
     let recorded = match state.submit(command, payment_request_id(&order.order_id), 0).await? {
         Outcome::Order(recorded) => recorded,
@@ -195,15 +225,15 @@ pub(crate) async fn pay(state: &ApiState, order: &OrderView, method: &str) -> Re
     };
     // An approved charge that did not confirm the order (the order lapsed, or another attempt's
     // result was recorded first) took money for nothing: give it back.
-    let kept = recorded.status == OrderStatus::Confirmed
-        && recorded.payment_reference.as_deref() == Some(charged.reference.as_str());
-    if charged.approved && !kept {
+    let kept =
+        recorded.status == OrderStatus::Confirmed && recorded.payment_reference.as_deref() == Some(reference.as_str());
+    if approved && !kept {
         let refund =
-            Refund { order_id: order.order_id.clone(), amount: order.total, charge_reference: Some(charged.reference) };
+            Refund { order_id: order.order_id.clone(), amount: order.total, charge_reference: Some(reference) };
         state.payments().refund(refund).await?;
         tracing::warn!(order_id = %order.order_id, "refunded a charge the order did not record");
     }
-    Ok(recorded)
+    Ok(Paid { order: recorded, client_secret: None })
 }
 
 /// The checkout answer for an order that was pending when first checked out: pay it if it still
@@ -215,14 +245,14 @@ async fn settle_remembered(
     caller: &Caller,
     order: OrderView,
     method: &str,
-) -> Result<OrderView, ApiError> {
+) -> Result<Paid, ApiError> {
     let current = read_order(state, &order.order_id, caller).await?;
     if current.status == OrderStatus::PendingPayment {
         return pay(state, &current, method).await;
     }
     let lookup = Command::PaymentResult { order_id: order.order_id.clone(), approved: false, reference: String::new() };
     match state.submit(lookup, payment_request_id(&order.order_id), 0).await? {
-        Outcome::Order(recorded) => Ok(recorded),
+        Outcome::Order(recorded) => Ok(Paid { order: recorded, client_secret: None }),
         other => Err(ApiError::unexpected(other)),
     }
 }

@@ -12,6 +12,7 @@ use crate::error::ApiError;
 use crate::extract::{ApiQuery, Caller, IdPath, Posted};
 use crate::pagination::{gather, limit_schema, merge, per_shard_limit, Cursor, OrderCursor, PageParams, TicketCursor};
 use crate::payments::Refund;
+use crate::routes::tickets::holder_json;
 use crate::state::ApiState;
 use seams::Consistency;
 
@@ -179,9 +180,8 @@ pub(crate) async fn my_tickets(
         _ => None,
     };
     let pages = gather(state.cluster(), Consistency::Linearizable, query, unpack).await?;
-    let key = |(created_at_ms, t): &(i64, TicketCard)| {
-        Reverse((*created_at_ms, t.view.order_id.clone(), t.view.ticket_id.n))
-    };
+    let key =
+        |(created_at_ms, t): &(i64, TicketCard)| Reverse((*created_at_ms, t.view.order_id.clone(), t.view.ticket_id.n));
     let (items, more) = merge(pages, asked, limit, key);
     let next_cursor = more
         .then(|| {
@@ -191,5 +191,6 @@ pub(crate) async fn my_tickets(
             })
         })
         .flatten();
-    Ok(Json(Page { items: items.iter().map(|(_, t)| TicketJson::from(&t.view)).collect(), next_cursor }))
+    let items = items.iter().map(|(_, card)| holder_json(&state, card, true)).collect::<Result<_, _>>()?;
+    Ok(Json(Page { items, next_cursor }))
 }

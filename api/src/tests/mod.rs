@@ -13,6 +13,7 @@ mod ops;
 mod payments;
 mod queue;
 mod stream;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -33,14 +33,24 @@ fn spawn(args: &[String], prefix: &str) -> (Process, String) {
 /// returns the process and its URL.
 fn spawn_api(node_addrs: &str, extra: &[&str]) -> (Process, String) {
     let tls_dir = tls().api();
-    let args =
-        ["api", "--listen", "127.0.0.1:0", "--nodes", node_addrs, "--cluster-secret", SECRET, "--jwt-secret", JWT]
-            .iter()
-            .chain(&["--queue-secret", QUEUE, "--tls-dir", &tls_dir])
-            .chain(&["--dev-tokens"])
-            .chain(extra)
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>();
+    let args = [
+        "api",
+        "--sandbox-payments",
+        "--listen",
+        "127.0.0.1:0",
+        "--nodes",
+        node_addrs,
+        "--cluster-secret",
+        SECRET,
+        "--jwt-secret",
+        JWT,
+    ]
+    .iter()
+    .chain(&["--queue-secret", QUEUE, "--tls-dir", &tls_dir])
+    .chain(&["--dev-tokens"])
+    .chain(extra)
+    .map(|s| s.to_string())
+    .collect::<Vec<_>>();
     spawn(&args, "boxoffice: api listening on ")
 }
 
@@ -72,6 +82,19 @@ impl NodeProc {
 
     pub fn kill9(&mut self) {
         self.process = None;
+    }
+
+    /// SIGTERM: the node hands its leaderships over and stops.
+    pub fn terminate(&self) {
+        let pid = self.process.as_ref().and_then(|p| p.id()).and_then(|id| i32::try_from(id).ok());
+        if let Some(pid) = pid.and_then(rustix::process::Pid::from_raw) {
+            rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM sent");
+        }
+    }
+
+    /// Whether the process has exited (after `terminate`).
+    pub fn has_exited(&mut self) -> bool {
+        self.process.as_mut().is_none_or(|p| !p.is_running())
     }
 
     /// Starts the node again on the same address and data directory.

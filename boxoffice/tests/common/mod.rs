@@ -4,6 +4,8 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod cluster;
+pub mod load;
+pub mod stripe;
 pub mod tls;
 
 use std::path::{Path, PathBuf};

@@ -132,6 +132,7 @@ pub fn start_api(nodes: &BTreeMap<u64, NodeProc>) -> (Process, Server) {
     let addrs: Vec<String> = nodes.values().map(|n| n.addr.clone()).collect();
     let args: Vec<String> = [
         "api",
+        "--sandbox-payments",
         "--listen",
         "127.0.0.1:0",
         "--nodes",

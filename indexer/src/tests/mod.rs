@@ -8,6 +8,7 @@ mod embedded;
 mod fake_elastic;
 mod follower;
 mod latency;
+mod webhooks;
 
 use std::sync::Arc;
 

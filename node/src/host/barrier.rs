@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::error::ProposeError;
+use super::handoff::Handoff;
 use super::lease::{LeaseCheck, ReadLease};
 
 /// Callers waiting for a confirmation of leadership, per group: as many as proposals may wait.
@@ -26,6 +27,7 @@ pub(super) struct ReadBarrier {
     group: GroupId,
     waiters: mpsc::Sender<Waiter>,
     lease: Arc<ReadLease>,
+    handoff: Handoff,
 }
 
 impl ReadBarrier {
@@ -35,11 +37,12 @@ impl ReadBarrier {
         node: NodeId,
         raft: Raft,
         config: &openraft::Config,
+        handoff: Handoff,
     ) -> (ReadBarrier, JoinHandle<()>) {
         let (waiters, queue) = mpsc::channel(BARRIER_WAITERS_MAX);
         let lease = Arc::new(ReadLease::new(node, config));
         let task = tokio::spawn(run_read_barrier(group, raft, queue, lease.clone()));
-        (ReadBarrier { group, waiters, lease }, task)
+        (ReadBarrier { group, waiters, lease, handoff }, task)
     }
 
     /// Returns once this node has confirmed it still leads the group of `raft` and has applied
@@ -47,6 +50,9 @@ impl ReadBarrier {
     /// the background once it is old), else after a heartbeat round that a quorum answered,
     /// shared by every concurrent caller.
     pub(super) async fn confirm(&self, raft: &Raft) -> Result<(), ProposeError> {
+        // A replica handing its leadership over confirms nothing: a heartbeat round would renew
+        // its followers' leases, and the lease it holds may outlive its leadership.
+        self.handoff.check(self.group)?;
         #[cfg(madsim)]
         if raft_store::planted::is_planted(raft_store::planted::Bug::TrustStaleLeader) {
             return Ok(());
@@ -110,6 +116,7 @@ fn unconfirmed(group: GroupId, e: Unconfirmed) -> ProposeError {
             ProposeError::not_leader(group, f.leader_id, f.leader_node)
         }
         RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)) => ProposeError::not_leader(group, None, None),
-        RaftError::Fatal(e) => e.into(),
+        // The group stopped here: the caller reads at another replica.
+        RaftError::Fatal(_) => ProposeError::not_leader(group, None, None),
     }
 }

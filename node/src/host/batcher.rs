@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::error::ProposeError;
+use super::handoff::Handoff;
 use crate::clock::Clock;
 
 /// Proposals in one log entry at most.
@@ -32,18 +33,20 @@ struct Pending {
 pub(super) struct Batcher {
     group: GroupId,
     queue: mpsc::Sender<Pending>,
+    handoff: Handoff,
 }
 
 impl Batcher {
     /// Starts the batcher of `group`, which proposes to `raft` and stamps entries by `clock`.
-    pub(super) fn spawn(group: GroupId, raft: Raft, clock: Clock) -> (Batcher, JoinHandle<()>) {
+    pub(super) fn spawn(group: GroupId, raft: Raft, clock: Clock, handoff: Handoff) -> (Batcher, JoinHandle<()>) {
         let (queue, pending) = mpsc::channel(PROPOSAL_QUEUE_MAX);
         let task = tokio::spawn(run_batcher(group, raft, pending, clock));
-        (Batcher { group, queue }, task)
+        (Batcher { group, queue, handoff }, task)
     }
 
     /// Queues `proposal` for the group's next entry and waits for its outcome.
     pub(super) async fn submit(&self, proposal: Proposal) -> Result<Outcome, ProposeError> {
+        self.handoff.check(self.group)?;
         let (reply, outcome) = oneshot::channel();
         if self.queue.send(Pending { proposal, reply }).await.is_err() {
             return Err(ProposeError::BatcherStopped(self.group));
@@ -98,6 +101,14 @@ async fn propose_entry(group: GroupId, raft: Raft, batch: Vec<Pending>, time_ms:
                 let error = match e.clone() {
                     RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
                         ProposeError::not_leader(group, f.leader_id, f.leader_node)
+                    }
+                    // The group stopped here (its replica was removed, leadership handed over
+                    // at shutdown, or its storage failed): it lives on at its other replicas,
+                    // where the caller retries with the same request id, which finds the entry
+                    // if it was committed.
+                    RaftError::Fatal(fatal) => {
+                        tracing::info!(%group, error = %fatal, "a proposal's group stopped here; the caller retries elsewhere");
+                        ProposeError::not_leader(group, None, None)
                     }
                     other => ProposeError::Write(Box::new(other)),
                 };

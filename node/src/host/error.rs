@@ -196,6 +196,11 @@ impl From<ProposeError> for WireError {
                 WireError::NotLeader { group, leader, leader_addr }
             }
             ProposeError::UnknownGroup(group) => WireError::UnknownGroup(group),
+            // The group is shutting down on this node (a replica removed, a node stopping): not
+            // a failure of the request, which its caller retries at the group's other replicas.
+            ProposeError::BatcherStopped(group) | ProposeError::BarrierStopped(group) => {
+                WireError::NotLeader { group, leader: None, leader_addr: None }
+            }
             ProposeError::NotJoined => WireError::NotJoined,
             ProposeError::Invalid(why) => WireError::Invalid(why.to_string()),
             ProposeError::Peer { source, .. } => source,
@@ -229,7 +234,10 @@ mod tests {
 
     #[test]
     fn a_propose_error_reads_the_same_after_it_crosses_the_wire() {
-        for e in samples() {
+        // A group stopping here is told as "not the leader": the caller's cue to go elsewhere.
+        let stopping =
+            |e: &ProposeError| matches!(e, ProposeError::BatcherStopped(_) | ProposeError::BarrierStopped(_));
+        for e in samples().into_iter().filter(|e| !stopping(e)) {
             let text = e.to_string();
             assert_eq!(WireError::from(e).to_string(), text);
         }
@@ -249,6 +257,7 @@ mod tests {
         assert!(matches!(kinds[0], WireError::NotLeader { leader: Some(2), .. }));
         assert!(matches!(kinds[3], WireError::Invalid(_)));
         assert!(matches!(kinds[7], WireError::Fatal(_)));
+        assert!(matches!(kinds[9], WireError::NotLeader { leader: None, .. }), "a stopped group is retried elsewhere");
         assert_eq!(kinds[12], WireError::Invalid("no".into()), "a peer's refusal is passed on as it is");
     }
 }

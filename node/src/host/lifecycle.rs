@@ -16,6 +16,7 @@ use super::barrier::ReadBarrier;
 use super::batcher::Batcher;
 use super::duties::{admission_duty, archive_duty, election_nudge, expire_duty, LeaderDuty};
 use super::error::{NodeError, ProposeError, TransferError};
+use super::handoff::Handoff;
 use super::identity::IdentityStore;
 use super::setup::NodeSetup;
 use super::status::telemetry_duty;
@@ -55,6 +56,7 @@ impl Node {
             votes_embargoed_until,
             transfers: Mutex::default(),
             backups: Mutex::default(),
+            disk: Mutex::default(),
         });
         node.open_stored_groups().await?;
         node.spawn(telemetry_duty(Arc::downgrade(&node)));
@@ -175,8 +177,9 @@ impl Node {
         let raft = Raft::new(self.id, self.config.clone(), network, log, sm).await?;
         // Spawned in this order (batcher, barrier, duties, nudge): a recorded simulation seed
         // replays the same run only while tasks are spawned in the same order.
-        let (batcher, batching) = Batcher::spawn(id, raft.clone(), self.clock.clone());
-        let (barrier, confirming) = ReadBarrier::spawn(id, self.id, raft.clone(), &self.config);
+        let handoff = Handoff::default();
+        let (batcher, batching) = Batcher::spawn(id, raft.clone(), self.clock.clone(), handoff.clone());
+        let (barrier, confirming) = ReadBarrier::spawn(id, self.id, raft.clone(), &self.config, handoff.clone());
         let mut tasks = vec![batching, confirming];
         if !id.is_meta() {
             let duty = LeaderDuty {
@@ -194,7 +197,7 @@ impl Node {
         let election_max = Duration::from_millis(self.config.election_timeout_max);
         tasks.push(tokio::spawn(election_nudge(self.id, raft.clone(), election_max)));
         let last_leader_contact_ms = AtomicI64::new(i64::MIN);
-        Ok(Arc::new(Group { id, raft, state, batcher, barrier, tasks, last_leader_contact_ms }))
+        Ok(Arc::new(Group { id, raft, state, batcher, barrier, tasks, last_leader_contact_ms, handoff }))
     }
 
     /// Starts the group here and makes `members` its first membership, unless it already has one.

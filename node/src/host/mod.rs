@@ -17,6 +17,8 @@
 //! - `batcher`: each group's queue of proposals, turned into log entries.
 //! - `lease` and `barrier`: confirming leadership for reads, and the lease a confirmation grants.
 //! - `duties`: the shard leader's `Expire` and admission, and the election nudge.
+//! - `gauges`: gauges sampled on a timer (the data directory's disk; replica lag and waiting
+//!   rooms of the groups led here).
 //! - `identity`: the node's id and shard count, kept in its data directory.
 //! - `setup` and `error`: what a node starts with, and how its calls fail.
 //!
@@ -29,6 +31,9 @@ mod barrier;
 mod batcher;
 mod duties;
 mod error;
+#[cfg(not(madsim))]
+mod gauges;
+mod handoff;
 mod identity;
 mod lease;
 mod lifecycle;
@@ -48,7 +53,9 @@ use tokio::task::JoinHandle;
 use self::barrier::ReadBarrier;
 use self::batcher::Batcher;
 pub use self::error::{IdentityError, InvalidRequest, NodeError, ProposeError, TransferError};
+use self::handoff::Handoff;
 use self::identity::IdentityStore;
+pub use self::membership::HAND_OVER_TIMEOUT_MS;
 pub use self::setup::{NodeSetup, RaftTuning, ARCHIVE_AFTER_MS_DEFAULT};
 use crate::clock::Clock;
 use crate::wire::NodeClient;
@@ -66,6 +73,8 @@ pub struct Group {
     tasks: Vec<JoinHandle<()>>,
     /// When this replica last accepted an append (heartbeats included) from a leader.
     last_leader_contact_ms: AtomicI64,
+    /// Set while this replica hands its leadership over (`membership.rs`).
+    handoff: Handoff,
 }
 
 pub struct Node {
@@ -90,6 +99,8 @@ pub struct Node {
     transfers: Mutex<transfer::Transfers>,
     /// Backups being read (`backup.rs`).
     backups: Mutex<backup::Backups>,
+    /// The disk under the data directory, as the gauges last sampled it.
+    disk: Mutex<Option<crate::wire::DiskUsage>>,
 }
 
 impl Node {

@@ -64,6 +64,7 @@ impl Node {
             shard_count: self.shard_count(),
             groups,
             damaged,
+            disk: self.disk.lock().ok().and_then(|d| *d),
         }
     }
 

@@ -34,6 +34,9 @@ const SMALL_BYTES_MAX: usize = 64 * 1024;
 const MEMBERS_BYTES_MAX: usize = 1 << 20;
 /// A snapshot's, a backup's or a restore's chunk.
 const CHUNK_BYTES_MAX: usize = raft_store::SNAPSHOT_CHUNK_BYTES_MAX + ENVELOPE_BYTES;
+/// The largest body of a request of a kind this node does not know (a newer peer's): read past
+/// and refused, so that nodes one version apart stay connected.
+pub(super) const UNKNOWN_KIND_BYTES_MAX: usize = MEMBERS_BYTES_MAX;
 /// One proposal: the largest command the model admits is a venue of 100 sections of 500 rows
 /// with 100-byte labels (about 6 MB); the api's default body limit is 1 MiB.
 const PROPOSAL_BYTES_MAX: usize = 16 << 20;
@@ -68,7 +71,8 @@ pub(super) fn request_bytes_max(kind: RequestKind) -> usize {
         | K::Campaign
         | K::DropGroup
         | K::BackupOpen
-        | K::BackupNext => SMALL_BYTES_MAX,
+        | K::BackupNext
+        | K::TransferLeader => SMALL_BYTES_MAX,
     }
 }
 
@@ -91,7 +95,8 @@ pub(super) fn reply_bytes_max(kind: RequestKind) -> usize {
         | K::EnsureMembers
         | K::DropGroup
         | K::BackupOpen
-        | K::RestoreChunk => MEMBERS_BYTES_MAX,
+        | K::RestoreChunk
+        | K::TransferLeader => MEMBERS_BYTES_MAX,
     }
 }
 

@@ -11,7 +11,7 @@ use pki::Role;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
-use super::frame::{read_body, read_header, request_bytes_max, skip_body, Header};
+use super::frame::{read_body, read_header, request_bytes_max, skip_body, Header, HELLO_TAG, UNKNOWN_KIND_BYTES_MAX};
 use super::limits::{Refusal, BYTES_IN_FLIGHT_MAX, CALLS_IN_FLIGHT_MAX};
 use super::{run_writer, Handler, Outgoing, BUFFER_BYTES};
 use crate::authz::{authorize, may_send};
@@ -163,7 +163,22 @@ async fn read_and_answer<R: AsyncRead + Unpin>(
     idle_timeout: Duration,
 ) -> Result<(), Option<Refusal>> {
     let header = timed(idle_timeout, read_header(r)).await?;
-    let kind = RequestKind::from_tag(header.tag).ok_or(Some(Refusal::BadFrame))?;
+    let Some(kind) = RequestKind::from_tag(header.tag) else {
+        // A kind a newer version added: refused, the connection kept (nodes one version apart
+        // share it), unless its body is larger than any this version would accept.
+        if header.tag == HELLO_TAG || header.body_bytes > UNKNOWN_KIND_BYTES_MAX {
+            return Err(Some(Refusal::BadFrame));
+        }
+        let permits = in_flight.enter(header.body_bytes).await.ok_or(None)?;
+        timed(idle_timeout, skip_body(r, header.body_bytes)).await?;
+        let refusal = WireError::Invalid(format!(
+            "request kind {} is unknown to this node: it runs an older version than its caller",
+            header.tag
+        ));
+        tracing::info!(peer = %peer.addr, tag = header.tag, "a request of an unknown kind was refused");
+        send_reply(header, NodeReply::Error(refusal), frames, permits);
+        return Ok(());
+    };
     if header.body_bytes > request_bytes_max(kind) {
         return Err(Some(Refusal::FrameTooLarge));
     }

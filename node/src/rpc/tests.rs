@@ -217,10 +217,31 @@ async fn a_frame_longer_than_its_kind_allows_closes_the_connection_unread() {
     tls.write_all(&[RequestKind::Read.tag()]).await.unwrap();
     tls.flush().await.unwrap();
     assert!(closed_within(&mut tls, Duration::from_secs(2)).await, "the connection stays open");
-    // An unknown tag closes it too.
+    // An unknown tag that claims more than any kind may carry closes it too.
     let mut tls = raw_connection(&addr, &pki().api).await;
-    write_frame(&mut tls, 7, 200, b"x").await.unwrap();
+    tls.write_all(&huge.to_be_bytes()).await.unwrap();
+    tls.write_all(&7u64.to_be_bytes()).await.unwrap();
+    tls.write_all(&[200]).await.unwrap();
+    tls.flush().await.unwrap();
     assert!(closed_within(&mut tls, Duration::from_secs(2)).await, "the connection stays open");
+}
+
+#[tokio::test]
+async fn a_request_of_a_kind_a_newer_version_added_is_refused_and_the_connection_kept() {
+    let (_server, addr) = server(1).await;
+    let mut tls = raw_connection(&addr, &pki().node).await;
+    write_frame(&mut tls, 7, 200, b"whatever a newer node says").await.unwrap();
+    let header = read_header(&mut tls).await.unwrap();
+    assert_eq!((header.id, header.tag), (7, 200));
+    let reply: NodeReply = raft_store::decode(&read_body(&mut tls, header.body_bytes).await.unwrap()).unwrap();
+    assert!(matches!(&reply, NodeReply::Error(WireError::Invalid(why)) if why.contains("older version")), "{reply:?}");
+    // The same connection serves a known request next.
+    let body = raft_store::encode(&NodeRequest::Routing).unwrap();
+    write_frame(&mut tls, 8, RequestKind::Routing.tag(), &body).await.unwrap();
+    let header = read_header(&mut tls).await.unwrap();
+    assert_eq!(header.id, 8);
+    let reply: NodeReply = raft_store::decode(&read_body(&mut tls, header.body_bytes).await.unwrap()).unwrap();
+    assert!(matches!(reply, NodeReply::Routing(_)), "{reply:?}");
 }
 
 #[tokio::test]

@@ -165,6 +165,6 @@ fn large_shard_clone_and_the_first_hold_after_it() {
     summary("first hold after a clone", first_holds);
     summary("second hold after a clone", second_holds);
     let started = Instant::now();
-    let bytes = crate::codec::encode(&s.m).expect("encodes");
+    let bytes = s.m.encode().expect("encodes");
     println!("encode: {:?}, {} bytes", started.elapsed(), bytes.len());
 }

@@ -7,8 +7,10 @@
 mod ctx;
 mod dedup;
 mod meta;
+mod pricing;
 mod queue;
 mod shard;
+mod webhooks;
 
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +21,13 @@ use crate::layout::Layout;
 
 use ctx::Ctx;
 pub use meta::MetaState;
+use pricing::Pricing;
 pub use shard::{InvariantViolation, ShardState};
+use webhooks::Webhooks;
+
+/// The format a snapshot's machine is written in: 3 added `Machine::pricing` and
+/// `Machine::webhooks`.
+const MACHINE_FORMAT: u8 = 3;
 
 /// What applying one log entry yields: one outcome per proposal, and the records it wrote to the
 /// group's cold store.
@@ -45,7 +53,10 @@ enum MetaOrShard {
 /// applied index. Snapshots serialize this whole value; the group's cold records (remembered
 /// outcomes, the archive) live beside it in the cold store, which apply reads and writes through
 /// `ColdRead` and `ColdWrites`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// Encoded only by [`Machine::encode`], which marks the frame as format 3 (it has no `Serialize`,
+/// so no other path can write one under another version).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct Machine {
     group: GroupId,
     shard_count: u32,
@@ -53,6 +64,47 @@ pub struct Machine {
     last_time_ms: i64,
     last_index: u64,
     state: MetaOrShard,
+    /// A shard's dynamic pricing (empty in the meta group). Added in format 3.
+    pricing: Pricing,
+    /// The meta group's outgoing webhook endpoints (empty in the shards). Added in format 3.
+    webhooks: Webhooks,
+}
+
+/// What [`Machine::encode`] writes: the machine's fields, in order.
+#[derive(Serialize)]
+struct MachineRef<'a> {
+    group: GroupId,
+    shard_count: u32,
+    last_time_ms: i64,
+    last_index: u64,
+    state: &'a MetaOrShard,
+    pricing: &'a Pricing,
+    webhooks: &'a Webhooks,
+}
+
+/// A snapshot as format 2 wrote it: without pricing and webhooks.
+#[derive(Deserialize)]
+struct MachineV2 {
+    group: GroupId,
+    shard_count: u32,
+    last_time_ms: i64,
+    last_index: u64,
+    state: MetaOrShard,
+}
+
+impl From<MachineV2> for Machine {
+    fn from(m: MachineV2) -> Machine {
+        let MachineV2 { group, shard_count, last_time_ms, last_index, state } = m;
+        Machine {
+            group,
+            shard_count,
+            last_time_ms,
+            last_index,
+            state,
+            pricing: Pricing::default(),
+            webhooks: Webhooks::default(),
+        }
+    }
 }
 
 impl Machine {
@@ -63,7 +115,36 @@ impl Machine {
         } else {
             MetaOrShard::Shard(ShardState::default())
         };
-        Machine { group, shard_count, last_time_ms: 0, last_index: 0, state }
+        Machine {
+            group,
+            shard_count,
+            last_time_ms: 0,
+            last_index: 0,
+            state,
+            pricing: Pricing::default(),
+            webhooks: Webhooks::default(),
+        }
+    }
+
+    /// Encodes the machine as a snapshot's state: a frame of format 3, the first with pricing
+    /// and webhooks.
+    pub fn encode(&self) -> Result<Vec<u8>, crate::codec::CodecError> {
+        let Machine { group, shard_count, last_time_ms, last_index, state, pricing, webhooks } = self;
+        let view = MachineRef {
+            group: *group,
+            shard_count: *shard_count,
+            last_time_ms: *last_time_ms,
+            last_index: *last_index,
+            state,
+            pricing,
+            webhooks,
+        };
+        crate::codec::encode_as(MACHINE_FORMAT, &view)
+    }
+
+    /// Decodes a snapshot of this format or of format 2 (which had no pricing and no webhooks).
+    pub fn decode(bytes: &[u8]) -> Result<Machine, crate::codec::CodecError> {
+        crate::codec::decode_since::<Machine, MachineV2>(MACHINE_FORMAT, bytes)
     }
 
     pub fn group(&self) -> GroupId {
@@ -120,11 +201,15 @@ impl Machine {
             }
             MetaOrShard::Meta(_) => (0, 0),
         };
+        // Prices move with time (recent sales leave the window) before the entry, and with what
+        // the entry held and sold after it.
+        self.reprice(ctx);
         let mut writes = ColdWrites::default();
         let mut outcomes = Vec::with_capacity(request.proposals.len());
         for proposal in &request.proposals {
             outcomes.push(self.apply_proposal(ctx, proposal, expired, cold, &mut writes)?);
         }
+        self.reprice(ctx);
         Ok(EntryApplied { outcomes, writes })
     }
 
@@ -176,7 +261,13 @@ impl Machine {
             return Ok(Outcome::Refused(Refusal::WrongGroup));
         }
         match (&mut self.state, command) {
+            (MetaOrShard::Meta(_), Command::RegisterWebhook { .. } | Command::DeleteWebhook { .. }) => {
+                Ok(self.webhooks.apply(ctx, command))
+            }
             (MetaOrShard::Meta(meta), _) => Ok(meta.apply(ctx, command)),
+            (MetaOrShard::Shard(shard), Command::SetPricing { event_id, rules }) => {
+                Ok(self.pricing.set(ctx, shard, event_id, rules))
+            }
             (MetaOrShard::Shard(shard), Command::Archive { started_before_ms }) => {
                 shard.archive(ctx, *started_before_ms, writes)
             }
@@ -239,8 +330,20 @@ impl Machine {
     pub fn query(&self, query: &Query, passed_ms: i64, cold: &dyn ColdRead) -> Result<Answer, ColdError> {
         let at_ms = passed_ms.max(self.last_time_ms);
         match &self.state {
+            MetaOrShard::Meta(_) if matches!(query, Query::Webhooks) => Ok(Answer::Webhooks(self.webhooks.list())),
             MetaOrShard::Meta(meta) => Ok(meta.query(query)),
-            MetaOrShard::Shard(shard) => shard.query(query, at_ms, self.last_index, cold),
+            MetaOrShard::Shard(shard) => match query {
+                Query::Pricing(event_id) => Ok(Answer::Pricing(self.pricing.view(shard, event_id))),
+                _ => shard.query(query, at_ms, self.last_index, cold),
+            },
+        }
+    }
+
+    fn reprice(&mut self, ctx: Ctx) {
+        if let MetaOrShard::Shard(shard) = &mut self.state {
+            if !self.pricing.is_empty() {
+                self.pricing.reprice(ctx, shard);
+            }
         }
     }
 

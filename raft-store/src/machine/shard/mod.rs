@@ -16,6 +16,7 @@
 //! - `reads`: queries and listings;
 //! - `events`: creating and updating events, and their waiting rooms;
 //! - `places`: each user's one place in a waiting room, kept in the cold store;
+//! - `prices`: what dynamic pricing reads of the shard, and how it sets a price;
 //! - `holds`: judging, taking, releasing and ending holds;
 //! - `orders`: checkout, payment results and cancellation;
 //! - `invariants`: the recount that tests and simulations run between commands.
@@ -31,6 +32,7 @@ mod invariants;
 mod inventory;
 mod orders;
 mod places;
+mod prices;
 mod reads;
 mod state;
 mod tickets;
@@ -84,6 +86,10 @@ impl ShardState {
                 self.check_in(ctx, ticket_id, *version, holder, cold, writes)?
             }
             Command::TransferTicket { ticket_id, from, to } => self.transfer(ctx, ticket_id, from, to, cold, writes)?,
+            // Priced by the machine, which keeps the rules (`machine/pricing.rs`).
+            Command::SetPricing { .. } => refused(Refusal::WrongGroup),
+            // The meta group keeps the webhook endpoints (`machine/webhooks.rs`).
+            Command::RegisterWebhook { .. } | Command::DeleteWebhook { .. } => refused(Refusal::WrongGroup),
             Command::CreateVenue(_)
             | Command::InitLayout { .. }
             | Command::AddNode { .. }

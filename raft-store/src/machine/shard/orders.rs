@@ -8,7 +8,7 @@
 use super::inventory::{sell, taken_change, tickets_for, uncount_user, unhold_user, unsell, vacate};
 use super::state::{refused, Deadline, OrderRec, ShardState, Slot};
 use crate::cold::{ColdError, ColdRead, ColdWrites, WithPending};
-use crate::command::{Actor, Outcome, Refusal};
+use crate::command::{Actor, ChangeKind, Outcome, Refusal};
 use crate::ids::{HoldId, OrderId, UserId};
 use crate::limits::PAYMENT_TIMEOUT_MS;
 use crate::machine::ctx::Ctx;
@@ -88,6 +88,7 @@ impl ShardState {
             order.refunded = true;
             order.payment_reference = Some(reference.to_owned());
             order.updated_at_ms = ctx.now_ms;
+            self.record_order(ctx, order_id.seq);
             return Ok(Outcome::Order(self.order_view(order_id.seq, ctx.now_ms)));
         }
         if order.status != OrderStatus::PendingPayment {
@@ -115,6 +116,20 @@ impl ShardState {
         let change = taken_change(event, &order.taken, SeatStatus::Sold);
         let event_id = order.event_id.clone();
         self.record(ctx, &event_id, change);
+        self.record_order(ctx, seq);
+    }
+
+    /// Records the order's settlement for the feed's order webhooks.
+    fn record_order(&mut self, ctx: Ctx, seq: u64) {
+        let order = &self.orders[&seq];
+        let kind = ChangeKind::Order {
+            order_id: OrderId { event_id: order.event_id.clone(), seq },
+            user: order.user.clone(),
+            status: order.status,
+            refunded: order.refunded,
+        };
+        let event_id = order.event_id.clone();
+        self.record(ctx, &event_id, kind);
     }
 
     /// Fails an order awaiting payment (declined, or past its deadline): its seats are free again.
@@ -130,6 +145,7 @@ impl ShardState {
         let change = taken_change(event, &order.taken, SeatStatus::Available);
         let event_id = order.event_id.clone();
         self.record(ctx, &event_id, change);
+        self.record_order(ctx, seq);
     }
 
     pub(super) fn cancel(
@@ -175,6 +191,7 @@ impl ShardState {
         order.updated_at_ms = ctx.now_ms;
         let change = taken_change(event, &order.taken, SeatStatus::Available);
         self.record(ctx, &order_id.event_id, change);
+        self.record_order(ctx, order_id.seq);
         Ok(Outcome::Order(self.order_view(order_id.seq, ctx.now_ms)))
     }
 

@@ -83,8 +83,8 @@ fn the_held_count_is_rebuilt_when_a_snapshot_is_decoded() {
     held(h.run(T0, capped(&h, "u1", seats(&["FLOOR-A-1"]), 3)));
     held(h.run(T0, capped(&h, "u1", lawn(2), 3)));
     held(h.run(T0, capped(&h, "u2", lawn(1), 3)));
-    let bytes = crate::codec::encode(&h.m).unwrap();
-    let restored: Machine = crate::codec::decode(&bytes).unwrap();
+    let bytes = h.m.encode().unwrap();
+    let restored = Machine::decode(&bytes).unwrap();
     assert_eq!(restored, h.m, "the derived count is rebuilt, equal to the one kept by apply");
     restored.check_invariants().unwrap();
     h.m = restored;
@@ -206,7 +206,7 @@ fn an_entry_applied_again_after_a_crash_does_not_see_its_own_earlier_writes() {
     assert_eq!(places(first[0].clone()), [(1, true), (0, false)]);
 }
 
-// ---- Format 2 still decodes --------------------------------------------------------------------
+// ---- Format 2 still decodes (format 3 reads it) ------------------------------------------------
 
 /// What format 2 wrote, before the changes above: a log entry (a hold, a lease, an `Expire`),
 /// two remembered outcomes, and a shard's snapshot with active and checked-out holds.
@@ -225,11 +225,17 @@ fn format_2_log_entries_outcomes_and_snapshots_decode_and_encode_the_same() {
     assert!(matches!(request.proposals[1].command, Command::LeaseQueueBlock { size: 5, .. }));
     let outcomes: Vec<Outcome> = crate::codec::decode(&outcomes).unwrap();
     assert_eq!(outcomes[0], Outcome::Refused(Refusal::LimitExceeded { limit: 4, current: 3, requested: 2 }));
-    let mut m: Machine = crate::codec::decode(&snapshot).unwrap();
+    let mut m = Machine::decode(&snapshot).unwrap();
     m.check_invariants().unwrap();
-    // Nothing about the encoding changed: the same values give the same bytes.
+    // Log entries encode exactly as in format 2, frame and all, so nodes of format 2 read them;
+    // a snapshot gained its pricing and webhooks (none), is written as format 3, and reads back
+    // the same.
     assert_eq!(crate::codec::encode(&request).unwrap(), entry);
-    assert_eq!(crate::codec::encode(&m).unwrap(), snapshot);
+    let rewritten = m.encode().unwrap();
+    assert_eq!(rewritten[0], crate::codec::FORMAT_VERSION);
+    assert_eq!(Machine::decode(&rewritten).unwrap(), m);
+    // A format-2 snapshot read as the current format is refused, not misread.
+    assert!(crate::codec::decode::<Machine>(&snapshot).is_err());
     // The old entry applies to the old state: a hold without a cap (its pass was used, so refused).
     let applied = m.apply(m.last_index() + 1, &request, &crate::cold::NoCold).unwrap();
     assert_eq!(applied.outcomes[0], Outcome::Refused(Refusal::AccessUsed));

@@ -257,7 +257,7 @@ fn same_log_gives_same_state_and_same_bytes() {
     };
     let (a, b) = (run(), run());
     assert_eq!(a, b);
-    assert_eq!(crate::codec::encode(&a).unwrap(), crate::codec::encode(&b).unwrap());
+    assert_eq!(a.encode().unwrap(), b.encode().unwrap());
 }
 
 #[test]
@@ -276,8 +276,8 @@ fn snapshot_round_trip_preserves_everything() {
     let mut h = Harness::new();
     h.buy(T0, "u1", &["FLOOR-A-1"]);
     h.hold_general(T0, "u2", 2);
-    let bytes = crate::codec::encode(&h.m).unwrap();
-    let restored: Machine = crate::codec::decode(&bytes).unwrap();
+    let bytes = h.m.encode().unwrap();
+    let restored = Machine::decode(&bytes).unwrap();
     assert_eq!(restored, h.m);
     restored.check_invariants().unwrap();
 }
@@ -765,5 +765,7 @@ fn random_commands_never_oversell_and_keep_counters_exact() {
 
 mod abuse;
 mod lifecycle;
+mod pricing;
 mod retention;
 mod tickets;
+mod webhooks;
