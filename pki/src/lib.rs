@@ -12,11 +12,13 @@
 mod ca;
 mod credential;
 mod files;
+mod public;
 mod verify;
 
 pub use ca::{ClusterCa, Issued, CA_CERT_FILE, CA_DAYS_DEFAULT, CA_KEY_FILE, LEAF_DAYS_DEFAULT};
 pub use credential::{role_of, server_name, Credential, CERT_FILE, KEY_FILE};
 pub use files::{read_private, write_private};
+pub use public::public_client_config;
 
 /// What a process is to the cluster; its certificate says which, and peers act on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

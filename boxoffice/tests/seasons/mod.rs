@@ -265,7 +265,6 @@ pub async fn buyer(
         let seat = format!("FLOOR-{row}-{n}");
         let key = format!("{user}-hold-{n}");
         let first_sent = Instant::now();
-        let at = ledger.bookings.lock().unwrap().len();
         let booking = Booking {
             user: user.clone(),
             seat: seat.clone(),
@@ -275,7 +274,13 @@ pub async fn buyer(
             hold_id: None,
             order: None,
         };
-        ledger.bookings.lock().unwrap().push(booking);
+        // The place and the push under one lock: another buyer's push between them would give
+        // this booking's answers to theirs (whose user then does not own the hold: a 404).
+        let at = {
+            let mut bookings = ledger.bookings.lock().unwrap();
+            bookings.push(booking);
+            bookings.len() - 1
+        };
         let path = format!("/v1/events/{event}/holds");
         let Some((status, hold)) =
             post_until_answered(&api, &path, &token, &json!({"seats": [seat]}), &key, &stop).await

@@ -2,13 +2,10 @@
 //! is delivered; any other answer, a redirect included, or no answer is a failure to retry.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::header;
 use raft_store::Webhook;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::CertificateDer;
 
 use super::event::WebhookEvent;
 use super::signature::{sign, SIGNATURE_HEADER};
@@ -77,23 +74,5 @@ fn describe(e: &reqwest::Error) -> String {
 
 /// Trusts the public roots and, for endpoints behind a private CA, the certificates in `ca_file`.
 fn client_tls(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, DispatchError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca_file {
-        let bad = |reason: String| DispatchError::Config(format!("webhook CA file {}: {reason}", path.display()));
-        let mut added = 0;
-        for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
-            roots.add(cert.map_err(|e| bad(e.to_string()))?).map_err(|e| bad(e.to_string()))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(bad("no certificate in it".into()));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| DispatchError::Config(format!("webhook TLS: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+    pki::public_client_config(ca_file).map_err(|e| DispatchError::Config(format!("webhook TLS: {e}")))
 }
