@@ -103,7 +103,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_backup_under_load_restores_every_booking_acknowledged_before_it_and_none_after() {
-    seasons::init();
+    common::install_crypto_provider();
     let tmp = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let shards = SHARDS.to_string();

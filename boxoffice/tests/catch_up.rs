@@ -92,7 +92,7 @@ fn metric(text: &str, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_added_to_a_cluster_catches_up_by_snapshot_on_a_full_shard_while_bookings_go_on() {
-    seasons::init();
+    common::install_crypto_provider();
     let tmp = tempfile::tempdir().unwrap();
     let extra = ["--snapshot-every-logs", "5000"];
     let mut cluster = Cluster::start(tmp.path(), &[1, 2, 3], &extra, &["--shards", "1"]).await;

@@ -36,7 +36,7 @@ async fn get(api: &common::Server, url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_with_a_damaged_snapshot_starts_its_other_groups_reports_it_and_is_repaired() {
-    seasons::init();
+    common::install_crypto_provider();
     let tmp = tempfile::tempdir().unwrap();
     let shards = SHARDS.to_string();
     let extra = ["--snapshot-every-logs", "20"];

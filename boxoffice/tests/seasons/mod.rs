@@ -20,12 +20,6 @@ use crate::common::Server;
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Gives the process's HTTP clients their TLS crypto provider (ring), once: the api crate builds
-/// reqwest without one. Call before the first client.
-pub fn init() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 fn exe() -> &'static str {
     env!("CARGO_BIN_EXE_boxoffice")
 }

@@ -144,34 +144,26 @@ impl Harness {
         self.m.query(query, now_ms, &self.cold).expect("the cold store reads")
     }
 
+    /// A hold for `who` of the harness's event, with the cap the harness carries.
+    fn hold_command(&self, who: &str, selection: Selection) -> Command {
+        Command::Hold {
+            event_id: self.event.clone(),
+            user: user(who),
+            selection,
+            ttl_ms: TTL_MS,
+            access: None,
+            held_seats_max: self.held_cap,
+        }
+    }
+
     fn hold_seats(&mut self, time_ms: i64, who: &str, seats: &[&str]) -> Outcome {
         let selection = Selection::Seats(seats.iter().map(|s| s.to_string()).collect());
-        self.run(
-            time_ms,
-            Command::Hold {
-                event_id: self.event.clone(),
-                user: user(who),
-                selection,
-                ttl_ms: TTL_MS,
-                access: None,
-                held_seats_max: self.held_cap,
-            },
-        )
+        self.run(time_ms, self.hold_command(who, selection))
     }
 
     fn hold_general(&mut self, time_ms: i64, who: &str, quantity: u32) -> Outcome {
         let selection = Selection::General { section: "LAWN".into(), quantity };
-        self.run(
-            time_ms,
-            Command::Hold {
-                event_id: self.event.clone(),
-                user: user(who),
-                selection,
-                ttl_ms: TTL_MS,
-                access: None,
-                held_seats_max: self.held_cap,
-            },
-        )
+        self.run(time_ms, self.hold_command(who, selection))
     }
 
     fn checkout(&mut self, time_ms: i64, who: &str, hold: &HoldId) -> Outcome {

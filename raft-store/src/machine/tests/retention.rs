@@ -114,14 +114,7 @@ fn a_backlog_of_ended_holds_drains_a_bounded_step_per_command() {
 fn retry_with_same_request_id_returns_first_outcome_and_applies_once() {
     let mut h = Harness::new();
     let id = Some(RequestId([7; 16]));
-    let cmd = |h: &Harness| Command::Hold {
-        event_id: h.event.clone(),
-        user: user("u1"),
-        selection: Selection::Seats(vec!["FLOOR-A-1".into()]),
-        ttl_ms: TTL_MS,
-        access: None,
-        held_seats_max: None,
-    };
+    let cmd = |h: &Harness| h.hold_command("u1", Selection::Seats(vec!["FLOOR-A-1".into()]));
     let first = h.run_with(T0, id, 1, cmd(&h));
     let again = h.run_with(T0 + 1, id, 1, cmd(&h));
     assert_eq!(first, again);
@@ -136,14 +129,7 @@ fn retry_with_same_request_id_returns_first_outcome_and_applies_once() {
 fn retry_after_expiry_returns_the_first_outcome_not_a_new_hold() {
     let mut h = Harness::new();
     let id = Some(RequestId([9; 16]));
-    let cmd = Command::Hold {
-        event_id: h.event.clone(),
-        user: user("u1"),
-        selection: Selection::Seats(vec!["FLOOR-A-1".into()]),
-        ttl_ms: TTL_MS,
-        access: None,
-        held_seats_max: None,
-    };
+    let cmd = h.hold_command("u1", Selection::Seats(vec!["FLOOR-A-1".into()]));
     let first = h.run_with(T0, id, 1, cmd.clone());
     let retried = h.run_with(T0 + TTL_MS + 5, id, 1, cmd);
     assert_eq!(first, retried, "the first response, even though that hold has expired");
@@ -155,14 +141,7 @@ fn refusals_are_remembered_too() {
     let mut h = Harness::new();
     held(h.hold_seats(T0, "u2", &["FLOOR-A-1"]));
     let id = Some(RequestId([3; 16]));
-    let cmd = Command::Hold {
-        event_id: h.event.clone(),
-        user: user("u1"),
-        selection: Selection::Seats(vec!["FLOOR-A-1".into()]),
-        ttl_ms: TTL_MS,
-        access: None,
-        held_seats_max: None,
-    };
+    let cmd = h.hold_command("u1", Selection::Seats(vec!["FLOOR-A-1".into()]));
     let first = h.run_with(T0 + 1, id, 1, cmd.clone());
     h.run(T0 + TTL_MS, Command::Expire);
     assert_eq!(h.run_with(T0 + TTL_MS + 1, id, 1, cmd), first, "a retry gets the first answer");
@@ -172,14 +151,7 @@ fn refusals_are_remembered_too() {
 fn a_keyed_outcome_is_remembered_for_a_day_whatever_happened_meanwhile() {
     let mut h = Harness::new();
     let id = Some(RequestId([1; 16]));
-    let hold = |h: &Harness| Command::Hold {
-        event_id: h.event.clone(),
-        user: user("u1"),
-        selection: Selection::Seats(vec!["FLOOR-A-1".into()]),
-        ttl_ms: TTL_MS,
-        access: None,
-        held_seats_max: None,
-    };
+    let hold = |h: &Harness| h.hold_command("u1", Selection::Seats(vec!["FLOOR-A-1".into()]));
     let first = held(h.run_with(T0, id, 1, hold(&h)));
     h.run(T0 + 1, Command::ReleaseHold { hold_id: first.hold_id.clone(), user: user("u1") });
     h.checking = false;
@@ -283,14 +255,7 @@ fn a_replayed_entry_does_not_answer_for_itself_from_its_own_earlier_writes() {
     let mut h = Harness::new();
     let before = h.m.clone();
     let id = Some(RequestId([4; 16]));
-    let command = Command::Hold {
-        event_id: h.event.clone(),
-        user: user("u1"),
-        selection: Selection::Seats(vec!["FLOOR-A-1".into()]),
-        ttl_ms: TTL_MS,
-        access: None,
-        held_seats_max: None,
-    };
+    let command = h.hold_command("u1", Selection::Seats(vec!["FLOOR-A-1".into()]));
     let first = h.run_with(T0, id, 1, command.clone());
     let index = h.index;
     h.m = before;
