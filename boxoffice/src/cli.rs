@@ -355,7 +355,9 @@ async fn run(command: Command) -> Result<(), CliError> {
 
 /// The command line, with a subcommand's `--config` file read into it (see `config.rs`).
 fn parse() -> Cli {
-    let matches = match config::parse_with_file(Cli::command(), std::env::args_os().collect()) {
+    // The release this process reports (a test build's may differ from the package's).
+    let version: &'static str = Box::leak(node::Version::local().to_string().into_boxed_str());
+    let matches = match config::parse_with_file(Cli::command().version(version), std::env::args_os().collect()) {
         Ok(matches) => matches,
         Err(config::ParseError::Clap(e)) => e.exit(),
         Err(e) => {

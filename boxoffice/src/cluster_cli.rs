@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use node::{
-    call_leader, CallError, DamagedGroup, DiskUsage, NodeClient, NodeReply, NodeRequest, NodeStatusReply, RpcNodeClient,
+    call_leader, CallError, DamagedGroup, DiskUsage, NodeClient, NodeInfo, NodeReply, NodeRequest, NodeStatusReply,
+    RpcNodeClient, Version,
 };
 use node::{TransportError, WireError};
 use raft_store::{Command, GroupId, Layout, NodeId, NodeStatus, Outcome, Proposal, Refusal};
@@ -42,6 +43,11 @@ pub enum ClusterCliError {
     NoOtherReplica { id: NodeId, group: GroupId },
     #[error("the cluster is not healthy after {waited:?}: {problems}")]
     Unhealthy { waited: Duration, problems: String },
+    #[error(
+        "node {id} runs version {version}, and node {other} runs {other_version}: nodes more than one minor \
+         version apart cannot run in one cluster (upgrade one minor version at a time)"
+    )]
+    Version { id: NodeId, version: Version, other: NodeId, other_version: Version },
 }
 
 pub struct Cli {
@@ -145,8 +151,35 @@ impl Cli {
         }
     }
 
+    /// A node's version and disk; `None` from a node older than the request.
+    pub async fn info(&self, addr: &str) -> Result<Option<NodeInfo>, ClusterCliError> {
+        match self.call(addr, NodeRequest::Info, Duration::from_secs(3)).await? {
+            NodeReply::Info(info) => Ok(Some(info)),
+            NodeReply::Error(WireError::Invalid(why)) if why.contains(node::UNKNOWN_KIND_REFUSAL) => Ok(None),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Refuses node `id` at `addr` if its version cannot run beside an active node's.
+    async fn check_version(&self, layout: &Layout, id: NodeId, addr: &str) -> Result<(), ClusterCliError> {
+        let Some(joining) = self.info(addr).await? else { return Ok(()) };
+        for n in layout.active().filter(|n| n.id != id) {
+            let Ok(Some(other)) = self.info(&n.addr).await else { continue };
+            if !joining.version.works_with(other.version) {
+                return Err(ClusterCliError::Version {
+                    id,
+                    version: joining.version,
+                    other: n.id,
+                    other_version: other.version,
+                });
+            }
+        }
+        Ok(())
+    }
+
     pub async fn add_node(&self, id: NodeId, addr: &str) -> Result<Layout, ClusterCliError> {
         let layout = self.layout().await?;
+        self.check_version(&layout, id, addr).await?;
         self.join(id, addr, layout.shard_count).await?;
         self.propose_meta(&layout, Command::AddNode { id, addr: addr.to_owned() }).await
     }
@@ -227,15 +260,21 @@ impl Cli {
     pub async fn status(&self) -> Result<ClusterReport, ClusterCliError> {
         let layout = self.layout().await?;
         let mut statuses: BTreeMap<NodeId, Result<NodeStatusReply, ClusterCliError>> = BTreeMap::new();
+        let mut infos: BTreeMap<NodeId, NodeInfo> = BTreeMap::new();
         for n in layout.nodes.values().filter(|n| n.status != NodeStatus::Removed) {
             let status = match self.call(&n.addr, NodeRequest::Status, Duration::from_secs(3)).await {
                 Ok(NodeReply::Status(s)) => Ok(s),
                 Ok(other) => Err(unexpected(other)),
                 Err(e) => Err(e),
             };
+            if status.is_ok() {
+                if let Ok(Some(info)) = self.info(&n.addr).await {
+                    infos.insert(n.id, info);
+                }
+            }
             statuses.insert(n.id, status);
         }
-        Ok(ClusterReport::new(&layout, &statuses))
+        Ok(ClusterReport::new(&layout, &statuses, &infos))
     }
 
     /// Waits until [`ClusterReport::unhealthy`] finds nothing, up to `timeout`; the last report.
@@ -274,6 +313,10 @@ impl Cli {
     }
 }
 
+fn as_strings<S: serde::Serializer>(versions: &[Version], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(versions.iter().map(ToString::to_string))
+}
+
 /// A group's intended voters and learners, with their addresses.
 fn members_of(layout: &Layout, group: GroupId) -> (BTreeMap<NodeId, String>, BTreeMap<NodeId, String>) {
     let addrs = |ids: Vec<NodeId>| -> BTreeMap<NodeId, String> {
@@ -296,6 +339,9 @@ pub struct ClusterReport {
     pub layout_version: u64,
     /// The shard whose replicas move next; `None`: the placement is balanced.
     pub moving_shard: Option<u32>,
+    /// Every release the reachable nodes run, lowest first: two during a rolling upgrade.
+    #[serde(serialize_with = "as_strings")]
+    pub versions: Vec<Version>,
     pub nodes: Vec<NodeReport>,
     pub groups: Vec<GroupReport>,
 }
@@ -313,6 +359,8 @@ pub struct NodeReport {
     pub leading: Option<usize>,
     /// Copies that did not open there: stopped until repaired.
     pub damaged: Vec<DamagedGroup>,
+    /// The release it runs (`None`: unreachable, or older than the question).
+    pub version: Option<String>,
     pub disk: Option<DiskUsage>,
 }
 
@@ -331,7 +379,11 @@ pub struct GroupReport {
 }
 
 impl ClusterReport {
-    fn new(layout: &Layout, statuses: &BTreeMap<NodeId, Result<NodeStatusReply, ClusterCliError>>) -> ClusterReport {
+    fn new(
+        layout: &Layout,
+        statuses: &BTreeMap<NodeId, Result<NodeStatusReply, ClusterCliError>>,
+        infos: &BTreeMap<NodeId, NodeInfo>,
+    ) -> ClusterReport {
         let nodes = layout
             .nodes
             .values()
@@ -345,7 +397,8 @@ impl ClusterReport {
                     groups: reply.map(|s| s.groups.len()),
                     leading: reply.map(|s| s.groups.iter().filter(|g| g.leader == Some(n.id)).count()),
                     damaged: reply.map(|s| s.damaged.clone()).unwrap_or_default(),
-                    disk: reply.and_then(|s| s.disk),
+                    version: infos.get(&n.id).map(|i| i.version.to_string()),
+                    disk: infos.get(&n.id).and_then(|i| i.disk),
                 }
             })
             .collect();
@@ -386,6 +439,12 @@ impl ClusterReport {
             replication: layout.replication,
             layout_version: layout.version,
             moving_shard: layout.next_move().map(|m| m.shard),
+            versions: infos
+                .values()
+                .map(|i| i.version)
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
             nodes,
             groups,
         }
@@ -402,6 +461,9 @@ impl ClusterReport {
             for d in &n.damaged {
                 problems.push(format!("node {}'s copy of {} is damaged", n.id, d.group));
             }
+        }
+        if let Some((lowest, highest)) = node::incompatible_versions(&self.versions) {
+            problems.push(format!("nodes run versions {lowest} and {highest}, more than one minor version apart"));
         }
         for g in &self.groups {
             if g.leader.is_none() {
@@ -427,7 +489,7 @@ impl ClusterReport {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "{:<6} {:<24} {:<9} {:<11} {:>6} {:>7} {:>10}",
+            "{:<6} {:<24} {:<9} {:<11} {:>6} {:>7} {:>10}  VERSION",
             "NODE", "ADDRESS", "STATUS", "HEALTH", "GROUPS", "LEADING", "DISK FREE"
         );
         let dash = || "-".to_owned();
@@ -443,14 +505,15 @@ impl ClusterReport {
                 .map_or_else(dash, |d| format!("{:.0}%", 100.0 * d.free_bytes as f64 / d.total_bytes.max(1) as f64));
             let _ = writeln!(
                 out,
-                "{:<6} {:<24} {:<9} {:<11} {:>6} {:>7} {:>10}",
+                "{:<6} {:<24} {:<9} {:<11} {:>6} {:>7} {:>10}  {}",
                 n.id,
                 n.addr,
                 n.status,
                 health,
                 n.groups.map_or_else(dash, |g| g.to_string()),
                 n.leading.map_or_else(dash, |g| g.to_string()),
-                free
+                free,
+                n.version.as_deref().unwrap_or("-")
             );
         }
         let _ = writeln!(out);

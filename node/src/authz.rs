@@ -73,7 +73,7 @@ pub fn may_send(role: Role, kind: RequestKind) -> bool {
         K::Propose => matches!(role, Node | Api | Operator),
         K::Read | K::Changes => matches!(role, Api | Indexer),
         K::Routing => matches!(role, Node | Api | Indexer | Operator),
-        K::Status | K::InitCluster | K::BackupOpen | K::BackupNext | K::RestoreChunk | K::TransferLeader => {
+        K::Status | K::Info | K::InitCluster | K::BackupOpen | K::BackupNext | K::RestoreChunk | K::TransferLeader => {
             role == Operator
         }
         K::Join | K::EnsureMembers | K::DropGroup => matches!(role, Node | Operator),
@@ -139,6 +139,7 @@ mod tests {
             (K::BackupNext, &[Operator][..]),
             (K::RestoreChunk, &[Operator][..]),
             (K::TransferLeader, &[Operator][..]),
+            (K::Info, &[Operator][..]),
         ])
     }
 

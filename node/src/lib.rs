@@ -15,6 +15,7 @@ mod router;
 #[cfg(not(madsim))]
 mod rpc;
 mod service;
+mod version;
 mod wire;
 #[cfg(all(test, not(madsim)))]
 mod wire_fuzz;
@@ -36,7 +37,8 @@ pub use rpc::{
     CONNECTIONS_MAX_DEFAULT, CONNECTIONS_PER_ADDRESS_MAX_DEFAULT, HANDSHAKE_TIMEOUT_DEFAULT, HTTP_LIFETIME,
     IDLE_TIMEOUT_DEFAULT, PREAMBLE, PREAMBLE_V1,
 };
+pub use version::{incompatible as incompatible_versions, Version};
 pub use wire::{
-    DamagedGroup, DiskUsage, GroupStatus, LeaderHint, NodeClient, NodeReply, NodeRequest, NodeStatusReply, RaftRpc,
-    RaftRpcReply, RequestKind, RoutingReply, TransportError, WireError,
+    DamagedGroup, DiskUsage, GroupStatus, LeaderHint, NodeClient, NodeInfo, NodeReply, NodeRequest, NodeStatusReply,
+    RaftRpc, RaftRpcReply, RequestKind, RoutingReply, TransportError, WireError, UNKNOWN_KIND_REFUSAL,
 };

@@ -38,6 +38,7 @@ impl Node {
                 peers: self.peer_addrs(),
             }),
             NodeRequest::Status => NodeReply::Status(self.status()),
+            NodeRequest::Info => NodeReply::Info(self.info()),
             NodeRequest::Join { shard_count } => {
                 self.join(shard_count).await?;
                 NodeReply::Done

@@ -14,6 +14,8 @@ use raft_store::{
 use seams::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+use crate::version::Version;
+
 #[derive(Debug, Serialize, Deserialize)]
 // A request lives for one call, decoded and handled once: its size does not add up anywhere,
 // and boxing the common variant (a proposal) would add an allocation to every call.
@@ -108,6 +110,10 @@ pub enum NodeRequest {
         group: GroupId,
         to: Option<NodeId>,
     },
+    /// The node's version and disk ([`NodeInfo`]). A kind of its own rather than more fields in
+    /// [`NodeStatusReply`], so that status stays readable between versions: a node older than
+    /// this kind refuses it, and its caller reports the version as unknown.
+    Info,
 }
 
 impl NodeRequest {
@@ -132,9 +138,14 @@ impl NodeRequest {
             NodeRequest::BackupNext { .. } => RequestKind::BackupNext,
             NodeRequest::RestoreChunk { .. } => RequestKind::RestoreChunk,
             NodeRequest::TransferLeader { .. } => RequestKind::TransferLeader,
+            NodeRequest::Info => RequestKind::Info,
         }
     }
 }
+
+/// The words with which a node refuses a request of a kind it does not know (a newer node's):
+/// its caller tells that refusal from others by them. Never reworded: older nodes send them.
+pub const UNKNOWN_KIND_REFUSAL: &str = "is unknown to this node";
 
 /// What a request is, without its contents: the metric label, the tag a frame carries ahead of
 /// its body (so that a node knows the size a frame may have, and whether its sender may send it
@@ -160,10 +171,11 @@ pub enum RequestKind {
     BackupNext,
     RestoreChunk,
     TransferLeader,
+    Info,
 }
 
 impl RequestKind {
-    pub const ALL: [RequestKind; 19] = [
+    pub const ALL: [RequestKind; 20] = [
         RequestKind::RaftAppend,
         RequestKind::RaftVote,
         RequestKind::RaftSnapshot,
@@ -183,6 +195,7 @@ impl RequestKind {
         RequestKind::BackupNext,
         RequestKind::RestoreChunk,
         RequestKind::TransferLeader,
+        RequestKind::Info,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -206,6 +219,7 @@ impl RequestKind {
             RequestKind::BackupNext => "backup_next",
             RequestKind::RestoreChunk => "restore_chunk",
             RequestKind::TransferLeader => "transfer_leader",
+            RequestKind::Info => "info",
         }
     }
 
@@ -297,6 +311,7 @@ pub enum NodeReply {
         group: GroupId,
         leader: NodeId,
     },
+    Info(NodeInfo),
 }
 
 /// Why a call to a node failed, as the caller hears it. It travels between processes, so what a
@@ -353,6 +368,15 @@ pub struct NodeStatusReply {
     /// Groups whose copy here did not open (a damaged record): stopped, until rebuilt from the
     /// other replicas (`boxoffice cluster repair`) or the disk is repaired.
     pub damaged: Vec<DamagedGroup>,
+}
+
+/// What a node runs and where it keeps it: the answer to [`NodeRequest::Info`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub node_id: NodeId,
+    pub version: Version,
+    /// The disk format versions it reads (`raft_store::FORMAT_VERSION_MIN..=FORMAT_VERSION`).
+    pub formats: (u8, u8),
     /// The disk under the data directory, as last sampled (`None` before the first sample).
     pub disk: Option<DiskUsage>,
 }

@@ -15,6 +15,7 @@ fn request_seeds() -> Vec<Vec<u8>> {
         NodeRequest::Changes { group, after_index: 7, limit: 100, wait_ms: 500 },
         NodeRequest::Routing,
         NodeRequest::Status,
+        NodeRequest::Info,
         NodeRequest::DropGroup { group },
         NodeRequest::BackupNext { group, transfer: 3 },
     ];
@@ -36,7 +37,7 @@ fn reply_seeds() -> Vec<Vec<u8>> {
 
 #[test]
 fn the_seeds_decode() {
-    assert_eq!(request_seeds().len(), 7);
+    assert_eq!(request_seeds().len(), 8);
     assert_eq!(reply_seeds().len(), 7);
 }
 

@@ -32,7 +32,7 @@ mod sm_store;
 mod snapshot;
 mod webhook;
 
-pub use codec::{decode, encode, CodecError};
+pub use codec::{decode, encode, CodecError, FORMAT_VERSION, FORMAT_VERSION_MIN};
 pub use cold::{
     prefix_end, ColdError, ColdRead, ColdRecord, ColdStage, ColdStore, ColdView, ColdWrites, MemCold, NoCold,
     WithPending,

@@ -21,10 +21,19 @@ fn exe() -> &'static str {
     env!("CARGO_BIN_EXE_boxoffice")
 }
 
+/// The test build that reports the next minor version (`src/next_minor.rs`).
+pub fn next_minor_exe() -> &'static str {
+    env!("CARGO_BIN_EXE_boxoffice-next-minor")
+}
+
 /// Spawns `boxoffice ARGS` and waits for its address line, which starts with `prefix`; returns
 /// the process and the address.
 fn spawn(args: &[String], prefix: &str) -> (Process, String) {
-    let mut command = Command::new(exe());
+    spawn_exe(exe(), args, prefix)
+}
+
+fn spawn_exe(exe: &str, args: &[String], prefix: &str) -> (Process, String) {
+    let mut command = Command::new(exe);
     command.args(args).env("BOXOFFICE_LOG", "warn,openraft=error").stderr(Stdio::inherit());
     harness::spawn_announced(command, "boxoffice", prefix, START_TIMEOUT).expect("boxoffice printed its address")
 }
@@ -59,10 +68,15 @@ pub struct NodeProc {
     pub addr: String,
     dir: PathBuf,
     process: Option<Process>,
+    exe: &'static str,
 }
 
 impl NodeProc {
     fn start(id: u64, dir: PathBuf, listen: &str) -> NodeProc {
+        NodeProc::start_exe(exe(), id, dir, listen)
+    }
+
+    fn start_exe(exe: &'static str, id: u64, dir: PathBuf, listen: &str) -> NodeProc {
         let args = vec![
             "node".into(),
             "--id".into(),
@@ -76,8 +90,8 @@ impl NodeProc {
             "--tls-dir".into(),
             tls().node(),
         ];
-        let (process, addr) = spawn(&args, &format!("boxoffice: node {id} listening on "));
-        NodeProc { id, addr, dir, process: Some(process) }
+        let (process, addr) = spawn_exe(exe, &args, &format!("boxoffice: node {id} listening on "));
+        NodeProc { id, addr, dir, process: Some(process), exe }
     }
 
     pub fn kill9(&mut self) {
@@ -100,8 +114,20 @@ impl NodeProc {
     /// Starts the node again on the same address and data directory.
     pub fn restart(&mut self) {
         self.kill9();
-        let again = NodeProc::start(self.id, self.dir.clone(), &self.addr);
+        let again = NodeProc::start_exe(self.exe, self.id, self.dir.clone(), &self.addr);
         *self = again;
+    }
+
+    /// Asks the node to stop (SIGTERM: it hands its leaderships over), waits for it to exit, and
+    /// starts `exe` on the same address and data directory: an upgrade in place.
+    pub fn upgrade(&mut self, exe: &'static str) {
+        self.terminate();
+        let asked = Instant::now();
+        while !self.has_exited() {
+            assert!(asked.elapsed() < START_TIMEOUT, "node {} did not stop", self.id);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        *self = NodeProc::start_exe(exe, self.id, self.dir.clone(), &self.addr);
     }
 
     pub fn is_running(&self) -> bool {
@@ -165,7 +191,12 @@ impl RunningCluster {
 
     /// Starts one more node process (not yet part of the cluster).
     pub fn start_node(&mut self, id: u64) -> String {
-        let node = NodeProc::start(id, self.tmp.path().join(format!("n{id}")), "127.0.0.1:0");
+        self.start_node_of(exe(), id)
+    }
+
+    /// [`RunningCluster::start_node`] with another build of the binary.
+    pub fn start_node_of(&mut self, exe: &'static str, id: u64) -> String {
+        let node = NodeProc::start_exe(exe, id, self.tmp.path().join(format!("n{id}")), "127.0.0.1:0");
         let addr = node.addr.clone();
         self.nodes.insert(id, node);
         addr
@@ -244,7 +275,12 @@ impl Drop for RunningCluster {
 /// Runs `boxoffice ARGS --cluster-secret SECRET` with the operator's credential, insists on
 /// success, returns its stdout.
 pub fn cli(args: &[&str]) -> String {
-    let output = Command::new(exe())
+    cli_of(exe(), args)
+}
+
+/// [`cli`] with another build of the binary.
+pub fn cli_of(exe: &str, args: &[&str]) -> String {
+    let output = Command::new(exe)
         .args(args)
         .args(["--cluster-secret", SECRET, "--tls-dir", &tls().operator()])
         .env("BOXOFFICE_LOG", "warn,openraft=error")

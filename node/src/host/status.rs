@@ -9,7 +9,8 @@ use raft_store::NodeId;
 
 use super::lease::{leads, Metrics};
 use super::{Group, Node};
-use crate::wire::{DamagedGroup, GroupStatus, LeaderHint, NodeStatusReply};
+use crate::version::Version;
+use crate::wire::{DamagedGroup, GroupStatus, LeaderHint, NodeInfo, NodeStatusReply};
 
 /// How often group and storage gauges are refreshed.
 const TELEMETRY_TICK_MS: u64 = 2_000;
@@ -64,6 +65,15 @@ impl Node {
             shard_count: self.shard_count(),
             groups,
             damaged,
+        }
+    }
+
+    /// This node's version, the formats it reads, and its disk.
+    pub fn info(&self) -> NodeInfo {
+        NodeInfo {
+            node_id: self.id,
+            version: Version::local(),
+            formats: (raft_store::FORMAT_VERSION_MIN, raft_store::FORMAT_VERSION),
             disk: self.disk.lock().ok().and_then(|d| *d),
         }
     }

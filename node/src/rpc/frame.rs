@@ -72,7 +72,8 @@ pub(super) fn request_bytes_max(kind: RequestKind) -> usize {
         | K::DropGroup
         | K::BackupOpen
         | K::BackupNext
-        | K::TransferLeader => SMALL_BYTES_MAX,
+        | K::TransferLeader
+        | K::Info => SMALL_BYTES_MAX,
     }
 }
 
@@ -96,7 +97,8 @@ pub(super) fn reply_bytes_max(kind: RequestKind) -> usize {
         | K::DropGroup
         | K::BackupOpen
         | K::RestoreChunk
-        | K::TransferLeader => MEMBERS_BYTES_MAX,
+        | K::TransferLeader
+        | K::Info => MEMBERS_BYTES_MAX,
     }
 }
 

@@ -15,7 +15,7 @@ use super::frame::{read_body, read_header, request_bytes_max, skip_body, Header,
 use super::limits::{Refusal, BYTES_IN_FLIGHT_MAX, CALLS_IN_FLIGHT_MAX};
 use super::{run_writer, Handler, Outgoing, BUFFER_BYTES};
 use crate::authz::{authorize, may_send};
-use crate::wire::{NodeReply, NodeRequest, RequestKind, WireError};
+use crate::wire::{NodeReply, NodeRequest, RequestKind, WireError, UNKNOWN_KIND_REFUSAL};
 
 /// When a connection last read a frame or wrote a reply.
 pub(super) struct Activity {
@@ -172,7 +172,7 @@ async fn read_and_answer<R: AsyncRead + Unpin>(
         let permits = in_flight.enter(header.body_bytes).await.ok_or(None)?;
         timed(idle_timeout, skip_body(r, header.body_bytes)).await?;
         let refusal = WireError::Invalid(format!(
-            "request kind {} is unknown to this node: it runs an older version than its caller",
+            "request kind {} {UNKNOWN_KIND_REFUSAL}: it runs an older version than its caller",
             header.tag
         ));
         tracing::info!(peer = %peer.addr, tag = header.tag, "a request of an unknown kind was refused");
