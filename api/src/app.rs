@@ -12,6 +12,7 @@ use crate::routes::{
     auth, booking, events, ops, orders, payments, pricing, queue, search, seats, tickets, venues, webhooks,
 };
 use crate::state::ApiState;
+use crate::web;
 
 /// The whole public surface. Layers, outermost first: request id, log and metrics; panics to
 /// 500; error answers to problem documents; then the routes.
@@ -42,7 +43,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/webhooks/{webhook_id}", axum::routing::delete(webhooks::delete))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/openapi.json", get(openapi::document));
+        .route("/openapi.json", get(openapi::document))
+        // The web client: `/` and `/app/{file}`, kept out of the OpenAPI document (`web.rs`).
+        .merge(web::router());
     // Without dev tokens the route does not exist, so it answers 404 like any unknown path.
     if state.config().dev_tokens {
         routes = routes.route("/v1/auth/dev-token", post(auth::dev_token));

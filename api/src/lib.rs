@@ -1,7 +1,8 @@
 //! The stateless public tier: REST `/v1` over a [`seams::Cluster`].
 //!
 //! - [`router`] serves the contract of `shared/API.md` from an [`ApiState`]: auth, idempotency,
-//!   problem documents, the seat stream, metrics and the OpenAPI document.
+//!   problem documents, the seat stream, metrics and the OpenAPI document; and, at `/`, the
+//!   reference web client (`web.rs`, files in `api/web/`), which uses nothing but `/v1`.
 //! - [`serve_api`] (and [`serve`]) is the public edge's server loop: header, request and idle
 //!   timeouts, connection caps, readable 413s; `/metrics` optionally on an internal address.
 //! - [`seams::Cluster`] is the only way this crate reaches the store, [`seams::SearchBackend`] the
@@ -38,6 +39,7 @@ pub mod ticket_code;
 mod tls;
 mod token;
 mod waiting_room;
+mod web;
 mod words;
 
 #[cfg(test)]

@@ -183,6 +183,7 @@ async fn run_dev(a: DevArgs, metrics: seams::MetricsRender) -> Result<(), ServeE
         archive_after_ms: a.archive.archive_after_ms(),
         edge: a.edge,
         webhooks: a.webhooks,
+        cache_bytes: a.cache_mb.saturating_mul(1 << 20),
     };
     crate::dev::run(opts, metrics).await
 }
@@ -195,7 +196,7 @@ async fn run_node(a: NodeArgs, metrics: seams::MetricsRender) -> Result<(), Serv
         data_dir: a.data_dir(),
         access: a.access.resolve(pki::Role::Node)?,
         port: a.port.limits(),
-        cache_bytes: a.cache_mb << 20,
+        cache_bytes: a.cache_mb.saturating_mul(1 << 20),
         tuning: a.tuning(),
         max_clock_offset_ms: Duration::from(a.max_clock_offset).as_millis() as i64,
     };

@@ -21,8 +21,6 @@ use node::LocalCluster;
 use node::NoPeers;
 use node::{Node, NodeSetup, RaftTuning};
 
-/// sled's page cache for `boxoffice dev`.
-const DEV_CACHE_BYTES: u64 = 256 << 20;
 /// How long start-up waits for every group to elect its (only) leader.
 const STARTUP_LEADER_WAIT_MS: u64 = 30_000;
 
@@ -41,6 +39,8 @@ pub struct DevOptions {
     pub archive_after_ms: i64,
     pub edge: EdgeArgs,
     pub webhooks: WebhookArgs,
+    /// sled's page cache.
+    pub cache_bytes: u64,
 }
 
 /// The dev keys: given, or generated once and kept in the data directory (readable by its
@@ -70,7 +70,7 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), ServeEr
     };
     std::fs::create_dir_all(&opts.data_dir).map_err(ServeError::data_dir(&opts.data_dir))?;
     let keys = dev_keys(&opts.data_dir, &opts.tokens)?;
-    let kv = SledKv::open(&opts.data_dir.join("db"), DEV_CACHE_BYTES)?;
+    let kv = SledKv::open(&opts.data_dir.join("db"), opts.cache_bytes)?;
     let listener = bind_public(opts.addr)?;
     let addr = listener.local_addr().map_err(ServeError::listen(opts.addr))?;
 
@@ -160,6 +160,7 @@ fn print_banner(addr: SocketAddr, opts: &DevOptions, shards: u32, config: &api::
     let dev_tokens = if config.dev_tokens { "on" } else { "off (not a loopback address)" };
     println!("  Holds last {}. Dev tokens are {dev_tokens}.", opts.edge.hold_ttl);
     println!();
+    println!("  Web client:          {url}/");
     println!("  Browse the events:   curl -s {url}/v1/events");
     println!(
         "  Get a token:         curl -s -X POST {url}/v1/auth/dev-token -H 'content-type: application/json' -d '{{\"user_id\":\"alice\",\"role\":\"user\"}}'"

@@ -13,6 +13,7 @@ use clap::Args;
 pub const SHARDS_DEFAULT: u32 = 8;
 /// sled's page cache of a `boxoffice node`, in MiB, unless given.
 const NODE_CACHE_MB_DEFAULT: u64 = 512;
+const DEV_CACHE_MB_DEFAULT: u64 = 256;
 /// The largest clock offset a cluster may be configured to tolerate.
 const MAX_CLOCK_OFFSET_MAX: Duration = Duration::from_secs(60);
 /// The shortest cluster secret accepted, in bytes.
@@ -492,6 +493,10 @@ pub struct DevArgs {
     /// demo data; the data directory must be new or empty.
     #[arg(long, env = "BOXOFFICE_RESTORE")]
     pub restore: Option<PathBuf>,
+    /// sled's page cache, in MiB: the largest part of the process's memory once the data
+    /// outgrows it.
+    #[arg(long, env = "BOXOFFICE_CACHE_MB", default_value_t = DEV_CACHE_MB_DEFAULT)]
+    pub cache_mb: u64,
     #[command(flatten)]
     pub tokens: TokenArgs,
     #[command(flatten)]

@@ -72,7 +72,8 @@ async fn a_body_over_the_limit_is_413_whether_declared_or_streamed() {
 async fn unknown_routes_are_404_and_wrong_methods_405_problems() {
     let app = TestApp::new();
     app.get("/v2/events", None).await.problem(StatusCode::NOT_FOUND, "not_found");
-    app.get("/", None).await.problem(StatusCode::NOT_FOUND, "not_found");
+    // `/` is the web client (`web.rs`); its files are under `/app/` only.
+    app.get("/index.html", None).await.problem(StatusCode::NOT_FOUND, "not_found");
     app.get("/v1/events/", None).await.problem(StatusCode::NOT_FOUND, "not_found");
     let reply = app.call(Method::DELETE, "/v1/events", Some(&app.admin()), None).await;
     reply.problem(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");

@@ -13,6 +13,7 @@ mod ops;
 mod payments;
 mod queue;
 mod stream;
+mod web;
 mod webhooks;
 
 use std::sync::Arc;
