@@ -289,6 +289,9 @@ struct SoakArgs {
     /// The server's `--archive-after`: events leave memory this long after they start.
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     archive_after: Duration,
+    /// The server's `--cache-mb` (sled's page cache).
+    #[arg(long, default_value_t = bench::SoakConfig::default().cache_mb)]
+    cache_mb: u64,
 }
 
 #[derive(Args)]
@@ -479,6 +482,7 @@ async fn run_soak(a: SoakArgs) -> Result<(), BenchError> {
         rate: a.rate,
         hold_ttl: a.hold_ttl,
         archive_after: a.archive_after,
+        cache_mb: a.cache_mb,
         ..bench::SoakConfig::default()
     };
     config.check()?;

@@ -46,6 +46,8 @@ pub struct SoakConfig {
     pub hold_ttl: Duration,
     /// The server's `--archive-after`: how long after it starts an event leaves memory.
     pub archive_after: Duration,
+    /// The server's `--cache-mb`: sled's page cache, which fills as the data grows.
+    pub cache_mb: u64,
 }
 
 impl Default for SoakConfig {
@@ -58,6 +60,7 @@ impl Default for SoakConfig {
             event_lead: Duration::from_secs(90),
             hold_ttl: Duration::from_secs(30),
             archive_after: Duration::from_secs(60),
+            cache_mb: 256,
         }
     }
 }
@@ -70,6 +73,8 @@ impl SoakConfig {
             format!("{}ms", self.hold_ttl.as_millis()),
             "--archive-after".to_owned(),
             format!("{}ms", self.archive_after.as_millis()),
+            "--cache-mb".to_owned(),
+            self.cache_mb.to_string(),
         ]
     }
 
@@ -505,7 +510,7 @@ mod tests {
     #[test]
     fn the_server_gets_the_soaks_delays() {
         let cfg = SoakConfig::default();
-        assert_eq!(cfg.server_args(), ["--hold-ttl", "30000ms", "--archive-after", "60000ms"]);
+        assert_eq!(cfg.server_args(), ["--hold-ttl", "30000ms", "--archive-after", "60000ms", "--cache-mb", "256"]);
         assert!(cfg.check().is_ok());
         assert!(SoakConfig { duration: Duration::from_secs(90), ..cfg.clone() }.check().is_err());
         assert!(SoakConfig { event_lead: SALE_STOP_BEFORE_START, ..cfg }.check().is_err());
