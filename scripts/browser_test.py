@@ -1,6 +1,7 @@
 """The web client in headless Chromium: the scenarios of scripts/browser-test.
 
-Usage: browser_test.py URL SHOTS_DIR (run by scripts/browser-test, which starts the server).
+Usage: browser_test.py URL SHOTS_DIR [STRIPE_URL] (run by scripts/browser-test, which starts the
+server and, at STRIPE_URL, the Stripe stand-in it is configured with: scripts/stripe_stand_in.py).
 
 Every scenario drives the pages as a person would (forms, clicks, the keyboard) and asserts what
 the page shows and what the API then holds. Waits are on conditions with deadlines, never sleeps
@@ -29,6 +30,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 URL, SHOTS = sys.argv[1], sys.argv[2]
+STRIPE_URL = sys.argv[3] if len(sys.argv) > 3 else None
 WAIT_S = 20
 # Search sees a write within 2 s (API.md); the client searches again until then.
 SEARCH_WAIT_S = 15
@@ -397,6 +399,62 @@ def scenario_admin(b):
     return m
 
 
+def stand_in(method, path, body=None):
+    """The Stripe stand-in's test controls (`/_stand_in/…`)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(STRIPE_URL + path, data, {"Content-Type": "application/json"}, method=method)
+    with urllib.request.urlopen(request, timeout=15) as r:
+        return json.loads(r.read())
+
+
+def scenario_hosted_page(event):
+    """(f) "Pay with Stripe": the browser goes to the provider's hosted page (the stand-in, another
+    origin), pays, and comes back to the order's page, which shows the order pending until Stripe's
+    webhook arrives (held back by the stand-in until then) and then Confirmed with its ticket, by
+    its own polling: the page is never reloaded."""
+    eid = event["event_id"]
+    stand_in("POST", "/_stand_in/config",
+             {"webhook_url": URL + "/v1/payments/stripe/webhook", "defer_webhooks": True})
+    s = browser("stripe-buyer")
+    sign_in(s, "buyer-s")
+    go(s, f"#/events/{eid}")
+    seat(s, "FLOOR-D-7").click()
+    find(s, "#hold-seats").click()
+    find(s, ".hold .countdown", "the hold")
+    s.find_element(By.XPATH, "//button[text()='Pay with Stripe']").click()
+    wait(s, lambda d: d.current_url.startswith(STRIPE_URL + "/pay/cs_"), "the hosted payment page")
+    heading = find(s, "h1", "the hosted page's heading")
+    assert heading.text == "Pay 50.00 USD", heading.text
+    sessions = stand_in("GET", "/_stand_in/sessions")
+    assert len(sessions) == 1, sessions
+    order_id = sessions[0]["client_reference_id"]
+    assert sessions[0]["success_url"] == f"{URL}/#/orders/{order_id}", sessions[0]
+    assert sessions[0]["metadata"] == {"order_id": order_id} == sessions[0]["intent_metadata"], sessions[0]
+    shot(s, "stripe-hosted-page")
+    log(f"(f) on the hosted page for {order_id}: {heading.text!r}")
+
+    find(s, "#pay", "the Pay button").click()
+    wait(s, lambda d: d.current_url == f"{URL}/#/orders/{order_id}", "back on the order's page")
+    wait(s, lambda d: (st := visible(d, ".order .status")) and st.text.lower() == "pending payment",
+         "the order pending until the webhook")
+    assert "Awaiting the payment provider" in message(s), message(s)
+    s.execute_script("window.__sameDocument = true")
+    assert ok("GET", f"/v1/orders/{order_id}", token("buyer-s"))["status"] == "pending_payment"
+    shot(s, "stripe-returned-pending")
+    statuses = stand_in("POST", "/_stand_in/deliver")
+    assert statuses == [200], f"the webhook answered {statuses}"
+    wait(s, lambda d: (st := visible(d, ".order .status")) and st.text.lower() == "confirmed", "a confirmed order")
+    qr = wait(s, lambda d: visible(d, "img.qr"), "the ticket's QR code")
+    assert "FLOOR row D seat 7" in qr.get_attribute("alt"), qr.get_attribute("alt")
+    assert s.execute_script("return window.__sameDocument === true"), "the order page was reloaded"
+    order = ok("GET", f"/v1/orders/{order_id}", token("buyer-s"))
+    paid = stand_in("GET", "/_stand_in/sessions")[0]
+    assert order["status"] == "confirmed" and order["payment_reference"] == paid["payment_intent"], (order, paid)
+    assert [t["seat"] for t in order["tickets"]] == ["FLOOR-D-7"], order
+    shot(s, "stripe-order-confirmed")
+    log("(f) paid on the hosted page; back on the order, confirmed by the webhook without a reload")
+
+
 def phone_check(driver, event):
     """The event page at a phone's width: no sideways scrolling of the page (the map scrolls in
     its own box), labels still there."""
@@ -431,6 +489,9 @@ def main():
         scenario_waiting_room(admin, venue, prices)
         current = "d"
         scenario_admin(b)
+        if STRIPE_URL:
+            current = "f"
+            scenario_hosted_page(event)
         current = "phone"
         phone_check(a, event)
         current = "csp"

@@ -59,9 +59,9 @@ pub use config::{
 pub use edge::{serve, serve_api, LINGER_BYTES_MAX, LINGER_TIME_MAX, SHUTDOWN_GRACE, WRITE_STALL_MAX};
 pub use error::ApiError;
 pub use payments::{
-    check_stripe_api_base, check_stripe_request_timeout, check_stripe_tolerance, Charge, Charged, PaymentError,
-    PaymentGateway, Payments, Refund, SandboxPayments, StripeConfig, StripeGateway, STRIPE_API_BASE_DEFAULT,
-    STRIPE_REQUEST_TIMEOUT_DEFAULT, STRIPE_TOLERANCE_DEFAULT,
+    check_stripe_api_base, check_stripe_request_timeout, check_stripe_tolerance, Charge, Charged, HostedPage,
+    PaymentError, PaymentGateway, Payments, Refund, SandboxPayments, StripeConfig, StripeGateway,
+    STRIPE_API_BASE_DEFAULT, STRIPE_REQUEST_TIMEOUT_DEFAULT, STRIPE_TOLERANCE_DEFAULT,
 };
 pub use state::{ApiState, Background};
 pub use token::{mint_token, Role};

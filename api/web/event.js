@@ -376,14 +376,24 @@ export function eventPage(eventId) {
   async function checkout(method) {
     const held = st.hold;
     const key = held.checkoutKey || (held.checkoutKey = newKey());
+    const body = { payment_method: method };
+    // Stripe's hosted page sends the buyer back to the order's page, which follows the order
+    // until Stripe's webhook settles it. The server puts the order's id in place of {ORDER_ID}.
+    if (method === 'stripe') body.return_url = `${location.origin}/#/orders/{ORDER_ID}`;
     try {
-      const answer = await post(`/v1/holds/${encodeURIComponent(held.hold_id)}/checkout`, { payment_method: method }, { key: `${key}-${method}` });
+      const answer = await post(`/v1/holds/${encodeURIComponent(held.hold_id)}/checkout`, body, { key: `${key}-${method}` });
       const order = answer.order_id ? answer : answer.order;
       clearInterval(held.tick);
       sessionStorage.removeItem(store('hold', eventId));
       if (order.status === 'payment_failed') {
         setHold({ ...held, status: 'released' });
         msg.error({ problem: { title: 'Payment declined', detail: 'The payment provider refused the payment; the seats were released.' } });
+        return;
+      }
+      const page = answer.payment && answer.payment.url;
+      if (page && order.status === 'pending_payment') {
+        msg.ok('Taking you to the payment page…');
+        location.assign(page);
         return;
       }
       location.hash = `#/orders/${encodeURIComponent(order.order_id)}`;

@@ -281,3 +281,107 @@ async fn cancelling_a_stripe_paid_order_refunds_its_payment_intent() {
     assert_eq!(status, 200);
     assert_eq!(shop.stripe.refunds_of(&pending.intent_id).len(), 1);
 }
+
+#[tokio::test]
+async fn a_checkout_with_a_return_url_pays_on_the_hosted_page_and_the_webhook_confirms_it() {
+    let shop = Shop::open().await;
+    let hold_id = shop.hold("FLOOR-A-1").await;
+    let path = format!("/v1/holds/{hold_id}/checkout");
+    let return_url = "http://127.0.0.1:9/#/orders/{ORDER_ID}";
+    let body = json!({"payment_method": "stripe", "return_url": return_url});
+    let (status, answer) = shop.server.call("POST", &path, Some(&shop.buyer), Some(body.clone()), None).await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["order"]["status"], "pending_payment", "{answer}");
+    let order_id = answer["order"]["order_id"].as_str().expect("order id").to_owned();
+    let url = answer["payment"]["url"].as_str().expect("the hosted page's url").to_owned();
+    let session_id = url.strip_prefix(&format!("{}/c/pay/", shop.stripe.url)).expect("a page of the stand-in");
+    assert!(session_id.starts_with("cs_"), "{url}");
+    assert_eq!(answer["payment"]["provider"], "stripe");
+    assert_eq!(answer["payment"]["status"], "requires_action");
+    assert_eq!(answer["payment"]["client_secret"], "", "a hosted session has no client secret");
+    let page = common::client().get(&url).send().await.expect("the hosted page");
+    assert_eq!(page.status(), 200);
+
+    // What the api asked: the order's total as one line item, back to the return URL with the
+    // order's id, the order on the session and on its PaymentIntent, keyed apart from the intent.
+    let creates = shop.stripe.requests_to("/v1/checkout/sessions");
+    assert_eq!(creates.len(), 1);
+    let create = &creates[0];
+    let back = format!("http://127.0.0.1:9/#/orders/{order_id}");
+    for (name, value) in [
+        ("mode", "payment"),
+        ("line_items[0][price_data][currency]", "usd"),
+        ("line_items[0][price_data][unit_amount]", "5000"),
+        ("line_items[0][quantity]", "1"),
+        ("success_url", &back),
+        ("cancel_url", &back),
+        ("client_reference_id", &order_id),
+        ("metadata[order_id]", &order_id),
+        ("payment_intent_data[metadata][order_id]", &order_id),
+    ] {
+        assert_eq!(create.field(name), Some(value), "{name}");
+    }
+    assert!(create.field("line_items[0][price_data][product_data][name]").is_some_and(|n| n.contains(&order_id)));
+    let expires_in = create.field("expires_at").and_then(|t| t.parse::<i64>().ok()).expect("expires_at") - now_s();
+    assert!((30 * 60..=24 * 3600).contains(&expires_in), "Stripe's bounds: {expires_in} s");
+    let key = create.idempotency_key.as_deref().expect("an idempotency key");
+    assert!(key.contains(&order_id) && key != order_id, "{key}");
+    assert!(shop.stripe.requests_to("/v1/payment_intents").is_empty(), "no bare PaymentIntent");
+
+    // A retry (with or without an Idempotency-Key) asks the same and gets the same page.
+    let (status, again) = shop.server.call("POST", &path, Some(&shop.buyer), Some(body.clone()), None).await;
+    assert_eq!((status, &again), (201, &answer));
+    let (status, keyed) = shop.server.call("POST", &path, Some(&shop.buyer), Some(body.clone()), Some("retry-1")).await;
+    assert_eq!((status, &keyed["payment"]), (201, &answer["payment"]), "{keyed}");
+    assert_eq!(shop.stripe.sessions_created(), 1, "one session for one order");
+    assert!(shop.stripe.requests_to("/v1/checkout/sessions").iter().all(|r| r.status == 200));
+    // Another return URL for the same order cannot be the same session: refused, in words.
+    let other = json!({"payment_method": "stripe", "return_url": "https://elsewhere.example/"});
+    let (status, problem) = shop.server.call("POST", &path, Some(&shop.buyer), Some(other), None).await;
+    assert_problem(status, &problem, 422, "bad_request");
+    assert_eq!(shop.stripe.sessions_created(), 1);
+    assert_eq!(shop.order(&order_id).await["status"], "pending_payment", "nothing is paid until the webhook");
+    assert_eq!(shop.seat("FLOOR-A-1").await, "held");
+
+    // The buyer pays on the page: Stripe's webhook confirms the order, recording the intent.
+    let paid = shop.stripe.pay_session(session_id, &shop.server.url, OLD_SECRET).await;
+    assert_received(paid.webhook.0, &paid.webhook.1);
+    assert_eq!(paid.success_url, back);
+    let order = shop.order(&order_id).await;
+    assert_eq!(order["status"], "confirmed", "{order}");
+    assert_eq!(order["payment_reference"], paid.intent_id.as_str());
+    assert_eq!(order["tickets"].as_array().expect("tickets").len(), 1, "{order}");
+    assert_eq!(shop.seat("FLOOR-A-1").await, "sold");
+    let (_, settled) = shop.server.call("POST", &path, Some(&shop.buyer), Some(body), None).await;
+    assert_eq!(settled["payment"], json!({"provider": "stripe", "client_secret": null, "status": "succeeded"}));
+
+    // Cancelling refunds the PaymentIntent the session made.
+    let cancel = format!("/v1/orders/{order_id}/cancel");
+    let (status, cancelled) = shop.server.call("POST", &cancel, Some(&shop.buyer), None, None).await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!((&cancelled["status"], &cancelled["refunded"]), (&json!("cancelled"), &json!(true)));
+    let refunds = shop.stripe.requests_to("/v1/refunds");
+    assert_eq!(refunds.len(), 1, "{refunds:?}");
+    assert_eq!(refunds[0].field("payment_intent"), Some(paid.intent_id.as_str()));
+    assert_eq!(shop.stripe.refunds_of(&paid.intent_id).len(), 1);
+}
+
+#[tokio::test]
+async fn a_bad_return_url_is_400_and_changes_nothing() {
+    let shop = Shop::open().await;
+    let hold_id = shop.hold("FLOOR-A-1").await;
+    let path = format!("/v1/holds/{hold_id}/checkout");
+    let too_long = format!("https://shop.example/{}", "x".repeat(2048));
+    for bad in ["/#/orders/{ORDER_ID}", "javascript:alert(1)", "https://user@shop.example/", "http://a b/", &too_long] {
+        let body = json!({"payment_method": "stripe", "return_url": bad});
+        let (status, problem) = shop.server.call("POST", &path, Some(&shop.buyer), Some(body), None).await;
+        assert_problem(status, &problem, 400, "bad_request");
+        assert!(problem["detail"].as_str().is_some_and(|d| d.contains("return_url")), "{problem}");
+    }
+    assert!(shop.stripe.requests().is_empty(), "Stripe was asked nothing");
+    let (_, hold) = shop.server.get(&format!("/v1/holds/{hold_id}"), Some(&shop.buyer)).await;
+    assert_eq!(hold["status"], "active", "{hold}");
+    let (_, orders) = shop.server.get("/v1/me/orders", Some(&shop.buyer)).await;
+    assert_eq!(orders["items"], json!([]), "no order");
+    assert_eq!(shop.seat("FLOOR-A-1").await, "held");
+}

@@ -156,6 +156,11 @@ pub(crate) struct CheckoutBody {
     /// order is confirmed when Stripe reports the payment.
     #[schema(schema_with = payment_method)]
     pub payment_method: String,
+    /// With `stripe`: pay on Stripe's hosted page (a Checkout Session) rather than with the
+    /// PaymentIntent's client secret; the answer's `payment.url` is the page.
+    #[serde(default)]
+    #[schema(schema_with = rules::return_url_or_null)]
+    pub return_url: Option<String>,
 }
 
 /// Every method this build knows. The served document lists those the running server's gateway

@@ -35,7 +35,8 @@ impl PartialSchema for CheckoutJson {
 }
 
 /// Checkout with Stripe: the order (`pending_payment` until Stripe reports the payment), and the
-/// PaymentIntent's client secret for Stripe.js (`stripe.confirmPayment`).
+/// PaymentIntent's client secret for Stripe.js (`stripe.confirmPayment`), or with a
+/// `return_url` the hosted payment page to send the buyer to (`payment.url`).
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub(crate) struct ProviderCheckoutJson {
     pub order: OrderJson,
@@ -47,9 +48,15 @@ pub(crate) struct PaymentJson {
     /// `stripe`.
     pub provider: String,
     /// The PaymentIntent's client secret, while the payment awaits the buyer; `null` once the
-    /// order is settled.
+    /// order is settled. With a `return_url` (Stripe's hosted page), the Checkout Session's
+    /// client secret where Stripe gives one (embedded sessions), otherwise an empty string: the
+    /// buyer pays at `url`, and needs no secret.
     pub client_secret: Option<String>,
     pub status: PaymentStatusJson,
+    /// With a `return_url`, while the payment awaits the buyer: Stripe's hosted payment page,
+    /// to send the buyer's browser to. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// Where the payment stands, from the order: `requires_action` while the buyer completes it.

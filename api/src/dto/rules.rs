@@ -270,6 +270,83 @@ pub(crate) const WEBHOOK_URL: Shape = Shape {
     example: Some("https://hooks.example.com/boxoffice"),
 };
 
+/// Longest `return_url` of a checkout, in bytes (its characters are ASCII).
+pub(crate) const RETURN_URL_LEN_MAX: usize = 2048;
+
+/// Where a provider's hosted payment page sends the buyer back: an absolute `http(s)://` URL
+/// whose host is a name (its last label starting with a letter, so it is never read as an IPv4
+/// number) or a dotted IPv4 address, with an optional port up to 65535, then an optional path,
+/// query or fragment of visible ASCII. A narrow grammar, so that every URL it admits is one a
+/// URL parser (and Stripe) takes: no user info, no IPv6 literals, no international names.
+pub(crate) const RETURN_URL: Shape = Shape {
+    pattern: || {
+        let label = "[A-Za-z0-9]+(-[A-Za-z0-9]+)*";
+        let name = format!("({label}\\.)*[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)*");
+        let octet = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
+        let port = "([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])";
+        format!("^https?://({name}|({octet}\\.){{3}}{octet})(:{port})?([/?#][!-~]*)?$")
+    },
+    accepts: is_return_url,
+    what: "an absolute http:// or https:// URL (a host name or IPv4 address, an optional port, then a path, \
+           query or fragment of visible ASCII characters)",
+    example: Some("https://shop.example.com/#/orders/{ORDER_ID}"),
+};
+
+fn is_return_url(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")) else {
+        return false;
+    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    (is_host_name(host) || is_ipv4(host)) && port.is_none_or(is_port) && tail.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Letters, digits and single inner hyphens, labels separated by dots; the last label starts
+/// with a letter.
+fn is_host_name(host: &str) -> bool {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && !l.contains("--")
+    };
+    host.split('.').all(label_ok)
+        && host.rsplit('.').next().is_some_and(|l| l.starts_with(|c: char| c.is_ascii_alphabetic()))
+}
+
+/// Four decimal octets, 0 to 255, without leading zeros.
+fn is_ipv4(host: &str) -> bool {
+    let octet_ok = |o: &str| {
+        (1..=3).contains(&o.len())
+            && o.bytes().all(|b| b.is_ascii_digit())
+            && (o.len() == 1 || !o.starts_with('0'))
+            && o.parse::<u16>().is_ok_and(|n| n <= 255)
+    };
+    host.split('.').count() == 4 && host.split('.').all(octet_ok)
+}
+
+/// Up to four digits (leading zeros allowed), or five without a leading zero up to 65535.
+fn is_port(port: &str) -> bool {
+    port.bytes().all(|b| b.is_ascii_digit())
+        && match port.len() {
+            1..=4 => true,
+            5 => !port.starts_with('0') && port.parse::<u32>().is_ok_and(|n| n <= 65_535),
+            _ => false,
+        }
+}
+
+/// `return_url` of a checkout: at most [`RETURN_URL_LEN_MAX`] bytes, of [`RETURN_URL`]'s shape.
+pub(crate) fn check_return_url(url: &str) -> Result<(), ApiError> {
+    if url.len() > RETURN_URL_LEN_MAX {
+        return Err(ApiError::BadRequest(format!("`return_url` is longer than {RETURN_URL_LEN_MAX} bytes")));
+    }
+    RETURN_URL.check("return_url", url)
+}
+
 pub(crate) const WEBHOOK_ID: Shape = Shape {
     pattern: || "^wh[0-9a-f]{16}$".into(),
     accepts: |id| raft_store::WebhookId::parse(id).is_some(),
@@ -476,6 +553,17 @@ pub(crate) fn webhook_url() -> Object {
     WEBHOOK_URL.schema(false)
 }
 
+pub(crate) fn return_url_or_null() -> Object {
+    let mut schema = RETURN_URL.schema(true);
+    schema.max_length = Some(RETURN_URL_LEN_MAX);
+    schema.description = Some(
+        "Pay on the provider's hosted page (`stripe`): the buyer is sent to `payment.url` and back here, \
+         paid or not, with `{ORDER_ID}` replaced by the order's id. Ignored by the sandbox methods."
+            .into(),
+    );
+    schema
+}
+
 /// `events` of a webhook endpoint: distinct event types.
 pub(crate) fn webhook_events() -> Array {
     let names = ObjectBuilder::new().schema_type(Type::String).enum_values(Some(crate::dto::WEBHOOK_EVENT_NAMES));
@@ -535,11 +623,59 @@ mod tests {
         }
     }
 
+    /// Return URLs at the edges of the grammar: hosts read as names or as IPv4 numbers, ports
+    /// at their bound, what comes after the host.
+    const RETURN_URLS: &[&str] = &[
+        "https://shop.example.com/#/orders/{ORDER_ID}",
+        "http://127.0.0.1:43123/#/orders/{ORDER_ID}",
+        "http://localhost",
+        "http://a:65535?x",
+        "http://a:65536",
+        "http://a:0080",
+        "http://a:08080",
+        "http://a:",
+        "http://1.2.3.256/",
+        "http://1.2.3.04/",
+        "http://1.2.3/",
+        "http://1.999",
+        "http://a.0x1",
+        "http://x1.a-b.c",
+        "http://a--b.c",
+        "http://-a.b",
+        "http://a-.b",
+        "http://a..b",
+        "http://a.b.",
+        "http://xn--abc.com",
+        "http://u@a/",
+        "http://[::1]/",
+        "http://a/b c",
+        "http://a/é",
+        "http://a\\b",
+        "https://",
+        "ftp://a",
+        "HTTP://a",
+        "//a/b",
+    ];
+
+    /// Whatever the grammar admits, a URL parser takes as an http(s) URL with that host: the
+    /// api never hands Stripe a return URL it will call malformed.
+    #[test]
+    fn every_return_url_the_grammar_admits_parses() {
+        let admitted: Vec<&str> = RETURN_URLS.iter().copied().filter(|u| RETURN_URL.accepts(u)).collect();
+        assert_eq!(admitted.len(), 6, "{admitted:?}");
+        for url in admitted {
+            let parsed = reqwest::Url::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert!(matches!(parsed.scheme(), "http" | "https") && parsed.host_str().is_some(), "{url}");
+        }
+    }
+
     #[test]
     fn every_shape_pattern_agrees_with_its_check() {
         let url_max = format!("https://{}", "a".repeat(WEBHOOK_URL_LEN_MAX - 8));
         let url_over = format!("http://{}", "a".repeat(WEBHOOK_URL_LEN_MAX - 6));
-        let shapes: [(&str, Shape, &[&str]); 18] = [
+        let return_max = format!("http://a/{}", "x".repeat(RETURN_URL_LEN_MAX - 9));
+        let shapes: [(&str, Shape, &[&str]); 19] = [
+            ("return url", RETURN_URL, RETURN_URLS),
             (
                 "webhook url",
                 WEBHOOK_URL,
@@ -610,6 +746,7 @@ mod tests {
                 &["0000000000000000000000010000", "00000000000000000000000100000"],
             ),
         ];
+        assert!(check_return_url(&return_max).is_ok() && check_return_url(&format!("{return_max}x")).is_err());
         for (name, shape, fixed) in shapes {
             let pattern = Regex::new(&shape.pattern()).expect("a valid pattern");
             for value in samples(2, fixed) {

@@ -3,8 +3,9 @@
 //! behind one [`PaymentGateway`].
 //!
 //! - `sandbox`: development and tests; settles at once.
-//! - `stripe`: Stripe's PaymentIntents over HTTPS; the buyer completes the payment, and the
-//!   result arrives later, signed, at the webhook (`routes::payments`, `signature`).
+//! - `stripe`: Stripe's PaymentIntents over HTTPS, or its hosted payment page (a Checkout Session)
+//!   when the checkout gives a [`HostedPage`]; the buyer completes the payment, and the result
+//!   arrives later, signed, at the webhook (`routes::payments`, `signature`).
 //!
 //! A gateway is called with the order id as its idempotency key, so a retried checkout or
 //! cancellation never charges or refunds twice at a real provider.
@@ -31,6 +32,21 @@ pub struct Charge {
     pub order_id: OrderId,
     pub amount: Money,
     pub payment_method: String,
+    /// Pay on the provider's own page rather than in the buyer's client, where the provider has
+    /// one (Stripe); others ignore it.
+    pub hosted: Option<HostedPage>,
+}
+
+/// A payment on the provider's hosted page: the buyer is sent there and comes back to
+/// `return_url`, paid or not; the result still arrives by webhook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostedPage {
+    /// Where the buyer returns, with the order's id already in it: an absolute http(s) URL
+    /// (`dto::rules::RETURN_URL`).
+    pub return_url: String,
+    /// The order's payment deadline (ms since the epoch, the store's log time): the page's own
+    /// expiry is derived from it, so that a retried checkout asks for the same page.
+    pub payment_deadline_ms: i64,
 }
 
 /// The provider's answer to a charge.
@@ -43,9 +59,10 @@ pub enum Charged {
         reference: String,
     },
     /// Decided later, with the buyer (Stripe): the buyer's client completes the payment with
-    /// `client_secret`, and the provider reports the result for `reference` by webhook. Nothing is
-    /// recorded until then; the order stays `pending_payment` until its deadline.
-    Pending { reference: String, client_secret: String },
+    /// `client_secret`, or the buyer does on the provider's page at `url` (a [`HostedPage`] was
+    /// asked for), and the provider reports the result by webhook. Nothing is recorded until
+    /// then; the order stays `pending_payment` until its deadline.
+    Pending { reference: String, client_secret: String, url: Option<String> },
 }
 
 impl Charged {
@@ -76,6 +93,11 @@ pub enum PaymentError {
     /// answered 500.
     #[error("the payment provider refused the request: {0}")]
     Refused(String),
+    /// The provider already made this order's payment with other parameters (its idempotency
+    /// key was used with another request): a checkout of the same order asked for something
+    /// else, such as another `return_url` (422).
+    #[error("{0}")]
+    Mismatch(String),
 }
 
 pub trait PaymentGateway: Send + Sync + 'static {
@@ -169,6 +191,7 @@ impl From<PaymentError> for crate::error::ApiError {
         match e {
             PaymentError::Unavailable(_) => crate::error::ApiError::Unavailable(e.to_string()),
             PaymentError::Refused(_) => crate::error::ApiError::Internal(e.to_string()),
+            PaymentError::Mismatch(detail) => crate::error::ApiError::Unprocessable(detail),
         }
     }
 }
@@ -218,7 +241,7 @@ mod tests {
 
         fn charge(&self, charge: Charge) -> BoxFuture<'_, Result<Charged, PaymentError>> {
             let reference = format!("card-{}", charge.order_id);
-            Box::pin(async move { Ok(Charged::Pending { reference, client_secret: "s".into() }) })
+            Box::pin(async move { Ok(Charged::Pending { reference, client_secret: "s".into(), url: None }) })
         }
 
         fn refund(&self, _: Refund) -> BoxFuture<'_, Result<String, PaymentError>> {
@@ -243,6 +266,7 @@ mod tests {
             order_id: order(),
             amount: Money::new(100, raft_store::Currency::USD),
             payment_method: method.into(),
+            hosted: None,
         };
         assert!(matches!(payments.charge(charge("card")).await, Ok(Charged::Pending { .. })));
         assert!(matches!(payments.charge(charge("sandbox_ok")).await, Ok(Charged::Settled { approved: true, .. })));

@@ -1,12 +1,16 @@
 //! Stripe: a checkout creates a PaymentIntent (`POST /v1/payment_intents`) and hands its client
-//! secret to the buyer's client, which completes the payment with Stripe; the result arrives at
-//! the webhook (`routes::payments`). A refund is `POST /v1/refunds` of the PaymentIntent.
+//! secret to the buyer's client, which completes the payment with Stripe; or, when the checkout
+//! gives a return URL, a Checkout Session (`POST /v1/checkout/sessions`): Stripe's hosted payment
+//! page, where the buyer is sent and which sends the buyer back. Either way the result arrives at
+//! the webhook (`routes::payments`) as a PaymentIntent's event carrying `metadata.order_id`. A
+//! refund is `POST /v1/refunds` of the PaymentIntent.
 //!
 //! Requests are form-encoded with the secret key as a bearer token and an `Idempotency-Key` made
-//! from the order id, so a retried checkout gets the same PaymentIntent and a refund asked for
-//! twice is made once (Stripe keeps keys for 24 hours; an order's payment deadline is minutes).
-//! The secret key is never logged: `Debug` leaves it out, and errors name only URLs, statuses
-//! and Stripe's own messages, which mask keys.
+//! from the order id, so a retried checkout gets the same PaymentIntent (or session) and a refund
+//! asked for twice is made once (Stripe keeps keys for 24 hours; an order's payment deadline is
+//! minutes). Stripe refuses a key used again with other parameters, so every parameter of a
+//! request is derived from the order alone. The secret key is never logged: `Debug` leaves it
+//! out, and errors name only URLs, statuses and Stripe's own messages, which mask keys.
 
 use std::fmt;
 use std::time::Duration;
@@ -16,7 +20,7 @@ use serde::Deserialize;
 
 use seams::BoxFuture;
 
-use super::{Charge, Charged, PaymentError, PaymentGateway, Refund};
+use super::{Charge, Charged, HostedPage, PaymentError, PaymentGateway, Refund};
 use crate::config::{ConfigError, EDGE_TIMEOUT_MAX};
 
 pub const STRIPE_API_BASE_DEFAULT: &str = "https://api.stripe.com";
@@ -33,8 +37,25 @@ const WEBHOOK_SECRETS_MAX: usize = 4;
 const RESPONSE_BYTES_MAX: usize = 256 * 1024;
 /// Stripe's ids of PaymentIntents start so; the composite routes refunds by it.
 const INTENT_PREFIX: &str = "pi_";
+/// Stripe's ids of Checkout Sessions start so.
+const SESSION_PREFIX: &str = "cs_";
 /// Stripe's error code for a refund of a charge refunded already: the refund is done.
 const ALREADY_REFUNDED: &str = "charge_already_refunded";
+/// Stripe's error type for an idempotency key used again with other parameters.
+const IDEMPOTENCY_ERROR: &str = "idempotency_error";
+/// The earliest a Checkout Session may expire, after its creation: Stripe's minimum.
+const SESSION_LIFETIME_MIN_S: i64 = 30 * 60;
+/// The latest a Checkout Session may expire, after its creation: Stripe's maximum.
+const SESSION_LIFETIME_MAX_S: i64 = 24 * 3600;
+/// Added to Stripe's minimum: the store's log time and Stripe's clock differ a little, and a
+/// checkout retried just after the order's deadline, before the store has lapsed the order,
+/// still asks for a session Stripe accepts.
+const SESSION_EXPIRY_MARGIN_S: i64 = 5 * 60;
+/// A session asked for at checkout, when the order's deadline is the payment timeout away, must
+/// fit Stripe's maximum.
+const _: () = assert!(
+    raft_store::PAYMENT_TIMEOUT_MS / 1000 + SESSION_LIFETIME_MIN_S + SESSION_EXPIRY_MARGIN_S < SESSION_LIFETIME_MAX_S
+);
 
 /// Stripe's settings. Stripe is on when a deployment gives them (the binary: when it is given a
 /// secret key).
@@ -115,6 +136,11 @@ pub fn check_stripe_api_base(base: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// A URL the buyer's browser may be sent to: `https://` or `http://` (a stand-in in tests).
+fn is_http_url(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.host_str().is_some())
+}
+
 /// The webhook's signature tolerance: positive, at most an hour.
 pub fn check_stripe_tolerance(tolerance: Duration) -> Result<Duration, ConfigError> {
     if tolerance.as_secs() == 0 || tolerance > TOLERANCE_MAX {
@@ -154,6 +180,15 @@ struct PaymentIntent {
     client_secret: Option<String>,
 }
 
+/// The parts of a Checkout Session we read. `client_secret` is Stripe's for sessions embedded in
+/// a page (`ui_mode=embedded`); a hosted session has none.
+#[derive(Deserialize)]
+struct CheckoutSession {
+    id: String,
+    url: Option<String>,
+    client_secret: Option<String>,
+}
+
 /// The parts of a refund we read.
 #[derive(Deserialize)]
 struct RefundObject {
@@ -179,13 +214,19 @@ enum Failure {
     /// Network, timeout, 429, 409 (a concurrent request with the same key) or 5xx: retry later.
     Unavailable(String),
     /// Any other answer: this request will not succeed as it is.
-    Refused { code: Option<String>, detail: String },
+    Refused { kind: Option<String>, code: Option<String>, detail: String },
 }
 
 impl From<Failure> for PaymentError {
     fn from(failure: Failure) -> Self {
         match failure {
             Failure::Unavailable(detail) => PaymentError::Unavailable(detail),
+            Failure::Refused { kind: Some(kind), detail, .. } if kind == IDEMPOTENCY_ERROR => {
+                PaymentError::Mismatch(format!(
+                    "this order's payment was already started with other parameters (such as another \
+                     `return_url`): check out with the same ones ({detail})"
+                ))
+            }
             Failure::Refused { detail, .. } => PaymentError::Refused(detail),
         }
     }
@@ -229,12 +270,14 @@ impl StripeGateway {
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(unavailable)? {
             if body.len() + chunk.len() > RESPONSE_BYTES_MAX {
-                return Err(Failure::Refused { code: None, detail: format!("POST {url}: the answer is too large") });
+                let detail = format!("POST {url}: the answer is too large");
+                return Err(Failure::Refused { kind: None, code: None, detail });
             }
             body.extend_from_slice(&chunk);
         }
         if status.is_success() {
             return serde_json::from_slice(&body).map_err(|e| Failure::Refused {
+                kind: None,
                 code: None,
                 detail: format!("POST {url}: {status} with an unexpected body: {e}"),
             });
@@ -251,7 +294,14 @@ impl StripeGateway {
             message.as_deref().unwrap_or("no message"),
         );
         let retry = status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 409;
-        Err(if retry { Failure::Unavailable(detail) } else { Failure::Refused { code, detail } })
+        Err(if retry { Failure::Unavailable(detail) } else { Failure::Refused { kind, code, detail } })
+    }
+
+    async fn create(&self, charge: Charge) -> Result<Charged, PaymentError> {
+        match &charge.hosted {
+            Some(page) => self.create_session(&charge, page).await,
+            None => self.create_intent(charge).await,
+        }
     }
 
     async fn create_intent(&self, charge: Charge) -> Result<Charged, PaymentError> {
@@ -265,10 +315,57 @@ impl StripeGateway {
         let intent: PaymentIntent = self.post("/v1/payment_intents", &order_id, &form).await?;
         match intent.client_secret {
             Some(client_secret) if intent.id.starts_with(INTENT_PREFIX) => {
-                Ok(Charged::Pending { reference: intent.id, client_secret })
+                Ok(Charged::Pending { reference: intent.id, client_secret, url: None })
             }
             _ => Err(PaymentError::Refused(format!(
                 "Stripe answered a PaymentIntent without an id or secret for {order_id}"
+            ))),
+        }
+    }
+
+    /// Stripe's hosted payment page for the order: one line item of the order's total, the buyer
+    /// sent back to the return URL whether they pay or cancel, and the order's id on the session
+    /// and on the PaymentIntent it makes, so the webhook confirms the order as it confirms a bare
+    /// PaymentIntent (recording the PaymentIntent's id, which a refund names). The reference
+    /// answered is the session's id; nothing records it.
+    ///
+    /// The session expires at the order's payment deadline plus Stripe's minimum lifetime (30
+    /// minutes) and a margin: fixed by the order, so a retry asks the same and gets the same
+    /// session, and never sooner than Stripe allows. So the page outlives the order's deadline
+    /// (`raft_store::PAYMENT_TIMEOUT_MS`, 10 minutes): a buyer who pays after it pays for an
+    /// order that has lapsed (`payment_failed`, its seats back on sale). That payment's
+    /// `payment_intent.succeeded` marks the order `refunded` (`PaymentResult` on a failed order)
+    /// and the webhook refunds the PaymentIntent at once (`refund_unless_kept`), as for any late
+    /// approval.
+    async fn create_session(&self, charge: &Charge, page: &HostedPage) -> Result<Charged, PaymentError> {
+        let order_id = charge.order_id.to_string();
+        let expires_at_s = page.payment_deadline_ms / 1000 + SESSION_LIFETIME_MIN_S + SESSION_EXPIRY_MARGIN_S;
+        let form = [
+            ("mode", "payment".to_owned()),
+            ("line_items[0][price_data][currency]", charge.amount.currency.as_str().to_ascii_lowercase()),
+            ("line_items[0][price_data][unit_amount]", charge.amount.amount.to_string()),
+            // The order, not the event's name: every parameter comes from the order, so a retry
+            // asks the same whatever was edited since.
+            ("line_items[0][price_data][product_data][name]", format!("Order {order_id}")),
+            ("line_items[0][quantity]", "1".to_owned()),
+            ("success_url", page.return_url.clone()),
+            ("cancel_url", page.return_url.clone()),
+            ("client_reference_id", order_id.clone()),
+            ("metadata[order_id]", order_id.clone()),
+            ("payment_intent_data[metadata][order_id]", order_id.clone()),
+            ("expires_at", expires_at_s.to_string()),
+        ];
+        // Not the PaymentIntent's key (the order id): the two are different requests.
+        let key = format!("checkout-session-{order_id}");
+        let session: CheckoutSession = self.post("/v1/checkout/sessions", &key, &form).await?;
+        match session.url {
+            Some(url) if session.id.starts_with(SESSION_PREFIX) && is_http_url(&url) => Ok(Charged::Pending {
+                reference: session.id,
+                client_secret: session.client_secret.unwrap_or_default(),
+                url: Some(url),
+            }),
+            _ => Err(PaymentError::Refused(format!(
+                "Stripe answered a Checkout Session without an id or a page's URL for {order_id}"
             ))),
         }
     }
@@ -305,7 +402,7 @@ impl PaymentGateway for StripeGateway {
     }
 
     fn charge(&self, charge: Charge) -> BoxFuture<'_, Result<Charged, PaymentError>> {
-        Box::pin(self.create_intent(charge))
+        Box::pin(self.create(charge))
     }
 
     fn refund(&self, refund: Refund) -> BoxFuture<'_, Result<String, PaymentError>> {

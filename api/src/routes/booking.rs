@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use raft_store::{Answer, Command, EventId, HoldId, OrderStatus, OrderView, Outcome, Query};
 
+use crate::dto::rules::check_return_url;
 use crate::dto::{
     CheckoutBody, CheckoutJson, HoldBody, HoldJson, OrderJson, PaymentJson, PaymentStatusJson, ProblemJson,
     ProviderCheckoutJson,
@@ -18,12 +19,15 @@ use crate::dto::{
 use crate::error::ApiError;
 use crate::extract::{Caller, IdPath, Posted};
 use crate::identity::{self, payment_request_id};
-use crate::payments::{Charge, Charged, Refund, StripeGateway};
+use crate::payments::{Charge, Charged, HostedPage, Refund, StripeGateway};
 use crate::routes::events::read_event;
 use crate::routes::orders::read_order;
 use crate::routes::queue::access_pass;
 use crate::state::ApiState;
 use seams::{Consistency, Submit};
+
+/// In a checkout's `return_url`, replaced by the order's id.
+const ORDER_ID_PLACEHOLDER: &str = "{ORDER_ID}";
 
 /// Holds seats (or a general-admission quantity) for the caller, all or nothing.
 #[utoipa::path(
@@ -133,7 +137,10 @@ pub(crate) async fn release(
 /// released); a second checkout of the same hold returns the same order. With `stripe` the order
 /// stays `pending_payment` and the answer carries the PaymentIntent's client secret: the buyer
 /// completes the payment with Stripe.js, and Stripe's webhook confirms or fails the order (until
-/// its `payment_deadline`); a retry answers the same PaymentIntent.
+/// its `payment_deadline`); a retry answers the same PaymentIntent. With `stripe` and a
+/// `return_url`, the answer's `payment.url` is Stripe's hosted payment page (a Checkout Session,
+/// the same on a retry), which sends the buyer back to `return_url`; `payment.client_secret` is
+/// then the session's where Stripe gives one, otherwise empty.
 #[utoipa::path(
     post, path = "/v1/holds/{hold_id}/checkout", operation_id = "checkout_hold", tag = "booking",
     request_body = CheckoutBody,
@@ -143,11 +150,11 @@ pub(crate) async fn release(
     ),
     responses(
         (status = 201, body = CheckoutJson, description = "The order; with `stripe`, the order and the payment to complete"),
-        (status = 400, description = "Unknown payment method", body = ProblemJson, content_type = "application/problem+json"),
+        (status = 400, description = "Unknown payment method, or a `return_url` that is not an absolute http(s) URL of at most 2048 bytes", body = ProblemJson, content_type = "application/problem+json"),
         (status = 401, body = ProblemJson, content_type = "application/problem+json"),
         (status = 404, body = ProblemJson, content_type = "application/problem+json"),
         (status = 409, description = "hold_expired or hold_not_active", body = ProblemJson, content_type = "application/problem+json"),
-        (status = 422, description = "idempotency_key_reused", body = ProblemJson, content_type = "application/problem+json"),
+        (status = 422, description = "idempotency_key_reused, or the order's hosted payment page was made for another `return_url`", body = ProblemJson, content_type = "application/problem+json"),
         (status = 503, description = "Store or payment provider unavailable; retry", body = ProblemJson, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -160,29 +167,50 @@ pub(crate) async fn checkout(
 ) -> Result<(StatusCode, Json<CheckoutJson>), ApiError> {
     let method = posted.body.payment_method.clone();
     if !state.payments().accepts(&method) {
-        return Err(ApiError::BadRequest(format!("unknown `payment_method`: {}", truncated(&method))));
+        // Said in words, for a person reading it: a server without Stripe's keys lacks `stripe`.
+        let taken = match state.payments().methods() {
+            methods if methods.is_empty() => "no payment methods".to_owned(),
+            methods => methods.join(", "),
+        };
+        return Err(ApiError::BadRequest(format!(
+            "unknown `payment_method`: {} (this server takes {taken})",
+            truncated(&method)
+        )));
+    }
+    let return_url = posted.body.return_url.clone();
+    if let Some(url) = &return_url {
+        check_return_url(url)?;
     }
     let command = Command::Checkout { hold_id, user: caller.user.clone() };
     let order = match state.submit(command, posted.request_id(&caller.user), posted.fingerprint()).await? {
         Outcome::Order(order) => order,
         other => return Err(ApiError::unexpected(other)),
     };
+    let return_url = return_url.as_deref();
     let paid = if order.status != OrderStatus::PendingPayment {
-        Paid { order, client_secret: None }
+        Paid::settled(order)
     } else if posted.has_key() {
         // With an Idempotency-Key the order may be the remembered first answer, long since paid:
         // settle from the order's current state rather than charge again.
-        settle_remembered(&state, &caller, order, &method).await?
+        settle_remembered(&state, &caller, order, &method, return_url).await?
     } else {
-        pay(&state, &order, &method).await?
+        pay(&state, &order, &method, return_url).await?
     };
     Ok((StatusCode::CREATED, Json(checkout_json(&method, paid))))
 }
 
-/// A checkout's order, and for a provider's payment the client secret while it awaits the buyer.
+/// A checkout's order, and for a provider's payment the client secret (and the hosted page)
+/// while it awaits the buyer.
 pub(crate) struct Paid {
     pub order: OrderView,
     pub client_secret: Option<String>,
+    pub url: Option<String>,
+}
+
+impl Paid {
+    fn settled(order: OrderView) -> Paid {
+        Paid { order, client_secret: None, url: None }
+    }
 }
 
 /// The sandbox's answer is the order; Stripe's (whatever the order's state, so a client reads one
@@ -193,9 +221,11 @@ fn checkout_json(method: &str, paid: Paid) -> CheckoutJson {
         return CheckoutJson::Order(order);
     }
     let status = PaymentStatusJson::of(&paid.order);
-    // The secret is of use only while the buyer can still pay.
-    let client_secret = paid.client_secret.filter(|_| status == PaymentStatusJson::RequiresAction);
-    let payment = PaymentJson { provider: StripeGateway::METHOD.to_owned(), client_secret, status };
+    // The secret and the page are of use only while the buyer can still pay.
+    let payable = status == PaymentStatusJson::RequiresAction;
+    let client_secret = paid.client_secret.filter(|_| payable);
+    let url = paid.url.filter(|_| payable);
+    let payment = PaymentJson { provider: StripeGateway::METHOD.to_owned(), client_secret, status, url };
     CheckoutJson::Provider(ProviderCheckoutJson { order, payment })
 }
 
@@ -208,13 +238,25 @@ fn truncated(text: &str) -> String {
 
 /// Charges a pending order and records a settled result. An approval that arrives after the
 /// order lapsed is refunded at once. A pending charge records nothing: its result comes by
-/// webhook, and the order stays pending until then (or its deadline).
-pub(crate) async fn pay(state: &ApiState, order: &OrderView, method: &str) -> Result<Paid, ApiError> {
-    let charge = Charge { order_id: order.order_id.clone(), amount: order.total, payment_method: method.to_owned() };
+/// webhook, and the order stays pending until then (or its deadline). With a `return_url`
+/// (checked by the caller) the provider is asked for its hosted page, which sends the buyer back
+/// there with `{ORDER_ID}` replaced by the order's id.
+pub(crate) async fn pay(
+    state: &ApiState,
+    order: &OrderView,
+    method: &str,
+    return_url: Option<&str>,
+) -> Result<Paid, ApiError> {
+    let hosted = return_url.map(|url| HostedPage {
+        return_url: url.replace(ORDER_ID_PLACEHOLDER, &order.order_id.to_string()),
+        payment_deadline_ms: order.payment_deadline_ms,
+    });
+    let charge =
+        Charge { order_id: order.order_id.clone(), amount: order.total, payment_method: method.to_owned(), hosted };
     let (approved, reference) = match state.payments().charge(charge).await? {
         Charged::Settled { approved, reference } => (approved, reference),
-        Charged::Pending { client_secret, .. } => {
-            return Ok(Paid { order: order.clone(), client_secret: Some(client_secret) });
+        Charged::Pending { client_secret, url, .. } => {
+            return Ok(Paid { order: order.clone(), client_secret: Some(client_secret), url });
         }
     };
     let command = Command::PaymentResult { order_id: order.order_id.clone(), approved, reference: reference.clone() };
@@ -233,7 +275,7 @@ pub(crate) async fn pay(state: &ApiState, order: &OrderView, method: &str) -> Re
         state.payments().refund(refund).await?;
         tracing::warn!(order_id = %order.order_id, "refunded a charge the order did not record");
     }
-    Ok(Paid { order: recorded, client_secret: None })
+    Ok(Paid::settled(recorded))
 }
 
 /// The checkout answer for an order that was pending when first checked out: pay it if it still
@@ -245,14 +287,15 @@ async fn settle_remembered(
     caller: &Caller,
     order: OrderView,
     method: &str,
+    return_url: Option<&str>,
 ) -> Result<Paid, ApiError> {
     let current = read_order(state, &order.order_id, caller).await?;
     if current.status == OrderStatus::PendingPayment {
-        return pay(state, &current, method).await;
+        return pay(state, &current, method, return_url).await;
     }
     let lookup = Command::PaymentResult { order_id: order.order_id.clone(), approved: false, reference: String::new() };
     match state.submit(lookup, payment_request_id(&order.order_id), 0).await? {
-        Outcome::Order(recorded) => Ok(Paid { order: recorded, client_secret: None }),
+        Outcome::Order(recorded) => Ok(Paid::settled(recorded)),
         other => Err(ApiError::unexpected(other)),
     }
 }

@@ -11,7 +11,9 @@ use serde_json::json;
 use super::TestApp;
 use crate::identity;
 use crate::routes::booking::pay;
-use crate::{Charge, Charged, PaymentError, PaymentGateway, Refund, SandboxPayments, StripeConfig, StripeGateway};
+use crate::{
+    Charge, Charged, HostedPage, PaymentError, PaymentGateway, Refund, SandboxPayments, StripeConfig, StripeGateway,
+};
 use seams::BoxFuture;
 
 /// The sandbox, recording every charge and refund; it can be made to fail the next charge or
@@ -32,6 +34,11 @@ impl RecordingPayments {
 
     pub(crate) fn refunds(&self) -> Vec<String> {
         self.refunds.lock().unwrap().iter().map(|r| r.order_id.to_string()).collect()
+    }
+
+    /// The hosted pages the charges asked for, in order (`None`: none asked).
+    pub(crate) fn hosted_pages(&self) -> Vec<Option<HostedPage>> {
+        self.charges.lock().unwrap().iter().map(|c| c.hosted.clone()).collect()
     }
 
     /// The charge references refunded, in order.
@@ -58,10 +65,15 @@ impl PaymentGateway for RecordingPayments {
             return Box::pin(async { Err(PaymentError::Unavailable("provider timed out".into())) });
         }
         self.charges.lock().unwrap().push(charge.clone());
+        if charge.payment_method == StripeGateway::METHOD && charge.hosted.is_some() {
+            let reference = format!("cs_test_{}", charge.order_id.to_string().replace('-', "_"));
+            let url = Some(format!("https://checkout.stripe.test/c/pay/{reference}"));
+            return Box::pin(async move { Ok(Charged::Pending { reference, client_secret: String::new(), url }) });
+        }
         if charge.payment_method == StripeGateway::METHOD {
             let reference = intent_of(&charge.order_id.to_string());
             let client_secret = format!("{reference}_secret_test");
-            return Box::pin(async move { Ok(Charged::Pending { reference, client_secret }) });
+            return Box::pin(async move { Ok(Charged::Pending { reference, client_secret, url: None }) });
         }
         SandboxPayments.charge(charge)
     }
@@ -82,6 +94,7 @@ async fn the_sandbox_approves_ok_declines_decline_and_names_references_by_order(
         order_id: order_id.clone(),
         amount: raft_store::Money::new(100, raft_store::Currency::USD),
         payment_method: method.into(),
+        hosted: None,
     };
     let ok = SandboxPayments.charge(charge("sandbox_ok")).await.unwrap();
     assert!(matches!(ok, Charged::Settled { approved: true, .. }), "{ok:?}");
@@ -149,8 +162,8 @@ async fn two_payment_attempts_record_one_result_and_refund_the_loser() {
     };
     assert_eq!(pending.status, OrderStatus::PendingPayment);
 
-    let declined = pay(&app.state, &pending, "sandbox_decline").await.unwrap().order;
-    let approved_late = pay(&app.state, &pending, "sandbox_ok").await.unwrap().order;
+    let declined = pay(&app.state, &pending, "sandbox_decline", None).await.unwrap().order;
+    let approved_late = pay(&app.state, &pending, "sandbox_ok", None).await.unwrap().order;
     assert_eq!(declined.status, OrderStatus::PaymentFailed);
     assert_eq!(approved_late, declined, "the first recorded result stands");
     assert_eq!(app.payments.refunds(), [pending.order_id.to_string()]);
@@ -169,7 +182,7 @@ async fn an_approval_after_the_payment_deadline_is_refunded() {
         panic!("checkout gives an order");
     };
     app.cluster.advance(std::time::Duration::from_millis(raft_store::PAYMENT_TIMEOUT_MS as u64 + 1));
-    let recorded = pay(&app.state, &pending, "sandbox_ok").await.unwrap().order;
+    let recorded = pay(&app.state, &pending, "sandbox_ok", None).await.unwrap().order;
     assert_eq!(recorded.status, OrderStatus::PaymentFailed);
     assert_eq!(app.payments.refunds(), [pending.order_id.to_string()]);
 }
@@ -360,4 +373,48 @@ async fn webhooks_without_a_good_signature_or_about_nothing_of_ours() {
     let too_large = format!("{{\"pad\": \"{}\"}}", "x".repeat(crate::BODY_LIMIT_BYTES_DEFAULT));
     app.webhook(&too_large, signed_now).await.problem(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
     assert!(app.payments.refunds().is_empty());
+}
+
+#[tokio::test]
+async fn a_return_url_asks_for_the_hosted_page_and_a_bad_one_changes_nothing() {
+    let app = stripe_app();
+    let event_id = app.event_id(json!({})).await;
+    let user = app.user("u1");
+    let hold = app.hold(&event_id, &user, json!({ "seats": ["FLOOR-A-1"] })).await.ok(StatusCode::CREATED);
+    let hold_id = hold["hold_id"].as_str().unwrap();
+    let path = format!("/v1/holds/{hold_id}/checkout");
+    let too_long = format!("https://shop.example/{}", "x".repeat(2048));
+    for bad in [json!("/#/orders/{ORDER_ID}"), json!("ftp://shop.example/"), json!("https://"), json!(too_long)] {
+        let body = json!({"payment_method": "stripe", "return_url": bad});
+        let problem = app.post(&path, Some(&user), &body).await.problem(StatusCode::BAD_REQUEST, "bad_request");
+        assert!(problem["detail"].as_str().unwrap().contains("return_url"), "{problem}");
+    }
+    let body = json!({"payment_method": "stripe", "return_url": 7});
+    app.post(&path, Some(&user), &body).await.problem(StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(app.payments.charges(), 0);
+    let hold = app.get(&format!("/v1/holds/{hold_id}"), Some(&user)).await.ok(StatusCode::OK);
+    assert_eq!(hold["status"], "active", "a refused checkout left the hold as it was");
+
+    let body = json!({"payment_method": "stripe", "return_url": "https://shop.example/#/orders/{ORDER_ID}"});
+    let answer = app.post(&path, Some(&user), &body).await.ok(StatusCode::CREATED);
+    let order_id = answer["order"]["order_id"].as_str().unwrap();
+    let session = format!("cs_test_{}", order_id.replace('-', "_"));
+    assert_eq!(
+        answer["payment"],
+        json!({"provider": "stripe", "client_secret": "", "status": "requires_action",
+               "url": format!("https://checkout.stripe.test/c/pay/{session}")})
+    );
+    let order = app.get(&format!("/v1/orders/{order_id}"), Some(&user)).await.ok(StatusCode::OK);
+    let rfc3339 = &time::format_description::well_known::Rfc3339;
+    let deadline = time::OffsetDateTime::parse(order["payment_deadline"].as_str().unwrap(), rfc3339).unwrap();
+    let page = app.payments.hosted_pages().pop().flatten().expect("a hosted page asked for");
+    assert_eq!(page.return_url, format!("https://shop.example/#/orders/{order_id}"));
+    assert_eq!(page.payment_deadline_ms / 1000, deadline.unix_timestamp(), "the order's deadline");
+
+    // The sandbox takes a return URL and ignores it: its answer is the order, as before.
+    let hold = app.hold(&event_id, &user, json!({ "seats": ["FLOOR-A-2"] })).await.ok(StatusCode::CREATED);
+    let path = format!("/v1/holds/{}/checkout", hold["hold_id"].as_str().unwrap());
+    let body = json!({"payment_method": "sandbox_ok", "return_url": "http://127.0.0.1:8080/"});
+    let order = app.post(&path, Some(&user), &body).await.ok(StatusCode::CREATED);
+    assert_eq!(order["status"], "confirmed", "{order}");
 }
