@@ -1,8 +1,9 @@
 //! The soak: `boxoffice dev` with short hold and archive delays, booked at a steady rate for
 //! minutes while events are created, go on sale, start, and are archived (moved from memory to
 //! disk) — a season compressed into minutes. Every minute it prints the server's RSS (VmRSS from
-//! `/proc/PID/status`), its data directory's size and what was booked; at the end it says
-//! whether RSS was flat after warm-up.
+//! `/proc/PID/status`), its data directory's size, what was booked, and the holds and orders the
+//! server keeps in memory (its `boxoffice_machine_records` gauges, summed over the groups), so RSS
+//! can be attributed; at the end it says whether RSS was flat after warm-up.
 //!
 //! Flat: over the second half of the run (the first half is warm-up: caches, buffers and the
 //! pipeline of events on sale fill), the largest RSS sample is within [`FLAT_TOLERANCE`] of the
@@ -93,6 +94,8 @@ impl SoakConfig {
     }
 }
 
+/// The node's gauge of the records each group keeps in memory, by `kind`.
+const MACHINE_RECORDS: &str = "boxoffice_machine_records";
 /// The second half's largest RSS sample may exceed its smallest by this share.
 pub const FLAT_TOLERANCE: f64 = 0.10;
 /// Sales stop this long before an event starts, so no hold races the start (403 `not_on_sale`).
@@ -171,6 +174,10 @@ pub struct Minute {
     /// Events the server archived so far, and snapshots it built so far.
     pub archived: u64,
     pub snapshots: u64,
+    /// Holds (active and ended) and orders the server's groups keep in memory, summed over them
+    /// (`boxoffice_machine_records`, sampled every 15 s): what RSS can be attributed to.
+    pub holds_in_memory: u64,
+    pub orders_in_memory: u64,
 }
 
 /// The soak's figures and verdict.
@@ -207,7 +214,7 @@ impl SoakOutcome {
 }
 
 /// The minute table's columns, and each one's width (cells are right-aligned).
-const COLUMNS: [(&str, usize); 13] = [
+const COLUMNS: [(&str, usize); 15] = [
     ("min", 3),
     ("RSS MiB", 8),
     ("max MiB", 8),
@@ -221,6 +228,8 @@ const COLUMNS: [(&str, usize); 13] = [
     ("events", 6),
     ("archived", 8),
     ("snapshots", 9),
+    ("holds mem", 9),
+    ("orders mem", 10),
 ];
 
 fn fixed(cells: &[String]) -> String {
@@ -241,6 +250,7 @@ fn minute_line(m: &Minute) -> String {
     ];
     cells.extend(m.booked.iter().map(u64::to_string));
     cells.extend([m.events_created.to_string(), m.archived.to_string(), m.snapshots.to_string()]);
+    cells.extend([m.holds_in_memory.to_string(), m.orders_in_memory.to_string()]);
     fixed(&cells)
 }
 
@@ -494,6 +504,9 @@ async fn watch(
             events_created: now[6],
             archived: pages.sum("boxoffice_archived_events_total", None) as u64,
             snapshots: pages.snapshots(),
+            holds_in_memory: (pages.sum(MACHINE_RECORDS, Some("kind=\"holds_active\""))
+                + pages.sum(MACHINE_RECORDS, Some("kind=\"holds_ended\""))) as u64,
+            orders_in_memory: pages.sum(MACHINE_RECORDS, Some("kind=\"orders\"")) as u64,
         };
         println!("{}", minute_line(&m));
         minutes.push(m);

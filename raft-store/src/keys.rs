@@ -68,6 +68,10 @@ pub mod cold {
     /// How many tickets of an event a user holds by transfer (for the per-user limit), kept as
     /// versions: `TICKETS_RECEIVED_COUNT ++ event id ++ user ++ 0 ++ !index`.
     pub const TICKETS_RECEIVED_COUNT: u8 = 0x52;
+    /// An ended hold (released, expired or checked out) as it ended: `ENDED_HOLD ++ event id ++
+    /// seq`. Written by the apply that ends it, which drops it from memory; expires
+    /// `HOLD_RETENTION_MS` after it ended, and reads find it until then.
+    pub const ENDED_HOLD: u8 = 0x60;
     /// The store's index of records that expire: `EXPIRY ++ expires_ms ++ record key`.
     pub const COLD_INDEX: u8 = 0xf0;
     pub const EXPIRY: u8 = 0xf0;

@@ -48,7 +48,7 @@ pub use kv::{flushed, Batch, FlushStats, Kv, KvError, KvResult, KvTree, MemKv};
 pub use layout::{Layout, Move, NodeRecord, NodeStatus, META_VOTERS_MAX, REPLICATION_MAX, SHARDS_MAX};
 pub use limits::*;
 pub use log_store::LogStore;
-pub use machine::{EntryApplied, InvariantViolation, Machine};
+pub use machine::{EntryApplied, InvariantViolation, Machine, MachineRecords};
 pub use model::*;
 pub use raft_types::*;
 pub use restore::{Rebaser, RestoreError, RestoreTarget, RESTORED_INDEX};

@@ -27,23 +27,29 @@ pub const HOLD_TTL_MS_MIN: i64 = 100;
 pub const HOLD_TTL_MS_MAX: i64 = 24 * 3_600_000;
 /// How long an order may wait for its payment result before its seats go back on sale.
 pub const PAYMENT_TIMEOUT_MS: i64 = 10 * 60_000;
-/// How long an ended hold (released, expired, checked out) stays in the state after it ended;
-/// then it reads as unknown. An hour, because:
-/// - a checked-out hold must outlive its order's payment window ([`PAYMENT_TIMEOUT_MS`]): the
-///   seats of an order awaiting payment are held in its hold's name;
+/// How long an ended hold (released, expired, checked out) is kept after it ended; then it reads as
+/// unknown. It leaves memory in the apply that ends it, for the group's cold store (a record that
+/// expires this long after the hold ended), so memory no longer follows the hold rate: only active
+/// holds stay in RAM. An hour, because:
 /// - a client that polls its hold, or repeats a release or a checkout without its idempotency key,
-///   sees the hold's final status rather than "not found" for as long as a buyer plausibly stays
-///   on a checkout page (a repeat with its key gets its first answer for [`DEDUP_RETAIN_MS`]
-///   anyway, from the idempotency table, which does not need the hold);
-/// - what stays is bounded by the holds a shard ends in an hour, not by every hold of a season
-///   (DESIGN.md, I9); a longer window buys nothing a client needs.
+///   sees the hold's final status (a repeated checkout: its order) rather than "not found" for as
+///   long as a buyer plausibly stays on a checkout page (a repeat with its key gets its first
+///   answer for [`DEDUP_RETAIN_MS`] anyway, from the idempotency table, which does not need the
+///   hold);
+/// - a checked-out hold outlives its order's payment window ([`PAYMENT_TIMEOUT_MS`]), as an older
+///   state needs: there, ended holds stayed in memory, and the seats of an order awaiting payment
+///   are held in its hold's name (now the order is found by its hold through an index instead);
+/// - what the cold store keeps is bounded by the holds a shard ends in an hour, not by every hold
+///   of a season (DESIGN.md, I9); a longer window buys nothing a client needs.
 pub const HOLD_RETENTION_MS: i64 = 60 * 60_000;
-/// Ended holds past their retention that one command may drop before it is applied: a step of a
-/// backlog, never all of it. More than one, because each hold is made by one command: while
-/// commands arrive, drops outpace the holds that can end.
+/// Ended holds past their retention that one command may drop from memory before it is applied:
+/// a step of a backlog, never all of it. Only a state written before ended holds went to the cold
+/// store keeps ended holds in memory, and it drains. More than one, because each hold is made by
+/// one command: while commands arrive, drops outpace the holds that can end.
 pub const HOLD_DROPS_PER_COMMAND_MAX: usize = 8;
-/// Ended holds that one `Expire` may drop: the leader proposes it while drops are due, so a quiet
-/// shard drains a backlog too (two a second: thousands of holds a second, ~1 ms of apply each).
+/// Ended holds that one `Expire` may drop from memory: the leader proposes it while drops are due,
+/// so a quiet shard drains a backlog too (two a second: thousands of holds a second, ~1 ms of apply
+/// each).
 pub const HOLD_DROPS_PER_EXPIRE_MAX: usize = 1_024;
 const _: () = assert!(HOLD_RETENTION_MS > PAYMENT_TIMEOUT_MS, "a pending order needs its hold");
 const _: () = assert!(HOLD_DROPS_PER_COMMAND_MAX > 1 && HOLD_DROPS_PER_EXPIRE_MAX >= HOLD_DROPS_PER_COMMAND_MAX);

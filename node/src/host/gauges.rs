@@ -3,7 +3,8 @@
 //! and what only a group's leader knows — how far each replica is behind it and, for every
 //! waiting room of a shard it leads, how many buyers wait and how many seats remain. Operators
 //! alert on them: a disk nearly full, a replica lagging, a room that stopped admitting while it
-//! could (`deploy/observability/`).
+//! could (`deploy/observability/`). Also, for every group this node hosts, the records its state
+//! keeps in memory, to which the node's resident memory can be attributed.
 //!
 //! Not in simulation builds: it reads the real file system, and only `boxoffice node` starts it.
 
@@ -62,7 +63,9 @@ async fn sample_duty(node: Weak<Node>, data_dir: PathBuf) {
             usage.data_bytes = usage.data_bytes.or(disk.and_then(|d| d.data_bytes));
             *disk = Some(usage);
         }
+        let machines = std::mem::take(&mut exported.machines);
         exported = n.record_leader_gauges(exported);
+        exported.machines = n.record_machine_gauges(machines);
         drop(n);
         tokio::time::sleep(SAMPLE_TICK).await;
     }
@@ -116,6 +119,39 @@ struct Exported {
     rooms: BTreeSet<EventId>,
     /// (group, replica)
     replicas: BTreeSet<(String, NodeId)>,
+    /// Groups whose machine records were exported.
+    machines: BTreeSet<String>,
+}
+
+/// The kinds of `boxoffice_machine_records`.
+const MACHINE_RECORD_KINDS: [&str; 4] = ["holds_active", "holds_ended", "orders", "changes"];
+
+impl Node {
+    /// `boxoffice_machine_records{group, kind}`: the records each group's state keeps in memory
+    /// on this node (`raft_store::MachineRecords`) — active holds, ended holds still in memory (a
+    /// state from before ended holds went to the cold store), orders, change records. Set for
+    /// every replica, leader or not: each keeps its own copy, so a node's resident memory follows
+    /// the sum over the groups it hosts. Cheap: sizes the collections keep, under the group's
+    /// read lock. Groups exported last time and gone now are set to 0.
+    fn record_machine_gauges(&self, before: BTreeSet<String>) -> BTreeSet<String> {
+        let mut now = BTreeSet::new();
+        for id in self.group_ids() {
+            let Some(group) = self.group(id) else { continue };
+            let r = group.state.read().machine.records();
+            let name = id.to_string();
+            for (kind, n) in MACHINE_RECORD_KINDS.into_iter().zip([r.holds_active, r.holds_ended, r.orders, r.changes])
+            {
+                metrics::gauge!("boxoffice_machine_records", "group" => name.clone(), "kind" => kind).set(n as f64);
+            }
+            now.insert(name);
+        }
+        for gone in before.difference(&now) {
+            for kind in MACHINE_RECORD_KINDS {
+                metrics::gauge!("boxoffice_machine_records", "group" => gone.clone(), "kind" => kind).set(0.0);
+            }
+        }
+        now
+    }
 }
 
 impl Node {

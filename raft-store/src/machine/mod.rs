@@ -37,6 +37,21 @@ pub struct EntryApplied {
     pub writes: ColdWrites,
 }
 
+/// How many records a group keeps in memory, by kind: what the size of its hot state follows
+/// (DESIGN.md, I9). All zero for the meta group.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MachineRecords {
+    /// Holds still holding their seats.
+    pub holds_active: u64,
+    /// Ended holds still in memory: only those a state from before ended holds went to the cold
+    /// store keeps, until their retention passes (`ShardState::dropping`).
+    pub holds_ended: u64,
+    /// Orders in memory (until their event is archived).
+    pub orders: u64,
+    /// Change records kept for the change feed (at most `CHANGES_RETAINED_MAX`).
+    pub changes: u64,
+}
+
 /// What a group replicates beyond the bookkeeping every group shares: the meta group's catalog
 /// and layout, or one shard's events, holds and orders.
 ///
@@ -192,19 +207,19 @@ impl Machine {
         let ctx = Ctx { index, now_ms: self.last_time_ms };
 
         // Expiry comes first for every entry, retries included: a hold past its time is free the
-        // moment any command sees it. Ended holds past their retention leave in the same pass, a
-        // bounded number per command.
+        // moment any command sees it, and leaves memory for the cold store. Ended holds an older
+        // state keeps in memory leave once past their retention, a bounded number per command.
+        let mut writes = ColdWrites::default();
         let expired = match &mut self.state {
             MetaOrShard::Shard(shard) => {
                 let drops_max = ShardState::drops_allowed(request.proposals.iter().map(|p| &p.command));
-                shard.expire_due(ctx, drops_max)
+                shard.expire_due(ctx, drops_max, &mut writes)?
             }
             MetaOrShard::Meta(_) => (0, 0),
         };
         // Prices move with time (recent sales leave the window) before the entry, and with what
         // the entry held and sold after it.
         self.reprice(ctx);
-        let mut writes = ColdWrites::default();
         let mut outcomes = Vec::with_capacity(request.proposals.len());
         for proposal in &request.proposals {
             outcomes.push(self.apply_proposal(ctx, proposal, expired, cold, &mut writes)?);
@@ -361,6 +376,15 @@ impl Machine {
         match &self.state {
             MetaOrShard::Meta(_) => false,
             MetaOrShard::Shard(shard) => shard.has_archive_work(started_before_ms),
+        }
+    }
+
+    /// The records the group keeps in memory, by kind. Cheap (sizes the collections keep), so
+    /// gauges may sample it often.
+    pub fn records(&self) -> MachineRecords {
+        match &self.state {
+            MetaOrShard::Meta(_) => MachineRecords::default(),
+            MetaOrShard::Shard(shard) => shard.records(),
         }
     }
 

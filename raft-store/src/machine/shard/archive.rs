@@ -6,7 +6,9 @@
 //! archive delay), so every replica archives the same events at the same log index. One command
 //! moves at most `ARCHIVE_ORDERS_PER_COMMAND_MAX` orders; an event with more moves over several,
 //! and leaves memory with its last order. An event waits while a hold of it is active or an order
-//! awaits its payment (both end within hours); its ended holds leave with it.
+//! awaits its payment (both end within hours); its ended holds leave with it (those an older state
+//! keeps in memory are removed; those in the cold store are no longer found without their event,
+//! and expire there).
 //!
 //! Cold records (keys in `keys::cold`), each stamped with the archiving entry's index:
 //! - `ARCHIVED_ORDER ++ event id ++ seq`: the order's final view, tickets included;
@@ -154,7 +156,8 @@ impl ShardState {
         Ok(seqs.len())
     }
 
-    /// Moves the event itself, once its orders are gone, with its ended holds.
+    /// Moves the event itself, once its orders are gone, with the ended holds an older state
+    /// keeps in memory.
     fn archive_event(&mut self, ctx: Ctx, event_id: &EventId, writes: &mut ColdWrites) -> Result<(), ColdError> {
         let Some(view) = self.event_view(event_id, ctx.now_ms) else { return Ok(()) };
         writes.put(event_key(event_id), record(ctx, &ArchivedEvent { view })?);

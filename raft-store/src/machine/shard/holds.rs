@@ -1,14 +1,17 @@
 //! Holds: judging whether a hold may take its seats, taking them, releasing them, and ending a
 //! hold (released or expired). A hold takes all its seats or nothing, and a refusal names the
-//! seats that were unavailable.
+//! seats that were unavailable. An ended hold leaves memory for the cold store in the apply that
+//! ends it (`retire_hold`).
 
 use super::inventory::{occupy, price_of, resolve_selection, seat_id, taken_change, uncount_user, unhold_user, vacate};
 use super::places::end_place;
-use super::state::{refused, Deadline, EventState, HoldRec, SeatRef, ShardState, Slot, Taken};
-use crate::cold::{ColdError, ColdWrites};
+use super::state::{
+    ended_hold_key, ended_hold_record, refused, ColdAt, Deadline, EventState, HoldRec, SeatRef, ShardState, Slot, Taken,
+};
+use crate::cold::{ColdError, ColdRead, ColdWrites};
 use crate::command::{AccessPass, Command, Outcome, Refusal, Selection};
 use crate::ids::{EventId, HoldId, UserId};
-use crate::limits::{HOLD_RETENTION_MS, HOLD_TTL_MS_MAX, HOLD_TTL_MS_MIN};
+use crate::limits::{HOLD_TTL_MS_MAX, HOLD_TTL_MS_MIN};
 use crate::machine::ctx::Ctx;
 use crate::model::{EventSpec, HoldStatus, SeatStatus};
 
@@ -99,7 +102,7 @@ impl ShardState {
         );
         self.deadlines.insert((expires_at_ms, Deadline::Hold(seq)));
         self.record(ctx, event_id, change);
-        Ok(Outcome::Hold(self.hold_view(seq, ctx.now_ms)))
+        Ok(Outcome::Hold(self.hold_view(seq, &self.holds[&seq], ctx.now_ms)))
     }
 
     /// The refusal apply would give this hold if it were the next command at `now_ms`, judged
@@ -223,46 +226,63 @@ impl ShardState {
         }
     }
 
-    pub(super) fn release(&mut self, ctx: Ctx, hold_id: &HoldId, user: &UserId) -> Outcome {
-        let hold = match self.own_hold(hold_id, user) {
-            Ok(h) => h,
-            Err(r) => return refused(r),
+    pub(super) fn release(
+        &mut self,
+        ctx: Ctx,
+        hold_id: &HoldId,
+        user: &UserId,
+        cold: &dyn ColdRead,
+        writes: &mut ColdWrites,
+    ) -> Result<Outcome, ColdError> {
+        let at = ColdAt::apply(cold, writes, ctx.index, ctx.now_ms);
+        let Some(hold) = self.own_hold(hold_id, user, &at)? else {
+            return Ok(refused(Refusal::not_found(format!("hold {hold_id}"))));
         };
-        match hold.status {
+        Ok(match hold.status {
             HoldStatus::Active => {
-                self.end_hold(ctx, hold_id.seq, HoldStatus::Released);
-                Outcome::Hold(self.hold_view(hold_id.seq, ctx.now_ms))
+                let ended = self.end_hold(ctx, hold_id.seq, HoldStatus::Released, writes)?;
+                Outcome::Hold(self.hold_view(hold_id.seq, &ended, ctx.now_ms))
             }
-            HoldStatus::Released | HoldStatus::Expired => Outcome::Hold(self.hold_view(hold_id.seq, ctx.now_ms)),
+            HoldStatus::Released | HoldStatus::Expired => Outcome::Hold(self.hold_view(hold_id.seq, &hold, ctx.now_ms)),
             HoldStatus::CheckedOut => refused(Refusal::HoldNotActive { status: HoldStatus::CheckedOut }),
-        }
+        })
     }
 
-    /// Ends an active hold (released or expired): its seats are free again.
-    pub(super) fn end_hold(&mut self, ctx: Ctx, seq: u64, status: HoldStatus) {
-        let hold = self.holds.get_mut(&seq).expect("caller checked");
+    /// Ends an active hold (released or expired): its seats are free again, and it leaves memory
+    /// for the cold store. Returns the hold as it ended.
+    pub(super) fn end_hold(
+        &mut self,
+        ctx: Ctx,
+        seq: u64,
+        status: HoldStatus,
+        writes: &mut ColdWrites,
+    ) -> Result<HoldRec, ColdError> {
+        let mut hold = self.holds.remove(&seq).expect("caller checked");
         assert_eq!(hold.status, HoldStatus::Active);
         hold.status = status;
         // An expired hold stopped owning its seats at its expiry, not when a command noticed.
         let ended_at_ms = if status == HoldStatus::Expired { hold.expires_at_ms } else { ctx.now_ms };
         hold.ended_at_ms = Some(ended_at_ms);
-        let (event_id, user, taken, expires) =
-            (hold.event_id.clone(), hold.user.clone(), hold.taken.clone(), hold.expires_at_ms);
-        self.deadlines.remove(&(expires, Deadline::Hold(seq)));
-        self.retire_hold(seq, ended_at_ms);
-        let event = self.events.get_mut(&event_id).expect("a hold's event exists");
-        vacate(event, &taken, Slot::Held(seq));
-        uncount_user(event, &user, taken.count());
-        unhold_user(event, &user, taken.count());
-        let change = taken_change(event, &taken, SeatStatus::Available);
-        self.record(ctx, &event_id, change);
+        self.deadlines.remove(&(hold.expires_at_ms, Deadline::Hold(seq)));
+        let event = self.events.get_mut(&hold.event_id).expect("a hold's event exists");
+        vacate(event, &hold.taken, Slot::Held(seq));
+        uncount_user(event, &hold.user, hold.taken.count());
+        unhold_user(event, &hold.user, hold.taken.count());
+        let change = taken_change(event, &hold.taken, SeatStatus::Available);
+        self.record(ctx, &hold.event_id, change);
+        retire_hold(ctx, seq, &hold, writes)?;
+        Ok(hold)
     }
+}
 
-    /// Schedules an ended hold to leave the state `HOLD_RETENTION_MS` after it ended. Until then
-    /// it still answers reads and repeated releases and checkouts with its final status.
-    pub(super) fn retire_hold(&mut self, seq: u64, ended_at_ms: i64) {
-        self.dropping.insert((ended_at_ms + HOLD_RETENTION_MS, seq));
+/// Writes a hold that ended at `ctx` (out of memory already) to the cold store, where it answers
+/// reads and repeated releases and checkouts with its final status until `HOLD_RETENTION_MS`
+/// after it ended; then it reads as unknown.
+pub(super) fn retire_hold(ctx: Ctx, seq: u64, hold: &HoldRec, writes: &mut ColdWrites) -> Result<(), ColdError> {
+    if let Some(record) = ended_hold_record(ctx.index, ctx.now_ms, hold)? {
+        writes.put(ended_hold_key(&hold.event_id, seq), record);
     }
+    Ok(())
 }
 
 fn check_ttl(ttl_ms: i64) -> Result<(), Refusal> {

@@ -1,7 +1,8 @@
 //! The shard's invariants, recounted from scratch: every event's counters, seat slots, per-user
 //! counts and held seats per user must agree with what its active holds and live orders say; orders and the holds they
-//! were made from agree while both are retained; every ended hold is due to leave the state at the
-//! end of its retention, and every active hold and pending order has its deadline. Quadratic in
+//! were made from agree while both are in memory; every pending order is found by its hold; every
+//! ended hold still in memory (a state from before ended holds went to the cold store) is due to
+//! leave at the end of its retention, and every active hold and pending order has its deadline. Quadratic in
 //! the holds and orders of an event: for tests and simulations between commands, never for apply.
 
 use std::collections::BTreeMap;
@@ -22,8 +23,9 @@ pub enum InvariantViolation {
     /// The order and the retained hold it was made from disagree (event, user, seats, or links).
     #[error("order {order_seq} and its hold {hold_seq} disagree")]
     OrderHoldMismatch { order_seq: u64, hold_seq: u64 },
-    /// A pending order's seats are held in its hold's name, so the hold must still be retained.
-    #[error("order {order_seq} awaits payment but its hold {hold_seq} is gone")]
+    /// A pending order's seats are held in its hold's name, so the hold must lead to it
+    /// (`pending_by_hold`), and only a pending order's hold may.
+    #[error("order {order_seq} and hold {hold_seq}: not indexed as a pending order and its hold")]
     PendingOrderWithoutHold { order_seq: u64, hold_seq: u64 },
     /// An ended hold not due to leave at the end of its retention, or an active one that is.
     #[error("hold {hold_seq} is not scheduled to leave the state as its status says")]
@@ -72,7 +74,21 @@ impl ShardState {
             check_held_by_user(event_id, event, &recount.held_by_user)?;
         }
         self.check_retention()?;
+        self.check_pending_index()?;
         self.check_deadlines()
+    }
+
+    /// `pending_by_hold` names no order that is not pending (each pending one is checked by
+    /// `recount`, and is there).
+    fn check_pending_index(&self) -> Result<(), InvariantViolation> {
+        for (hold_seq, order_seq) in &self.pending_by_hold {
+            let pending = |o: &OrderRec| o.status == OrderStatus::PendingPayment && o.hold == *hold_seq;
+            if !self.orders.get(order_seq).is_some_and(pending) {
+                let (order_seq, hold_seq) = (*order_seq, *hold_seq);
+                return Err(InvariantViolation::PendingOrderWithoutHold { order_seq, hold_seq });
+            }
+        }
+        Ok(())
     }
 
     /// Counts the admissions of the event's active holds and live orders, checking on the way
@@ -107,7 +123,7 @@ impl ShardState {
         for (seq, order) in self.orders.iter().filter(|(_, o)| &o.event_id == event_id) {
             let slot = match order.status {
                 OrderStatus::PendingPayment => {
-                    if !self.holds.contains_key(&order.hold) {
+                    if self.pending_by_hold.get(&order.hold) != Some(seq) {
                         let (order_seq, hold_seq) = (*seq, order.hold);
                         return Err(InvariantViolation::PendingOrderWithoutHold { order_seq, hold_seq });
                     }
@@ -133,8 +149,8 @@ impl ShardState {
         Ok(())
     }
 
-    /// Every ended hold is due to leave the state exactly `HOLD_RETENTION_MS` after it ended, and
-    /// nothing else is.
+    /// Every ended hold in memory is due to leave it exactly `HOLD_RETENTION_MS` after it ended,
+    /// and nothing else is.
     fn check_retention(&self) -> Result<(), InvariantViolation> {
         let mut ended = 0;
         for (seq, hold) in &self.holds {

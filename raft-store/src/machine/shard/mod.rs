@@ -22,7 +22,8 @@
 //! - `invariants`: the recount that tests and simulations run between commands.
 //!
 //! This file ties them together: the command dispatch and the expiry that precedes every command,
-//! which also drops ended holds once their retention has passed.
+//! which also drops the ended holds an older state keeps in memory once their retention has passed
+//! (ended holds now go to the cold store as they end: `state`, `holds`).
 
 mod archive;
 mod changes;
@@ -47,6 +48,7 @@ use crate::cold::{ColdError, ColdRead, ColdWrites, WithPending};
 use crate::command::{Command, Outcome, Refusal};
 use crate::limits::{HOLD_DROPS_PER_COMMAND_MAX, HOLD_DROPS_PER_EXPIRE_MAX};
 use crate::machine::ctx::Ctx;
+use crate::machine::MachineRecords;
 use crate::model::{HoldStatus, OrderStatus};
 
 impl ShardState {
@@ -70,8 +72,8 @@ impl ShardState {
                 None => refused(Refusal::Invalid { detail: "not a hold".into() }),
             },
             Command::JoinQueue { event_id, joins } => self.join_queue(ctx, event_id, joins, cold, writes)?,
-            Command::ReleaseHold { hold_id, user } => self.release(ctx, hold_id, user),
-            Command::Checkout { hold_id, user } => self.checkout(ctx, hold_id, user),
+            Command::ReleaseHold { hold_id, user } => self.release(ctx, hold_id, user, cold, writes)?,
+            Command::Checkout { hold_id, user } => self.checkout(ctx, hold_id, user, cold, writes)?,
             Command::PaymentResult { order_id, approved, reference } => {
                 self.payment_result(ctx, order_id, *approved, reference, &WithPending { store: cold, pending: writes })?
             }
@@ -100,7 +102,7 @@ impl ShardState {
     }
 
     /// The earliest time something is due: a hold's expiry, an order's payment deadline, or an
-    /// ended hold's leaving the state.
+    /// ended hold's leaving memory (a state from before ended holds went to the cold store).
     pub(crate) fn next_deadline_ms(&self) -> Option<i64> {
         let expiry = self.deadlines.get_min().map(|(t, _)| *t);
         let drop = self.dropping.get_min().map(|(t, _)| *t);
@@ -118,21 +120,27 @@ impl ShardState {
             .sum()
     }
 
-    /// Expires every hold and unpaid order due at `ctx.now_ms`, then drops at most `drops_max`
-    /// ended holds whose retention has passed. Returns how many holds and orders expired.
+    /// Expires every hold and unpaid order due at `ctx.now_ms` (an expired hold goes to the cold
+    /// store, in `writes`), then drops at most `drops_max` ended holds still in memory whose
+    /// retention has passed. Returns how many holds and orders expired.
     ///
     /// Expiry is not bounded: what is due must be free before the command is judged. Dropping is:
     /// nothing waits on it, so a backlog (a flash sale's holds, an hour on) drains a bounded step
     /// per command instead of stalling one. It drains: every hold is made by one command, each
     /// command may drop `HOLD_DROPS_PER_COMMAND_MAX` (more than one), and while drops are due the
     /// leader proposes `Expire` (see `next_deadline_ms`), which drops `HOLD_DROPS_PER_EXPIRE_MAX`.
-    pub(crate) fn expire_due(&mut self, ctx: Ctx, drops_max: usize) -> (u32, u32) {
-        let expired = self.expire_deadlines(ctx);
+    pub(crate) fn expire_due(
+        &mut self,
+        ctx: Ctx,
+        drops_max: usize,
+        writes: &mut ColdWrites,
+    ) -> Result<(u32, u32), ColdError> {
+        let expired = self.expire_deadlines(ctx, writes)?;
         self.drop_ended_holds(ctx.now_ms, drops_max);
-        expired
+        Ok(expired)
     }
 
-    fn expire_deadlines(&mut self, ctx: Ctx) -> (u32, u32) {
+    fn expire_deadlines(&mut self, ctx: Ctx, writes: &mut ColdWrites) -> Result<(u32, u32), ColdError> {
         let (mut holds, mut orders) = (0, 0);
         while let Some(&(due, deadline)) = self.deadlines.get_min() {
             if due > ctx.now_ms {
@@ -140,7 +148,7 @@ impl ShardState {
             }
             match deadline {
                 Deadline::Hold(seq) => {
-                    self.end_hold(ctx, seq, HoldStatus::Expired);
+                    self.end_hold(ctx, seq, HoldStatus::Expired, writes)?;
                     holds += 1;
                 }
                 Deadline::Payment(seq) => {
@@ -150,11 +158,12 @@ impl ShardState {
                 }
             }
         }
-        (holds, orders)
+        Ok((holds, orders))
     }
 
-    /// Drops at most `max` ended holds whose retention has passed at `now_ms`, oldest first. A
-    /// dropped hold reads as unknown; no slot and no order needs it.
+    /// Drops at most `max` ended holds still in memory whose retention has passed at `now_ms`,
+    /// oldest first: those of a state from before ended holds went to the cold store (none end
+    /// here now). A dropped hold reads as unknown; no slot and no order needs it.
     fn drop_ended_holds(&mut self, now_ms: i64, max: usize) {
         for _ in 0..max {
             let Some(&(due, seq)) = self.dropping.get_min() else { break };
@@ -169,6 +178,32 @@ impl ShardState {
             if let Some(order) = hold.order {
                 assert_ne!(self.orders[&order].status, OrderStatus::PendingPayment, "hold {seq} dropped too soon");
             }
+        }
+    }
+
+    /// The records kept in memory, by kind: sizes the collections keep, no scan. Every ended hold
+    /// in memory waits in `dropping` (an invariant), so the rest of `holds` are the active ones.
+    pub(crate) fn records(&self) -> MachineRecords {
+        let ended = self.dropping.len();
+        MachineRecords {
+            holds_active: self.holds.len().saturating_sub(ended) as u64,
+            holds_ended: ended as u64,
+            orders: self.orders.len() as u64,
+            changes: self.changes.len() as u64,
+        }
+    }
+
+    /// Puts ended holds read from the cold store (`ENDED_HOLD` records) back in memory, each
+    /// waiting in `dropping` for the end of its retention: the state an older node left, for
+    /// tests that it still reads and drains.
+    #[cfg(test)]
+    pub(crate) fn keep_ended_holds_in_memory(&mut self, records: &[(Vec<u8>, crate::cold::ColdRecord)]) {
+        for (key, record) in records {
+            let seq = u64::from_be_bytes(key[key.len() - 8..].try_into().expect("a seq ends the key"));
+            let hold: state::HoldRec = record.decode_body(key).expect("an ended hold");
+            let ended_at_ms = hold.ended_at_ms.expect("ended");
+            self.dropping.insert((ended_at_ms + crate::limits::HOLD_RETENTION_MS, seq));
+            self.holds.insert(seq, hold);
         }
     }
 

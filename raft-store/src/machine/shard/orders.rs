@@ -2,11 +2,14 @@
 //! confirmed order. A checked-out hold keeps its seats held until the payment's result; an order
 //! whose payment does not arrive by its deadline fails like a declined one.
 //!
-//! An order carries what it took (`OrderRec::taken`): its hold's record leaves the state an hour
-//! after checkout, and the order goes on without it.
+//! An order carries what it took (`OrderRec::taken`): its hold's record leaves memory at checkout
+//! (for the cold store, an hour), and the order goes on without it. Until its payment's result,
+//! the order is found by its hold (`ShardState::pending_by_hold`), in whose name its seats are
+//! held.
 
+use super::holds::retire_hold;
 use super::inventory::{sell, taken_change, tickets_for, uncount_user, unhold_user, unsell, vacate};
-use super::state::{refused, Deadline, OrderRec, ShardState, Slot};
+use super::state::{refused, ColdAt, Deadline, OrderRec, ShardState, Slot};
 use crate::cold::{ColdError, ColdRead, ColdWrites, WithPending};
 use crate::command::{Actor, ChangeKind, Outcome, Refusal};
 use crate::ids::{HoldId, OrderId, UserId};
@@ -15,24 +18,36 @@ use crate::machine::ctx::Ctx;
 use crate::model::{HoldStatus, OrderStatus, SeatStatus, TicketStatus};
 
 impl ShardState {
-    pub(super) fn checkout(&mut self, ctx: Ctx, hold_id: &HoldId, user: &UserId) -> Outcome {
-        let hold = match self.own_hold(hold_id, user) {
-            Ok(h) => h,
-            Err(r) => return refused(r),
+    pub(super) fn checkout(
+        &mut self,
+        ctx: Ctx,
+        hold_id: &HoldId,
+        user: &UserId,
+        cold: &dyn ColdRead,
+        writes: &mut ColdWrites,
+    ) -> Result<Outcome, ColdError> {
+        let at = ColdAt::apply(cold, writes, ctx.index, ctx.now_ms);
+        let Some(hold) = self.own_hold(hold_id, user, &at)? else {
+            return Ok(refused(Refusal::not_found(format!("hold {hold_id}"))));
         };
         match hold.status {
             HoldStatus::CheckedOut => {
                 let order = hold.order.expect("a checked-out hold has an order");
-                return Outcome::Order(self.order_view(order, ctx.now_ms));
+                return self.order_of_checkout(
+                    ctx,
+                    OrderId { event_id: hold_id.event_id.clone(), seq: order },
+                    cold,
+                    writes,
+                );
             }
-            HoldStatus::Released => return refused(Refusal::HoldNotActive { status: HoldStatus::Released }),
+            HoldStatus::Released => return Ok(refused(Refusal::HoldNotActive { status: HoldStatus::Released })),
             // Due holds were expired before this command, so an active hold is within its time.
-            HoldStatus::Expired => return refused(Refusal::HoldExpired),
+            HoldStatus::Expired => return Ok(refused(Refusal::HoldExpired)),
             HoldStatus::Active => assert!(hold.expires_at_ms > ctx.now_ms),
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        let hold = self.holds.get_mut(&hold_id.seq).expect("checked above");
+        let mut hold = self.holds.remove(&hold_id.seq).expect("checked above");
         hold.status = HoldStatus::CheckedOut;
         hold.ended_at_ms = Some(ctx.now_ms);
         hold.order = Some(seq);
@@ -53,7 +68,8 @@ impl ShardState {
         };
         self.deadlines.remove(&(hold.expires_at_ms, Deadline::Hold(hold_id.seq)));
         self.deadlines.insert((payment_deadline_ms, Deadline::Payment(seq)));
-        self.retire_hold(hold_id.seq, ctx.now_ms);
+        retire_hold(ctx, hold_id.seq, &hold, writes)?;
+        self.pending_by_hold.insert(hold_id.seq, seq);
         self.user_orders.insert((order.user.clone(), seq));
         let event = self.events.get_mut(&order.event_id).expect("a hold's event exists");
         event.orders.insert(seq);
@@ -61,7 +77,25 @@ impl ShardState {
         // its seats leave the user's held count (the per-user limit still counts them).
         unhold_user(event, &order.user, order.taken.count());
         self.orders.insert(seq, order);
-        Outcome::Order(self.order_view(seq, ctx.now_ms))
+        Ok(Outcome::Order(self.order_view(seq, ctx.now_ms)))
+    }
+
+    /// The order a checked-out hold was made into, for a repeated checkout: in memory, or (its
+    /// event on its way to the archive) archived.
+    fn order_of_checkout(
+        &self,
+        ctx: Ctx,
+        order_id: OrderId,
+        cold: &dyn ColdRead,
+        writes: &ColdWrites,
+    ) -> Result<Outcome, ColdError> {
+        if self.orders.contains_key(&order_id.seq) {
+            return Ok(Outcome::Order(self.order_view(order_id.seq, ctx.now_ms)));
+        }
+        Ok(match Self::archived_order(&WithPending { store: cold, pending: writes }, &order_id, ctx.index)? {
+            Some(view) => Outcome::Order(view),
+            None => refused(Refusal::not_found(format!("order {order_id}"))),
+        })
     }
 
     pub(super) fn payment_result(
@@ -107,6 +141,7 @@ impl ShardState {
 
     fn confirm(&mut self, ctx: Ctx, seq: u64, reference: &str) {
         let order = self.orders.get_mut(&seq).expect("caller checked");
+        self.pending_by_hold.remove(&order.hold);
         let event = self.events.get_mut(&order.event_id).expect("an order's event exists");
         sell(event, &order.taken, order.hold, seq);
         order.tickets = tickets_for(&order.taken);
@@ -136,6 +171,7 @@ impl ShardState {
     pub(super) fn fail_payment(&mut self, ctx: Ctx, seq: u64, reference: Option<&str>) {
         let order = self.orders.get_mut(&seq).expect("caller checked");
         assert_eq!(order.status, OrderStatus::PendingPayment);
+        self.pending_by_hold.remove(&order.hold);
         let event = self.events.get_mut(&order.event_id).expect("an order's event exists");
         vacate(event, &order.taken, Slot::Held(order.hold));
         uncount_user(event, &order.user, order.taken.count());

@@ -4,7 +4,7 @@
 use std::ops::Bound;
 
 use super::archive;
-use super::state::ShardState;
+use super::state::{ColdAt, ShardState};
 use crate::cold::{ColdError, ColdRead};
 use crate::command::{Answer, Query};
 use crate::ids::{EventId, OrderId, UserId};
@@ -13,8 +13,9 @@ use crate::limits::LIST_LIMIT_MAX;
 use crate::model::{EventSummary, EventView, OrderView, TicketCard};
 
 impl ShardState {
-    /// Answers `query`. Archived records (`cold`, as of `last_index`) answer for events, orders
-    /// and tickets that left memory.
+    /// Answers `query`. Records in the cold store (`cold`, as of `last_index`) answer for what
+    /// left memory: archived events, orders and tickets, and ended holds (until their retention
+    /// passes at `now_ms`).
     pub(crate) fn query(
         &self,
         query: &Query,
@@ -32,7 +33,8 @@ impl ShardState {
                 Answer::Events(self.list_events(*from_ms, *to_ms, after.as_ref(), *limit, now_ms))
             }
             Query::Hold { hold_id, user } => {
-                Answer::Hold(self.own_hold(hold_id, user).ok().map(|_| self.hold_view(hold_id.seq, now_ms)))
+                let at = ColdAt::read(cold, last_index, now_ms);
+                Answer::Hold(self.own_hold(hold_id, user, &at)?.map(|h| self.hold_view(hold_id.seq, &h, now_ms)))
             }
             Query::Order { order_id, actor } => {
                 let owned = |o: &OrderView| actor.admin || o.user_id == actor.user;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::inventory::{count_in_section, seat_id, section_indexes};
-use super::state::{Deadline, EventState, ShardState, Slot, Taken};
+use super::state::{Deadline, EventState, HoldRec, ShardState, Slot, Taken};
 use crate::command::QueueView;
 use crate::ids::{EventId, HoldId, OrderId, TicketId, UserId};
 use crate::model::{
@@ -15,16 +15,22 @@ use crate::model::{
 
 impl ShardState {
     /// Whether the hold `seq` no longer holds its seats at `now_ms`, though no command has
-    /// expired it yet: an active hold past its expiry, or an order past its payment deadline.
+    /// expired it yet: an active hold past its expiry, or an order past its payment deadline. A
+    /// seat is held in a hold's name while the hold is active (in memory) or checked out with its
+    /// order awaiting payment (`pending_by_hold`; the hold itself has left memory, unless the
+    /// state is from before ended holds went to the cold store).
     pub(super) fn lapsed(&self, hold_seq: u64, now_ms: i64) -> bool {
-        let hold = &self.holds[&hold_seq];
-        match hold.status {
-            HoldStatus::Active => hold.expires_at_ms <= now_ms,
-            HoldStatus::CheckedOut => hold.order.is_some_and(|o| {
-                let order = &self.orders[&o];
-                order.status == OrderStatus::PendingPayment && order.payment_deadline_ms <= now_ms
-            }),
-            HoldStatus::Released | HoldStatus::Expired => true,
+        if let Some(order) = self.pending_by_hold.get(&hold_seq) {
+            return self.orders[order].payment_deadline_ms <= now_ms;
+        }
+        match self.holds.get(&hold_seq) {
+            Some(hold) if hold.status == HoldStatus::Active => hold.expires_at_ms <= now_ms,
+            // An ended hold without a pending order holds no seat.
+            Some(_) => true,
+            None => {
+                debug_assert!(false, "a seat is held by hold {hold_seq}, which is neither active nor checked out");
+                false
+            }
         }
     }
 
@@ -162,8 +168,9 @@ impl ShardState {
         })
     }
 
-    pub(super) fn hold_view(&self, seq: u64, now_ms: i64) -> HoldView {
-        let hold = &self.holds[&seq];
+    /// The view of `hold` (number `seq`), in memory or read from the cold store; its event is
+    /// in memory.
+    pub(super) fn hold_view(&self, seq: u64, hold: &HoldRec, now_ms: i64) -> HoldView {
         let spec = &self.events[&hold.event_id].spec;
         let (seats, section, quantity) = match &hold.taken {
             Taken::Seats(seats) => (seats.iter().map(|s| seat_id(spec, *s)).collect(), None, None),

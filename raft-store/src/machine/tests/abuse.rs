@@ -241,3 +241,22 @@ fn format_2_log_entries_outcomes_and_snapshots_decode_and_encode_the_same() {
     assert_eq!(applied.outcomes[0], Outcome::Refused(Refusal::AccessUsed));
     m.check_invariants().unwrap();
 }
+
+#[test]
+fn a_format_2_snapshots_ended_holds_stay_in_memory_until_their_retention_and_then_drain() {
+    let mut m = Machine::decode(&fixture("MACHINE")).unwrap();
+    let before = m.records();
+    assert!(before.holds_ended > 0, "the fixture keeps checked-out holds in memory: {before:?}");
+    // A day on, the leader's Expire drops them (and expires what else is due); nothing is left
+    // to drop, and nothing ended goes back to memory.
+    let later = m.last_time_ms() + 86_400_000;
+    let cold = crate::cold::MemCold::default();
+    while m.has_due_deadlines(later) {
+        let applied = m.apply(m.last_index() + 1, &Request::single(later, Proposal::internal(Command::Expire)), &cold);
+        cold.write(applied.unwrap().writes);
+        m.check_invariants().unwrap();
+    }
+    let after = m.records();
+    assert_eq!((after.holds_ended, after.holds_active), (0, 0), "{after:?}");
+    assert_eq!(after.orders, before.orders);
+}

@@ -5,7 +5,7 @@ use super::*;
 
 // ---- Retention: ended holds leave the hot state (DESIGN.md, I9) -------------------------------
 
-/// Holds the shard still keeps, active and ended.
+/// Holds the shard keeps in memory, active and ended.
 fn holds_retained(m: &Machine) -> usize {
     match &m.state {
         MetaOrShard::Shard(shard) => shard.holds_retained(),
@@ -20,29 +20,166 @@ fn hold_read(h: &Harness, hold: &HoldId, who: &str, now_ms: i64) -> Option<HoldV
     view
 }
 
+/// Makes `h`'s state one that a node from before ended holds went to the cold store would have
+/// left: the ended holds of the cold store back in memory, each waiting in `dropping` for the end
+/// of its retention, and gone from the cold store.
+fn as_an_older_node_kept_it(h: &mut Harness) -> usize {
+    let prefix = [crate::keys::cold::ENDED_HOLD];
+    let ended = h.cold.scan(&prefix, &crate::cold::prefix_end(&prefix), usize::MAX).unwrap();
+    match &mut h.m.state {
+        MetaOrShard::Shard(shard) => shard.keep_ended_holds_in_memory(&ended),
+        MetaOrShard::Meta(_) => panic!("a shard machine"),
+    }
+    let rest = h.cold.scan(&[0], &[crate::keys::cold::COLD_INDEX], usize::MAX).unwrap();
+    h.cold = crate::cold::MemCold::default();
+    let mut kept = crate::cold::ColdWrites::default();
+    for (key, record) in rest.into_iter().filter(|(k, _)| !k.starts_with(&prefix)) {
+        kept.put(key, record);
+    }
+    h.cold.write(kept);
+    // The older state is what an older node's snapshot held: it decodes, and is consistent.
+    h.m = Machine::decode(&h.m.encode().unwrap()).unwrap();
+    h.m.check_invariants().unwrap();
+    ended.len()
+}
+
 #[test]
-fn ended_holds_leave_the_state_after_the_retention_window_and_then_read_as_unknown() {
+fn an_ended_hold_leaves_memory_at_once_and_reads_the_same_until_its_retention_ends() {
     let mut h = Harness::new();
     let released = held(h.hold_seats(T0, "u1", &["FLOOR-A-1"]));
-    held(h.run(T0, Command::ReleaseHold { hold_id: released.hold_id.clone(), user: user("u1") }));
-    let expired = held(h.hold_seats(T0, "u1", &["FLOOR-A-2"]));
+    let released = held(h.run(T0 + 1, Command::ReleaseHold { hold_id: released.hold_id, user: user("u1") }));
+    let expiring = held(h.hold_seats(T0, "u1", &["FLOOR-A-2"]));
+    let checked_out = held(h.hold_general(T0, "u2", 2));
+    let order = ordered(h.checkout(T0 + 2, "u2", &checked_out.hold_id));
+    h.run(expiring.expires_at_ms, Command::Expire);
+    let at = expiring.expires_at_ms;
+    assert_eq!(holds_retained(&h.m), 0, "no hold in memory: two ended, one checked out");
+    assert_eq!(h.m.records(), MachineRecords { holds_active: 0, holds_ended: 0, orders: 1, changes: 6 });
+    // Each reads with its final status, as it ended; another user's is "not found".
+    assert_eq!(hold_read(&h, &released.hold_id, "u1", at), Some(released.clone()));
+    let expired = hold_read(&h, &expiring.hold_id, "u1", at).unwrap();
+    assert_eq!((expired.status, expired.ended_at_ms), (HoldStatus::Expired, Some(expiring.expires_at_ms)));
+    assert_eq!(expired, HoldView { status: HoldStatus::Expired, ended_at_ms: Some(at), ..expiring.clone() });
+    let out = hold_read(&h, &checked_out.hold_id, "u2", at).unwrap();
+    assert_eq!((out.status, out.order_id.as_ref()), (HoldStatus::CheckedOut, Some(&order.order_id)));
+    assert_eq!(hold_read(&h, &released.hold_id, "u2", at), None);
+    // Repeated commands answer as they did while the hold was in memory.
+    let again =
+        |h: &mut Harness, t| h.run(t, Command::ReleaseHold { hold_id: released.hold_id.clone(), user: user("u1") });
+    assert_eq!(held(again(&mut h, at)), released, "a repeated release: the released hold");
+    let release_expired = Command::ReleaseHold { hold_id: expiring.hold_id.clone(), user: user("u1") };
+    assert_eq!(held(h.run(at, release_expired)), expired);
+    assert_eq!(
+        refusal(h.checkout(at, "u1", &released.hold_id)),
+        Refusal::HoldNotActive { status: HoldStatus::Released }
+    );
+    assert_eq!(refusal(h.checkout(at, "u1", &expiring.hold_id)), Refusal::HoldExpired);
+    let release_out = Command::ReleaseHold { hold_id: checked_out.hold_id.clone(), user: user("u2") };
+    assert_eq!(refusal(h.run(at, release_out)), Refusal::HoldNotActive { status: HoldStatus::CheckedOut });
+    assert!(matches!(refusal(h.checkout(at, "u1", &checked_out.hold_id)), Refusal::NotFound { .. }), "not u1's");
+    // A second checkout returns the same order, and the order as it stands once paid.
+    assert_eq!(ordered(h.checkout(at, "u2", &checked_out.hold_id)), order);
+    let paid = ordered(h.pay(at + 1, &order.order_id, true));
+    assert_eq!(ordered(h.checkout(at + 2, "u2", &checked_out.hold_id)), paid);
+    assert_eq!(h.m.records().holds_ended, 0);
+    assert!(!h.m.has_due_deadlines(i64::MAX - 1), "no drop is ever due for them");
+    // Until the end of its retention; then "not found", to reads and commands alike.
+    let gone_at = released.ended_at_ms.unwrap() + HOLD_RETENTION_MS;
+    assert_eq!(hold_read(&h, &released.hold_id, "u1", gone_at - 1), Some(released.clone()));
+    assert_eq!(hold_read(&h, &released.hold_id, "u1", gone_at), None, "a read judges retention at its time");
+    assert!(matches!(refusal(again(&mut h, gone_at)), Refusal::NotFound { .. }), "as for an unknown id");
+    let out_gone_at = T0 + 2 + HOLD_RETENTION_MS;
+    assert_eq!(ordered(h.checkout(out_gone_at - 1, "u2", &checked_out.hold_id)), paid);
+    assert!(matches!(refusal(h.checkout(out_gone_at, "u2", &checked_out.hold_id)), Refusal::NotFound { .. }));
+    let expired_gone_at = expiring.expires_at_ms + HOLD_RETENTION_MS;
+    assert_eq!(hold_read(&h, &expiring.hold_id, "u1", expired_gone_at - 1), Some(expired));
+    assert_eq!(hold_read(&h, &expiring.hold_id, "u1", expired_gone_at), None, "its window starts at its expiry");
+}
+
+#[test]
+fn a_hold_ended_earlier_in_an_entry_is_found_by_the_commands_after_it_and_a_replay_decides_the_same() {
+    let mut h = Harness::new();
+    let hold = held(h.hold_seats(T0, "u1", &["FLOOR-A-1"]));
+    let before = (h.m.clone(), h.index);
+    let release = Command::ReleaseHold { hold_id: hold.hold_id.clone(), user: user("u1") };
+    let checkout = Command::Checkout { hold_id: hold.hold_id.clone(), user: user("u1") };
+    let entry = Request {
+        time_ms: T0 + 1,
+        proposals: vec![Proposal::internal(release.clone()), Proposal::internal(checkout.clone())],
+    };
+    h.index += 1;
+    let first = h.apply_entry(&entry);
+    assert_eq!(first[1], Outcome::Refused(Refusal::HoldNotActive { status: HoldStatus::Released }));
+    // A restarted replica applies the entry again with its record on disk already: the record
+    // (stamped with this entry) does not answer for the hold, which is in memory again.
+    h.m = before.0.clone();
+    assert_eq!(h.apply_at(before.1 + 1, &entry), first);
+    assert_eq!(h.m, {
+        let mut fresh = before.0;
+        fresh.apply(before.1 + 1, &entry, &crate::cold::NoCold).unwrap();
+        fresh
+    });
+    h.m.check_invariants().unwrap();
+}
+
+#[test]
+fn an_older_state_keeps_its_ended_holds_in_memory_reads_them_the_same_and_drains_them() {
+    let mut h = Harness::new();
+    let released = held(h.hold_seats(T0, "u1", &["FLOOR-A-1"]));
+    let released = held(h.run(T0, Command::ReleaseHold { hold_id: released.hold_id, user: user("u1") }));
+    let pending = held(h.hold_general(T0, "u2", 2));
+    let order = ordered(h.checkout(T0, "u2", &pending.hold_id));
+    let views = [
+        hold_read(&h, &released.hold_id, "u1", T0 + 1).unwrap(),
+        hold_read(&h, &pending.hold_id, "u2", T0 + 1).unwrap(),
+    ];
+    assert_eq!(as_an_older_node_kept_it(&mut h), 2);
+    assert_eq!(h.m.records(), MachineRecords { holds_active: 0, holds_ended: 2, orders: 1, changes: 4 });
+    // In memory, they read and answer as they did from the cold store.
+    assert_eq!(hold_read(&h, &released.hold_id, "u1", T0 + 1).as_ref(), Some(&views[0]));
+    assert_eq!(hold_read(&h, &pending.hold_id, "u2", T0 + 1).as_ref(), Some(&views[1]));
+    assert_eq!(h.seat_status(T0 + 1, "FLOOR-A-1"), SeatStatus::Available);
+    assert_eq!(h.section(T0 + 1, "LAWN").held, 2, "the pending order's admissions, held in its hold's name");
+    assert_eq!(ordered(h.checkout(T0 + 1, "u2", &pending.hold_id)), order);
+    let release = Command::ReleaseHold { hold_id: released.hold_id.clone(), user: user("u1") };
+    assert_eq!(held(h.run(T0 + 1, release)), views[0]);
+    // A hold ending now goes to the cold store, not to the others in memory.
+    let new = held(h.hold_seats(T0 + 2, "u3", &["FLOOR-A-3"]));
+    held(h.run(T0 + 3, Command::ReleaseHold { hold_id: new.hold_id.clone(), user: user("u3") }));
+    assert_eq!(h.m.records().holds_ended, 2);
+    // The order lapses at its deadline, though its hold is in memory (as before).
+    h.run(T0 + PAYMENT_TIMEOUT_MS, Command::Expire);
+    assert_eq!(h.section(T0 + PAYMENT_TIMEOUT_MS, "LAWN").available, 5);
+    // At the end of their retention the leader's Expire drops them, as it always did.
     let gone_at = T0 + HOLD_RETENTION_MS;
-    // Just before its window ends, a released hold still reads and answers as released.
-    h.run(gone_at - 1, Command::Expire);
-    assert_eq!(hold_read(&h, &released.hold_id, "u1", gone_at - 1).map(|v| v.status), Some(HoldStatus::Released));
-    assert_eq!(holds_retained(&h.m), 2);
+    assert!(!h.m.has_due_deadlines(gone_at - 1));
     assert!(h.m.has_due_deadlines(gone_at), "a due drop is work for the leader's Expire");
     h.run(gone_at, Command::Expire);
-    assert_eq!(hold_read(&h, &released.hold_id, "u1", gone_at), None);
-    let again = h.run(gone_at, Command::ReleaseHold { hold_id: released.hold_id, user: user("u1") });
-    assert!(matches!(refusal(again), Refusal::NotFound { .. }), "as for an unknown id");
-    // An expired hold's window starts at its expiry, not when a command noticed it.
-    let expired_gone_at = expired.expires_at_ms + HOLD_RETENTION_MS;
-    assert_eq!(hold_read(&h, &expired.hold_id, "u1", gone_at).map(|v| v.status), Some(HoldStatus::Expired));
-    h.run(expired_gone_at, Command::Expire);
-    assert_eq!(hold_read(&h, &expired.hold_id, "u1", expired_gone_at), None);
+    assert_eq!(h.m.records().holds_ended, 0);
     assert_eq!(holds_retained(&h.m), 0);
+    assert_eq!(hold_read(&h, &released.hold_id, "u1", gone_at), None);
+    assert!(matches!(refusal(h.checkout(gone_at, "u2", &pending.hold_id)), Refusal::NotFound { .. }));
+    assert_eq!(hold_read(&h, &new.hold_id, "u3", gone_at).map(|v| v.status), Some(HoldStatus::Released));
     assert!(!h.m.has_due_deadlines(i64::MAX - 1));
+}
+
+#[test]
+fn an_archived_events_ended_holds_are_not_found_as_before() {
+    let mut h = Harness::new();
+    // An event that starts soon, archived within its holds' retention.
+    let starts = T0 + 600_000;
+    let patch = EventPatch { starts_at_ms: Some(starts), ..EventPatch::default() };
+    assert!(matches!(h.run(T0, Command::UpdateEvent { event_id: h.event.clone(), patch }), Outcome::Event(_)));
+    let hold = held(h.hold_seats(T0, "u1", &["FLOOR-A-1"]));
+    let hold = held(h.run(T0, Command::ReleaseHold { hold_id: hold.hold_id, user: user("u1") }));
+    assert_eq!(hold_read(&h, &hold.hold_id, "u1", starts + 1).map(|v| v.status), Some(HoldStatus::Released));
+    let out = h.run(starts + 1, Command::Archive { started_before_ms: starts + 1 });
+    assert_eq!(out, Outcome::Archived { orders: 0, events: 1 });
+    // Its record is still in the cold store, but the hold left with its event, as it did when
+    // ended holds lived in memory.
+    assert_eq!(hold_read(&h, &hold.hold_id, "u1", starts + 1), None);
+    let again = h.run(starts + 2, Command::ReleaseHold { hold_id: hold.hold_id, user: user("u1") });
+    assert!(matches!(refusal(again), Refusal::NotFound { .. }));
 }
 
 #[test]
@@ -74,16 +211,18 @@ fn orders_outlive_their_holds_and_keep_working() {
 }
 
 #[test]
-fn a_backlog_of_ended_holds_drains_a_bounded_step_per_command() {
+fn an_older_states_backlog_of_ended_holds_drains_a_bounded_step_per_command() {
     let mut h = Harness::new();
     h.checking = false; // recounting thousands of holds after each command is slow; checked below
     let backlog = 4 * HOLD_DROPS_PER_EXPIRE_MAX + 5;
-    for i in 0..backlog {
+    for _ in 0..backlog {
         let hold = held(h.hold_seats(T0, "u1", &["FLOOR-A-1"]));
         held(h.run(T0, Command::ReleaseHold { hold_id: hold.hold_id, user: user("u1") }));
-        assert_eq!(holds_retained(&h.m), i + 1);
+        assert_eq!(holds_retained(&h.m), 0, "an ended hold leaves memory at once");
     }
-    h.m.check_invariants().unwrap();
+    // A backlog is what an older node's state keeps in memory: it drains.
+    assert_eq!(as_an_older_node_kept_it(&mut h), backlog);
+    assert_eq!(holds_retained(&h.m), backlog);
     let due = T0 + HOLD_RETENTION_MS;
     // An ordinary command drops a few: a step, not the backlog.
     held(h.hold_seats(due, "u2", &["FLOOR-B-1"]));
