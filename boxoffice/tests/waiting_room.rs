@@ -128,8 +128,11 @@ async fn ten_thousand_buyers_queue_for_five_hundred_seats_on_two_api_instances()
         // Streamers among the first thousand arrivals, who join before the opening (joins are
         // replicated, a few hundred a second here): the queue moves while they wait (it stops
         // moving once the admitted buyers can take every seat left). Later ones could join after
-        // it stopped, on a loaded machine, and see no position fall.
-        let stream_this_one = i < 1_000 && i % 100 == 0;
+        // it stopped, on a loaded machine, and see no position fall. Early arrivals' places are
+        // shuffled, so a streamer may draw one in the first admitted batch and rightly see no
+        // fall either; on a loaded machine, whose streams connect late, more of them do (2 of 10
+        // saw one in a CI run beside two builds): 25 streamers leave the check below a margin.
+        let stream_this_one = i < 1_000 && i % 40 == 0;
         let (tx, rx) = tokio::sync::oneshot::channel();
         if stream_this_one {
             streams.push(rx);

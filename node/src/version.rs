@@ -5,8 +5,10 @@
 //! wire and the disk formats: a newer release adds request kinds (an older node refuses a kind it
 //! does not know and keeps the connection, [`crate::RequestKind`]), adds reply variants only for
 //! those kinds, and reads every format version the release before it wrote
-//! (`raft_store::FORMAT_VERSION_MIN`). `cluster add-node` refuses a node outside that window, and
-//! `cluster status` names every node's version.
+//! (`raft_store::FORMAT_VERSION_MIN`). A new disk format rolls out over two releases: the first
+//! reads it and goes on writing the old one, the next writes it, so that a snapshot or entry a
+//! newer node writes is one every node of the window reads. `cluster add-node` refuses a node
+//! outside that window, and `cluster status` names every node's version.
 //!
 //! The version is the package's unless the process says otherwise at start: the test build
 //! `boxoffice-next-minor` is this release with its minor number one higher, so that tests can run
