@@ -94,6 +94,8 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), ServeEr
     };
     node.bootstrap_single(shards).await?;
     node.wait_for_leaders(Duration::from_millis(STARTUP_LEADER_WAIT_MS)).await?;
+    // The disk and the hot state's counts, as a cluster's node samples them.
+    node.spawn_sampled_gauges(opts.data_dir.clone());
     let cluster = Arc::new(LocalCluster::new(node.clone()));
 
     if opts.demo && backup.is_none() {

@@ -42,17 +42,7 @@ async fn leadership_moves_by_command_and_at_shutdown_without_failed_bookings() {
 
     // The operator moves shard-0's leadership to another replica.
     let to = if leader == 1 { 2 } else { 1 };
-    let out = cli(&[
-        "cluster",
-        "transfer-leader",
-        "--node",
-        &cluster.any_node(),
-        "--group",
-        "shard-0",
-        "--to",
-        &to.to_string(),
-    ]);
-    assert!(out.contains(&format!("node {to} leads shard-0")), "{out}");
+    cluster.transfer_leader("shard-0", to);
     assert_eq!(leader_in(&status_json(&cluster), "shard-0"), Some(to));
     tokio::time::sleep(Duration::from_millis(500)).await;
 

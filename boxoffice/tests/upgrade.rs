@@ -70,17 +70,7 @@ async fn nodes_one_minor_version_apart_share_a_cluster_without_failed_bookings()
     // A newer node leads shard-0, with followers of the older version.
     let status = status_json(next_minor_exe(), &cluster.any_node());
     let to = [4, 3].into_iter().find(|n| replicas_of(&status, "shard-0").contains(n)).unwrap();
-    let out = cli(&[
-        "cluster",
-        "transfer-leader",
-        "--node",
-        &cluster.any_node(),
-        "--group",
-        "shard-0",
-        "--to",
-        &to.to_string(),
-    ]);
-    assert!(out.contains(&format!("node {to} leads shard-0")), "{out}");
+    cluster.transfer_leader("shard-0", to);
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // An older node is drained: its replicas move to the others, whatever version leads.

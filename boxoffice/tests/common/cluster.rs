@@ -211,6 +211,13 @@ impl RunningCluster {
         cli(&["cluster", "status", "--node", &self.any_node()])
     }
 
+    /// `cluster transfer-leader` of `group` to node `to`; insists that `to` leads it after.
+    pub fn transfer_leader(&self, group: &str, to: u64) {
+        let to = to.to_string();
+        let out = cli(&["cluster", "transfer-leader", "--node", &self.any_node(), "--group", group, "--to", &to]);
+        assert!(out.contains(&format!("node {to} leads {group}")), "{out}");
+    }
+
     /// Leader of a group as `cluster status` shows it.
     pub fn leader_of(&self, group: &str) -> Option<u64> {
         let status = self.status();

@@ -56,7 +56,10 @@ struct Inner {
 }
 
 struct Writer {
-    writer: IndexWriter,
+    /// `None` after a write failed and its rollback did too: the next write opens a new one.
+    /// (A rollback that fails has given up the directory lock, and tantivy panics on a second
+    /// rollback of that writer; a panic here would poison the lock and stop indexing for good.)
+    writer: Option<IndexWriter>,
     /// As of the last commit.
     checkpoints: Checkpoints,
 }
@@ -73,7 +76,7 @@ impl EmbeddedIndex {
         let writer = index.writer_with_num_threads(1, WRITER_MEMORY_BYTES)?;
         // Reloaded by `apply` right after each commit, so a write is searchable when it returns.
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        let writer = Mutex::new(Writer { writer, checkpoints });
+        let writer = Mutex::new(Writer { writer: Some(writer), checkpoints });
         Ok(Arc::new(EmbeddedIndex { inner: Arc::new(Inner { index, fields, reader, writer }) }))
     }
 
@@ -123,7 +126,11 @@ impl Inner {
         }
         let mut guard = self.writer.lock().map_err(|_| IndexError::Poisoned)?;
         let state = &mut *guard;
-        let result = self.write(&mut state.writer, &state.checkpoints, docs, checkpoints);
+        let writer = match &mut state.writer {
+            Some(writer) => writer,
+            None => state.writer.insert(self.index.writer_with_num_threads(1, WRITER_MEMORY_BYTES)?),
+        };
+        let result = self.write(writer, &state.checkpoints, docs, checkpoints);
         match result {
             Ok(committed) => {
                 state.checkpoints = committed;
@@ -131,8 +138,12 @@ impl Inner {
                 Ok(())
             }
             Err(e) => {
-                // Drop what this call staged, so a later commit cannot carry half of it.
-                state.writer.rollback()?;
+                // Drop what this call staged, so a later commit cannot carry half of it; a writer
+                // that cannot roll back is dropped whole, which discards the same.
+                if let Err(rollback) = writer.rollback() {
+                    tracing::warn!(error = %rollback, "the search index's writer could not roll back; opening a new one");
+                    state.writer = None;
+                }
                 Err(e)
             }
         }
