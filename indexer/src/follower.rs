@@ -1,6 +1,9 @@
 //! The change-feed consumer: one loop per shard follows the committed change records in
 //! log-index order from the checkpoint stored in the index, re-reads the events they name, and
-//! writes the documents with the new checkpoint.
+//! writes the documents with the new checkpoint. The shards' pages go through one committer,
+//! which writes every page waiting as one index write, at most once per `write_interval_min`: a
+//! busy cluster costs the index one commit (one fsync, one new segment) per interval, however
+//! many shards it has.
 //!
 //! Architecture invariant: a checkpoint is written only together with (or after) the documents
 //! of every record it covers, and a document carries the highest log index of the records that
@@ -14,6 +17,7 @@ use std::time::Duration;
 use futures_util::{StreamExt, TryStreamExt};
 use raft_store::{Answer, Change, ChangesPage, EventId, GroupId, Query, LIST_LIMIT_MAX};
 use seams::{Cluster, ClusterError, Consistency};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -28,13 +32,13 @@ const REREAD_PAGE_EVENTS: usize = LIST_LIMIT_MAX;
 
 #[derive(Clone, Debug)]
 pub struct FollowerConfig {
-    /// Change records per feed read, at most [`FEED_PAGE_RECORDS_MAX`]. Each page is one index
-    /// commit.
+    /// Change records per feed read, at most [`FEED_PAGE_RECORDS_MAX`].
     pub page_records_max: usize,
-    /// After a shard's page is written, its next feed read waits until this much time has passed,
-    /// so a busy shard's records arrive as one page per interval: one commit (one fsync, one new
-    /// segment) instead of one per record. A record after a quiet spell is read at once, so this
-    /// bounds the extra delay to search freshness, it does not add to every write.
+    /// Index writes start at least this far apart; the pages of every shard that arrive meanwhile
+    /// share the next one, so a busy cluster's records cost one commit (one fsync, one new
+    /// segment) per interval instead of one per shard and page. A page after a quiet spell is
+    /// written at once, so this bounds the extra delay to search freshness, it does not add to
+    /// every write.
     pub write_interval_min: Duration,
     /// How long a feed read waits for a record before it answers empty.
     pub poll_wait: Duration,
@@ -93,15 +97,70 @@ impl Drop for Follower {
 /// [`Follower`] to run it as a task that stops on drop). Failures are logged and retried with
 /// backoff: a record is never skipped.
 pub async fn follow(cluster: Arc<dyn Cluster>, index: Arc<dyn Index>, config: FollowerConfig) {
-    let shared = Shared { cluster, index, config };
-    let shards = (0..shared.cluster.shard_count()).map(|shard| follow_shard(&shared, shard));
-    futures_util::future::join_all(shards).await;
+    let shard_count = cluster.shard_count();
+    // Each shard has one page in flight at most.
+    let (pages, waiting) = mpsc::channel(shard_count.max(1) as usize);
+    let committer = commit_pages(index.clone(), config.write_interval_min, waiting);
+    let shared = Shared { cluster, index, config, pages };
+    let shards = (0..shard_count).map(|shard| follow_shard(&shared, shard));
+    futures_util::future::join(committer, futures_util::future::join_all(shards)).await;
 }
 
 struct Shared {
     cluster: Arc<dyn Cluster>,
     index: Arc<dyn Index>,
     config: FollowerConfig,
+    /// Into the committer.
+    pages: mpsc::Sender<Page>,
+}
+
+/// Documents and checkpoints on their way into the index, and where the write's outcome goes.
+struct Page {
+    docs: Vec<Document>,
+    checkpoints: Checkpoints,
+    written: oneshot::Sender<Result<(), Arc<IndexError>>>,
+}
+
+/// Writes the pages as they come, every page waiting in one index write, the writes starting at
+/// least `interval` apart (a page after a quiet spell is written at once). A failed write fails
+/// every page in it; each shard retries its own.
+async fn commit_pages(index: Arc<dyn Index>, interval: Duration, mut pages: mpsc::Receiver<Page>) {
+    let mut last_started: Option<Instant> = None;
+    while let Some(first) = pages.recv().await {
+        if let Some(last) = last_started {
+            // Pages arriving meanwhile share this write.
+            tokio::time::sleep_until(last + interval).await;
+        }
+        let mut waiting = vec![first];
+        while let Ok(more) = pages.try_recv() {
+            waiting.push(more);
+        }
+        let mut docs = Vec::new();
+        let mut checkpoints = Checkpoints::new();
+        let mut replies = Vec::with_capacity(waiting.len());
+        for page in waiting {
+            docs.extend(page.docs);
+            for (shard, through) in page.checkpoints {
+                let entry = checkpoints.entry(shard).or_insert(through);
+                *entry = (*entry).max(through);
+            }
+            replies.push(page.written);
+        }
+        let started = Instant::now();
+        last_started = Some(started);
+        let count = docs.len() as u64;
+        let pages_in = replies.len();
+        let result = index.apply(docs, checkpoints).await.map_err(Arc::new);
+        if result.is_ok() {
+            metrics::histogram!("boxoffice_indexer_apply_seconds").record(started.elapsed().as_secs_f64());
+            metrics::histogram!("boxoffice_indexer_pages_per_write").record(pages_in as f64);
+            metrics::counter!("boxoffice_indexer_documents_total").increment(count);
+        }
+        for written in replies {
+            // A shard loop that was stopped no longer waits; nothing to tell it.
+            let _ = written.send(result.clone());
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +168,9 @@ enum StepError {
     #[error(transparent)]
     Cluster(#[from] ClusterError),
     #[error(transparent)]
-    Index(#[from] IndexError),
+    Index(#[from] Arc<IndexError>),
+    #[error("the committer stopped")]
+    CommitterStopped,
     #[error("unexpected answer: {0}")]
     Unexpected(&'static str),
 }
@@ -127,14 +188,9 @@ async fn follow_shard(shared: &Shared, shard: u32) {
     };
     tracing::info!(shard, after, "following the change feed");
     backoff.reset();
-    let mut next_read = Instant::now();
     loop {
-        tokio::time::sleep_until(next_read).await;
         match step(shared, shard, after).await {
             Ok(next) => {
-                if next != after {
-                    next_read = Instant::now() + shared.config.write_interval_min;
-                }
                 after = next;
                 backoff.reset();
             }
@@ -235,13 +291,11 @@ async fn reread_shard(shared: &Shared, shard: u32) -> Result<u64, StepError> {
     }
 }
 
-async fn apply(shared: &Shared, docs: Vec<Document>, checkpoints: Checkpoints) -> Result<(), IndexError> {
-    let count = docs.len() as u64;
-    let started = Instant::now();
-    shared.index.apply(docs, checkpoints).await?;
-    metrics::histogram!("boxoffice_indexer_apply_seconds").record(started.elapsed().as_secs_f64());
-    metrics::counter!("boxoffice_indexer_documents_total").increment(count);
-    Ok(())
+/// Hands a page to the committer and waits until it is written with the pages of other shards.
+async fn apply(shared: &Shared, docs: Vec<Document>, checkpoints: Checkpoints) -> Result<(), StepError> {
+    let (written, outcome) = oneshot::channel();
+    shared.pages.send(Page { docs, checkpoints, written }).await.map_err(|_| StepError::CommitterStopped)?;
+    Ok(outcome.await.map_err(|_| StepError::CommitterStopped)??)
 }
 
 fn record_lag(shard: u32, last_index: u64, checkpoint: u64) {

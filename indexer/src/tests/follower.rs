@@ -156,3 +156,80 @@ async fn a_restarted_follower_resumes_from_the_stored_checkpoint_and_loses_nothi
     assert_eq!(index.len(), 10);
     follower.stop().await;
 }
+
+/// An embedded index that records when each write started and which shards' checkpoints it
+/// carried.
+struct Recording {
+    inner: Arc<EmbeddedIndex>,
+    writes: std::sync::Mutex<Vec<(tokio::time::Instant, Vec<u32>)>>,
+}
+
+impl SearchBackend for Recording {
+    fn search(&self, query: seams::SearchQuery) -> seams::BoxFuture<'_, Result<seams::SearchPage, seams::SearchError>> {
+        self.inner.search(query)
+    }
+}
+
+impl Index for Recording {
+    fn apply(
+        &self,
+        docs: Vec<Document>,
+        checkpoints: crate::Checkpoints,
+    ) -> seams::BoxFuture<'_, Result<(), crate::IndexError>> {
+        let shards = checkpoints.keys().copied().collect();
+        self.writes.lock().unwrap().push((tokio::time::Instant::now(), shards));
+        self.inner.apply(docs, checkpoints)
+    }
+
+    fn checkpoints(&self) -> seams::BoxFuture<'_, Result<crate::Checkpoints, crate::IndexError>> {
+        self.inner.checkpoints()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_shards_share_index_writes_that_start_an_interval_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = TestCluster::new(SHARDS);
+    // An event on every shard.
+    let mut ids: Vec<EventId> = Vec::new();
+    for i in 0.. {
+        let id = cluster.create_event(&format!("Fest{i}"), "Braga", i + 1);
+        if !ids.iter().any(|known| shard_of(known, SHARDS) == shard_of(&id, SHARDS)) {
+            ids.push(id);
+        }
+        if ids.len() == SHARDS as usize {
+            break;
+        }
+    }
+    let inner = EmbeddedIndex::open(dir.path()).unwrap();
+    let recording = Arc::new(Recording { inner: inner.clone(), writes: Default::default() });
+    let interval = Duration::from_millis(200);
+    let follower = Follower::start(
+        cluster.clone(),
+        recording.clone(),
+        FollowerConfig { write_interval_min: interval, ..config() },
+    );
+
+    // Every shard changes every 10 ms for 2 s.
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    let mut round = 0;
+    while tokio::time::Instant::now() < until {
+        for id in &ids {
+            cluster.rename(id, &format!("Fest round {round}"));
+        }
+        round += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    wait_until_current(&cluster, &inner, &ids).await;
+    follower.stop().await;
+
+    let writes = recording.writes.lock().unwrap().clone();
+    for pair in writes.windows(2) {
+        let apart = pair[1].0 - pair[0].0;
+        assert!(apart >= interval, "two index writes started {apart:?} apart, under the {interval:?} interval");
+    }
+    assert!(
+        writes.iter().any(|(_, shards)| shards.len() == SHARDS as usize),
+        "the pages of every shard shared a write at least once: {writes:?}"
+    );
+}
