@@ -152,11 +152,23 @@ struct Shared {
     counts: Counts,
     /// The first event created, read again at the end: it has been archived by then.
     first_event: Mutex<Option<String>>,
+    /// Errors by step and answer ("hold 422 sales_closed"), so that a run's errors can be told.
+    error_kinds: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl Shared {
     fn on_sale(&self) -> std::sync::MutexGuard<'_, Vec<OnSale>> {
         self.on_sale.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts an error of `step`, named by its answer (`None`: no answer came).
+    fn error(&self, step: &str, answer: Option<(u16, &Value)>) -> bool {
+        let kind = match answer {
+            Some((status, body)) => format!("{step} {status} {}", body["code"].as_str().unwrap_or("")),
+            None => format!("{step}: no answer"),
+        };
+        *self.error_kinds.lock().unwrap_or_else(|e| e.into_inner()).entry(kind.trim_end().to_owned()).or_default() += 1;
+        count(&self.counts.errors, false)
     }
 }
 
@@ -187,6 +199,8 @@ pub struct SoakOutcome {
     pub second_half_mib: (f64, f64),
     pub flat: bool,
     pub archived_event_read: bool,
+    /// Errors by step and answer, most frequent first.
+    pub errors_by_kind: Vec<(String, u64)>,
 }
 
 impl SoakOutcome {
@@ -209,6 +223,9 @@ impl SoakOutcome {
         );
         r.line("verdict", if self.flat { "flat after warm-up" } else { "NOT FLAT after warm-up" });
         r.line("first event, archived, still read", if self.archived_event_read { "yes" } else { "NO" });
+        for (kind, n) in &self.errors_by_kind {
+            r.line("  errors", format!("{n} × {kind}"));
+        }
         r
     }
 }
@@ -296,11 +313,15 @@ pub async fn run(target: Arc<Target>, cfg: &SoakConfig) -> Result<SoakOutcome, T
     let second: Vec<f64> = samples.iter().filter(|(t, _)| *t >= half).map(|(_, mib)| *mib).collect();
     let min = second.iter().copied().fold(f64::INFINITY, f64::min);
     let max = second.iter().copied().fold(0.0, f64::max);
+    let mut errors_by_kind: Vec<(String, u64)> =
+        shared.error_kinds.lock().unwrap_or_else(|e| e.into_inner()).clone().into_iter().collect();
+    errors_by_kind.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
     Ok(SoakOutcome {
         minutes: minutes.0,
         second_half_mib: (min, max),
         flat: !second.is_empty() && max <= min * (1.0 + FLAT_TOLERANCE),
         archived_event_read,
+        errors_by_kind,
     })
 }
 
@@ -343,6 +364,7 @@ async fn setup(target: Arc<Target>, cfg: &SoakConfig) -> Result<Shared, TargetEr
         on_sale: Mutex::new(Vec::new()),
         counts: Counts::default(),
         first_event: Mutex::new(None),
+        error_kinds: Mutex::new(Default::default()),
     })
 }
 
@@ -399,7 +421,8 @@ async fn buy(shared: Arc<Shared>, n: u64) -> bool {
         open[rng.gen_range(0..open.len())].id.clone()
     };
     let body = if rng.gen_bool(SEATED_SHARE) {
-        let seats: Vec<String> = (0..rng.gen_range(1..=SEATS_PER_HOLD_MAX))
+        // Distinct seats: a hold naming a seat twice is a bad request (400), not a conflict.
+        let seats: std::collections::BTreeSet<String> = (0..rng.gen_range(1..=SEATS_PER_HOLD_MAX))
             .map(|_| format!("FLOOR-R{}-{}", rng.gen_range(0..FLOOR_ROWS), rng.gen_range(1..=FLOOR_ROW_SEATS)))
             .collect();
         json!({"seats": seats})
@@ -409,15 +432,15 @@ async fn buy(shared: Arc<Shared>, n: u64) -> bool {
     let token = &shared.tokens[(n % shared.tokens.len() as u64) as usize];
     let (http, url, counts) = (&shared.target.http, &shared.target.url, &shared.counts);
     let held = http.post(format!("{url}/v1/events/{event}/holds")).bearer_auth(token).json(&body).send().await;
-    let Ok(held) = held else { return count(&counts.errors, false) };
+    let Ok(held) = held else { return shared.error("hold", None) };
     let status = held.status().as_u16();
-    let Ok(answer) = held.json::<Value>().await else { return count(&counts.errors, false) };
+    let Ok(answer) = held.json::<Value>().await else { return shared.error("hold", Some((status, &Value::Null))) };
     match status {
         201 => {
             counts.held.fetch_add(1, Ordering::Relaxed);
         }
         409 => return count(&counts.refused, true),
-        _ => return count(&counts.errors, false),
+        _ => return shared.error("hold", Some((status, &answer))),
     }
     let hold_id = answer["hold_id"].as_str().unwrap_or_default();
     let then: f64 = rng.gen();
@@ -428,12 +451,26 @@ async fn buy(shared: Arc<Shared>, n: u64) -> bool {
             .json(&json!({"payment_method": "sandbox_ok"}))
             .send()
             .await;
-        let ok = paid.is_ok_and(|r| r.status() == 201);
-        count(if ok { &counts.checkouts } else { &counts.errors }, ok)
+        match paid {
+            Ok(r) if r.status() == 201 => count(&counts.checkouts, true),
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let body = r.json::<Value>().await.unwrap_or_default();
+                shared.error("checkout", Some((status, &body)))
+            }
+            Err(_) => shared.error("checkout", None),
+        }
     } else if then < CHECKOUT_SHARE + RELEASE_SHARE {
         let released = http.delete(format!("{url}/v1/holds/{hold_id}")).bearer_auth(token).send().await;
-        let ok = released.is_ok_and(|r| r.status() == 204);
-        count(if ok { &counts.releases } else { &counts.errors }, ok)
+        match released {
+            Ok(r) if r.status() == 204 => count(&counts.releases, true),
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let body = r.json::<Value>().await.unwrap_or_default();
+                shared.error("release", Some((status, &body)))
+            }
+            Err(_) => shared.error("release", None),
+        }
     } else {
         count(&counts.left, true)
     }
