@@ -161,6 +161,25 @@ impl Shared {
         self.on_sale.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Counts a hold's follow-up `step` in `done` if it was answered `expected`, else as an error.
+    async fn follow_up(
+        &self,
+        step: &str,
+        answer: reqwest::Result<reqwest::Response>,
+        expected: u16,
+        done: &AtomicU64,
+    ) -> bool {
+        match answer {
+            Ok(r) if r.status().as_u16() == expected => count(done, true),
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let body = r.json::<Value>().await.unwrap_or_default();
+                self.error(step, Some((status, &body)))
+            }
+            Err(_) => self.error(step, None),
+        }
+    }
+
     /// Counts an error of `step`, named by its answer (`None`: no answer came).
     fn error(&self, step: &str, answer: Option<(u16, &Value)>) -> bool {
         let kind = match answer {
@@ -451,26 +470,10 @@ async fn buy(shared: Arc<Shared>, n: u64) -> bool {
             .json(&json!({"payment_method": "sandbox_ok"}))
             .send()
             .await;
-        match paid {
-            Ok(r) if r.status() == 201 => count(&counts.checkouts, true),
-            Ok(r) => {
-                let status = r.status().as_u16();
-                let body = r.json::<Value>().await.unwrap_or_default();
-                shared.error("checkout", Some((status, &body)))
-            }
-            Err(_) => shared.error("checkout", None),
-        }
+        shared.follow_up("checkout", paid, 201, &counts.checkouts).await
     } else if then < CHECKOUT_SHARE + RELEASE_SHARE {
         let released = http.delete(format!("{url}/v1/holds/{hold_id}")).bearer_auth(token).send().await;
-        match released {
-            Ok(r) if r.status() == 204 => count(&counts.releases, true),
-            Ok(r) => {
-                let status = r.status().as_u16();
-                let body = r.json::<Value>().await.unwrap_or_default();
-                shared.error("release", Some((status, &body)))
-            }
-            Err(_) => shared.error("release", None),
-        }
+        shared.follow_up("release", released, 204, &counts.releases).await
     } else {
         count(&counts.left, true)
     }
