@@ -22,7 +22,7 @@ import urllib.request
 import uuid
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
@@ -103,8 +103,12 @@ def shot(driver, name):
 
 
 def wait(driver, condition, what, timeout=WAIT_S):
+    # The client re-renders lists as they change (orders poll, seats stream): an element found a
+    # moment ago may be gone by the time it is read. That is "not yet", so look again.
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: condition(d))
+        return WebDriverWait(
+            driver, timeout, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+        ).until(lambda d: condition(d))
     except TimeoutException:
         raise AssertionError(f"[{driver.label}] timed out after {timeout} s waiting for {what}") from None
 
