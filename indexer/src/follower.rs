@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::document::Document;
 use crate::error::IndexError;
-use crate::index::{Checkpoints, Index};
+use crate::index::{merge_checkpoints, Checkpoints, Index};
 
 /// Change records one feed read asks for at most.
 pub const FEED_PAGE_RECORDS_MAX: usize = 1_000;
@@ -122,10 +122,13 @@ struct Page {
 }
 
 /// Writes the pages as they come, every page waiting in one index write, the writes starting at
-/// least `interval` apart (a page after a quiet spell is written at once). A failed write fails
-/// every page in it; each shard retries its own.
+/// least `interval` apart (a page after a quiet spell is written at once). After a round with a
+/// failed write, the next round writes each page alone: one shard's page that keeps failing (a
+/// document Elasticsearch rejects) must not hold back the others, as it would if every shared
+/// write carried it. A round without a failure brings sharing back.
 async fn commit_pages(index: Arc<dyn Index>, interval: Duration, mut pages: mpsc::Receiver<Page>) {
     let mut last_started: Option<Instant> = None;
+    let mut alone = false;
     while let Some(first) = pages.recv().await {
         if let Some(last) = last_started {
             // Pages arriving meanwhile share this write.
@@ -135,32 +138,40 @@ async fn commit_pages(index: Arc<dyn Index>, interval: Duration, mut pages: mpsc
         while let Ok(more) = pages.try_recv() {
             waiting.push(more);
         }
-        let mut docs = Vec::new();
-        let mut checkpoints = Checkpoints::new();
-        let mut replies = Vec::with_capacity(waiting.len());
-        for page in waiting {
-            docs.extend(page.docs);
-            for (shard, through) in page.checkpoints {
-                let entry = checkpoints.entry(shard).or_insert(through);
-                *entry = (*entry).max(through);
-            }
-            replies.push(page.written);
-        }
-        let started = Instant::now();
-        last_started = Some(started);
-        let count = docs.len() as u64;
-        let pages_in = replies.len();
-        let result = index.apply(docs, checkpoints).await.map_err(Arc::new);
-        if result.is_ok() {
-            metrics::histogram!("boxoffice_indexer_apply_seconds").record(started.elapsed().as_secs_f64());
-            metrics::histogram!("boxoffice_indexer_pages_per_write").record(pages_in as f64);
-            metrics::counter!("boxoffice_indexer_documents_total").increment(count);
-        }
-        for written in replies {
-            // A shard loop that was stopped no longer waits; nothing to tell it.
-            let _ = written.send(result.clone());
+        last_started = Some(Instant::now());
+        let writes = if alone { waiting.into_iter().map(|page| vec![page]).collect() } else { vec![waiting] };
+        alone = false;
+        for pages in writes {
+            alone |= !write_pages(index.as_ref(), pages).await;
         }
     }
+}
+
+/// Writes `pages` as one index write and tells each page the outcome; whether it succeeded.
+async fn write_pages(index: &dyn Index, pages: Vec<Page>) -> bool {
+    let mut docs = Vec::new();
+    let mut checkpoints = Checkpoints::new();
+    let mut replies = Vec::with_capacity(pages.len());
+    for page in pages {
+        docs.extend(page.docs);
+        merge_checkpoints(&mut checkpoints, page.checkpoints);
+        replies.push(page.written);
+    }
+    let started = Instant::now();
+    let count = docs.len() as u64;
+    let pages_in = replies.len();
+    let result = index.apply(docs, checkpoints).await.map_err(Arc::new);
+    let ok = result.is_ok();
+    if ok {
+        metrics::histogram!("boxoffice_indexer_apply_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("boxoffice_indexer_pages_per_write").record(pages_in as f64);
+        metrics::counter!("boxoffice_indexer_documents_total").increment(count);
+    }
+    for written in replies {
+        // A shard loop that was stopped no longer waits; nothing to tell it.
+        let _ = written.send(result.clone());
+    }
+    ok
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -11,6 +11,14 @@ use crate::error::IndexError;
 /// Shard → the shard log index through which every change record has been applied.
 pub type Checkpoints = BTreeMap<u32, u64>;
 
+/// Adds `newer` to `into`; a checkpoint never moves backwards.
+pub fn merge_checkpoints(into: &mut Checkpoints, newer: Checkpoints) {
+    for (shard, through) in newer {
+        let entry = into.entry(shard).or_insert(through);
+        *entry = (*entry).max(through);
+    }
+}
+
 pub trait Index: SearchBackend {
     /// Stores `docs` and then `checkpoints`.
     ///

@@ -23,7 +23,7 @@ use tantivy::{DocSet, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyD
 
 use crate::document::Document;
 use crate::error::IndexError;
-use crate::index::{Checkpoints, Index};
+use crate::index::{merge_checkpoints, Checkpoints, Index};
 use crate::plan::Plan;
 use crate::text::{analyzer, ANALYZER};
 use collector::{RankCollector, Ranked};
@@ -169,10 +169,7 @@ impl Inner {
             writer.add_document(self.fields.to_tantivy(&doc)?)?;
         }
         let mut merged = current.clone();
-        for (shard, index) in checkpoints {
-            let entry = merged.entry(shard).or_insert(index);
-            *entry = (*entry).max(index);
-        }
+        merge_checkpoints(&mut merged, checkpoints);
         let payload = Payload { format: PAYLOAD_FORMAT, checkpoints: merged };
         let json =
             serde_json::to_string(&payload).map_err(|e| IndexError::Corrupt(format!("encoding checkpoints: {e}")))?;

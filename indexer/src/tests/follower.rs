@@ -157,11 +157,35 @@ async fn a_restarted_follower_resumes_from_the_stored_checkpoint_and_loses_nothi
     follower.stop().await;
 }
 
+/// Events named `{name}0`, `{name}1`, … until every shard has one; one per shard, shard order
+/// aside.
+fn one_event_per_shard(cluster: &TestCluster, name: &str, city: &str) -> Vec<EventId> {
+    let mut ids: Vec<EventId> = Vec::new();
+    for i in 0.. {
+        let id = cluster.create_event(&format!("{name}{i}"), city, i + 1);
+        if !ids.iter().any(|known| shard_of(known, SHARDS) == shard_of(&id, SHARDS)) {
+            ids.push(id);
+        }
+        if ids.len() == SHARDS as usize {
+            break;
+        }
+    }
+    ids
+}
+
 /// An embedded index that records when each write started and which shards' checkpoints it
-/// carried.
+/// carried, and refuses every write carrying a document of `poison`, as Elasticsearch refuses a
+/// document its mapping cannot take.
 struct Recording {
     inner: Arc<EmbeddedIndex>,
+    poison: Option<EventId>,
     writes: std::sync::Mutex<Vec<(tokio::time::Instant, Vec<u32>)>>,
+}
+
+impl Recording {
+    fn new(inner: &Arc<EmbeddedIndex>, poison: Option<EventId>) -> Arc<Recording> {
+        Arc::new(Recording { inner: inner.clone(), poison, writes: Default::default() })
+    }
 }
 
 impl SearchBackend for Recording {
@@ -178,6 +202,10 @@ impl Index for Recording {
     ) -> seams::BoxFuture<'_, Result<(), crate::IndexError>> {
         let shards = checkpoints.keys().copied().collect();
         self.writes.lock().unwrap().push((tokio::time::Instant::now(), shards));
+        if docs.iter().any(|d| Some(&d.event_id) == self.poison.as_ref()) {
+            let refused = crate::IndexError::Rejected { status: 400, detail: "mapper_parsing_exception".into() };
+            return Box::pin(async move { Err(refused) });
+        }
         self.inner.apply(docs, checkpoints)
     }
 
@@ -191,18 +219,9 @@ async fn busy_shards_share_index_writes_that_start_an_interval_apart() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = TestCluster::new(SHARDS);
     // An event on every shard.
-    let mut ids: Vec<EventId> = Vec::new();
-    for i in 0.. {
-        let id = cluster.create_event(&format!("Fest{i}"), "Braga", i + 1);
-        if !ids.iter().any(|known| shard_of(known, SHARDS) == shard_of(&id, SHARDS)) {
-            ids.push(id);
-        }
-        if ids.len() == SHARDS as usize {
-            break;
-        }
-    }
+    let ids = one_event_per_shard(&cluster, "Fest", "Braga");
     let inner = EmbeddedIndex::open(dir.path()).unwrap();
-    let recording = Arc::new(Recording { inner: inner.clone(), writes: Default::default() });
+    let recording = Recording::new(&inner, None);
     let interval = Duration::from_millis(200);
     let follower = Follower::start(
         cluster.clone(),
@@ -232,4 +251,25 @@ async fn busy_shards_share_index_writes_that_start_an_interval_apart() {
         writes.iter().any(|(_, shards)| shards.len() == SHARDS as usize),
         "the pages of every shard shared a write at least once: {writes:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_keeps_failing_does_not_hold_back_the_other_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = TestCluster::new(SHARDS);
+    let ids = one_event_per_shard(&cluster, "Feira", "Evora");
+    let inner = EmbeddedIndex::open(dir.path()).unwrap();
+    let poison = ids[0].clone();
+    let refusing = Recording::new(&inner, Some(poison.clone()));
+    // The refused shard retries well within the interval, so it has a page waiting at every write.
+    let config = FollowerConfig { write_interval_min: Duration::from_millis(200), ..config() };
+    let follower = Follower::start(cluster.clone(), refusing, config);
+
+    wait_until_current(&cluster, &inner, &ids[1..]).await;
+    for id in &ids[1..] {
+        cluster.rename(id, "Renamed while one shard fails");
+    }
+    wait_until_current(&cluster, &inner, &ids[1..]).await;
+    assert!(indexed(&inner, &poison, "Feira0").await.is_none(), "the refused event never reached the index");
+    follower.stop().await;
 }
