@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api::{ApiState, Payments};
-use raft_store::SledKv;
+use raft_store::{SegmentKv, SledKv};
 use seams::MetricsRender;
 
 use node::now_ms;
@@ -71,6 +71,7 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), ServeEr
     std::fs::create_dir_all(&opts.data_dir).map_err(ServeError::data_dir(&opts.data_dir))?;
     let keys = dev_keys(&opts.data_dir, &opts.tokens)?;
     let kv = SledKv::open(&opts.data_dir.join("db"), opts.cache_bytes)?;
+    let log_kv = SegmentKv::open(&opts.data_dir.join("raft-log"))?;
     let listener = bind_public(opts.addr)?;
     let addr = listener.local_addr().map_err(ServeError::listen(opts.addr))?;
 
@@ -78,6 +79,7 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), ServeEr
         node_id: 1,
         advertise_addr: addr.to_string(),
         kv,
+        log_kv,
         client: Arc::new(NoPeers),
         tuning: RaftTuning { archive_after_ms: opts.archive_after_ms, ..RaftTuning::default() },
         // One node, one clock: nothing to allow for.

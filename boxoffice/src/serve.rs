@@ -9,7 +9,7 @@ use api::{ApiConfig, ApiState, Payments};
 
 use crate::access::Access;
 use crate::error::ServeError;
-use raft_store::{NodeId, SledKv};
+use raft_store::{NodeId, SegmentKv, SledKv};
 use seams::MetricsRender;
 
 use crate::http::internal_routes;
@@ -45,6 +45,7 @@ pub async fn run_node(opts: NodeOptions, metrics: MetricsRender) -> Result<(), S
     let bound = listener.local_addr().map_err(ServeError::listen(opts.listen))?;
     let advertise = opts.advertise.clone().unwrap_or_else(|| bound.to_string());
     let kv = SledKv::open(&opts.data_dir.join("db"), opts.cache_bytes)?;
+    let log_kv = SegmentKv::open(&opts.data_dir.join("raft-log"))?;
     let client = Arc::new(RpcNodeClient::new(&opts.access.credential, &opts.access.secret)?);
     let mut port = opts.port.clone();
     fit_port_to_fd_limit(&mut port);
@@ -54,6 +55,7 @@ pub async fn run_node(opts: NodeOptions, metrics: MetricsRender) -> Result<(), S
         node_id: opts.node_id,
         advertise_addr: advertise.clone(),
         kv,
+        log_kv,
         client,
         tuning: opts.tuning.clone(),
         clock: node::Clock::new(opts.max_clock_offset_ms),

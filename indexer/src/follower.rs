@@ -53,7 +53,7 @@ impl Default for FollowerConfig {
     fn default() -> Self {
         FollowerConfig {
             page_records_max: FEED_PAGE_RECORDS_MAX,
-            write_interval_min: Duration::from_secs(1),
+            write_interval_min: Duration::from_millis(500),
             poll_wait: Duration::from_secs(5),
             reads_in_flight_max: 16,
             retry_delay_min: Duration::from_millis(100),

@@ -11,10 +11,12 @@ use raft_store::{GroupId, MemKv};
 /// and the leader saw its follower's log go backwards.
 #[tokio::test]
 async fn raft_traffic_for_a_group_not_hosted_does_not_start_it() {
+    let kv = MemKv::new();
     let setup = NodeSetup {
         node_id: 1,
         advertise_addr: "127.0.0.1:1".into(),
-        kv: MemKv::new(),
+        kv: kv.clone(),
+        log_kv: kv,
         client: Arc::new(NoPeers),
         tuning: RaftTuning::default(),
         clock: node::Clock::default(),

@@ -13,6 +13,9 @@ pub const PURGED: u8 = 0x04;
 pub const SNAPSHOT: u8 = 0x05;
 /// The generation of the group's cold tree in use: a single key (absent: generation 0).
 pub const COLD_GENERATION: u8 = 0x06;
+/// Present while the node hosts the group: written (and flushed) before the group first opens, so
+/// a node finds its groups in the state machines' store whatever the log's store holds.
+pub const HOSTED: u8 = 0x07;
 
 /// The node tree's key for what the node was created as (id, shard count).
 pub const NODE_IDENTITY: u8 = 0x10;

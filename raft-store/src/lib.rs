@@ -42,12 +42,12 @@ pub use ids::*;
 /// The key of a group's tree that holds its snapshot record (tests damage it).
 pub use keys::SNAPSHOT as SNAPSHOT_KEY;
 pub use keys::{group_tree, parse_group_tree, NODE_IDENTITY, NODE_TREE};
-#[cfg(not(madsim))]
-pub use kv::SledKv;
 pub use kv::{flushed, Batch, FlushStats, Kv, KvError, KvResult, KvTree, MemKv};
+#[cfg(not(madsim))]
+pub use kv::{SegmentKv, SegmentLimits, SledKv};
 pub use layout::{Layout, Move, NodeRecord, NodeStatus, META_VOTERS_MAX, REPLICATION_MAX, SHARDS_MAX};
 pub use limits::*;
-pub use log_store::LogStore;
+pub use log_store::{move_logs, LogStore};
 pub use machine::{EntryApplied, InvariantViolation, Machine, MachineRecords};
 pub use model::*;
 pub use raft_types::*;

@@ -64,6 +64,16 @@ impl LogStore {
         (log_key(0).to_vec(), keys::LOG_END.to_vec())
     }
 
+    /// Whether the log holds neither entries nor a vote (a group's first state may be seeded).
+    pub fn is_empty(&self) -> Result<bool, StorageError> {
+        let entries = self
+            .tree
+            .scan(&log_key(0), &keys::LOG_END, 1)
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        let vote = self.tree.get(&[keys::VOTE]).map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Read, e))?;
+        Ok(entries.is_empty() && vote.is_none())
+    }
+
     fn read_value<T: serde::de::DeserializeOwned>(
         &self,
         key: u8,
@@ -177,6 +187,67 @@ impl LogStore {
             None => Ok(None),
         }
     }
+}
+
+/// Moves every group's log records (entries, vote, commit and purge points) out of `from`, where
+/// a node kept them in its group trees before logs had their own store, into the same trees of
+/// `to`; they are durable there before any is deleted from `from`. Safe to run again after a
+/// crash part way (it runs before any group starts, so copying again rewrites the same values).
+/// Returns how many records moved.
+pub async fn move_logs(from: &dyn Kv, to: &dyn Kv) -> Result<u64, crate::kv::KvError> {
+    let singles = [keys::VOTE, keys::COMMITTED, keys::PURGED];
+    let ranges: Vec<(Vec<u8>, Vec<u8>)> = std::iter::once((log_key(0).to_vec(), keys::LOG_END.to_vec()))
+        .chain(singles.iter().map(|&k| (vec![k], vec![k + 1])))
+        .collect();
+    let mut moved = Vec::new();
+    for name in from.tree_names()? {
+        if keys::parse_group_tree(&name).is_none() {
+            continue;
+        }
+        let (source, target) = (from.tree(&name)?, to.tree(&name)?);
+        let mut count = 0u64;
+        for (start, end) in &ranges {
+            let mut cursor = start.clone();
+            loop {
+                let page = source.scan(&cursor, end, DELETE_BATCH_KEYS)?;
+                let Some((last, _)) = page.last() else { break };
+                cursor = last.iter().copied().chain([0]).collect();
+                count += page.len() as u64;
+                let mut batch = Batch::default();
+                for (k, v) in page {
+                    batch.put(k, v);
+                }
+                target.write(batch)?;
+            }
+        }
+        if count > 0 {
+            moved.push((name, source, count));
+        }
+    }
+    if moved.is_empty() {
+        return Ok(0);
+    }
+    flushed(to).await?;
+    let mut total = 0;
+    for (name, source, count) in moved {
+        for (start, end) in &ranges {
+            loop {
+                let page = source.scan(start, end, DELETE_BATCH_KEYS)?;
+                if page.is_empty() {
+                    break;
+                }
+                let mut batch = Batch::default();
+                for (k, _) in page {
+                    batch.delete(k);
+                }
+                source.write(batch)?;
+            }
+        }
+        tracing::info!(tree = %name, records = count, "moved a group's log to the log store");
+        total += count;
+    }
+    flushed(from).await?;
+    Ok(total)
 }
 
 /// The planted `DiscardCorruptTail`: a damaged last record is dropped as if it were torn.

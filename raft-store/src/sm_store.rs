@@ -220,6 +220,17 @@ impl StateMachineStore {
         Ok(())
     }
 
+    /// Marks the group's tree as hosted here (see `keys::HOSTED`), durably, unless it is already.
+    pub async fn mark_hosted(kv: &dyn Kv, tree: &dyn KvTree) -> Result<(), StorageError> {
+        if tree.get(&[keys::HOSTED]).map_err(|e| sm_err(ErrorVerb::Read, e))?.is_some() {
+            return Ok(());
+        }
+        let mut batch = Batch::default();
+        batch.put(vec![keys::HOSTED], vec![1]);
+        tree.write(batch).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        flushed(kv).await.map_err(|e| sm_err(ErrorVerb::Write, e))
+    }
+
     pub fn state(&self) -> Arc<GroupState> {
         self.state.clone()
     }

@@ -1,5 +1,6 @@
-//! The log and state machine stores against openraft's own storage suite, on both backends, and
-//! recovery from snapshot plus log after a restart on sled.
+//! The log and state machine stores against openraft's own storage suite, on the memory twin and
+//! on production's pair (the log in segment files, the state machine on sled), and recovery from
+//! snapshot plus log after a restart on that pair.
 #![cfg(not(madsim))]
 #![allow(clippy::result_large_err)]
 
@@ -12,27 +13,36 @@ use raft_store::*;
 
 const GROUP: GroupId = GroupId(1);
 
-fn stores(kv: Arc<dyn Kv>) -> Result<(LogStore, StateMachineStore), StorageError> {
-    let tree = kv.tree(&group_tree(GROUP)).map_err(|e| openraft::StorageIOError::write(&e))?;
-    Ok((LogStore::new(kv.clone(), tree.clone()), StateMachineStore::open(kv, tree, GROUP, 1)?))
+fn stores(log_kv: Arc<dyn Kv>, kv: Arc<dyn Kv>) -> Result<(LogStore, StateMachineStore), StorageError> {
+    let err = |e: KvError| openraft::StorageIOError::write(&e);
+    let log_tree = log_kv.tree(&group_tree(GROUP)).map_err(err)?;
+    let tree = kv.tree(&group_tree(GROUP)).map_err(err)?;
+    Ok((LogStore::new(log_kv, log_tree), StateMachineStore::open(kv, tree, GROUP, 1)?))
+}
+
+/// Production's pair: the log in segment files under `dir/log`, the state machine in sled
+/// under `dir/db`.
+fn open_pair(dir: &std::path::Path) -> Result<(Arc<SegmentKv>, Arc<SledKv>), KvError> {
+    Ok((SegmentKv::open(&dir.join("log"))?, SledKv::open(&dir.join("db"), 8 << 20)?))
 }
 
 struct MemBuilder;
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, ()> for MemBuilder {
     async fn build(&self) -> Result<((), LogStore, StateMachineStore), StorageError> {
-        let (log, sm) = stores(MemKv::new())?;
+        let kv = MemKv::new();
+        let (log, sm) = stores(kv.clone(), kv)?;
         Ok(((), log, sm))
     }
 }
 
-struct SledBuilder;
+struct DiskBuilder;
 
-impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for SledBuilder {
+impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for DiskBuilder {
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let kv = SledKv::open(dir.path(), 8 << 20).map_err(|e| openraft::StorageIOError::write(&e))?;
-        let (log, sm) = stores(kv)?;
+        let (log_kv, kv) = open_pair(dir.path()).map_err(|e| openraft::StorageIOError::write(&e))?;
+        let (log, sm) = stores(log_kv, kv)?;
         Ok((dir, log, sm))
     }
 }
@@ -43,8 +53,8 @@ fn openraft_storage_suite_passes_on_the_memory_twin() {
 }
 
 #[test]
-fn openraft_storage_suite_passes_on_sled() {
-    Suite::test_all(SledBuilder).expect("suite");
+fn openraft_storage_suite_passes_on_segments_and_sled() {
+    Suite::test_all(DiskBuilder).expect("suite");
 }
 
 fn request(time_ms: i64, command: Command) -> Request {
@@ -78,14 +88,14 @@ async fn append(log: &mut LogStore, entries: Vec<Entry<TypeConfig>>) {
 }
 
 #[tokio::test]
-async fn restart_recovers_vote_log_and_snapshot_from_sled() {
+async fn restart_recovers_vote_log_and_snapshot_from_segments_and_sled() {
     let dir = tempfile::tempdir().expect("temp dir");
     // The meta group: venues are the simplest commands to count after recovery.
     let meta_tree = group_tree(GroupId::META);
     {
-        let kv = SledKv::open(dir.path(), 8 << 20).expect("open");
+        let (log_kv, kv) = open_pair(dir.path()).expect("open");
         let tree = kv.tree(&meta_tree).expect("tree");
-        let mut log = LogStore::new(kv.clone(), tree.clone());
+        let mut log = LogStore::new(log_kv.clone(), log_kv.tree(&meta_tree).expect("log tree"));
         let mut sm = StateMachineStore::open(kv.clone(), tree, GroupId::META, 1).expect("sm");
         log.save_vote(&openraft::Vote::new_committed(1, 1)).await.expect("vote");
         let entries: Vec<_> = (1..=10).map(|i| entry(i, request(i as i64, Command::CreateVenue(venue(i))))).collect();
@@ -97,9 +107,9 @@ async fn restart_recovers_vote_log_and_snapshot_from_sled() {
         log.purge(snapshot.meta.last_log_id.expect("id")).await.expect("purge");
         sm.apply(entries[6..].to_vec()).await.expect("apply");
     }
-    let kv = SledKv::open(dir.path(), 8 << 20).expect("reopen");
+    let (log_kv, kv) = open_pair(dir.path()).expect("reopen");
     let tree = kv.tree(&meta_tree).expect("tree");
-    let mut log = LogStore::new(kv.clone(), tree.clone());
+    let mut log = LogStore::new(log_kv.clone(), log_kv.tree(&meta_tree).expect("log tree"));
     let mut sm = StateMachineStore::open(kv, tree, GroupId::META, 1).expect("sm");
     assert_eq!(log.read_vote().await.expect("vote"), Some(openraft::Vote::new_committed(1, 1)));
     let state = log.get_log_state().await.expect("log state");
@@ -121,9 +131,14 @@ async fn restart_recovers_vote_log_and_snapshot_from_sled() {
 /// Flushes call back in the order they were requested, whatever thread asks: openraft counts on
 /// it (the simulation found what a late callback of a truncated append does when they do not).
 #[test]
-fn sled_flush_callbacks_arrive_in_request_order() {
+fn flush_callbacks_arrive_in_request_order_on_sled_and_segments() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let kv = SledKv::open(dir.path(), 8 << 20).expect("open");
+    let (segments, sled) = open_pair(dir.path()).expect("open");
+    flush_callbacks_arrive_in_request_order(sled);
+    flush_callbacks_arrive_in_request_order(segments);
+}
+
+fn flush_callbacks_arrive_in_request_order(kv: Arc<dyn Kv>) {
     let tree = kv.tree("t").expect("tree");
     let order = Arc::new(std::sync::Mutex::new(Vec::new()));
     let (tx, rx) = std::sync::mpsc::channel();
@@ -144,4 +159,39 @@ fn sled_flush_callbacks_arrive_in_request_order() {
     let order = order.lock().expect("lock").clone();
     assert_eq!(order, (0..500).collect::<Vec<_>>());
     assert!(kv.flush_stats().flushes < 500, "flushes were batched: {:?}", kv.flush_stats());
+}
+
+/// A node from before logs had their own store kept each group's log in its sled tree beside the
+/// state machine: `move_logs` carries vote, entries and purge point over, and leaves the state.
+#[tokio::test]
+async fn logs_kept_in_sled_move_to_the_segment_files() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let meta_tree = group_tree(GroupId::META);
+    {
+        let kv = SledKv::open(&dir.path().join("db"), 8 << 20).expect("open");
+        let tree = kv.tree(&meta_tree).expect("tree");
+        let mut log = LogStore::new(kv.clone(), tree.clone());
+        let mut sm = StateMachineStore::open(kv.clone(), tree, GroupId::META, 1).expect("sm");
+        log.save_vote(&openraft::Vote::new_committed(2, 1)).await.expect("vote");
+        let entries: Vec<_> = (1..=10).map(|i| entry(i, request(i as i64, Command::CreateVenue(venue(i))))).collect();
+        append(&mut log, entries.clone()).await;
+        sm.apply(entries[..4].to_vec()).await.expect("apply");
+        let snapshot = sm.get_snapshot_builder().await.build_snapshot().await.expect("snapshot");
+        log.purge(snapshot.meta.last_log_id.expect("id")).await.expect("purge");
+    }
+    let (log_kv, kv) = open_pair(dir.path()).expect("open");
+    assert_eq!(move_logs(kv.as_ref(), log_kv.as_ref()).await.expect("move"), 8, "6 entries, vote, purge point");
+    assert_eq!(move_logs(kv.as_ref(), log_kv.as_ref()).await.expect("again"), 0, "nothing left to move");
+    drop((log_kv, kv));
+    let (log_kv, kv) = open_pair(dir.path()).expect("reopen");
+    let tree = kv.tree(&meta_tree).expect("tree");
+    assert!(tree.scan(&[0x01], &[0x05], 10).expect("scan").is_empty(), "no log records left in sled");
+    let mut log = LogStore::new(log_kv.clone(), log_kv.tree(&meta_tree).expect("log tree"));
+    assert_eq!(log.read_vote().await.expect("vote"), Some(openraft::Vote::new_committed(2, 1)));
+    let state = log.get_log_state().await.expect("log state");
+    assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(4));
+    assert_eq!(state.last_log_id.map(|l| l.index), Some(10));
+    assert_eq!(log.try_get_log_entries(5..=10).await.expect("entries").len(), 6);
+    let mut sm = StateMachineStore::open(kv, tree, GroupId::META, 1).expect("sm");
+    assert_eq!(sm.applied_state().await.expect("applied").0.map(|l| l.index), Some(4), "the snapshot stayed");
 }

@@ -43,6 +43,14 @@ fn tuning() -> RaftTuning {
 
 type Registry<T> = Arc<Mutex<BTreeMap<NodeId, T>>>;
 
+/// A node's two stores, as in production: the Raft logs' and the state machines' (each with its
+/// own flushes, so a crash can keep a state write whose log append it loses, and the reverse).
+#[derive(Clone)]
+struct Disks {
+    log: Arc<MemKv>,
+    state: Arc<MemKv>,
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -74,7 +82,7 @@ pub struct SimCluster {
     handle: Handle,
     pub nodes: BTreeMap<NodeId, SimNode>,
     /// Each node's store; replaced by what survives when the node crashes.
-    storage: Registry<Arc<MemKv>>,
+    storage: Registry<Disks>,
     /// The running `Node` of each live node, for inspecting state.
     live: Registry<Arc<Node>>,
     /// Why a node's last start failed, until it is restarted.
@@ -102,7 +110,9 @@ impl SimCluster {
 
     /// Starts a node process (empty store), not yet part of any cluster.
     pub fn add_node(&mut self, id: NodeId) {
-        lock(&self.storage).insert(id, MemKv::with_flush_delay(self.flush_delay.0, self.flush_delay.1));
+        let (min, max) = self.flush_delay;
+        lock(&self.storage)
+            .insert(id, Disks { log: MemKv::with_flush_delay(min, max), state: MemKv::with_flush_delay(min, max) });
         let (storage, live, clock) = (self.storage.clone(), self.live.clone(), Clock::new(CLOCK_OFFSET_MAX_MS));
         let refused = self.refused.clone();
         let boot_clock = clock.clone();
@@ -115,11 +125,12 @@ impl SimCluster {
                 let (storage, live, clock) = (storage.clone(), live.clone(), boot_clock.clone());
                 let refused = refused.clone();
                 async move {
-                    let kv = lock(&storage).get(&id).cloned().expect("a store for every node");
+                    let disks = lock(&storage).get(&id).cloned().expect("stores for every node");
                     let setup = NodeSetup {
                         node_id: id,
                         advertise_addr: node_addr(id),
-                        kv,
+                        kv: disks.state,
+                        log_kv: disks.log,
                         client: Arc::new(SimClient),
                         tuning: tuning(),
                         clock,
@@ -169,7 +180,7 @@ impl SimCluster {
             let log_append = |tree: &str, key: &[u8]| {
                 raft_store::parse_group_tree(tree).is_some() && from.as_slice() <= key && key < to.as_slice()
             };
-            let (survivor, loss) = storage[&id].crash_torn(&mut madsim::rand::thread_rng(), &log_append);
+            let (survivor, loss) = storage[&id].log.crash_torn(&mut madsim::rand::thread_rng(), &log_append);
             if let Some(t) = loss.torn {
                 let text = format!(
                     "node {id}: {} of {} unflushed writes kept, then {} log key {:02x?} torn at {} of {} bytes",
@@ -180,12 +191,13 @@ impl SimCluster {
             }
             survivor
         } else {
-            storage[&id].crash()
+            storage[&id].log.crash()
         };
         if damage.rot {
             notes.extend(rot_newest_log_record(id, &survivor, torn_tree.as_deref()));
         }
-        storage.insert(id, survivor);
+        let state = storage[&id].state.crash();
+        storage.insert(id, Disks { log: survivor, state });
         notes
     }
 
@@ -225,13 +237,14 @@ impl SimCluster {
 
     /// Puts back every value rot changed on the node's disk; returns how many.
     pub fn repair(&self, id: NodeId) -> usize {
-        lock(&self.storage).get(&id).map_or(0, |kv| kv.repair())
+        lock(&self.storage).get(&id).map_or(0, |disks| disks.log.repair() + disks.state.repair())
     }
 
     /// Makes the node's disk fail its next flush and every one after, until the node crashes.
     pub fn fail_flushes(&self, id: NodeId) {
-        if let Some(kv) = lock(&self.storage).get(&id) {
-            kv.fail_flushes();
+        if let Some(disks) = lock(&self.storage).get(&id) {
+            disks.log.fail_flushes();
+            disks.state.fail_flushes();
         }
     }
 

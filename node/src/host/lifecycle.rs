@@ -31,6 +31,12 @@ const STORAGE_CHECK_MS: u64 = 250;
 impl Node {
     /// Opens the node's database and starts every group found on it.
     pub async fn start(setup: NodeSetup) -> Result<Arc<Node>, NodeError> {
+        if !std::ptr::addr_eq(Arc::as_ptr(&setup.kv), Arc::as_ptr(&setup.log_kv)) {
+            let moved = raft_store::move_logs(setup.kv.as_ref(), setup.log_kv.as_ref()).await?;
+            if moved > 0 {
+                tracing::info!(node = setup.node_id, records = moved, "Raft logs moved out of the database");
+            }
+        }
         let identity = IdentityStore::load(setup.kv.clone(), setup.node_id).await?;
         let config = setup.tuning.raft_config()?;
         // Before it stopped, this node may have acknowledged a heartbeat that a leader now counts
@@ -44,6 +50,7 @@ impl Node {
             id: setup.node_id,
             advertise_addr: setup.advertise_addr,
             kv: setup.kv,
+            log_kv: setup.log_kv,
             client: setup.client,
             config,
             archive_after_ms: setup.tuning.archive_after_ms,
@@ -59,6 +66,7 @@ impl Node {
             disk: Mutex::default(),
         });
         node.open_stored_groups().await?;
+        node.drop_orphaned_logs().await?;
         node.spawn(telemetry_duty(Arc::downgrade(&node)));
         tracing::info!(node = node.id, shards = ?node.shard_count(), groups = node.group_ids().len(), "node started");
         Ok(node)
@@ -89,6 +97,27 @@ impl Node {
         Ok(())
     }
 
+    /// Drops the logs of groups this node no longer hosts: a crash between the two halves of
+    /// `drop_group` (state first, then log) leaves one behind.
+    async fn drop_orphaned_logs(&self) -> Result<(), NodeError> {
+        if std::ptr::addr_eq(Arc::as_ptr(&self.kv), Arc::as_ptr(&self.log_kv)) {
+            return Ok(());
+        }
+        let hosted: Vec<String> = self.kv.tree_names()?;
+        let mut dropped = false;
+        for name in self.log_kv.tree_names()? {
+            if raft_store::parse_group_tree(&name).is_some() && !hosted.contains(&name) {
+                tracing::info!(node = self.id, tree = %name, "dropping the log of a group no longer hosted here");
+                self.log_kv.drop_tree(&name)?;
+                dropped = true;
+            }
+        }
+        if dropped {
+            raft_store::flushed(self.log_kv.as_ref()).await?;
+        }
+        Ok(())
+    }
+
     /// The groups whose copy here did not open, and why.
     pub fn damaged_groups(&self) -> BTreeMap<GroupId, String> {
         self.damaged.read().map(|d| d.clone()).unwrap_or_default()
@@ -99,7 +128,7 @@ impl Node {
     /// supervisor restart it (a restart finds what was durable).
     pub async fn storage_failure(&self) -> String {
         loop {
-            if let Some(e) = self.kv.failure() {
+            if let Some(e) = self.kv.failure().or_else(|| self.log_kv.failure()) {
                 return e;
             }
             tokio::time::sleep(Duration::from_millis(STORAGE_CHECK_MS)).await;
@@ -161,6 +190,10 @@ impl Node {
         if self.group(id).is_some() {
             return Err(TransferError::Occupied { group: id }.into());
         }
+        let log = LogStore::new(self.log_kv.clone(), self.log_kv.tree(&raft_store::group_tree(id))?);
+        if !log.is_empty()? {
+            return Err(TransferError::Occupied { group: id }.into());
+        }
         let tree = self.kv.tree(&raft_store::group_tree(id))?;
         StateMachineStore::seed(self.kv.as_ref(), tree.as_ref(), cold, snapshot).await?;
         let group = self.open_group(id, shard_count).await?;
@@ -170,7 +203,8 @@ impl Node {
 
     async fn open_group(self: &Arc<Self>, id: GroupId, shard_count: u32) -> Result<Arc<Group>, ProposeError> {
         let tree = self.kv.tree(&raft_store::group_tree(id))?;
-        let log = LogStore::new(self.kv.clone(), tree.clone());
+        StateMachineStore::mark_hosted(self.kv.as_ref(), tree.as_ref()).await?;
+        let log = LogStore::new(self.log_kv.clone(), self.log_kv.tree(&raft_store::group_tree(id))?);
         let sm = StateMachineStore::open(self.kv.clone(), tree, id, shard_count)?;
         let state = sm.state();
         let network = NetworkFactory::new(id, self.client.clone());
@@ -234,9 +268,13 @@ impl Node {
             group.raft.shutdown().await.map_err(ProposeError::Shutdown)?;
         }
         if group.is_some() || damaged {
+            // The state first (with its `HOSTED` mark): a crash in between leaves a log the next
+            // start drops (`drop_orphaned_logs`), never a group that opens half dropped.
             self.kv.drop_tree(&raft_store::group_tree(id))?;
             raft_store::ColdStore::drop_all(self.kv.as_ref(), id)?;
             raft_store::flushed(self.kv.as_ref()).await?;
+            self.log_kv.drop_tree(&raft_store::group_tree(id))?;
+            raft_store::flushed(self.log_kv.as_ref()).await?;
             tracing::info!(node = self.id, group = %id, damaged, "group dropped");
         }
         Ok(())

@@ -81,6 +81,7 @@ pub struct Node {
     id: NodeId,
     advertise_addr: String,
     kv: Arc<dyn Kv>,
+    log_kv: Arc<dyn Kv>,
     client: Arc<dyn NodeClient>,
     config: Arc<openraft::Config>,
     /// See [`RaftTuning::archive_after_ms`].

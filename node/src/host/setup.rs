@@ -60,7 +60,11 @@ pub struct NodeSetup {
     pub node_id: NodeId,
     /// The address other nodes reach this one at.
     pub advertise_addr: String,
+    /// The state machines' store (snapshots, cold records, the node's identity).
     pub kv: Arc<dyn Kv>,
+    /// The Raft logs' store: production's segment files, or `kv` itself (tests, the simulation).
+    /// Logs a node kept in `kv` before are moved here at start (`raft_store::move_logs`).
+    pub log_kv: Arc<dyn Kv>,
     pub client: Arc<dyn NodeClient>,
     pub tuning: RaftTuning,
     pub clock: Clock,

@@ -1,5 +1,6 @@
-//! Durable key-value storage behind a trait: sled in production, an in-memory twin with crash
-//! semantics for tests and the simulation (sled starts OS threads, which madsim forbids).
+//! Durable key-value storage behind a trait: in production sled for the state machines and
+//! append-only segment files for the Raft logs; an in-memory twin with crash semantics for tests
+//! and the simulation (both start OS threads, which madsim forbids).
 //!
 //! The contract every backend keeps:
 //! - `write` applies a batch to one tree atomically and makes it visible to reads at once;
@@ -14,11 +15,15 @@
 
 mod mem;
 #[cfg(not(madsim))]
+mod segments;
+#[cfg(not(madsim))]
 mod sled_kv;
 
 use std::sync::Arc;
 
 pub use mem::MemKv;
+#[cfg(not(madsim))]
+pub use segments::{SegmentKv, SegmentLimits};
 #[cfg(not(madsim))]
 pub use sled_kv::SledKv;
 
