@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api::{ApiState, Payments};
-use raft_store::{SegmentKv, SledKv};
 use seams::MetricsRender;
 
 use node::now_ms;
@@ -70,8 +69,7 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), ServeEr
     };
     std::fs::create_dir_all(&opts.data_dir).map_err(ServeError::data_dir(&opts.data_dir))?;
     let keys = dev_keys(&opts.data_dir, &opts.tokens)?;
-    let kv = SledKv::open(&opts.data_dir.join("db"), opts.cache_bytes)?;
-    let log_kv = SegmentKv::open(&opts.data_dir.join("raft-log"))?;
+    let (kv, log_kv) = raft_store::open_node_stores(&opts.data_dir, opts.cache_bytes).await?;
     let listener = bind_public(opts.addr)?;
     let addr = listener.local_addr().map_err(ServeError::listen(opts.addr))?;
 

@@ -9,7 +9,7 @@ use api::{ApiConfig, ApiState, Payments};
 
 use crate::access::Access;
 use crate::error::ServeError;
-use raft_store::{NodeId, SegmentKv, SledKv};
+use raft_store::NodeId;
 use seams::MetricsRender;
 
 use crate::http::internal_routes;
@@ -44,8 +44,7 @@ pub async fn run_node(opts: NodeOptions, metrics: MetricsRender) -> Result<(), S
     let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(ServeError::listen(opts.listen))?;
     let bound = listener.local_addr().map_err(ServeError::listen(opts.listen))?;
     let advertise = opts.advertise.clone().unwrap_or_else(|| bound.to_string());
-    let kv = SledKv::open(&opts.data_dir.join("db"), opts.cache_bytes)?;
-    let log_kv = SegmentKv::open(&opts.data_dir.join("raft-log"))?;
+    let (kv, log_kv) = raft_store::open_node_stores(&opts.data_dir, opts.cache_bytes).await?;
     let client = Arc::new(RpcNodeClient::new(&opts.access.credential, &opts.access.secret)?);
     let mut port = opts.port.clone();
     fit_port_to_fd_limit(&mut port);

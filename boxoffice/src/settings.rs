@@ -493,8 +493,8 @@ pub struct DevArgs {
     /// demo data; the data directory must be new or empty.
     #[arg(long, env = "BOXOFFICE_RESTORE")]
     pub restore: Option<PathBuf>,
-    /// sled's page cache, in MiB: the largest part of the process's memory once the data
-    /// outgrows it.
+    /// The state store's block cache, in MiB: with its write buffers (64 MiB) the bound on the
+    /// store's memory, whatever the data on disk grows to.
     #[arg(long, env = "BOXOFFICE_CACHE_MB", default_value_t = DEV_CACHE_MB_DEFAULT)]
     pub cache_mb: u64,
     #[command(flatten)]
@@ -529,7 +529,8 @@ pub struct NodeArgs {
     pub access: ClusterAccess,
     #[command(flatten)]
     pub port: PortArgs,
-    /// sled's page cache, in MiB.
+    /// The state store's block cache, in MiB (with its write buffers, 64 MiB, the bound on the
+    /// store's memory).
     #[arg(long, env = "BOXOFFICE_CACHE_MB", default_value_t = NODE_CACHE_MB_DEFAULT)]
     pub cache_mb: u64,
     /// The largest difference between any two nodes' clocks (keep them in sync with NTP): reads

@@ -18,7 +18,7 @@ const SHARDS: u32 = 2;
 /// Flips a byte in the middle of `group`'s snapshot record in the node's database (the node is
 /// down). Panics if the group has no snapshot there.
 async fn damage_snapshot(data_dir: &std::path::Path, group: GroupId) {
-    let kv = raft_store::SledKv::open(&data_dir.join("db"), 16 << 20).unwrap();
+    let kv = raft_store::FjallKv::open(&data_dir.join("state"), 16 << 20).unwrap();
     let tree = kv.tree(&raft_store::group_tree(group)).unwrap();
     let mut record = tree.get(&[raft_store::SNAPSHOT_KEY]).unwrap().expect("the group has a snapshot on disk");
     let at = record.len() / 2;

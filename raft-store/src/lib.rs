@@ -2,7 +2,8 @@
 //!
 //! - [`Machine`] applies [`Request`]s deterministically: no clock, no randomness, no I/O.
 //! - [`LogStore`] and [`StateMachineStore`] give openraft a durable log, vote and snapshots on any
-//!   [`Kv`] backend: [`SledKv`] in production, [`MemKv`] (with crash semantics) in tests.
+//!   [`Kv`] backend: in production the log on [`SegmentKv`] and the state on [`FjallKv`]
+//!   ([`open_node_stores`]), [`MemKv`] (with crash semantics) in tests and the simulation.
 
 // openraft's `StorageError` is large and is the error type its traits require.
 #![allow(clippy::result_large_err)]
@@ -42,9 +43,9 @@ pub use ids::*;
 /// The key of a group's tree that holds its snapshot record (tests damage it).
 pub use keys::SNAPSHOT as SNAPSHOT_KEY;
 pub use keys::{group_tree, parse_group_tree, NODE_IDENTITY, NODE_TREE};
-pub use kv::{flushed, Batch, FlushStats, Kv, KvError, KvResult, KvTree, MemKv};
+pub use kv::{copy_trees, flushed, Batch, FlushStats, Kv, KvError, KvResult, KvTree, MemKv};
 #[cfg(not(madsim))]
-pub use kv::{SegmentKv, SegmentLimits, SledKv};
+pub use kv::{open_node_stores, FjallKv, SegmentKv, SegmentLimits, SledKv};
 pub use layout::{Layout, Move, NodeRecord, NodeStatus, META_VOTERS_MAX, REPLICATION_MAX, SHARDS_MAX};
 pub use limits::*;
 pub use log_store::{move_logs, LogStore};

@@ -1,6 +1,7 @@
 //! The log and state machine stores against openraft's own storage suite, on the memory twin and
-//! on production's pair (the log in segment files, the state machine on sled), and recovery from
-//! snapshot plus log after a restart on that pair.
+//! on production's pair (the log in segment files, the state machine on fjall), recovery from
+//! snapshot plus log after a restart on that pair, and a data directory of an older version
+//! (everything in sled) carried over.
 #![cfg(not(madsim))]
 #![allow(clippy::result_large_err)]
 
@@ -20,10 +21,10 @@ fn stores(log_kv: Arc<dyn Kv>, kv: Arc<dyn Kv>) -> Result<(LogStore, StateMachin
     Ok((LogStore::new(log_kv, log_tree), StateMachineStore::open(kv, tree, GROUP, 1)?))
 }
 
-/// Production's pair: the log in segment files under `dir/log`, the state machine in sled
-/// under `dir/db`.
-fn open_pair(dir: &std::path::Path) -> Result<(Arc<SegmentKv>, Arc<SledKv>), KvError> {
-    Ok((SegmentKv::open(&dir.join("log"))?, SledKv::open(&dir.join("db"), 8 << 20)?))
+/// Production's pair, as a node opens them in its data directory `dir`.
+async fn open_pair(dir: &std::path::Path) -> Result<(Arc<SegmentKv>, Arc<FjallKv>), KvError> {
+    let (state, log) = open_node_stores(dir, 8 << 20).await?;
+    Ok((log, state))
 }
 
 struct MemBuilder;
@@ -41,7 +42,7 @@ struct DiskBuilder;
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for DiskBuilder {
     async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (log_kv, kv) = open_pair(dir.path()).map_err(|e| openraft::StorageIOError::write(&e))?;
+        let (log_kv, kv) = open_pair(dir.path()).await.map_err(|e| openraft::StorageIOError::write(&e))?;
         let (log, sm) = stores(log_kv, kv)?;
         Ok((dir, log, sm))
     }
@@ -53,7 +54,7 @@ fn openraft_storage_suite_passes_on_the_memory_twin() {
 }
 
 #[test]
-fn openraft_storage_suite_passes_on_segments_and_sled() {
+fn openraft_storage_suite_passes_on_segments_and_fjall() {
     Suite::test_all(DiskBuilder).expect("suite");
 }
 
@@ -88,12 +89,12 @@ async fn append(log: &mut LogStore, entries: Vec<Entry<TypeConfig>>) {
 }
 
 #[tokio::test]
-async fn restart_recovers_vote_log_and_snapshot_from_segments_and_sled() {
+async fn restart_recovers_vote_log_and_snapshot_from_segments_and_fjall() {
     let dir = tempfile::tempdir().expect("temp dir");
     // The meta group: venues are the simplest commands to count after recovery.
     let meta_tree = group_tree(GroupId::META);
     {
-        let (log_kv, kv) = open_pair(dir.path()).expect("open");
+        let (log_kv, kv) = open_pair(dir.path()).await.expect("open");
         let tree = kv.tree(&meta_tree).expect("tree");
         let mut log = LogStore::new(log_kv.clone(), log_kv.tree(&meta_tree).expect("log tree"));
         let mut sm = StateMachineStore::open(kv.clone(), tree, GroupId::META, 1).expect("sm");
@@ -107,7 +108,7 @@ async fn restart_recovers_vote_log_and_snapshot_from_segments_and_sled() {
         log.purge(snapshot.meta.last_log_id.expect("id")).await.expect("purge");
         sm.apply(entries[6..].to_vec()).await.expect("apply");
     }
-    let (log_kv, kv) = open_pair(dir.path()).expect("reopen");
+    let (log_kv, kv) = open_pair(dir.path()).await.expect("reopen");
     let tree = kv.tree(&meta_tree).expect("tree");
     let mut log = LogStore::new(log_kv.clone(), log_kv.tree(&meta_tree).expect("log tree"));
     let mut sm = StateMachineStore::open(kv, tree, GroupId::META, 1).expect("sm");
@@ -130,12 +131,14 @@ async fn restart_recovers_vote_log_and_snapshot_from_segments_and_sled() {
 
 /// Flushes call back in the order they were requested, whatever thread asks: openraft counts on
 /// it (the simulation found what a late callback of a truncated append does when they do not).
-#[test]
-fn flush_callbacks_arrive_in_request_order_on_sled_and_segments() {
+#[tokio::test]
+async fn flush_callbacks_arrive_in_request_order_on_every_store() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (segments, sled) = open_pair(dir.path()).expect("open");
-    flush_callbacks_arrive_in_request_order(sled);
-    flush_callbacks_arrive_in_request_order(segments);
+    let (segments, fjall) = open_pair(dir.path()).await.expect("open");
+    let sled = SledKv::open(&dir.path().join("sled"), 8 << 20).expect("open");
+    for kv in [fjall as Arc<dyn Kv>, segments, sled] {
+        tokio::task::spawn_blocking(move || flush_callbacks_arrive_in_request_order(kv)).await.expect("ran");
+    }
 }
 
 fn flush_callbacks_arrive_in_request_order(kv: Arc<dyn Kv>) {
@@ -161,10 +164,11 @@ fn flush_callbacks_arrive_in_request_order(kv: Arc<dyn Kv>) {
     assert!(kv.flush_stats().flushes < 500, "flushes were batched: {:?}", kv.flush_stats());
 }
 
-/// A node from before logs had their own store kept each group's log in its sled tree beside the
-/// state machine: `move_logs` carries vote, entries and purge point over, and leaves the state.
+/// A node of an older version kept everything in sled under `db/`, each group's log in its tree
+/// beside the state machine: opening the data directory copies it into the state store, and
+/// `move_logs` carries vote, entries and purge point into the segment files, leaving the state.
 #[tokio::test]
-async fn logs_kept_in_sled_move_to_the_segment_files() {
+async fn a_data_directory_kept_in_sled_is_carried_over() {
     let dir = tempfile::tempdir().expect("temp dir");
     let meta_tree = group_tree(GroupId::META);
     {
@@ -179,13 +183,14 @@ async fn logs_kept_in_sled_move_to_the_segment_files() {
         let snapshot = sm.get_snapshot_builder().await.build_snapshot().await.expect("snapshot");
         log.purge(snapshot.meta.last_log_id.expect("id")).await.expect("purge");
     }
-    let (log_kv, kv) = open_pair(dir.path()).expect("open");
+    let (log_kv, kv) = open_pair(dir.path()).await.expect("open");
+    assert!(!dir.path().join("db").exists() && !dir.path().join("db.copied").exists(), "sled's copy is gone");
     assert_eq!(move_logs(kv.as_ref(), log_kv.as_ref()).await.expect("move"), 8, "6 entries, vote, purge point");
     assert_eq!(move_logs(kv.as_ref(), log_kv.as_ref()).await.expect("again"), 0, "nothing left to move");
     drop((log_kv, kv));
-    let (log_kv, kv) = open_pair(dir.path()).expect("reopen");
+    let (log_kv, kv) = open_pair(dir.path()).await.expect("reopen");
     let tree = kv.tree(&meta_tree).expect("tree");
-    assert!(tree.scan(&[0x01], &[0x05], 10).expect("scan").is_empty(), "no log records left in sled");
+    assert!(tree.scan(&[0x01], &[0x05], 10).expect("scan").is_empty(), "no log records left in the state store");
     let mut log = LogStore::new(log_kv.clone(), log_kv.tree(&meta_tree).expect("log tree"));
     assert_eq!(log.read_vote().await.expect("vote"), Some(openraft::Vote::new_committed(2, 1)));
     let state = log.get_log_state().await.expect("log state");

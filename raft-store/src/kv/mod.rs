@@ -13,6 +13,10 @@
 //!   (never reporting success for writes a failed flush may have dropped — PostgreSQL's
 //!   "fsyncgate"): its owner stops, and a restart finds what was durable.
 
+#[cfg(not(madsim))]
+mod fjall_kv;
+#[cfg(not(madsim))]
+mod flusher;
 mod mem;
 #[cfg(not(madsim))]
 mod segments;
@@ -21,6 +25,8 @@ mod sled_kv;
 
 use std::sync::Arc;
 
+#[cfg(not(madsim))]
+pub use fjall_kv::FjallKv;
 pub use mem::MemKv;
 #[cfg(not(madsim))]
 pub use segments::{SegmentKv, SegmentLimits};
@@ -104,4 +110,54 @@ pub async fn flushed(kv: &dyn Kv) -> KvResult<()> {
         Ok(Err(e)) => Err(KvError::Io(e.to_string())),
         Err(_) => Err(KvError::FlusherStopped),
     }
+}
+
+/// Copies every tree of `from` into `to`, and waits until the copy is durable there; returns how
+/// many records were copied.
+pub async fn copy_trees(from: &dyn Kv, to: &dyn Kv) -> KvResult<u64> {
+    const PAGE: usize = 10_000;
+    let mut copied = 0u64;
+    for name in from.tree_names()? {
+        let (source, target) = (from.tree(&name)?, to.tree(&name)?);
+        let mut cursor = Vec::new();
+        loop {
+            let page = source.scan(&cursor, &[0xff; 64], PAGE)?;
+            let Some((last, _)) = page.last() else { break };
+            cursor = last.iter().copied().chain([0]).collect();
+            copied += page.len() as u64;
+            let mut batch = Batch::default();
+            for (k, v) in page {
+                batch.put(k, v);
+            }
+            target.write(batch)?;
+        }
+    }
+    flushed(to).await?;
+    Ok(copied)
+}
+
+/// Opens a node's two stores under `data_dir`: the state machines' (`state/`, fjall, with a
+/// block cache of `cache_bytes`) and the Raft logs' (`raft-log/`). A database left by an older
+/// version in `db/` (sled) is copied into `state/` first, durably, then renamed away and deleted;
+/// logs it held are moved on by `move_logs` when the node starts.
+#[cfg(not(madsim))]
+pub async fn open_node_stores(
+    data_dir: &std::path::Path,
+    cache_bytes: u64,
+) -> KvResult<(Arc<FjallKv>, Arc<SegmentKv>)> {
+    let io = |what: &std::path::Path, e: std::io::Error| KvError::Io(format!("{}: {e}", what.display()));
+    let (old, copied_away) = (data_dir.join("db"), data_dir.join("db.copied"));
+    let state = FjallKv::open(&data_dir.join("state"), cache_bytes)?;
+    if old.exists() {
+        let sled = SledKv::open(&old, 64 << 20)?;
+        let records = copy_trees(sled.as_ref(), state.as_ref()).await?;
+        drop(sled);
+        std::fs::rename(&old, &copied_away).map_err(|e| io(&old, e))?;
+        tracing::info!(records, "the sled database was copied into the state store");
+    }
+    if copied_away.exists() {
+        std::fs::remove_dir_all(&copied_away).map_err(|e| io(&copied_away, e))?;
+    }
+    let log = SegmentKv::open(&data_dir.join("raft-log"))?;
+    Ok((state, log))
 }

@@ -1,17 +1,11 @@
-//! The production backend: one sled database per node, one tree per Raft group, and a flusher
-//! thread that serves every waiting flush request with one `fsync`.
+//! The former backend of the state machines (and, before that, of the logs): one sled database
+//! per node. Kept to read a data directory written before [`super::FjallKv`] replaced it
+//! ([`super::open_node_stores`] copies it over once).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use super::flusher::Flusher;
 use super::{Batch, FlushDone, FlushStats, Kv, KvError, KvResult, KvTree};
-
-/// Flush requests served by one `fsync` at most; bounds the latency of the last one in a batch.
-const FLUSH_BATCH_REQUESTS_MAX: usize = 65_536;
-
-/// A flush slower than this is logged.
-const SLOW_FLUSH: std::time::Duration = std::time::Duration::from_millis(50);
 
 fn io(e: sled::Error) -> KvError {
     KvError::Io(e.to_string())
@@ -19,18 +13,7 @@ fn io(e: sled::Error) -> KvError {
 
 pub struct SledKv {
     db: sled::Db,
-    /// `None` once closing: the flusher thread ends when this sender is gone.
-    requests: Mutex<Option<mpsc::Sender<FlushDone>>>,
-    flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
-    stats: Arc<Stats>,
-}
-
-#[derive(Default)]
-struct Stats {
-    flushes: AtomicU64,
-    requests: AtomicU64,
-    /// The error of the flush that failed, once one has.
-    failure: Mutex<Option<String>>,
+    flusher: Flusher,
 }
 
 impl SledKv {
@@ -43,15 +26,10 @@ impl SledKv {
             .flush_every_ms(None)
             .open()
             .map_err(io)?;
-        let (tx, rx) = mpsc::channel::<FlushDone>();
-        let stats = Arc::new(Stats::default());
-        let flusher_db = db.clone();
-        let flusher_stats = stats.clone();
-        let flusher = std::thread::Builder::new()
-            .name("boxoffice-flush".into())
-            .spawn(move || run_flusher(flusher_db, rx, flusher_stats))
-            .map_err(|e| KvError::Io(e.to_string()))?;
-        Ok(Arc::new(SledKv { db, requests: Mutex::new(Some(tx)), flusher: Mutex::new(Some(flusher)), stats }))
+        let flushed = db.clone();
+        let flusher =
+            Flusher::spawn("boxoffice-flush", move || flushed.flush().map(|_| ()).map_err(|e| e.to_string()))?;
+        Ok(Arc::new(SledKv { db, flusher }))
     }
 }
 
@@ -59,52 +37,9 @@ impl Drop for SledKv {
     /// Answers the waiting flushes, stops the flusher and releases the database's file lock, so
     /// the same directory can be opened again at once.
     fn drop(&mut self) {
-        drop(self.requests.lock().map(|mut r| r.take()));
-        if let Some(handle) = self.flusher.lock().ok().and_then(|mut h| h.take()) {
-            let _ = handle.join();
-        }
+        self.flusher.stop();
         if let Err(e) = self.db.flush() {
             tracing::error!(error = %e, "final flush failed");
-        }
-    }
-}
-
-/// Group commit: take one request, then every request already waiting, flush once, answer all.
-/// After a failed flush, every later request fails with the same error without flushing: what
-/// the failed one covered may be gone from the disk while still in the page cache, and a later
-/// `fsync` that succeeds would not bring it back (see the `Kv` contract).
-fn run_flusher(db: sled::Db, rx: mpsc::Receiver<FlushDone>, stats: Arc<Stats>) {
-    let mut failed: Option<String> = None;
-    while let Ok(first) = rx.recv() {
-        let mut waiting = vec![first];
-        while waiting.len() < FLUSH_BATCH_REQUESTS_MAX {
-            match rx.try_recv() {
-                Ok(more) => waiting.push(more),
-                Err(_) => break,
-            }
-        }
-        if let Some(e) = &failed {
-            for done in waiting {
-                done(Err(std::io::Error::other(format!("an earlier flush failed: {e}"))));
-            }
-            continue;
-        }
-        let started = std::time::Instant::now();
-        let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
-        let took = started.elapsed();
-        metrics::histogram!("boxoffice_storage_flush_seconds").record(took.as_secs_f64());
-        if took > SLOW_FLUSH {
-            tracing::info!(took_ms = took.as_millis(), requests = waiting.len(), "slow flush");
-        }
-        stats.flushes.fetch_add(1, Ordering::Relaxed);
-        stats.requests.fetch_add(waiting.len() as u64, Ordering::Relaxed);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "flush failed; every later flush fails too");
-            failed = Some(e.clone());
-            *stats.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
-        }
-        for done in waiting {
-            done(result.clone().map_err(std::io::Error::other));
         }
     }
 }
@@ -123,27 +58,15 @@ impl Kv for SledKv {
     }
 
     fn flush(&self, done: FlushDone) {
-        let sent = match self.requests.lock() {
-            Ok(guard) => match guard.as_ref() {
-                Some(tx) => tx.send(done).map_err(|e| e.0),
-                None => Err(done),
-            },
-            Err(_) => Err(done),
-        };
-        if let Err(done) = sent {
-            done(Err(std::io::Error::other("flusher stopped")));
-        }
+        self.flusher.request(done);
     }
 
     fn flush_stats(&self) -> FlushStats {
-        FlushStats {
-            flushes: self.stats.flushes.load(Ordering::Relaxed),
-            requests: self.stats.requests.load(Ordering::Relaxed),
-        }
+        self.flusher.stats()
     }
 
     fn failure(&self) -> Option<String> {
-        self.stats.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.flusher.failure()
     }
 }
 
