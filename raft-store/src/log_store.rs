@@ -207,18 +207,7 @@ pub async fn move_logs(from: &dyn Kv, to: &dyn Kv) -> Result<u64, crate::kv::KvE
         let (source, target) = (from.tree(&name)?, to.tree(&name)?);
         let mut count = 0u64;
         for (start, end) in &ranges {
-            let mut cursor = start.clone();
-            loop {
-                let page = source.scan(&cursor, end, DELETE_BATCH_KEYS)?;
-                let Some((last, _)) = page.last() else { break };
-                cursor = last.iter().copied().chain([0]).collect();
-                count += page.len() as u64;
-                let mut batch = Batch::default();
-                for (k, v) in page {
-                    batch.put(k, v);
-                }
-                target.write(batch)?;
-            }
+            count += crate::kv::copy_range(source.as_ref(), target.as_ref(), start, end)?;
         }
         if count > 0 {
             moved.push((name, source, count));

@@ -112,25 +112,30 @@ pub async fn flushed(kv: &dyn Kv) -> KvResult<()> {
     }
 }
 
+/// Copies the records of `source` with `from <= key < to` into `target`, a page at a time;
+/// returns how many.
+pub(crate) fn copy_range(source: &dyn KvTree, target: &dyn KvTree, from: &[u8], to: &[u8]) -> KvResult<u64> {
+    const PAGE: usize = 10_000;
+    let (mut copied, mut cursor) = (0u64, from.to_vec());
+    loop {
+        let page = source.scan(&cursor, to, PAGE)?;
+        let Some((last, _)) = page.last() else { return Ok(copied) };
+        cursor = last.iter().copied().chain([0]).collect();
+        copied += page.len() as u64;
+        let mut batch = Batch::default();
+        for (k, v) in page {
+            batch.put(k, v);
+        }
+        target.write(batch)?;
+    }
+}
+
 /// Copies every tree of `from` into `to`, and waits until the copy is durable there; returns how
 /// many records were copied.
 pub async fn copy_trees(from: &dyn Kv, to: &dyn Kv) -> KvResult<u64> {
-    const PAGE: usize = 10_000;
     let mut copied = 0u64;
     for name in from.tree_names()? {
-        let (source, target) = (from.tree(&name)?, to.tree(&name)?);
-        let mut cursor = Vec::new();
-        loop {
-            let page = source.scan(&cursor, &[0xff; 64], PAGE)?;
-            let Some((last, _)) = page.last() else { break };
-            cursor = last.iter().copied().chain([0]).collect();
-            copied += page.len() as u64;
-            let mut batch = Batch::default();
-            for (k, v) in page {
-                batch.put(k, v);
-            }
-            target.write(batch)?;
-        }
+        copied += copy_range(from.tree(&name)?.as_ref(), to.tree(&name)?.as_ref(), &[], &[0xff; 64])?;
     }
     flushed(to).await?;
     Ok(copied)

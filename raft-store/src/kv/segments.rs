@@ -23,9 +23,9 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::flusher::Flusher;
 use super::{Batch, FlushDone, FlushStats, Kv, KvError, KvResult, KvTree};
 
 /// How large segments grow and how many may pile up.
@@ -43,10 +43,6 @@ impl Default for SegmentLimits {
         SegmentLimits { segment_bytes: 64 << 20, segments_before_copying: 6 }
     }
 }
-/// Flush requests served by one sync at most; bounds the latency of the last one in a batch.
-const FLUSH_BATCH_REQUESTS_MAX: usize = 65_536;
-/// A flush slower than this is logged.
-const SLOW_FLUSH: std::time::Duration = std::time::Duration::from_millis(50);
 const HEADER_BYTES: usize = 12;
 /// The largest record body accepted when reading: a longer length is damage.
 const RECORD_BYTES_MAX: u32 = 1 << 30;
@@ -100,15 +96,11 @@ struct Shared {
     dir: PathBuf,
     limits: SegmentLimits,
     state: Mutex<State>,
-    flushes: AtomicU64,
-    requests: AtomicU64,
 }
 
 pub struct SegmentKv {
     shared: Arc<Shared>,
-    /// `None` once closing: the flusher thread ends when this sender is gone.
-    requests: Mutex<Option<mpsc::Sender<FlushDone>>>,
-    flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
+    flusher: Flusher,
 }
 
 fn segment_path(dir: &Path, id: u64) -> PathBuf {
@@ -128,20 +120,10 @@ impl SegmentKv {
     pub fn open_with(dir: &Path, limits: SegmentLimits) -> KvResult<Arc<SegmentKv>> {
         std::fs::create_dir_all(dir).map_err(|e| io(dir.display(), e))?;
         let state = recover(dir)?;
-        let shared = Arc::new(Shared {
-            dir: dir.to_owned(),
-            limits,
-            state: Mutex::new(state),
-            flushes: AtomicU64::new(0),
-            requests: AtomicU64::new(0),
-        });
-        let (tx, rx) = mpsc::channel::<FlushDone>();
-        let flusher_shared = shared.clone();
-        let flusher = std::thread::Builder::new()
-            .name("boxoffice-log-sync".into())
-            .spawn(move || run_flusher(&flusher_shared, &rx))
-            .map_err(|e| io("starting the log's flusher", e))?;
-        Ok(Arc::new(SegmentKv { shared, requests: Mutex::new(Some(tx)), flusher: Mutex::new(Some(flusher)) }))
+        let shared = Arc::new(Shared { dir: dir.to_owned(), limits, state: Mutex::new(state) });
+        let synced = shared.clone();
+        let flusher = Flusher::spawn("boxoffice-log-sync", move || sync_written(&synced))?;
+        Ok(Arc::new(SegmentKv { shared, flusher }))
     }
 
     /// The segment files on disk now (for tests and the disk gauge).
@@ -151,11 +133,11 @@ impl SegmentKv {
 }
 
 impl Drop for SegmentKv {
-    /// Answers the waiting flushes and stops the flusher, which syncs what was written.
+    /// Answers the waiting flushes, stops the flusher and makes what was written durable.
     fn drop(&mut self) {
-        drop(self.requests.lock().map(|mut r| r.take()));
-        if let Some(handle) = self.flusher.lock().ok().and_then(|mut h| h.take()) {
-            let _ = handle.join();
+        self.flusher.stop();
+        if let Err(e) = sync_written(&self.shared) {
+            tracing::error!(error = %e, "final log sync failed");
         }
     }
 }
@@ -288,37 +270,9 @@ fn read_at(file: &File, loc: &Loc) -> KvResult<Vec<u8>> {
     Ok(buf)
 }
 
-/// Group commit: take one request, then every request already waiting, sync every file written
-/// since the last sync, answer all. After a failed sync every later request fails without
-/// syncing (see the `Kv` contract).
-fn run_flusher(shared: &Shared, rx: &mpsc::Receiver<FlushDone>) {
-    while let Ok(first) = rx.recv() {
-        let mut waiting = vec![first];
-        while waiting.len() < FLUSH_BATCH_REQUESTS_MAX {
-            match rx.try_recv() {
-                Ok(more) => waiting.push(more),
-                Err(_) => break,
-            }
-        }
-        let started = std::time::Instant::now();
-        let result = sync_written(shared);
-        let took = started.elapsed();
-        metrics::histogram!("boxoffice_storage_flush_seconds").record(took.as_secs_f64());
-        if took > SLOW_FLUSH {
-            tracing::info!(took_ms = took.as_millis(), requests = waiting.len(), "slow log sync");
-        }
-        shared.flushes.fetch_add(1, Ordering::Relaxed);
-        shared.requests.fetch_add(waiting.len() as u64, Ordering::Relaxed);
-        for done in waiting {
-            done(result.clone().map_err(std::io::Error::other));
-        }
-    }
-    // Closing: make what was written durable, as sled does on drop.
-    if let Err(e) = sync_written(shared) {
-        tracing::error!(error = %e, "final log sync failed");
-    }
-}
-
+/// Syncs every file written since the last sync (and the directory, after a new segment), then
+/// deletes the segments that became dead. The flusher calls it for every batch of flush requests
+/// (group commit); after a failed write or sync it fails without syncing (see the `Kv` contract).
 fn sync_written(shared: &Shared) -> Result<(), String> {
     let (files, dir_dirty, end) = {
         let mut state = shared.lock();
@@ -632,23 +586,11 @@ impl Kv for SegmentKv {
     }
 
     fn flush(&self, done: FlushDone) {
-        let sent = match self.requests.lock() {
-            Ok(guard) => match guard.as_ref() {
-                Some(tx) => tx.send(done).map_err(|e| e.0),
-                None => Err(done),
-            },
-            Err(_) => Err(done),
-        };
-        if let Err(done) = sent {
-            done(Err(std::io::Error::other("flusher stopped")));
-        }
+        self.flusher.request(done);
     }
 
     fn flush_stats(&self) -> FlushStats {
-        FlushStats {
-            flushes: self.shared.flushes.load(Ordering::Relaxed),
-            requests: self.shared.requests.load(Ordering::Relaxed),
-        }
+        self.flusher.stats()
     }
 
     fn failure(&self) -> Option<String> {
