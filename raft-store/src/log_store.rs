@@ -101,23 +101,9 @@ impl LogStore {
         flushed(self.kv.as_ref()).await.map_err(|e| io_err(subject, ErrorVerb::Write, e))
     }
 
-    /// Removes the log keys in `[from, to)`, lowest first: a crash partway through a long purge
-    /// (several batches) leaves a suffix of the log, never a log with a hole.
+    /// Removes the log keys in `[from, to)`, lowest first (see [`delete_from_start`]).
     fn delete_from_start(&self, from: &[u8], to: &[u8]) -> Result<(), StorageError> {
-        loop {
-            let keys = self
-                .tree
-                .scan(from, to, DELETE_BATCH_KEYS)
-                .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
-            if keys.is_empty() {
-                return Ok(());
-            }
-            let mut batch = Batch::default();
-            for (k, _) in keys {
-                batch.delete(k);
-            }
-            self.tree.write(batch).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
-        }
+        delete_from_start(self.tree.as_ref(), from, to).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
     }
 
     /// Removes the log keys in `[from, to)`, highest first: a crash partway through a long
@@ -189,6 +175,22 @@ impl LogStore {
     }
 }
 
+/// Removes the keys of `tree` in `[from, to)`, lowest first, a batch at a time: a crash partway
+/// through a long purge leaves a suffix of the log, never a log with a hole.
+fn delete_from_start(tree: &dyn KvTree, from: &[u8], to: &[u8]) -> Result<(), crate::kv::KvError> {
+    loop {
+        let keys = tree.scan(from, to, DELETE_BATCH_KEYS)?;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Batch::default();
+        for (k, _) in keys {
+            batch.delete(k);
+        }
+        tree.write(batch)?;
+    }
+}
+
 /// Moves every group's log records (entries, vote, commit and purge points) out of `from`, where
 /// a node kept them in its group trees before logs had their own store, into the same trees of
 /// `to`; they are durable there before any is deleted from `from`. Safe to run again after a
@@ -220,17 +222,7 @@ pub async fn move_logs(from: &dyn Kv, to: &dyn Kv) -> Result<u64, crate::kv::KvE
     let mut total = 0;
     for (name, source, count) in moved {
         for (start, end) in &ranges {
-            loop {
-                let page = source.scan(start, end, DELETE_BATCH_KEYS)?;
-                if page.is_empty() {
-                    break;
-                }
-                let mut batch = Batch::default();
-                for (k, _) in page {
-                    batch.delete(k);
-                }
-                source.write(batch)?;
-            }
+            delete_from_start(source.as_ref(), start, end)?;
         }
         tracing::info!(tree = %name, records = count, "moved a group's log to the log store");
         total += count;

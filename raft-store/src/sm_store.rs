@@ -183,8 +183,8 @@ impl StateMachineStore {
     }
 
     /// Writes a restored group's first state — a rebased snapshot received whole, its cold records
-    /// staged in `cold` (see `restore.rs`) — into the group's tree, which must hold no snapshot,
-    /// log or vote yet: the snapshot record and the name of its cold generation, durable
+    /// staged in `cold` (see `restore.rs`) — into the group's tree, which must hold no snapshot
+    /// yet (the caller checks that the group's log, in its own store, is empty): the snapshot record and the name of its cold generation, durable
     /// together. The group then opens from it as from any snapshot.
     pub async fn seed(
         kv: &dyn Kv,
@@ -192,13 +192,9 @@ impl StateMachineStore {
         cold: &ColdStore,
         snapshot: &GroupSnapshot,
     ) -> Result<(), StorageError> {
-        for key in [keys::SNAPSHOT, keys::VOTE, keys::LOG] {
-            let taken =
-                tree.scan(&[key], &crate::cold::prefix_end(&[key]), 1).map_err(|e| snap_err(ErrorVerb::Write, e))?;
-            if !taken.is_empty() {
-                let e = std::io::Error::other(format!("{} already holds data", cold.group()));
-                return Err(snap_err(ErrorVerb::Write, e));
-            }
+        if tree.get(&[keys::SNAPSHOT]).map_err(|e| snap_err(ErrorVerb::Write, e))?.is_some() {
+            let e = std::io::Error::other(format!("{} already holds data", cold.group()));
+            return Err(snap_err(ErrorVerb::Write, e));
         }
         let hot = snapshot.hot().clone();
         let machine = off_runtime(move || Machine::decode(&hot)).await?.map_err(|e| snap_err(ErrorVerb::Read, e))?;

@@ -28,10 +28,15 @@ const BOOTSTRAP_LEADER_WAIT_MS: u64 = 30_000;
 /// How often `storage_failure` looks at the storage.
 const STORAGE_CHECK_MS: u64 = 250;
 
+/// Whether the logs have a store of their own (production), not the state's (tests, simulation).
+fn separate(kv: &Arc<dyn raft_store::Kv>, log_kv: &Arc<dyn raft_store::Kv>) -> bool {
+    !std::ptr::addr_eq(Arc::as_ptr(kv), Arc::as_ptr(log_kv))
+}
+
 impl Node {
     /// Opens the node's database and starts every group found on it.
     pub async fn start(setup: NodeSetup) -> Result<Arc<Node>, NodeError> {
-        if !std::ptr::addr_eq(Arc::as_ptr(&setup.kv), Arc::as_ptr(&setup.log_kv)) {
+        if separate(&setup.kv, &setup.log_kv) {
             let moved = raft_store::move_logs(setup.kv.as_ref(), setup.log_kv.as_ref()).await?;
             if moved > 0 {
                 tracing::info!(node = setup.node_id, records = moved, "Raft logs moved out of the database");
@@ -100,7 +105,7 @@ impl Node {
     /// Drops the logs of groups this node no longer hosts: a crash between the two halves of
     /// `drop_group` (state first, then log) leaves one behind.
     async fn drop_orphaned_logs(&self) -> Result<(), NodeError> {
-        if std::ptr::addr_eq(Arc::as_ptr(&self.kv), Arc::as_ptr(&self.log_kv)) {
+        if !separate(&self.kv, &self.log_kv) {
             return Ok(());
         }
         let hosted: Vec<String> = self.kv.tree_names()?;
