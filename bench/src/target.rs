@@ -35,13 +35,20 @@ enum Server {
     Cluster(ClusterProcesses),
 }
 
+/// The server's log filter: warnings, unless `BOXOFFICE_LOG` asks for more (for example
+/// `warn,raft_store=info` shows each snapshot's timings beside the bench's figures), as for the
+/// cluster's children.
+fn server_log() -> String {
+    std::env::var("BOXOFFICE_LOG").unwrap_or_else(|_| "warn".to_owned())
+}
+
 impl Target {
     /// Starts `boxoffice dev` (the binary at `exe`) on a free port with a fresh data directory.
     pub async fn spawn(exe: &Path, extra: &[&str]) -> Result<Target, TargetError> {
         let dir = tempfile::tempdir().map_err(|e| TargetError::Spawn(e.to_string()))?;
         let mut command = Command::new(exe);
         command
-            .args(["dev", "--no-demo", "--addr", "127.0.0.1:0", "--log", "warn", "--data-dir"])
+            .args(["dev", "--no-demo", "--addr", "127.0.0.1:0", "--log", &server_log(), "--data-dir"])
             .arg(dir.path())
             .args(extra)
             .stderr(Stdio::inherit());

@@ -1,8 +1,8 @@
 //! The write path: uncontended holds, every one of which succeeds — each hold takes one seat no
 //! other hold of the run asks for while it lasts — so the figures are the cost of a durable,
 //! replicated write through the REST api and nothing else (no conflicts, no refusals answered
-//! from memory). Two runs on the same server: a closed loop of `clients` finds the peak, then an
-//! open loop offers [`OPEN_LOOP_SHARE`] of it and measures each hold from when it was due
+//! from memory). Two runs on the same server: a closed loop of `clients` finds the peak, then,
+//! once the closed loop's holds have expired, an open loop offers [`OPEN_LOOP_SHARE`] of it and measures each hold from when it was due
 //! (`pace.rs`), with the longest stall, while the nodes' `/metrics` tell how many snapshots they
 //! built meanwhile.
 //!
@@ -97,6 +97,8 @@ const SETUP_CONCURRENCY: usize = 32;
 /// How often the nodes' snapshot counters are read during the open loop, to place each stall
 /// beside the snapshots built around it.
 const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long past their lifetime the closed loop's holds may take to expire before the open loop.
+const EXPIRY_WAIT_MAX: Duration = Duration::from_secs(30);
 /// Stall episodes listed in the report, worst first.
 const EPISODES_SHOWN: usize = 5;
 
@@ -489,6 +491,7 @@ pub async fn run(target: Arc<Target>, cfg: &WritePathConfig) -> Result<WritePath
     if rate < 1.0 {
         return Err(TargetError::Scenario(format!("the peak was {:.1} holds/s", peak.held_per_s())));
     }
+    expired(&probe, peak.held, cfg.hold_ttl).await?;
     let open = paced_loop(&store, &probe, &next, rate, cfg.duration).await?;
     Ok(WritePathRow {
         store: format!("Boxoffice, {} ({} events)", target.describe(), store.inventory.events()),
@@ -496,6 +499,26 @@ pub async fn run(target: Arc<Target>, cfg: &WritePathConfig) -> Result<WritePath
         open,
         cycle: Some((store.inventory.cycle_holds(), cfg.hold_ttl)),
     })
+}
+
+/// Waits until the closed loop's `held` holds have expired. Left to expire during the open loop,
+/// they would come due together at the closed loop's rate, on top of the open loop's: 70% of the
+/// peak plus a wave of expiries at the whole peak. A sale at a steady rate expires holds at the
+/// rate it makes them, which is what the open loop then sees once it outlasts the hold lifetime.
+async fn expired(probe: &NodeProbe, held: u64, hold_ttl: Duration) -> Result<(), TargetError> {
+    let deadline = Instant::now() + hold_ttl + EXPIRY_WAIT_MAX;
+    loop {
+        let done = probe.read().await?.sum("boxoffice_expired_holds_total", None) as u64;
+        if done >= held {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let e =
+                format!("{done} of the closed loop's {held} holds expired {:?} after it", hold_ttl + EXPIRY_WAIT_MAX);
+            return Err(TargetError::Scenario(e));
+        }
+        tokio::time::sleep(SAMPLE_INTERVAL).await;
+    }
 }
 
 /// What one closed-loop client saw.

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use crate::codec;
 use crate::cold::{ColdError, ColdStage, ColdStore};
@@ -131,6 +131,8 @@ pub struct StateMachineStore {
     kv: Arc<dyn Kv>,
     tree: Arc<dyn KvTree>,
     latest: Arc<Mutex<Option<Latest>>>,
+    /// Snapshot builds that may run at once; shared by a node's groups (see [`Self::sharing_builds`]).
+    slots: Arc<Semaphore>,
 }
 
 impl StateMachineStore {
@@ -179,7 +181,16 @@ impl StateMachineStore {
             applied_index: watch::channel(index).0,
             latest: latest.clone(),
         });
-        Ok(StateMachineStore { state, kv, tree, latest })
+        Ok(StateMachineStore { state, kv, tree, latest, slots: Arc::new(Semaphore::new(1)) })
+    }
+
+    /// Builds this group's snapshots only while it holds one of `slots`, which the node's other
+    /// groups share. Groups under the same load reach their snapshot points together; building
+    /// all of them at once puts a thread per group encoding megabytes on two cores and leaves
+    /// the runtime's workers, which serve every group's appends, a fraction of the CPU.
+    pub fn sharing_builds(mut self, slots: Arc<Semaphore>) -> Self {
+        self.slots = slots;
+        self
     }
 
     /// Writes a restored group's first state — a rebased snapshot received whole, its cold records
@@ -249,9 +260,19 @@ async fn write_snapshot(
     kv: &dyn Kv,
     tree: &dyn KvTree,
     stored: &StoredSnapshot,
-    mut batch: Batch,
+    batch: Batch,
 ) -> Result<(), StorageError> {
     let bytes = codec::encode(stored).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+    write_snapshot_record(kv, tree, bytes, batch).await
+}
+
+/// Writes an encoded snapshot record (see [`write_snapshot`]) and waits until it is durable.
+async fn write_snapshot_record(
+    kv: &dyn Kv,
+    tree: &dyn KvTree,
+    bytes: Vec<u8>,
+    mut batch: Batch,
+) -> Result<(), StorageError> {
     batch.put(vec![keys::SNAPSHOT], bytes);
     tree.write(batch).map_err(|e| snap_err(ErrorVerb::Write, e))?;
     flushed(kv).await.map_err(|e| snap_err(ErrorVerb::Write, e))
@@ -262,6 +283,13 @@ async fn off_runtime<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'stati
     crate::blocking::off_runtime(work)
         .await
         .ok_or_else(|| snap_err(ErrorVerb::Write, std::io::Error::other("a blocking task panicked")))
+}
+
+/// Runs work no one waits on at once on the low-priority background thread (see `blocking.rs`).
+async fn in_background<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> Result<R, StorageError> {
+    crate::blocking::in_background(work)
+        .await
+        .ok_or_else(|| snap_err(ErrorVerb::Write, std::io::Error::other("a background task panicked")))
 }
 
 /// Copies a snapshot's cold records into a new stage of `cold` (a snapshot that arrived without
@@ -282,6 +310,7 @@ pub struct SnapshotBuilder {
     kv: Arc<dyn Kv>,
     tree: Arc<dyn KvTree>,
     latest: Arc<Mutex<Option<Latest>>>,
+    slots: Arc<Semaphore>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -290,6 +319,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     /// apply's next writes copy only the paths they touch. Once the snapshot is durable, cold
     /// records that expired before its time are collected (a bounded number per snapshot).
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let waited = tokio::time::Instant::now();
+        // Closed never: the semaphore lives as long as any store holding it.
+        let _slot = self.slots.acquire().await.map_err(|e| snap_err(ErrorVerb::Write, std::io::Error::other(e)))?;
         let started = tokio::time::Instant::now();
         let (machine, last_applied, membership) = {
             let applied = self.state.read();
@@ -297,16 +329,25 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         let copied = started.elapsed();
         let time_ms = machine.last_time_ms();
-        let hot = off_runtime(move || machine.encode()).await?.map_err(|e| snap_err(ErrorVerb::Write, e))?;
         let snapshot_id = match last_applied {
             // One leader per term (openraft's `single-term-leader`): the term names the leader.
             Some(l) => format!("{}-{}", l.leader_id.term, l.index),
             None => "empty".to_owned(),
         };
         let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id };
+        // The machine and then the record holding it are encoded on the low-priority background
+        // thread: megabytes each, which on a runtime worker, or on a thread of equal priority,
+        // would take the CPU from every group's appends.
+        let (stored, record) = in_background(move || {
+            let hot = machine.encode()?;
+            let stored = StoredSnapshot { meta, time_ms, hot };
+            let record = codec::encode(&stored)?;
+            Ok::<_, codec::CodecError>((stored, record))
+        })
+        .await?
+        .map_err(|e| snap_err(ErrorVerb::Write, e))?;
         let encoded = started.elapsed() - copied;
-        let stored = StoredSnapshot { meta, time_ms, hot };
-        write_snapshot(self.kv.as_ref(), self.tree.as_ref(), &stored, Batch::default()).await?;
+        write_snapshot_record(self.kv.as_ref(), self.tree.as_ref(), record, Batch::default()).await?;
         let hot_bytes = stored.hot.len();
         let latest = Latest { meta: stored.meta, time_ms, hot: Arc::new(stored.hot) };
         *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(latest.clone());
@@ -319,6 +360,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             group = %self.state.group,
             index = last_applied.map_or(0, |l| l.index),
             bytes = hot_bytes,
+            waited_ms = (started - waited).as_millis(),
             copied_us = copied.as_micros(),
             encoded_ms = encoded.as_millis(),
             collected,
@@ -384,6 +426,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             kv: self.kv.clone(),
             tree: self.tree.clone(),
             latest: self.latest.clone(),
+            slots: self.slots.clone(),
         }
     }
 

@@ -200,3 +200,26 @@ async fn a_data_directory_kept_in_sled_is_carried_over() {
     let mut sm = StateMachineStore::open(kv, tree, GroupId::META, 1).expect("sm");
     assert_eq!(sm.applied_state().await.expect("applied").0.map(|l| l.index), Some(4), "the snapshot stayed");
 }
+
+/// Groups sharing one build slot build one snapshot at a time: while the slot is taken, a build
+/// waits, and it goes on (at the state it then finds) once the slot is free.
+#[tokio::test]
+async fn a_shared_build_slot_holds_a_build_back_until_it_is_free() {
+    let kv: Arc<dyn Kv> = MemKv::new();
+    let tree = kv.tree(&group_tree(GroupId::META)).expect("tree");
+    let slots = Arc::new(tokio::sync::Semaphore::new(1));
+    let mut sm = StateMachineStore::open(kv, tree, GroupId::META, 1).expect("sm").sharing_builds(slots.clone());
+    let entries: Vec<_> = (1..=4).map(|i| entry(i, request(i as i64, Command::CreateVenue(venue(i))))).collect();
+    sm.apply(entries[..2].to_vec()).await.expect("apply");
+    let taken = slots.clone().acquire_owned().await.expect("slot");
+    let mut builder = sm.get_snapshot_builder().await;
+    let build = tokio::spawn(async move { builder.build_snapshot().await });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!build.is_finished(), "a build waits while another group holds the slot");
+    // Applied meanwhile: the build copies the state when it gets the slot, not when it was asked.
+    sm.apply(entries[2..].to_vec()).await.expect("apply");
+    drop(taken);
+    let snapshot = build.await.expect("build task").expect("snapshot");
+    assert_eq!(snapshot.meta.last_log_id.map(|l| l.index), Some(4));
+    assert_eq!(slots.available_permits(), 1, "the slot is given back");
+}

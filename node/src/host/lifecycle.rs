@@ -18,7 +18,7 @@ use super::duties::{admission_duty, archive_duty, election_nudge, expire_duty, L
 use super::error::{NodeError, ProposeError, TransferError};
 use super::handoff::Handoff;
 use super::identity::IdentityStore;
-use super::setup::NodeSetup;
+use super::setup::{group_config, NodeSetup};
 use super::status::telemetry_duty;
 use super::{Group, Node};
 use crate::network::NetworkFactory;
@@ -69,6 +69,7 @@ impl Node {
             transfers: Mutex::default(),
             backups: Mutex::default(),
             disk: Mutex::default(),
+            snapshot_builds: Arc::new(tokio::sync::Semaphore::new(1)),
         });
         node.open_stored_groups().await?;
         node.drop_orphaned_logs().await?;
@@ -210,10 +211,11 @@ impl Node {
         let tree = self.kv.tree(&raft_store::group_tree(id))?;
         StateMachineStore::mark_hosted(self.kv.as_ref(), tree.as_ref()).await?;
         let log = LogStore::new(self.log_kv.clone(), self.log_kv.tree(&raft_store::group_tree(id))?);
-        let sm = StateMachineStore::open(self.kv.clone(), tree, id, shard_count)?;
+        let sm = StateMachineStore::open(self.kv.clone(), tree, id, shard_count)?
+            .sharing_builds(self.snapshot_builds.clone());
         let state = sm.state();
         let network = NetworkFactory::new(id, self.client.clone());
-        let raft = Raft::new(self.id, self.config.clone(), network, log, sm).await?;
+        let raft = Raft::new(self.id, group_config(&self.config, id), network, log, sm).await?;
         // Spawned in this order (batcher, barrier, duties, nudge): a recorded simulation seed
         // replays the same run only while tasks are spawned in the same order.
         let handoff = Handoff::default();

@@ -102,6 +102,9 @@ pub struct Node {
     backups: Mutex<backup::Backups>,
     /// The disk under the data directory, as the gauges last sampled it.
     disk: Mutex<Option<crate::wire::DiskUsage>>,
+    /// One snapshot build at a time on this node, whichever group it is for (see
+    /// `StateMachineStore::sharing_builds`).
+    snapshot_builds: Arc<tokio::sync::Semaphore>,
 }
 
 impl Node {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use openraft::SnapshotPolicy;
-use raft_store::{Kv, NodeId};
+use raft_store::{GroupId, Kv, NodeId};
 
 use super::error::NodeError;
 use crate::clock::Clock;
@@ -56,6 +56,21 @@ impl RaftTuning {
     }
 }
 
+/// How many different snapshot intervals a node's groups are spread over (see [`group_config`]).
+const SNAPSHOT_SPREAD: u32 = 8;
+
+/// The openraft configuration of one group: the node's, with the group's own snapshot interval.
+/// Groups under the same load would otherwise reach their snapshot points in the same second
+/// and build together; group `g` snapshots every `N·(1 + (g mod 8)/8)` entries instead (`N` the
+/// node's `snapshot_every_logs`), so the first points spread over `N..2N` and later ones drift
+/// apart. A node still builds one snapshot at a time (`StateMachineStore::sharing_builds`).
+pub(super) fn group_config(node: &Arc<openraft::Config>, group: GroupId) -> Arc<openraft::Config> {
+    let SnapshotPolicy::LogsSinceLast(every) = node.snapshot_policy else { return node.clone() };
+    let spread = u64::from(group.0 % SNAPSHOT_SPREAD);
+    let every = every.saturating_add(every.saturating_mul(spread) / u64::from(SNAPSHOT_SPREAD));
+    Arc::new(openraft::Config { snapshot_policy: SnapshotPolicy::LogsSinceLast(every), ..(**node).clone() })
+}
+
 pub struct NodeSetup {
     pub node_id: NodeId,
     /// The address other nodes reach this one at.
@@ -68,4 +83,24 @@ pub struct NodeSetup {
     pub client: Arc<dyn NodeClient>,
     pub tuning: RaftTuning,
     pub clock: Clock,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_snapshot_at_intervals_spread_over_one_to_two_times_the_node_s() {
+        let node = RaftTuning { snapshot_every_logs: 800, ..RaftTuning::default() }.raft_config().expect("config");
+        let every = |g: u32| match group_config(&node, GroupId(g)).snapshot_policy {
+            SnapshotPolicy::LogsSinceLast(n) => n,
+            SnapshotPolicy::Never => 0,
+        };
+        let first_eight: Vec<u64> = (0..8).map(every).collect();
+        assert_eq!(first_eight, vec![800, 900, 1_000, 1_100, 1_200, 1_300, 1_400, 1_500]);
+        assert_eq!(every(8), 800, "the ninth group shares the first one's interval");
+        let config = group_config(&node, GroupId(3));
+        assert_eq!(config.heartbeat_interval, node.heartbeat_interval, "the rest is the node's");
+        assert_eq!(config.max_in_snapshot_log_to_keep, node.max_in_snapshot_log_to_keep);
+    }
 }
