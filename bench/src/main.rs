@@ -274,6 +274,14 @@ struct WritePathArgs {
     /// How long the server keeps a hold: expiry is what frees the seats for the next round.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     hold_ttl: Duration,
+    /// PostgreSQL to run the same hold in as a transaction driven by `pgbench` (the same two
+    /// loops, after Boxoffice's runs), e.g. `postgresql://bench@127.0.0.1:55432/bench`
+    /// (`scripts/baselines start`); the table then gives every peak as a multiple of its peak.
+    #[arg(long)]
+    postgres_url: Option<String>,
+    /// The `pgbench` executable (PostgreSQL's client package).
+    #[arg(long, default_value = "pgbench")]
+    pgbench: std::path::PathBuf,
 }
 
 #[derive(Args)]
@@ -466,6 +474,13 @@ async fn run_write_path(a: WritePathArgs) -> Result<(), BenchError> {
         let target = std::sync::Arc::new(bench_target(None, nodes, &config.server_args()).await?);
         let mut row = bench::write_path(target.clone(), &config).await?;
         bench::stop_target(target)?;
+        row.report().print();
+        println!();
+        rows.push(row);
+    }
+    if let Some(url) = a.postgres_url {
+        let pg = bench::PgbenchConfig { url, exe: a.pgbench };
+        let mut row = bench::write_path_pgbench(&pg, &config).await?;
         row.report().print();
         println!();
         rows.push(row);

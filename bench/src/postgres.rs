@@ -113,7 +113,11 @@ pub struct PostgresBuyer {
 }
 
 pub(crate) fn db_error(e: tokio_postgres::Error) -> TargetError {
-    TargetError::Scenario(format!("postgres: {e}"))
+    match e.as_db_error() {
+        // The server's own words: `Display` says only "db error".
+        Some(db) => TargetError::Scenario(format!("postgres: {} ({})", db.message(), db.code().code())),
+        None => TargetError::Scenario(format!("postgres: {e}")),
+    }
 }
 
 impl PostgresStore {

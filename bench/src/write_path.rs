@@ -143,7 +143,7 @@ pub struct Gap {
 impl Gap {
     /// The longest gap between consecutive answers at `times` (since the start), counting the
     /// start and `end` as answers: nothing answered in a gap while requests were outstanding.
-    fn longest(mut times: Vec<Duration>, end: Duration) -> Gap {
+    pub(crate) fn longest(mut times: Vec<Duration>, end: Duration) -> Gap {
         times.retain(|t| *t <= end);
         times.sort_unstable();
         let mut previous = Duration::ZERO;
@@ -178,13 +178,13 @@ pub struct Episode {
 
 /// One answered hold of the open loop: when it was due and how long it took from then.
 #[derive(Clone, Copy)]
-struct Answer {
-    due: Duration,
-    latency: Duration,
+pub(crate) struct Answer {
+    pub(crate) due: Duration,
+    pub(crate) latency: Duration,
 }
 
 /// Late answers (over `threshold`) grouped into episodes, worst first.
-fn episodes(answers: &[Answer], threshold: Duration) -> Vec<Episode> {
+pub(crate) fn episodes(answers: &[Answer], threshold: Duration) -> Vec<Episode> {
     let mut late: Vec<Answer> = answers.iter().copied().filter(|a| a.latency > threshold).collect();
     late.sort_by_key(|a| a.due);
     let mut found: Vec<Episode> = Vec::new();
@@ -263,7 +263,8 @@ pub struct WritePathRow {
     pub store: String,
     pub peak: ClosedFigures,
     pub open: OpenFigures,
-    /// Holds after which a seat comes round again, and how long the server keeps a hold.
+    /// Holds after which a seat comes round again, and how long the server keeps a hold;
+    /// `None` for PostgreSQL's row (pgbench's seats are updated in place and never expire).
     pub cycle: Option<(u64, Duration)>,
 }
 
@@ -353,14 +354,17 @@ fn housekeeping_lines(r: &mut Report, indent: &str, h: Option<&Housekeeping>) {
 }
 
 /// Prints the rows side by side, each store's peak and open-loop tail, with the ratio of each
-/// peak to the first row's.
+/// peak to PostgreSQL's when it ran (the goals are multiples of it), else to the first
+/// row's.
 pub fn print_comparison(rows: &mut [WritePathRow]) {
-    let Some(first) = rows.first() else { return };
-    let base = first.peak.held_per_s().max(f64::EPSILON);
+    let postgres = rows.iter().find(|r| r.cycle.is_none());
+    let Some(base_row) = postgres.or(rows.first()) else { return };
+    let base = base_row.peak.held_per_s().max(f64::EPSILON);
+    let ratio = if postgres.is_some() { "× PostgreSQL" } else { "ratio" };
     let mut lines = vec![vec![
         "store".to_owned(),
         "peak holds/s".to_owned(),
-        "ratio".to_owned(),
+        ratio.to_owned(),
         "open loop p50 / p99 / p999 / max ms".to_owned(),
         "not started".to_owned(),
         "errors".to_owned(),
@@ -491,7 +495,7 @@ pub async fn run(target: Arc<Target>, cfg: &WritePathConfig) -> Result<WritePath
     if rate < 1.0 {
         return Err(TargetError::Scenario(format!("the peak was {:.1} holds/s", peak.held_per_s())));
     }
-    expired(&probe, peak.held, cfg.hold_ttl).await?;
+    expired(&probe, cfg.hold_ttl).await?;
     let open = paced_loop(&store, &probe, &next, rate, cfg.duration).await?;
     Ok(WritePathRow {
         store: format!("Boxoffice, {} ({} events)", target.describe(), store.inventory.events()),
@@ -501,20 +505,21 @@ pub async fn run(target: Arc<Target>, cfg: &WritePathConfig) -> Result<WritePath
     })
 }
 
-/// Waits until the closed loop's `held` holds have expired. Left to expire during the open loop,
-/// they would come due together at the closed loop's rate, on top of the open loop's: 70% of the
-/// peak plus a wave of expiries at the whole peak. A sale at a steady rate expires holds at the
-/// rate it makes them, which is what the open loop then sees once it outlasts the hold lifetime.
-async fn expired(probe: &NodeProbe, held: u64, hold_ttl: Duration) -> Result<(), TargetError> {
+/// Waits until the closed loop's holds have expired: no shard keeps an active hold (every
+/// replica's `boxoffice_machine_records{kind="holds_active"}`). Left to expire during the open
+/// loop, they would come due together at the closed loop's rate, on top of the open loop's: 70%
+/// of the peak plus a wave of expiries at the whole peak. A sale at a steady rate expires holds
+/// at the rate it makes them, which is what the open loop then sees once it outlasts the hold
+/// lifetime.
+async fn expired(probe: &NodeProbe, hold_ttl: Duration) -> Result<(), TargetError> {
     let deadline = Instant::now() + hold_ttl + EXPIRY_WAIT_MAX;
     loop {
-        let done = probe.read().await?.sum("boxoffice_expired_holds_total", None) as u64;
-        if done >= held {
+        let active = probe.read().await?.sum("boxoffice_machine_records", Some("kind=\"holds_active\"")) as u64;
+        if active == 0 {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            let e =
-                format!("{done} of the closed loop's {held} holds expired {:?} after it", hold_ttl + EXPIRY_WAIT_MAX);
+            let e = format!("{active} holds still active {:?} after the closed loop", hold_ttl + EXPIRY_WAIT_MAX);
             return Err(TargetError::Scenario(e));
         }
         tokio::time::sleep(SAMPLE_INTERVAL).await;
