@@ -297,7 +297,7 @@ struct SoakArgs {
     /// The server's `--archive-after`: events leave memory this long after they start.
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     archive_after: Duration,
-    /// The server's `--cache-mb` (sled's page cache).
+    /// The server's `--cache-mb` (the state store's block cache).
     #[arg(long, default_value_t = bench::SoakConfig::default().cache_mb)]
     cache_mb: u64,
 }

@@ -47,7 +47,7 @@ pub struct SoakConfig {
     pub hold_ttl: Duration,
     /// The server's `--archive-after`: how long after it starts an event leaves memory.
     pub archive_after: Duration,
-    /// The server's `--cache-mb`: sled's page cache, which fills as the data grows.
+    /// The server's `--cache-mb`: the state store's block cache, which fills as the data grows.
     pub cache_mb: u64,
 }
 

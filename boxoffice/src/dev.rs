@@ -38,7 +38,7 @@ pub struct DevOptions {
     pub archive_after_ms: i64,
     pub edge: EdgeArgs,
     pub webhooks: WebhookArgs,
-    /// sled's page cache.
+    /// The state store's block cache (fjall).
     pub cache_bytes: u64,
 }
 

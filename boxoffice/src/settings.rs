@@ -11,7 +11,7 @@ use clap::Args;
 
 /// Event shards of a new cluster or dev data directory unless given.
 pub const SHARDS_DEFAULT: u32 = 8;
-/// sled's page cache of a `boxoffice node`, in MiB, unless given.
+/// The state store's block cache of a `boxoffice node`, in MiB, unless given.
 const NODE_CACHE_MB_DEFAULT: u64 = 512;
 const DEV_CACHE_MB_DEFAULT: u64 = 256;
 /// The largest clock offset a cluster may be configured to tolerate.
