@@ -52,7 +52,13 @@ pub async fn run(pg: &PgbenchConfig, cfg: &WritePathConfig) -> Result<WritePathR
         return Err(TargetError::Scenario(format!("pgbench's peak was {:.1} holds/s", peak.held_per_s())));
     }
     let open = run(Some(rate), "open").await?.open(cfg, rate);
-    Ok(WritePathRow { store: format!("PostgreSQL (pgbench, {} clients)", cfg.clients), peak, open, cycle: None })
+    Ok(WritePathRow {
+        store: format!("PostgreSQL (pgbench, {} clients)", cfg.clients),
+        peak,
+        open,
+        cycle: None,
+        baseline: true,
+    })
 }
 
 /// Fresh tables: `seats` free seats and no holds.

@@ -2,9 +2,9 @@
 //! other hold of the run asks for while it lasts — so the figures are the cost of a durable,
 //! replicated write through the REST api and nothing else (no conflicts, no refusals answered
 //! from memory). Two runs on the same server: a closed loop of `clients` finds the peak, then,
-//! once the closed loop's holds have expired, an open loop offers [`OPEN_LOOP_SHARE`] of it and measures each hold from when it was due
-//! (`pace.rs`), with the longest stall, while the nodes' `/metrics` tell how many snapshots they
-//! built meanwhile.
+//! once the closed loop's holds have expired, an open loop offers [`OPEN_LOOP_SHARE`] of it and
+//! measures each hold from when it was due (`pace.rs`), with the longest stall, while the nodes'
+//! `/metrics` tell how many snapshots they built meanwhile.
 //!
 //! Inventory: one big seated event per shard (created until every shard has one; events on an
 //! already covered shard are used too), holds spread over the shards in turn, each shard's seats
@@ -266,6 +266,8 @@ pub struct WritePathRow {
     /// Holds after which a seat comes round again, and how long the server keeps a hold;
     /// `None` for PostgreSQL's row (pgbench's seats are updated in place and never expire).
     pub cycle: Option<(u64, Duration)>,
+    /// The row the others' peaks are multiples of in the comparison (PostgreSQL's).
+    pub baseline: bool,
 }
 
 impl WritePathRow {
@@ -357,7 +359,7 @@ fn housekeeping_lines(r: &mut Report, indent: &str, h: Option<&Housekeeping>) {
 /// peak to PostgreSQL's when it ran (the goals are multiples of it), else to the first
 /// row's.
 pub fn print_comparison(rows: &mut [WritePathRow]) {
-    let postgres = rows.iter().find(|r| r.cycle.is_none());
+    let postgres = rows.iter().find(|r| r.baseline);
     let Some(base_row) = postgres.or(rows.first()) else { return };
     let base = base_row.peak.held_per_s().max(f64::EPSILON);
     let ratio = if postgres.is_some() { "× PostgreSQL" } else { "ratio" };
@@ -502,6 +504,7 @@ pub async fn run(target: Arc<Target>, cfg: &WritePathConfig) -> Result<WritePath
         peak,
         open,
         cycle: Some((store.inventory.cycle_holds(), cfg.hold_ttl)),
+        baseline: false,
     })
 }
 

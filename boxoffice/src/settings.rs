@@ -546,7 +546,8 @@ pub struct NodeArgs {
     pub election_min_ms: u64,
     #[arg(long, default_value_t = node::RaftTuning::default().election_max_ms, value_parser = clap::value_parser!(u64).range(1..))]
     pub election_max_ms: u64,
-    /// Build a snapshot (and compact the log) after this many applied entries.
+    /// Build a snapshot (and compact the log) after this many applied entries: each group after
+    /// between one and two times this many, spread by group, so shards do not build together.
     #[arg(long, default_value_t = node::RaftTuning::default().snapshot_every_logs, value_parser = clap::value_parser!(u64).range(1..))]
     pub snapshot_every_logs: u64,
     #[command(flatten)]

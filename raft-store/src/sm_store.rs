@@ -314,8 +314,8 @@ pub struct SnapshotBuilder {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    /// The machine is copied under the read lock and encoded on a blocking thread without it. The
-    /// copy itself is O(1): the machine's collections are persistent and shared with it, and
+    /// Once the node's build slot is free, the machine is copied under the read lock and encoded
+    /// on the low-priority background thread without it. The copy itself is O(1): the machine's collections are persistent and shared with it, and
     /// apply's next writes copy only the paths they touch. Once the snapshot is durable, cold
     /// records that expired before its time are collected (a bounded number per snapshot).
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {

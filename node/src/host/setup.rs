@@ -19,7 +19,8 @@ pub struct RaftTuning {
     pub heartbeat_ms: u64,
     pub election_min_ms: u64,
     pub election_max_ms: u64,
-    /// Build a snapshot (and compact the log) after this many applied entries.
+    /// Build a snapshot (and compact the log) after this many applied entries; each group uses
+    /// its own multiple of it, 1 to 2 times (see [`group_config`]).
     pub snapshot_every_logs: u64,
     /// Entries kept in the log behind the snapshot, so lagging followers catch up without one.
     pub logs_kept_after_snapshot: u64,
