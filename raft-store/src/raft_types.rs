@@ -3,8 +3,16 @@
 use crate::command::{Outcome, Request};
 
 /// What applying one log entry yields: one outcome per proposal (none for blank and membership
-/// entries).
-pub type Outcomes = Vec<Outcome>;
+/// entries), and what the entry's expiry pass ended before its proposals ran — holds and
+/// payments that came due end in whichever entry first sees them, not only in `Expire`'s.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Outcomes {
+    pub outcomes: Vec<Outcome>,
+    /// Holds this entry expired.
+    pub expired_holds: u32,
+    /// Orders whose payment window this entry closed.
+    pub expired_orders: u32,
+}
 
 use crate::ids::NodeId;
 

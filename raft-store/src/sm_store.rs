@@ -396,7 +396,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 let outcome = match entry.payload {
                     EntryPayload::Blank => {
                         applied.machine.note_index(index);
-                        Vec::new()
+                        Outcomes::default()
                     }
                     EntryPayload::Normal(request) => {
                         let done = applied
@@ -404,12 +404,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                             .apply(index, &request, self.state.cold.as_ref())
                             .map_err(|e| sm_err(ErrorVerb::Read, e))?;
                         self.state.cold.write(&done.writes).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-                        done.outcomes
+                        let (expired_holds, expired_orders) = done.expired;
+                        Outcomes { outcomes: done.outcomes, expired_holds, expired_orders }
                     }
                     EntryPayload::Membership(membership) => {
                         applied.machine.note_index(index);
                         applied.membership = StoredMembership::new(Some(entry.log_id), membership);
-                        Vec::new()
+                        Outcomes::default()
                     }
                 };
                 outcomes.push(outcome);

@@ -91,8 +91,13 @@ async fn propose_entry(group: GroupId, raft: Raft, batch: Vec<Pending>, time_ms:
     drop(permit);
     match result {
         Ok(response) => {
-            assert_eq!(response.data.len(), count, "one outcome per proposal");
-            for (reply, outcome) in replies.into_iter().zip(response.data) {
+            let applied = response.data;
+            assert_eq!(applied.outcomes.len(), count, "one outcome per proposal");
+            // Counted where the entry was proposed (once per entry, on its leader), whichever
+            // command's apply ended them.
+            metrics::counter!("boxoffice_expired_holds_total").increment(u64::from(applied.expired_holds));
+            metrics::counter!("boxoffice_expired_orders_total").increment(u64::from(applied.expired_orders));
+            for (reply, outcome) in replies.into_iter().zip(applied.outcomes) {
                 let _ = reply.send(Ok(outcome));
             }
         }

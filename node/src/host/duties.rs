@@ -52,9 +52,8 @@ pub(super) async fn expire_duty(duty: LeaderDuty) {
         }
         match duty.propose(Command::Expire).await {
             Ok(Outcome::Expired { holds, orders }) => {
+                // Counted by the batcher, with the holds other entries expire.
                 tracing::debug!(%group, holds, orders, "expired");
-                metrics::counter!("boxoffice_expired_holds_total").increment(u64::from(holds));
-                metrics::counter!("boxoffice_expired_orders_total").increment(u64::from(orders));
             }
             Ok(other) => tracing::warn!(%group, ?other, "unexpected expire outcome"),
             Err(e) => tracing::debug!(%group, error = %e, "expire not proposed"),

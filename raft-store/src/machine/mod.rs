@@ -35,6 +35,8 @@ const MACHINE_FORMAT: u8 = 3;
 pub struct EntryApplied {
     pub outcomes: Vec<Outcome>,
     pub writes: ColdWrites,
+    /// Holds and orders the entry's expiry pass ended.
+    pub expired: (u32, u32),
 }
 
 /// How many records a group keeps in memory, by kind: what the size of its hot state follows
@@ -225,7 +227,7 @@ impl Machine {
             outcomes.push(self.apply_proposal(ctx, proposal, expired, cold, &mut writes)?);
         }
         self.reprice(ctx);
-        Ok(EntryApplied { outcomes, writes })
+        Ok(EntryApplied { outcomes, writes, expired })
     }
 
     fn apply_proposal(

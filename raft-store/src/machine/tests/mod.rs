@@ -514,6 +514,24 @@ fn periodic_expire_compacts_due_holds_and_records_the_change() {
 }
 
 #[test]
+fn any_entry_reports_the_holds_its_expiry_pass_ended() {
+    let mut h = Harness::new();
+    held(h.hold_seats(T0, "u1", &["FLOOR-A-1"]));
+    held(h.hold_general(T0, "u1", 2));
+    let due = T0 + TTL_MS;
+    // A hold, not an `Expire`, is the first entry past the due time: its apply ends both, and
+    // says so (the node counts expiries from this, whichever command's entry ended them).
+    h.index += 1;
+    let request =
+        Request::single(due, Proposal::internal(h.hold_command("u2", Selection::Seats(vec!["FLOOR-B-1".into()]))));
+    let applied = h.m.apply(h.index, &request, &h.cold).expect("the cold store reads");
+    assert_eq!(applied.expired, (2, 0));
+    held(applied.outcomes.into_iter().next().expect("one outcome"));
+    h.cold.write(applied.writes);
+    assert_eq!(h.run(due, Command::Expire), Outcome::Expired { holds: 0, orders: 0 }, "nothing left to expire");
+}
+
+#[test]
 fn unpaid_orders_give_their_seats_back_after_the_payment_timeout() {
     let mut h = Harness::new();
     let hold = held(h.hold_seats(T0, "u1", &["FLOOR-A-1"]));
