@@ -2,8 +2,8 @@
 //! other hold of the run asks for while it lasts — so the figures are the cost of a durable,
 //! replicated write through the REST api and nothing else (no conflicts, no refusals answered
 //! from memory). Two runs on the same server: a closed loop of `clients` finds the peak, then,
-//! once the closed loop's holds have expired, an open loop offers [`OPEN_LOOP_SHARE`] of it and
-//! measures each hold from when it was due (`pace.rs`), with the longest stall, while the nodes'
+//! once the closed loop's holds have expired and [`WARM_UP`] at the new rate has opened the
+//! connections again, an open loop offers [`OPEN_LOOP_SHARE`] of it and measures each hold from when it was due (`pace.rs`), with the longest stall, while the nodes'
 //! `/metrics` tell how many snapshots they built meanwhile.
 //!
 //! Inventory: one big seated event per shard (created until every shard has one; events on an
@@ -99,6 +99,10 @@ const SETUP_CONCURRENCY: usize = 32;
 const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long past their lifetime the closed loop's holds may take to expire before the open loop.
 const EXPIRY_WAIT_MAX: Duration = Duration::from_secs(30);
+/// The open loop runs this long at its rate, unmeasured, before it is measured: the expiry wait
+/// leaves the client's connections idle (closed) and the servers' caches cool, and a measured
+/// loop would otherwise start with an episode of new connections.
+const WARM_UP: Duration = Duration::from_secs(3);
 /// Stall episodes listed in the report, worst first.
 const EPISODES_SHOWN: usize = 5;
 
@@ -498,6 +502,7 @@ pub async fn run(target: Arc<Target>, cfg: &WritePathConfig) -> Result<WritePath
         return Err(TargetError::Scenario(format!("the peak was {:.1} holds/s", peak.held_per_s())));
     }
     expired(&probe, cfg.hold_ttl).await?;
+    warm_up(&store, &next, rate).await;
     let open = paced_loop(&store, &probe, &next, rate, cfg.duration).await?;
     Ok(WritePathRow {
         store: format!("Boxoffice, {} ({} events)", target.describe(), store.inventory.events()),
@@ -527,6 +532,17 @@ async fn expired(probe: &NodeProbe, hold_ttl: Duration) -> Result<(), TargetErro
         }
         tokio::time::sleep(SAMPLE_INTERVAL).await;
     }
+}
+
+/// Holds at `rate` for [`WARM_UP`], their answers not kept (their holds expire during the
+/// measured loop, at its rate).
+async fn warm_up(store: &Arc<Boxoffice>, next: &Arc<AtomicU64>, rate: f64) {
+    let (store, next) = (store.clone(), next.clone());
+    open_loop(rate, WARM_UP, in_flight_max(rate), move |_, _| {
+        let (store, n) = (store.clone(), next.fetch_add(1, Ordering::Relaxed));
+        async move { !matches!(store.hold(n).await, Held::Error) }
+    })
+    .await;
 }
 
 /// What one closed-loop client saw.
