@@ -66,7 +66,17 @@ pub const RETRY_RETAIN_MS: i64 = 5 * 60_000;
 /// in steps that each keep apply short.
 pub const ARCHIVE_ORDERS_PER_COMMAND_MAX: usize = 2_000;
 /// Change records kept per shard for the change feed; a consumer behind this re-reads a snapshot.
+/// About 130 bytes each in memory (docs/performance.md): 13 MB a shard when full, 20 s of a
+/// shard's busiest flash sale.
 pub const CHANGES_RETAINED_MAX: usize = 100_000;
+/// Change records older than this (by log time) leave the feed as new ones are recorded, so a
+/// shard written at a steady rate keeps a steady share of [`CHANGES_RETAINED_MAX`] rather than
+/// filling it over hours: what the feed's readers need is seconds (the api's seat streams and
+/// caches, the indexer) to minutes (a restarted webhook dispatcher picking up where it was).
+pub const CHANGES_RETAIN_MS: i64 = 5 * 60_000;
+/// Records past [`CHANGES_RETAIN_MS`] that recording one change may drop: a shard quiet after a
+/// burst sheds the burst's records over its next writes, each apply staying short.
+pub const CHANGES_AGED_DROPS_MAX: usize = 1_024;
 /// Items one list query returns at most.
 pub const LIST_LIMIT_MAX: usize = 100;
 

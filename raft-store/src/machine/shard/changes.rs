@@ -1,20 +1,30 @@
 //! The change feed: every change to an event or its inventory is recorded with its log index, and
-//! read back in pages that never split one index. Bounded by [`CHANGES_RETAINED_MAX`]; a reader
-//! that fell behind the oldest retained record is told so, not given a gap.
+//! read back in pages that never split one index. Bounded by [`CHANGES_RETAINED_MAX`] and, as
+//! records are written, by age ([`CHANGES_RETAIN_MS`] of log time); a reader that fell behind the
+//! oldest retained record is told so, not given a gap.
 
 use super::state::ShardState;
 use crate::command::{Change, ChangeKind, ChangesPage};
 use crate::ids::EventId;
-use crate::limits::CHANGES_RETAINED_MAX;
+use crate::limits::{CHANGES_AGED_DROPS_MAX, CHANGES_RETAINED_MAX, CHANGES_RETAIN_MS};
 use crate::machine::ctx::Ctx;
 use crate::machine::partition_point;
 
 impl ShardState {
     pub(super) fn record(&mut self, ctx: Ctx, event_id: &EventId, kind: ChangeKind) {
         self.changes.push_back(Change { index: ctx.index, time_ms: ctx.now_ms, event_id: event_id.clone(), kind });
-        while self.changes.len() > CHANGES_RETAINED_MAX {
+        let horizon_ms = ctx.now_ms.saturating_sub(CHANGES_RETAIN_MS);
+        let mut aged = 0;
+        loop {
+            let over = self.changes.len() > CHANGES_RETAINED_MAX;
+            let old = aged < CHANGES_AGED_DROPS_MAX && self.changes.front().is_some_and(|c| c.time_ms < horizon_ms);
+            if !(over || old) {
+                break;
+            }
+            // The record just pushed is never past the horizon, so the front is another one.
             let dropped = self.changes.pop_front().expect("non-empty");
             self.changes_dropped_through = dropped.index;
+            aged += usize::from(!over);
         }
     }
 

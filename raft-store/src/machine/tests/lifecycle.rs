@@ -219,6 +219,39 @@ fn listing_is_soonest_first_with_a_cursor() {
 }
 
 #[test]
+fn change_records_past_their_age_leave_as_new_ones_are_recorded() {
+    use crate::limits::{CHANGES_AGED_DROPS_MAX, CHANGES_RETAIN_MS};
+    let mut h = Harness::new();
+    h.checking = false;
+    let changes = |h: &Harness| h.m.records().changes as usize;
+    // A burst (the event's record and two per hold released), then quiet: nothing leaves while
+    // nothing is recorded.
+    for i in 0..1_000 {
+        let hold = held(h.hold_seats(T0 + i, "u1", &["FLOOR-A-1"]));
+        h.run(T0 + i, Command::ReleaseHold { hold_id: hold.hold_id, user: user("u1") });
+    }
+    assert_eq!(changes(&h), 2_001);
+    let burst_end = h.index;
+    // A change recorded later than the age drops at most the bound of old records at once...
+    let later = T0 + 1_000 + CHANGES_RETAIN_MS;
+    held(h.hold_seats(later, "u2", &["FLOOR-B-1"]));
+    assert_eq!(changes(&h), 2_001 - CHANGES_AGED_DROPS_MAX + 1);
+    // ... and the next ones the rest; a reader from within the burst is told it was compacted,
+    // one from its end reads on.
+    held(h.hold_seats(later, "u2", &["FLOOR-B-2"]));
+    assert_eq!(changes(&h), 2);
+    let Answer::Changes(page) = h.q(&Query::Changes { after_index: burst_end - 1, limit: 10 }, later) else { panic!() };
+    assert!(matches!(page, ChangesPage::Compacted { .. }), "{page:?}");
+    let Answer::Changes(ChangesPage::Records { changes, .. }) =
+        h.q(&Query::Changes { after_index: burst_end, limit: 10 }, later)
+    else {
+        panic!()
+    };
+    assert_eq!(changes.len(), 2);
+    h.m.check_invariants().unwrap();
+}
+
+#[test]
 fn change_feed_reports_compaction_when_records_were_dropped() {
     let mut h = Harness::new();
     let Answer::Changes(ChangesPage::Records { changes, last_index }) =
