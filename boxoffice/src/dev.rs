@@ -36,6 +36,8 @@ pub struct DevOptions {
     pub tokens: TokenArgs,
     /// See `RaftTuning::archive_after_ms`.
     pub archive_after_ms: i64,
+    /// See `RaftTuning::snapshot_every_logs`.
+    pub snapshot_every_logs: u64,
     pub edge: EdgeArgs,
     pub webhooks: WebhookArgs,
     /// The state store's block cache (fjall).
@@ -79,7 +81,11 @@ pub async fn run(opts: DevOptions, metrics: MetricsRender) -> Result<(), ServeEr
         kv,
         log_kv,
         client: Arc::new(NoPeers),
-        tuning: RaftTuning { archive_after_ms: opts.archive_after_ms, ..RaftTuning::default() },
+        tuning: RaftTuning {
+            archive_after_ms: opts.archive_after_ms,
+            snapshot_every_logs: opts.snapshot_every_logs,
+            ..RaftTuning::default()
+        },
         // One node, one clock: nothing to allow for.
         clock: node::Clock::new(0),
     })

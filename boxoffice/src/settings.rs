@@ -497,6 +497,10 @@ pub struct DevArgs {
     /// store's memory, whatever the data on disk grows to.
     #[arg(long, env = "BOXOFFICE_CACHE_MB", default_value_t = DEV_CACHE_MB_DEFAULT)]
     pub cache_mb: u64,
+    /// Build a snapshot (and compact the log) after this many applied entries: each group after
+    /// between one and two times this many, spread by group.
+    #[arg(long, default_value_t = node::RaftTuning::default().snapshot_every_logs, value_parser = clap::value_parser!(u64).range(1..))]
+    pub snapshot_every_logs: u64,
     #[command(flatten)]
     pub tokens: TokenArgs,
     #[command(flatten)]

@@ -66,7 +66,7 @@ pub const RETRY_RETAIN_MS: i64 = 5 * 60_000;
 /// in steps that each keep apply short.
 pub const ARCHIVE_ORDERS_PER_COMMAND_MAX: usize = 2_000;
 /// Change records kept per shard for the change feed; a consumer behind this re-reads a snapshot.
-/// About 130 bytes each in memory (docs/performance.md): 13 MB a shard when full, 20 s of a
+/// About 200 bytes each in memory (docs/performance.md): 20 MB a shard when full, 20 s of a
 /// shard's busiest flash sale.
 pub const CHANGES_RETAINED_MAX: usize = 100_000;
 /// Change records older than this (by log time) leave the feed as new ones are recorded, so a
