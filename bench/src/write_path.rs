@@ -3,8 +3,9 @@
 //! replicated write through the REST api and nothing else (no conflicts, no refusals answered
 //! from memory). Two runs on the same server: a closed loop of `clients` finds the peak, then,
 //! once the closed loop's holds have expired and [`WARM_UP`] at the new rate has opened the
-//! connections again, an open loop offers [`OPEN_LOOP_SHARE`] of it and measures each hold from when it was due (`pace.rs`), with the longest stall, while the nodes'
-//! `/metrics` tell how many snapshots they built meanwhile.
+//! connections again, an open loop offers [`OPEN_LOOP_SHARE`] of it and measures each hold from
+//! when it was due (`pace.rs`), with the longest stall, while the nodes' `/metrics` tell how many
+//! snapshots they built meanwhile.
 //!
 //! Inventory: one big seated event per shard (created until every shard has one; events on an
 //! already covered shard are used too), holds spread over the shards in turn, each shard's seats
