@@ -273,7 +273,7 @@ impl SoakOutcome {
         r.line(
             "peak RSS, third and last quarter",
             format!(
-                "{:.1} → {:.1} MiB ({:+.1}%, flat within {:.0}%)",
+                "{:.1} → {:.1} MiB ({:+.1}%, flat within {:.1}%)",
                 f.peaks_mib.0,
                 f.peaks_mib.1,
                 (f.peaks_mib.1 / f.peaks_mib.0 - 1.0) * 100.0,
