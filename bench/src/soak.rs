@@ -55,7 +55,9 @@ pub struct SoakConfig {
     /// The server's `--snapshot-every-logs`. Between snapshots a group's log is indexed in memory
     /// (about 100 bytes an entry), so the log's share of memory is steady only once every group
     /// has snapshotted twice: at the soak's rate and the default interval, 20 minutes and more.
-    /// Shorter, like the hold and archive delays, it compresses that warm-up into minutes.
+    /// Shorter, like the hold and archive delays, it compresses that warm-up into minutes, and
+    /// runs the snapshot-and-purge cycle often enough that a leak in it would show (it did not
+    /// lower the RSS measured: docs/performance.md).
     pub snapshot_every_logs: u64,
 }
 
@@ -590,14 +592,15 @@ async fn watch(
 mod tests {
     use super::*;
 
-    /// One sample a minute at the end of each minute, from `mib`.
-    fn minutes(mib: &[f64]) -> Vec<(Duration, f64)> {
-        mib.iter().enumerate().map(|(i, m)| (Duration::from_secs(60 * (i as u64 + 1)), *m)).collect()
+    /// The verdict on one sample at the end of each minute, from `mib`, of a run as long.
+    fn judged(mib: &[f64]) -> Flatness {
+        let samples: Vec<(Duration, f64)> =
+            mib.iter().enumerate().map(|(i, m)| (Duration::from_secs(60 * (i as u64 + 1)), *m)).collect();
+        Flatness::of(&samples, Duration::from_secs(60 * mib.len() as u64))
     }
 
     #[test]
     fn rss_that_keeps_rising_is_not_flat_and_a_steady_sawtooth_is() {
-        let ten = Duration::from_secs(600);
         // Measured: the change feeds filling (minute 10 to 20 of a 20-minute soak); after that
         // was mended, a slower rise (peaks 333 → 348 MiB from minute 14 to 20); and a rise of
         // 2.5% a minute.
@@ -605,7 +608,7 @@ mod tests {
             110., 142., 168., 202., 214., 233., 242., 253., 251., 259., 275., 294., 304., 286., 286., 305., 316., 318.,
             321., 329.,
         ];
-        let f = Flatness::of(&minutes(&rising), Duration::from_secs(1_200));
+        let f = judged(&rising);
         assert_eq!(f.peaks_mib, (304.0, 329.0));
         assert!(!f.flat, "{f:?}");
         let slower = [
@@ -613,18 +616,18 @@ mod tests {
             328., 348.,
         ];
         // (Minute 15 ends the third quarter's window, so its sample counts in the last.)
-        let f = Flatness::of(&minutes(&slower), Duration::from_secs(1_200));
+        let f = judged(&slower);
         assert_eq!(f.peaks_mib, (333.0, 348.0));
         assert!(!f.flat, "{f:?}");
         let slow: Vec<f64> = (0..10).map(|i| 200.0 * 1.025_f64.powi(i)).collect();
-        assert!(!Flatness::of(&minutes(&slow), ten).flat);
+        assert!(!judged(&slow).flat);
         // Measured: snapshots and compactions every minute or two, peaks that do not climb.
         let sawtooth = [124., 168., 200., 232., 228., 233., 258., 252., 257., 247.];
-        let f = Flatness::of(&minutes(&sawtooth), ten);
+        let f = judged(&sawtooth);
         assert_eq!((f.second_half_mib, f.peaks_mib), ((228.0, 258.0), (258.0, 257.0)));
         assert!(f.flat, "{f:?}");
         // Too short to have quarters with samples: not judged flat.
-        assert!(!Flatness::of(&[], ten).flat);
+        assert!(!Flatness::of(&[], Duration::from_secs(600)).flat);
     }
 
     #[test]

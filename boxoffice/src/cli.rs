@@ -181,7 +181,7 @@ async fn run_dev(a: DevArgs, metrics: seams::MetricsRender) -> Result<(), ServeE
         restore: a.restore,
         tokens: a.tokens,
         archive_after_ms: a.archive.archive_after_ms(),
-        snapshot_every_logs: a.snapshot_every_logs,
+        snapshot_every_logs: a.snapshots.snapshot_every_logs,
         edge: a.edge,
         webhooks: a.webhooks,
         cache_bytes: a.cache_mb.saturating_mul(1 << 20),

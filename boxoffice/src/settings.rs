@@ -497,10 +497,8 @@ pub struct DevArgs {
     /// store's memory, whatever the data on disk grows to.
     #[arg(long, env = "BOXOFFICE_CACHE_MB", default_value_t = DEV_CACHE_MB_DEFAULT)]
     pub cache_mb: u64,
-    /// Build a snapshot (and compact the log) after this many applied entries: each group after
-    /// between one and two times this many, spread by group.
-    #[arg(long, default_value_t = node::RaftTuning::default().snapshot_every_logs, value_parser = clap::value_parser!(u64).range(1..))]
-    pub snapshot_every_logs: u64,
+    #[command(flatten)]
+    pub snapshots: SnapshotArgs,
     #[command(flatten)]
     pub tokens: TokenArgs,
     #[command(flatten)]
@@ -550,10 +548,8 @@ pub struct NodeArgs {
     pub election_min_ms: u64,
     #[arg(long, default_value_t = node::RaftTuning::default().election_max_ms, value_parser = clap::value_parser!(u64).range(1..))]
     pub election_max_ms: u64,
-    /// Build a snapshot (and compact the log) after this many applied entries: each group after
-    /// between one and two times this many, spread by group, so shards do not build together.
-    #[arg(long, default_value_t = node::RaftTuning::default().snapshot_every_logs, value_parser = clap::value_parser!(u64).range(1..))]
-    pub snapshot_every_logs: u64,
+    #[command(flatten)]
+    pub snapshots: SnapshotArgs,
     #[command(flatten)]
     pub archive: ArchiveArgs,
 }
@@ -579,6 +575,15 @@ impl WebhookArgs {
     }
 }
 
+/// How often each group snapshots (`boxoffice node` and `dev`).
+#[derive(Args, Clone, Debug)]
+pub struct SnapshotArgs {
+    /// Build a snapshot (and compact the log) after this many applied entries: each group after
+    /// between one and two times this many, spread by group, so shards do not build together.
+    #[arg(long, default_value_t = node::RaftTuning::default().snapshot_every_logs, value_parser = clap::value_parser!(u64).range(1..))]
+    pub snapshot_every_logs: u64,
+}
+
 /// When ended events leave memory for their shard's archive (`boxoffice node` and `dev`).
 #[derive(Args, Clone, Debug)]
 pub struct ArchiveArgs {
@@ -600,7 +605,7 @@ impl NodeArgs {
             heartbeat_ms: self.heartbeat_ms,
             election_min_ms: self.election_min_ms,
             election_max_ms: self.election_max_ms,
-            snapshot_every_logs: self.snapshot_every_logs,
+            snapshot_every_logs: self.snapshots.snapshot_every_logs,
             archive_after_ms: self.archive.archive_after_ms(),
             ..node::RaftTuning::default()
         }

@@ -94,9 +94,13 @@ async fn propose_entry(group: GroupId, raft: Raft, batch: Vec<Pending>, time_ms:
             let applied = response.data;
             assert_eq!(applied.outcomes.len(), count, "one outcome per proposal");
             // Counted where the entry was proposed (once per entry, on its leader), whichever
-            // command's apply ended them.
-            metrics::counter!("boxoffice_expired_holds_total").increment(u64::from(applied.expired_holds));
-            metrics::counter!("boxoffice_expired_orders_total").increment(u64::from(applied.expired_orders));
+            // command's apply ended them; most entries end none.
+            if applied.expired_holds > 0 {
+                metrics::counter!("boxoffice_expired_holds_total").increment(u64::from(applied.expired_holds));
+            }
+            if applied.expired_orders > 0 {
+                metrics::counter!("boxoffice_expired_orders_total").increment(u64::from(applied.expired_orders));
+            }
             for (reply, outcome) in replies.into_iter().zip(applied.outcomes) {
                 let _ = reply.send(Ok(outcome));
             }

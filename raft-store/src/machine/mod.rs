@@ -50,7 +50,8 @@ pub struct MachineRecords {
     pub holds_ended: u64,
     /// Orders in memory (until their event is archived).
     pub orders: u64,
-    /// Change records kept for the change feed (at most `CHANGES_RETAINED_MAX`, the last `CHANGES_RETAIN_MS`).
+    /// Change records kept for the change feed (at most `CHANGES_RETAINED_MAX`, none older than
+    /// `CHANGES_RETAIN_MS` once a newer one is recorded).
     pub changes: u64,
 }
 

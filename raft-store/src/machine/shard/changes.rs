@@ -13,19 +13,22 @@ use crate::machine::partition_point;
 impl ShardState {
     pub(super) fn record(&mut self, ctx: Ctx, event_id: &EventId, kind: ChangeKind) {
         self.changes.push_back(Change { index: ctx.index, time_ms: ctx.now_ms, event_id: event_id.clone(), kind });
+        while self.changes.len() > CHANGES_RETAINED_MAX {
+            self.drop_oldest_change();
+        }
+        // The record just pushed is never past the horizon, so these are older ones.
         let horizon_ms = ctx.now_ms.saturating_sub(CHANGES_RETAIN_MS);
-        let mut aged = 0;
-        loop {
-            let over = self.changes.len() > CHANGES_RETAINED_MAX;
-            let old = aged < CHANGES_AGED_DROPS_MAX && self.changes.front().is_some_and(|c| c.time_ms < horizon_ms);
-            if !(over || old) {
+        for _ in 0..CHANGES_AGED_DROPS_MAX {
+            if self.changes.front().is_none_or(|c| c.time_ms >= horizon_ms) {
                 break;
             }
-            // The record just pushed is never past the horizon, so the front is another one.
-            let dropped = self.changes.pop_front().expect("non-empty");
-            self.changes_dropped_through = dropped.index;
-            aged += usize::from(!over);
+            self.drop_oldest_change();
         }
+    }
+
+    fn drop_oldest_change(&mut self) {
+        let dropped = self.changes.pop_front().expect("non-empty");
+        self.changes_dropped_through = dropped.index;
     }
 
     /// Restarts the feed at `index` (a restored shard): the records of the old log's indexes go,

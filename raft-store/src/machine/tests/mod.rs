@@ -126,9 +126,14 @@ impl Harness {
 
     /// Applies `request` as the next entry (the caller numbered it) and stores its cold writes.
     fn apply_at(&mut self, index: u64, request: &Request) -> Vec<Outcome> {
+        self.apply_counting(index, request).0
+    }
+
+    /// As [`Harness::apply_at`], with the holds and orders the entry's expiry pass ended.
+    fn apply_counting(&mut self, index: u64, request: &Request) -> (Vec<Outcome>, (u32, u32)) {
         let applied = self.m.apply(index, request, &self.cold).expect("the cold store reads");
         self.cold.write(applied.writes);
-        applied.outcomes
+        (applied.outcomes, applied.expired)
     }
 
     /// Applies `request` at the current index.
@@ -526,10 +531,9 @@ fn any_entry_reports_the_holds_its_expiry_pass_ended() {
     h.index += 1;
     let request =
         Request::single(due, Proposal::internal(h.hold_command("u2", Selection::Seats(vec!["FLOOR-B-1".into()]))));
-    let applied = h.m.apply(h.index, &request, &h.cold).expect("the cold store reads");
-    assert_eq!(applied.expired, (2, 0));
-    held(applied.outcomes.into_iter().next().expect("one outcome"));
-    h.cold.write(applied.writes);
+    let (outcomes, expired) = h.apply_counting(h.index, &request);
+    assert_eq!(expired, (2, 0));
+    held(outcomes.into_iter().next().expect("one outcome"));
     assert_eq!(h.run(due, Command::Expire), Outcome::Expired { holds: 0, orders: 0 }, "nothing left to expire");
 }
 
